@@ -1,0 +1,22 @@
+//! The generated protobuf types and tonic services of `proto/`.
+//!
+//! Messages serialise to proto3 JSON through serde (pbjson), which the REST
+//! shims use.
+
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+/// `switchyard.v1`: the public API.
+pub mod v1 {
+    tonic::include_proto!("switchyard.v1");
+    include!(concat!(env!("OUT_DIR"), "/switchyard.v1.serde.rs"));
+}
+
+/// `google.api`: the HTTP annotations that map RPCs to REST paths.
+pub mod google_api {
+    include!(concat!(env!("OUT_DIR"), "/google.api.rs"));
+    include!(concat!(env!("OUT_DIR"), "/google.api.serde.rs"));
+}
+
+/// The encoded `FileDescriptorSet` of every proto file, imports included.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/switchyard_descriptor.bin"));

@@ -1,0 +1,487 @@
+//! Configuration in layers: defaults, then a TOML file, then `SWITCHYARD_*`
+//! environment variables, then command-line flags; validated once at start-up.
+//!
+//! Every failure is a [`ConfigError`] whose `Display` is one line naming the
+//! setting, so `main` can print it and exit non-zero without a backtrace.
+
+use std::{collections::BTreeMap, fmt, net::SocketAddr, path::Path, time::Duration};
+
+use serde::Deserialize;
+
+/// The default listen address of the one gRPC + HTTP listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// The default database: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://switchyard.db";
+
+/// Which release track this replica serves; every request metric carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Track {
+    /// The normal production track.
+    #[default]
+    Stable,
+    /// The baseline of a canary comparison.
+    Baseline,
+    /// The canary.
+    Canary,
+}
+
+impl Track {
+    /// Returns the label value used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Track::Stable => "stable",
+            Track::Baseline => "baseline",
+            Track::Canary => "canary",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "stable" => Some(Track::Stable),
+            "baseline" => Some(Track::Baseline),
+            "canary" => Some(Track::Canary),
+            _ => None,
+        }
+    }
+}
+
+/// A token secret; its `Debug` never shows the value, so configuration can be
+/// logged.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A bearer token and the scope it grants.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// `admin`, `gating` or `tenant:<id>`.
+    pub scope: String,
+    /// The secret presented as `authorization: Bearer <secret>`.
+    pub secret: Secret,
+}
+
+/// The whole configuration of a `switchyard serve` process.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `SWITCHYARD_LISTEN`: the address of the gRPC + HTTP listener.
+    pub listen: String,
+    /// `SWITCHYARD_METRICS_LISTEN`: an optional second address serving only `/metrics`.
+    pub metrics_listen: Option<String>,
+    /// `SWITCHYARD_DATABASE_URL`: `sqlite://...` or `postgres://...`.
+    pub database_url: String,
+    /// `SWITCHYARD_REDIS_URL`: unset means the in-process cache and bus.
+    pub redis_url: Option<String>,
+    /// `SWITCHYARD_REDIS_PREFIX`: prepended to every Redis key and channel name
+    /// (lets tests and several deployments share one Redis).
+    pub redis_prefix: String,
+    /// `SWITCHYARD_ADMIN_TOKEN`: the admin bearer token. Unset (and no `tokens`):
+    /// `serve` generates one and prints it once.
+    pub admin_token: Option<Secret>,
+    /// `SWITCHYARD_TOKENS` (`scope=secret,scope=secret`) or `[[tokens]]` tables.
+    pub tokens: Vec<TokenConfig>,
+    /// `SWITCHYARD_PROMETHEUS_URL`: where the error budget is read from.
+    pub prometheus_url: Option<String>,
+    /// `SWITCHYARD_TRACK`: `stable`, `baseline` or `canary`.
+    pub track: Track,
+    /// `SWITCHYARD_LOG`: a tracing filter such as `info` or `switchyard=debug`.
+    pub log: String,
+    /// `SWITCHYARD_MAX_MESSAGE_BYTES`: the largest gRPC message accepted or sent.
+    pub max_message_bytes: usize,
+    /// `SWITCHYARD_HTTP2_KEEPALIVE_INTERVAL_S`: HTTP/2 PING interval on idle connections.
+    pub http2_keepalive_interval_s: u64,
+    /// `SWITCHYARD_HTTP2_KEEPALIVE_TIMEOUT_S`: a PING unanswered this long closes the connection.
+    pub http2_keepalive_timeout_s: u64,
+    /// `SWITCHYARD_SHUTDOWN_GRACE_S`: how long in-flight calls may run after a
+    /// shutdown signal before the process stops anyway.
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.to_owned(),
+            metrics_listen: None,
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            redis_url: None,
+            redis_prefix: String::new(),
+            admin_token: None,
+            tokens: Vec::new(),
+            prometheus_url: None,
+            track: Track::Stable,
+            log: "info".to_owned(),
+            max_message_bytes: 4 * 1024 * 1024,
+            http2_keepalive_interval_s: 30,
+            http2_keepalive_timeout_s: 10,
+            shutdown_grace_s: 10,
+        }
+    }
+}
+
+/// A configuration problem, displayed as one line that names the setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    setting: String,
+    reason: String,
+}
+
+impl ConfigError {
+    fn new(setting: impl Into<String>, reason: impl fmt::Display) -> Self {
+        ConfigError {
+            setting: setting.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Returns the name of the offending setting.
+    pub fn setting(&self) -> &str {
+        &self.setting
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration: {}: {}",
+            self.setting, self.reason
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--redis-url`.
+    pub redis_url: Option<String>,
+    /// `--track`.
+    pub track: Option<String>,
+    /// `--log`.
+    pub log: Option<String>,
+}
+
+impl Config {
+    /// Builds the configuration from every layer and validates it.
+    ///
+    /// `env` is the process environment (passed in so tests never touch the
+    /// real one); only `SWITCHYARD_*` names are read.
+    pub fn load(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.apply_overrides(overrides)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let setting = format!("--config {}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&setting, e))?;
+        toml::from_str(&text).map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let reason = e.message().replace('\n', " ");
+            match line {
+                Some(line) => ConfigError::new(format!("{setting} line {line}"), reason),
+                None => ConfigError::new(setting, reason),
+            }
+        })
+    }
+
+    fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        for (name, value) in env.range("SWITCHYARD_".to_owned()..) {
+            let Some(key) = name.strip_prefix("SWITCHYARD_") else {
+                break;
+            };
+            let v = value.clone();
+            match key {
+                "LISTEN" => self.listen = v,
+                "METRICS_LISTEN" => self.metrics_listen = non_empty(v),
+                "DATABASE_URL" => self.database_url = v,
+                "REDIS_URL" => self.redis_url = non_empty(v),
+                "REDIS_PREFIX" => self.redis_prefix = v,
+                "ADMIN_TOKEN" => self.admin_token = non_empty(v).map(Secret),
+                "TOKENS" => self.tokens = parse_tokens(name, &v)?,
+                "PROMETHEUS_URL" => self.prometheus_url = non_empty(v),
+                "TRACK" => self.track = parse_track(name, &v)?,
+                "LOG" => self.log = v,
+                "MAX_MESSAGE_BYTES" => self.max_message_bytes = parse_num(name, &v)?,
+                "HTTP2_KEEPALIVE_INTERVAL_S" => {
+                    self.http2_keepalive_interval_s = parse_num(name, &v)?
+                }
+                "HTTP2_KEEPALIVE_TIMEOUT_S" => {
+                    self.http2_keepalive_timeout_s = parse_num(name, &v)?
+                }
+                "SHUTDOWN_GRACE_S" => self.shutdown_grace_s = parse_num(name, &v)?,
+                // Flag overrides (`SWITCHYARD_FLAG_*`) and client settings
+                // (`SWITCHYARD_TOKEN`) belong to other readers.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_overrides(&mut self, o: &Overrides) -> Result<(), ConfigError> {
+        if let Some(v) = &o.listen {
+            self.listen = v.clone();
+        }
+        if let Some(v) = &o.database_url {
+            self.database_url = v.clone();
+        }
+        if let Some(v) = &o.redis_url {
+            self.redis_url = non_empty(v.clone());
+        }
+        if let Some(v) = &o.track {
+            self.track = parse_track("--track", v)?;
+        }
+        if let Some(v) = &o.log {
+            self.log = v.clone();
+        }
+        Ok(())
+    }
+
+    /// Checks every setting; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if let Some(m) = &self.metrics_listen {
+            m.parse::<SocketAddr>().map_err(|e| {
+                ConfigError::new("SWITCHYARD_METRICS_LISTEN", format!("{m:?}: {e}"))
+            })?;
+        }
+        let db = &self.database_url;
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::new(
+                "SWITCHYARD_DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        if let Some(r) = &self.redis_url
+            && !(r.starts_with("redis://")
+                || r.starts_with("rediss://")
+                || r.starts_with("redis+unix://"))
+        {
+            return Err(ConfigError::new(
+                "SWITCHYARD_REDIS_URL",
+                "must start with redis://, rediss:// or redis+unix://",
+            ));
+        }
+        if let Some(p) = &self.prometheus_url
+            && !(p.starts_with("http://") || p.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "SWITCHYARD_PROMETHEUS_URL",
+                "must start with http:// or https://",
+            ));
+        }
+        if let Some(t) = &self.admin_token {
+            check_secret("SWITCHYARD_ADMIN_TOKEN", &t.0)?;
+        }
+        for t in &self.tokens {
+            check_secret("SWITCHYARD_TOKENS", &t.secret.0)?;
+            crate::auth::Scope::parse(&t.scope)
+                .map_err(|e| ConfigError::new("SWITCHYARD_TOKENS", e))?;
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return Err(ConfigError::new("SWITCHYARD_LOG", e));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_message_bytes) {
+            return Err(ConfigError::new(
+                "SWITCHYARD_MAX_MESSAGE_BYTES",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        if self.http2_keepalive_interval_s == 0 || self.http2_keepalive_timeout_s == 0 {
+            return Err(ConfigError::new(
+                "SWITCHYARD_HTTP2_KEEPALIVE_INTERVAL_S / _TIMEOUT_S",
+                "must be at least 1 second",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Returns the parsed listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|e| ConfigError::new("SWITCHYARD_LISTEN", format!("{:?}: {e}", self.listen)))
+    }
+
+    /// Returns the HTTP/2 keepalive interval.
+    pub fn http2_keepalive_interval(&self) -> Duration {
+        Duration::from_secs(self.http2_keepalive_interval_s)
+    }
+
+    /// Returns the HTTP/2 keepalive timeout.
+    pub fn http2_keepalive_timeout(&self) -> Duration {
+        Duration::from_secs(self.http2_keepalive_timeout_s)
+    }
+
+    /// Returns the shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_s)
+    }
+}
+
+fn non_empty(v: String) -> Option<String> {
+    (!v.is_empty()).then_some(v)
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    v.trim()
+        .parse()
+        .map_err(|e| ConfigError::new(name, format!("{v:?}: {e}")))
+}
+
+fn parse_track(name: &str, v: &str) -> Result<Track, ConfigError> {
+    Track::parse(v)
+        .ok_or_else(|| ConfigError::new(name, format!("{v:?}: must be stable, baseline or canary")))
+}
+
+/// Parses `scope=secret,scope=secret`; a secret may itself contain `=`.
+fn parse_tokens(name: &str, v: &str) -> Result<Vec<TokenConfig>, ConfigError> {
+    v.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|entry| {
+            let (scope, secret) = entry.trim().split_once('=').ok_or_else(|| {
+                ConfigError::new(name, "each entry must be scope=secret (secret not shown)")
+            })?;
+            Ok(TokenConfig {
+                scope: scope.to_owned(),
+                secret: Secret(secret.to_owned()),
+            })
+        })
+        .collect()
+}
+
+fn check_secret(name: &str, secret: &str) -> Result<(), ConfigError> {
+    if secret.len() < 16 {
+        return Err(ConfigError::new(
+            name,
+            "a token must be at least 16 characters",
+        ));
+    }
+    if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            name,
+            "a token may contain only printable ASCII without spaces",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = Config::load(None, &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN);
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.redis_url, None);
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\ntrack = \"canary\"\nlog = \"debug\"\n",
+        )
+        .unwrap();
+        let e = env(&[
+            ("SWITCHYARD_LISTEN", "127.0.0.1:2"),
+            ("SWITCHYARD_TRACK", "baseline"),
+        ]);
+        let o = Overrides {
+            listen: Some("127.0.0.1:3".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&path), &e, &o).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:3", "flag beats env beats file");
+        assert_eq!(c.track, Track::Baseline, "env beats file");
+        assert_eq!(c.log, "debug", "file beats default");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_in_one_line() {
+        let cases = [
+            ("SWITCHYARD_LISTEN", "not-an-address"),
+            ("SWITCHYARD_DATABASE_URL", "mysql://x"),
+            ("SWITCHYARD_REDIS_URL", "http://x"),
+            ("SWITCHYARD_TRACK", "blue"),
+            ("SWITCHYARD_ADMIN_TOKEN", "short"),
+            ("SWITCHYARD_TOKENS", "tenant:=abcdefghijklmnopq"),
+            ("SWITCHYARD_MAX_MESSAGE_BYTES", "lots"),
+        ];
+        for (name, value) in cases {
+            let err =
+                Config::load(None, &env(&[(name, value)]), &Overrides::default()).unwrap_err();
+            let line = err.to_string();
+            assert!(line.contains(name), "{line}");
+            assert!(!line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_bad_file_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nlisten_addr = 3\n").unwrap();
+        let err = Config::load(Some(&path), &env(&[]), &Overrides::default()).unwrap_err();
+        let line = err.to_string();
+        assert!(line.contains("line 2"), "{line}");
+        assert!(line.contains("listen_addr"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn token_secrets_are_not_printed() {
+        let c = Config {
+            admin_token: Some(Secret("adminsecretvalue456".into())),
+            tokens: vec![TokenConfig {
+                scope: "admin".into(),
+                secret: Secret("supersecretvalue123".into()),
+            }],
+            ..Config::default()
+        };
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("supersecretvalue123"), "{printed}");
+        assert!(!printed.contains("adminsecretvalue456"), "{printed}");
+    }
+}

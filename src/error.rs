@@ -1,0 +1,215 @@
+//! The one error table: a closed set of kinds, each mapped once to a gRPC code
+//! and an HTTP status (the grpc-gateway table).
+//!
+//! Domain code returns [`Error`]; only this module converts it for a transport.
+//! Driver and SQL errors never reach a client: they are logged here and replaced
+//! by a generic message.
+
+use std::fmt;
+
+/// What went wrong, as a client sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed; the message names the field.
+    InvalidArgument,
+    /// The named entity does not exist.
+    NotFound,
+    /// The entity (or a pattern) already exists.
+    AlreadyExists,
+    /// The request is valid but the state forbids it (a stale revision).
+    FailedPrecondition,
+    /// The caller is known but may not do this.
+    PermissionDenied,
+    /// The caller presented no valid credentials.
+    Unauthenticated,
+    /// A limit was reached (watchers, queue).
+    ResourceExhausted,
+    /// A dependency (database, Redis) is unreachable; retrying may succeed.
+    Unavailable,
+    /// The RPC exists in the API but this version does not serve it yet.
+    Unimplemented,
+    /// A bug or an unexpected failure; details are in the server log only.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Returns the gRPC status code for this kind.
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            ErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
+            ErrorKind::NotFound => tonic::Code::NotFound,
+            ErrorKind::AlreadyExists => tonic::Code::AlreadyExists,
+            ErrorKind::FailedPrecondition => tonic::Code::FailedPrecondition,
+            ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
+            ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
+            ErrorKind::ResourceExhausted => tonic::Code::ResourceExhausted,
+            ErrorKind::Unavailable => tonic::Code::Unavailable,
+            ErrorKind::Unimplemented => tonic::Code::Unimplemented,
+            ErrorKind::Internal => tonic::Code::Internal,
+        }
+    }
+
+    /// Returns the HTTP status grpc-gateway uses for this kind's gRPC code.
+    pub fn http_status(self) -> http::StatusCode {
+        http_status_for(self.grpc_code())
+    }
+}
+
+/// Maps a gRPC code to an HTTP status the way grpc-gateway's
+/// `HTTPStatusFromCode` does.
+pub fn http_status_for(code: tonic::Code) -> http::StatusCode {
+    use http::StatusCode as S;
+    use tonic::Code as C;
+    match code {
+        C::Ok => S::OK,
+        C::Cancelled => S::from_u16(499).unwrap_or(S::BAD_REQUEST),
+        C::Unknown | C::Internal | C::DataLoss => S::INTERNAL_SERVER_ERROR,
+        C::InvalidArgument | C::OutOfRange => S::BAD_REQUEST,
+        C::DeadlineExceeded => S::GATEWAY_TIMEOUT,
+        C::NotFound => S::NOT_FOUND,
+        C::AlreadyExists | C::Aborted => S::CONFLICT,
+        C::PermissionDenied => S::FORBIDDEN,
+        C::Unauthenticated => S::UNAUTHORIZED,
+        C::ResourceExhausted => S::TOO_MANY_REQUESTS,
+        C::FailedPrecondition => S::BAD_REQUEST,
+        C::Unimplemented => S::NOT_IMPLEMENTED,
+        C::Unavailable => S::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// An error with its kind and a message safe to show a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl Error {
+    /// Creates an error of `kind` whose `message` is shown to the client as is.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A malformed field: the message reads `<field>: <reason>`.
+    pub fn invalid_argument(field: &str, reason: impl fmt::Display) -> Self {
+        Error::new(ErrorKind::InvalidArgument, format!("{field}: {reason}"))
+    }
+
+    /// Returns NOT_FOUND for `what` (for example `tenant "acme"`).
+    pub fn not_found(what: impl fmt::Display) -> Self {
+        Error::new(ErrorKind::NotFound, format!("{what} not found"))
+    }
+
+    /// Returns ALREADY_EXISTS with the message as given.
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::AlreadyExists, message)
+    }
+
+    /// Returns FAILED_PRECONDITION with the message as given.
+    pub fn failed_precondition(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::FailedPrecondition, message)
+    }
+
+    /// Returns PERMISSION_DENIED with the message as given.
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::PermissionDenied, message)
+    }
+
+    /// Returns UNAUTHENTICATED with the message as given.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Unauthenticated, message)
+    }
+
+    /// Returns UNIMPLEMENTED for an RPC of the API that this version does not serve.
+    pub fn unimplemented(rpc: &str) -> Self {
+        Error::new(
+            ErrorKind::Unimplemented,
+            format!("{rpc} is part of the API but not served by this version of switchyard yet"),
+        )
+    }
+
+    /// Logs `source` server-side and returns an error that does not reveal it.
+    pub fn internal(context: &str, source: impl fmt::Display) -> Self {
+        tracing::error!(error = %source, context, "internal error");
+        Error::new(
+            ErrorKind::Internal,
+            format!("internal error while {context}"),
+        )
+    }
+
+    /// Logs `source` server-side and returns UNAVAILABLE naming only the dependency.
+    pub fn unavailable(dependency: &str, source: impl fmt::Display) -> Self {
+        tracing::warn!(error = %source, dependency, "dependency unavailable");
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("{dependency} is unavailable, retry later"),
+        )
+    }
+
+    /// Returns the kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Returns the client-facing message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        tonic::Status::new(e.kind.grpc_code(), e.message)
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => Error::unavailable("the database", e),
+            _ => Error::internal("talking to the database", e),
+        }
+    }
+}
+
+/// The result type of domain and store code.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_statuses_follow_grpc_gateway() {
+        assert_eq!(ErrorKind::InvalidArgument.http_status(), 400);
+        assert_eq!(ErrorKind::NotFound.http_status(), 404);
+        assert_eq!(ErrorKind::AlreadyExists.http_status(), 409);
+        assert_eq!(ErrorKind::FailedPrecondition.http_status(), 400);
+        assert_eq!(ErrorKind::PermissionDenied.http_status(), 403);
+        assert_eq!(ErrorKind::Unauthenticated.http_status(), 401);
+        assert_eq!(ErrorKind::ResourceExhausted.http_status(), 429);
+        assert_eq!(ErrorKind::Unavailable.http_status(), 503);
+        assert_eq!(ErrorKind::Unimplemented.http_status(), 501);
+    }
+
+    #[test]
+    fn driver_errors_do_not_reach_the_client() {
+        let e: Error = sqlx::Error::Protocol("syntax error at SELECT secret FROM".into()).into();
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        assert!(!e.message().contains("SELECT"), "{}", e.message());
+    }
+}

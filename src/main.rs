@@ -1,0 +1,157 @@
+//! The `switchyard` binary: parses the command line, loads the configuration,
+//! and runs one command.
+
+#![forbid(unsafe_code)]
+
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use switchyard::config::{Config, Overrides};
+
+/// A gRPC control plane: tenant routing, feature flags with a lossless watch,
+/// release gating.
+#[derive(Parser)]
+#[command(name = "switchyard", version)]
+struct Cli {
+    /// A TOML configuration file (its keys are the settings' names in lowercase
+    /// without the SWITCHYARD_ prefix).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The gRPC + HTTP listen address [env: SWITCHYARD_LISTEN; default 127.0.0.1:50051].
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<String>,
+    /// sqlite://FILE or postgres://... [env: SWITCHYARD_DATABASE_URL; default sqlite://switchyard.db].
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// redis://... ; unset: in-process cache and bus [env: SWITCHYARD_REDIS_URL].
+    #[arg(long, global = true, value_name = "URL")]
+    redis_url: Option<String>,
+    /// stable, baseline or canary [env: SWITCHYARD_TRACK].
+    #[arg(long, global = true, value_name = "TRACK")]
+    track: Option<String>,
+    /// A log filter such as info or switchyard=debug [env: SWITCHYARD_LOG].
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply database migrations to the configured database, then exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = match switchyard_env() {
+        Ok(env) => env,
+        Err(name) => {
+            eprintln!("switchyard: invalid configuration: {name}: not valid UTF-8");
+            return ExitCode::from(2);
+        }
+    };
+    let overrides = Overrides {
+        listen: cli.listen,
+        database_url: cli.database_url,
+        redis_url: cli.redis_url,
+        track: cli.track,
+        log: cli.log,
+    };
+    let config = match Config::load(cli.config.as_deref(), &env, &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchyard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    switchyard::telemetry::init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchyard: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::Migrate => migrate(config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("switchyard: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let addr = config.listen_addr().map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    switchyard::serve(config, listener, shutdown_signal())
+        .await
+        .map_err(|e| e.message().to_owned())
+}
+
+async fn migrate(config: Config) -> Result<(), String> {
+    let store = switchyard::store::Store::connect(&config.database_url)
+        .await
+        .map_err(|e| e.message().to_owned())?;
+    store.migrate().await.map_err(|e| e.message().to_owned())?;
+    let revision = store
+        .current_revision()
+        .await
+        .map_err(|e| e.message().to_owned())?;
+    println!(
+        "switchyard: migrations applied ({:?}, revision {revision})",
+        store.backend()
+    );
+    store.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Collects the `SWITCHYARD_*` variables; errs with the name of one that is not UTF-8.
+fn switchyard_env() -> Result<BTreeMap<String, String>, String> {
+    let mut env = BTreeMap::new();
+    for (k, v) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        if !k.starts_with("SWITCHYARD_") {
+            continue;
+        }
+        let v = v.into_string().map_err(|_| k.to_owned())?;
+        env.insert(k.to_owned(), v);
+    }
+    Ok(env)
+}

@@ -1,0 +1,264 @@
+//! Assembles the application and serves it: one listener for gRPC and HTTP,
+//! health, reflection, auth, and graceful shutdown.
+//!
+//! `main` and the integration tests both call [`serve`].
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use axum::{body::Body, extract::Request, response::IntoResponse, response::Response};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{server::NamedService, service::Routes, transport::Server};
+use tonic_health::ServingStatus;
+
+use crate::{
+    api::{
+        self,
+        v1::{
+            flag_service_server::FlagServiceServer, gating_service_server::GatingServiceServer,
+            tenant_service_server::TenantServiceServer,
+        },
+    },
+    auth::{self, Authenticator, Scope},
+    config::Config,
+    error::{Error, ErrorKind},
+    grpc::{flag::FlagApi, gating::GatingApi, tenant::TenantApi},
+    rest,
+    store::{Backend, Store},
+};
+
+/// What every service shares. One per server.
+#[derive(Debug)]
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// Cancelled when shutdown begins: long-lived streams end on it.
+    pub shutdown: CancellationToken,
+}
+
+/// The fully qualified names of the API services, for health.
+pub const SERVICE_NAMES: [&str; 3] = [
+    <TenantServiceServer<TenantApi> as NamedService>::NAME,
+    <FlagServiceServer<FlagApi> as NamedService>::NAME,
+    <GatingServiceServer<GatingApi> as NamedService>::NAME,
+];
+
+/// Opens the store, checks or applies its schema, and serves on `listener`
+/// until `shutdown` resolves.
+///
+/// On shutdown, health turns NOT_SERVING first (overall and per service),
+/// streams are told to end, new connections are refused, and in-flight calls
+/// get `shutdown_grace` to finish. SQLite databases are migrated here;
+/// PostgreSQL ones must have been migrated with `switchyard migrate`.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let store = Store::connect(&config.database_url).await?;
+    match store.backend() {
+        Backend::Sqlite => store.migrate().await?,
+        Backend::Postgres => store.check_schema().await?,
+    }
+    let authenticator = Arc::new(authenticator(&config));
+    let app = Arc::new(App {
+        config,
+        store,
+        shutdown: CancellationToken::new(),
+    });
+    let config = &app.config;
+    crate::telemetry::metrics_handle();
+    metrics::gauge!(
+        "switchyard_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "track" => config.track.as_str()
+    )
+    .set(1.0);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in SERVICE_NAMES {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    let reflection = |b: tonic_reflection::server::Builder<'static>| {
+        // Both reflection versions list both reflection services, so every
+        // grpcurl version sees the same list.
+        b.include_reflection_service(false)
+            .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .map_err(|e| Error::internal("building the reflection service", e))?;
+    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .map_err(|e| Error::internal("building the reflection service", e))?;
+
+    let max = config.max_message_bytes;
+    let mut grpc = Routes::builder();
+    grpc.add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            TenantServiceServer::new(TenantApi::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            FlagServiceServer::new(FlagApi::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            GatingServiceServer::new(GatingApi::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        );
+    let router = rest::router()
+        .merge(grpc.routes().into_axum_router())
+        .fallback(unknown_route)
+        .layer(axum::middleware::from_fn_with_state(
+            authenticator,
+            auth::authenticate,
+        ));
+
+    if let Some(addr) = &config.metrics_listen {
+        spawn_metrics_listener(addr, app.shutdown.clone()).await?;
+    }
+    spawn_metrics_upkeep(app.shutdown.clone());
+
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::internal("reading the listen address", e))?;
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = {
+        let app = app.clone();
+        let health = health.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: health NOT_SERVING, finishing in-flight calls");
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            for name in SERVICE_NAMES {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
+            app.shutdown.cancel();
+            let _ = stopping_tx.send(());
+        }
+    };
+    let server = Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(config.http2_keepalive_interval()))
+        .http2_keepalive_timeout(Some(config.http2_keepalive_timeout()))
+        .tcp_nodelay(true)
+        .add_routes(Routes::from(router))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            signal,
+        );
+    tracing::info!(%addr, database = ?app.store.backend(), "serving");
+
+    let grace = config.shutdown_grace();
+    let deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result.map_err(|e| Error::internal("serving", e))?,
+        () = deadline => tracing::warn!(?grace, "in-flight calls did not finish within the grace period"),
+    }
+    app.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Builds the token table. With no token configured at all, generates an admin
+/// token and prints it once on stderr.
+fn authenticator(config: &Config) -> Authenticator {
+    let mut tokens: Vec<(String, Scope)> = config
+        .tokens
+        .iter()
+        .filter_map(|t| Scope::parse(&t.scope).ok().map(|s| (t.secret.0.clone(), s)))
+        .collect();
+    match &config.admin_token {
+        Some(t) => tokens.push((t.0.clone(), Scope::Admin)),
+        None if tokens.is_empty() => {
+            let secret = generate_token();
+            eprintln!(
+                "switchyard: no token configured; this run's admin token (shown once): {secret}"
+            );
+            tokens.push((secret, Scope::Admin));
+        }
+        None => {}
+    }
+    Authenticator::new(tokens.iter().map(|(s, scope)| (s.as_str(), scope.clone())))
+}
+
+/// Returns 32 random bytes as hex.
+pub fn generate_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+async fn unknown_route(req: Request) -> Response {
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        tonic::Status::unimplemented(format!("unknown method {}", req.uri().path()))
+            .into_http::<Body>()
+    } else {
+        rest::error_response(&Error::new(
+            ErrorKind::NotFound,
+            format!("no route for {} {}", req.method(), req.uri().path()),
+        ))
+        .into_response()
+    }
+}
+
+async fn spawn_metrics_listener(addr: &str, stop: CancellationToken) -> Result<(), Error> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::unavailable("the metrics listen address", e))?;
+    tokio::spawn(async move {
+        let r = axum::serve(listener, rest::router())
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "metrics listener stopped");
+        }
+    });
+    Ok(())
+}
+
+fn spawn_metrics_upkeep(stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Some(h) = crate::telemetry::metrics_handle() {
+                        h.run_upkeep();
+                    }
+                }
+                () = stop.cancelled() => break,
+            }
+        }
+    });
+}
