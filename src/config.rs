@@ -200,7 +200,7 @@ impl Config {
         toml::from_str(&text).map_err(|e: toml::de::Error| {
             let line = e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+                .map(|s| text.get(..s.start).unwrap_or(&text).matches('\n').count() + 1);
             let reason = e.message().replace('\n', " ");
             match line {
                 Some(line) => ConfigError::new(format!("{setting} line {line}"), reason),

@@ -1,0 +1,179 @@
+//! The `switchyard` binary as an operator runs it.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the binary with a clean `SWITCHYARD_*` environment plus `env`.
+fn command(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SWITCHYARD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+fn wait_for_port(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bad_configuration_is_one_line_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (
+            &[],
+            &[("SWITCHYARD_LISTEN", "nowhere")],
+            "SWITCHYARD_LISTEN",
+        ),
+        (
+            &[],
+            &[("SWITCHYARD_DATABASE_URL", "mysql://db")],
+            "SWITCHYARD_DATABASE_URL",
+        ),
+        (&[], &[("SWITCHYARD_TRACK", "purple")], "SWITCHYARD_TRACK"),
+        (&["--track", "purple"], &[], "--track"),
+        (&["--config", "missing.toml"], &[], "missing.toml"),
+    ];
+    for (args, env, setting) in cases {
+        let out = command(dir.path(), args, env).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{setting}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(setting), "{stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn serve_with_no_configuration_prints_an_admin_token_once_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = command(dir.path(), &["--listen", &listen], &[])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, &mut child);
+    assert!(
+        dir.path().join("switchyard.db").exists(),
+        "the embedded SQLite database is created in the working directory"
+    );
+    let status = terminate(&mut child);
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    let stderr: Vec<String> = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let token_lines: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.contains("admin token"))
+        .collect();
+    assert_eq!(token_lines.len(), 1, "{stderr:?}");
+    let token = token_lines[0].rsplit(' ').next().unwrap();
+    assert_eq!(token.len(), 64, "a 256-bit hex token: {token}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_serves_after_migrate() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [
+        ("SWITCHYARD_DATABASE_URL", db.url.as_str()),
+        ("SWITCHYARD_ADMIN_TOKEN", ADMIN),
+        ("SWITCHYARD_LISTEN", listen.as_str()),
+    ];
+
+    // Before migrating, serve refuses in one line.
+    let out = command(dir.path(), &["serve"], &env).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("switchyard migrate"), "{stderr}");
+
+    let out = command(dir.path(), &["migrate"], &env).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Migrating twice is harmless.
+    let out = command(dir.path(), &["migrate"], &env).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut child = command(dir.path(), &["serve"], &env)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, &mut child);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{listen}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let resp = health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.get_ref().status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    assert!(
+        !dir.path().join("switchyard.db").exists(),
+        "no SQLite file on PostgreSQL"
+    );
+    assert!(terminate(&mut child).success());
+}
