@@ -42,7 +42,9 @@ async fn serving(port: u16) -> bool {
     let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")) else {
         return false;
     };
-    let Ok(ch) = ep.connect().await else { return false };
+    let Ok(ch) = ep.connect().await else {
+        return false;
+    };
     HealthClient::new(ch)
         .check(HealthCheckRequest::default())
         .await
@@ -56,7 +58,9 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 fn stop(mut child: Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
 }
 
@@ -74,7 +78,10 @@ async fn main() {
         let start = Instant::now();
         let child = spawn(dir.path(), port);
         while !serving(port).await {
-            assert!(start.elapsed() < Duration::from_secs(10), "not SERVING within 10 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "not SERVING within 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         times.push(start.elapsed());
@@ -97,7 +104,10 @@ async fn main() {
     if let Some((child, _dir)) = last {
         tokio::time::sleep(Duration::from_secs(3)).await;
         match rss_kib(child.id()) {
-            Some(kib) => println!("idle resident memory after 3 s: {:.1} MiB", kib as f64 / 1024.0),
+            Some(kib) => println!(
+                "idle resident memory after 3 s: {:.1} MiB",
+                kib as f64 / 1024.0
+            ),
             None => println!("idle resident memory: unavailable (no /proc)"),
         }
         stop(child);

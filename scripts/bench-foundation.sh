@@ -12,5 +12,5 @@ if [ "${1:-}" = "--build-time" ]; then
   rm -rf "$T"
 fi
 cargo build --release --quiet
-ls -l target/release/switchyard | awk '{printf "release binary target/release/switchyard: %.1f MiB\n", $5/1048576}'
+ls -l "${CARGO_TARGET_DIR:-target}/release/switchyard" | awk '{printf "release binary: %.1f MiB\n", $5/1048576}'
 cargo bench --quiet --bench startup -- 20

@@ -182,12 +182,10 @@ pub async fn authenticate(
         .and_then(|v| v.to_str().ok());
     let secret = match header {
         None => return refuse(grpc, "missing bearer token"),
-        Some(h) => match h
-            .strip_prefix("Bearer ")
-            .or_else(|| h.strip_prefix("bearer "))
-        {
-            Some(s) => s.trim(),
-            None => return refuse(grpc, "authorization must be \"Bearer <token>\""),
+        // The scheme is case-insensitive (RFC 7235).
+        Some(h) => match (h.get(..7), h.get(7..)) {
+            (Some(scheme), Some(rest)) if scheme.eq_ignore_ascii_case("bearer ") => rest.trim(),
+            _ => return refuse(grpc, "authorization must be \"Bearer <token>\""),
         },
     };
     match auth.authenticate(secret) {

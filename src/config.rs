@@ -103,6 +103,10 @@ pub struct Config {
     /// `SWITCHYARD_SHUTDOWN_GRACE_S`: how long in-flight calls may run after a
     /// shutdown signal before the process stops anyway.
     pub shutdown_grace_s: u64,
+    /// `SWITCHYARD_SYNC_INTERVAL_MS`: how often a replica reads the change log
+    /// even when the bus is silent (bounds how long a lost pub/sub message can
+    /// delay a change).
+    pub sync_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -122,6 +126,7 @@ impl Default for Config {
             http2_keepalive_interval_s: 30,
             http2_keepalive_timeout_s: 10,
             shutdown_grace_s: 10,
+            sync_interval_ms: 1000,
         }
     }
 }
@@ -234,6 +239,7 @@ impl Config {
                     self.http2_keepalive_timeout_s = parse_num(name, &v)?
                 }
                 "SHUTDOWN_GRACE_S" => self.shutdown_grace_s = parse_num(name, &v)?,
+                "SYNC_INTERVAL_MS" => self.sync_interval_ms = parse_num(name, &v)?,
                 // Flag overrides (`SWITCHYARD_FLAG_*`) and client settings
                 // (`SWITCHYARD_TOKEN`) belong to other readers.
                 _ => {}
@@ -314,10 +320,22 @@ impl Config {
                 "must be between 1024 and 67108864",
             ));
         }
-        if self.http2_keepalive_interval_s == 0 || self.http2_keepalive_timeout_s == 0 {
+        if self.http2_keepalive_interval_s == 0 {
             return Err(ConfigError::new(
-                "SWITCHYARD_HTTP2_KEEPALIVE_INTERVAL_S / _TIMEOUT_S",
+                "SWITCHYARD_HTTP2_KEEPALIVE_INTERVAL_S",
                 "must be at least 1 second",
+            ));
+        }
+        if self.http2_keepalive_timeout_s == 0 {
+            return Err(ConfigError::new(
+                "SWITCHYARD_HTTP2_KEEPALIVE_TIMEOUT_S",
+                "must be at least 1 second",
+            ));
+        }
+        if !(10..=60_000).contains(&self.sync_interval_ms) {
+            return Err(ConfigError::new(
+                "SWITCHYARD_SYNC_INTERVAL_MS",
+                "must be between 10 and 60000",
             ));
         }
         Ok(())
@@ -338,6 +356,11 @@ impl Config {
     /// Returns the HTTP/2 keepalive timeout.
     pub fn http2_keepalive_timeout(&self) -> Duration {
         Duration::from_secs(self.http2_keepalive_timeout_s)
+    }
+
+    /// Returns the change-log poll interval.
+    pub fn sync_interval(&self) -> Duration {
+        Duration::from_millis(self.sync_interval_ms)
     }
 
     /// Returns the shutdown grace period.

@@ -8,6 +8,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod bus;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod flag;
@@ -16,6 +18,7 @@ pub mod grpc;
 pub mod rest;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod tenant;
 

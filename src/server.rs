@@ -20,11 +20,15 @@ use crate::{
         },
     },
     auth::{self, Authenticator, Scope},
+    bus::Bus,
+    cache::ResolutionCache,
     config::Config,
     error::{Error, ErrorKind},
     grpc::{flag::FlagApi, gating::GatingApi, tenant::TenantApi},
     rest,
     store::{Backend, Store},
+    sync::Sync,
+    tenant::Tenants,
 };
 
 /// What every service shares. One per server.
@@ -34,6 +38,10 @@ pub struct App {
     pub config: Config,
     /// The database.
     pub store: Store,
+    /// Tenants and their resolution.
+    pub tenants: Arc<Tenants>,
+    /// The follower of the change log; announces local commits.
+    pub sync: Arc<Sync>,
     /// Cancelled when shutdown begins: long-lived streams end on it.
     pub shutdown: CancellationToken,
 }
@@ -57,16 +65,50 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    config
+        .validate()
+        .map_err(|e| Error::invalid_argument("configuration", e))?;
     let store = Store::connect(&config.database_url).await?;
     match store.backend() {
         Backend::Sqlite => store.migrate().await?,
         Backend::Postgres => store.check_schema().await?,
     }
     let authenticator = Arc::new(authenticator(&config));
+    let shutdown_token = CancellationToken::new();
+    let (bus, cache) = match &config.redis_url {
+        None => (Bus::in_process(), ResolutionCache::Disabled),
+        Some(url) => {
+            let (client, conn) = connect_redis(url).await?;
+            let bus = Bus::redis(
+                client,
+                conn.clone(),
+                &config.redis_prefix,
+                shutdown_token.clone(),
+            );
+            let cache = ResolutionCache::Redis {
+                conn,
+                prefix: config.redis_prefix.clone(),
+            };
+            (bus, cache)
+        }
+    };
+    let start_revision = store.current_revision().await?;
+    let tenants = Arc::new(Tenants::new(store.clone(), cache, start_revision));
+    let sync = Arc::new(Sync::new(
+        store.clone(),
+        bus,
+        tenants.clone(),
+        start_revision,
+    ));
+    spawn_initial_load(tenants.clone(), shutdown_token.clone());
+    sync.clone()
+        .spawn(config.sync_interval(), shutdown_token.clone());
     let app = Arc::new(App {
         config,
         store,
-        shutdown: CancellationToken::new(),
+        tenants,
+        sync,
+        shutdown: shutdown_token,
     });
     let config = &app.config;
     crate::telemetry::metrics_handle();
@@ -185,6 +227,38 @@ pub async fn serve(
     Ok(())
 }
 
+/// Opens the Redis client and the shared command connection (with timeouts,
+/// so a hung Redis cannot hang a call).
+async fn connect_redis(url: &str) -> Result<(redis::Client, redis::aio::ConnectionManager), Error> {
+    let client = redis::Client::open(url)
+        .map_err(|_| Error::invalid_argument("SWITCHYARD_REDIS_URL", "is not a valid Redis URL"))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(2);
+    let conn = redis::aio::ConnectionManager::new_with_config(client.clone(), config)
+        .await
+        .map_err(|e| Error::unavailable("Redis (SWITCHYARD_REDIS_URL)", e))?;
+    Ok((client, conn))
+}
+
+/// Loads the tenant matcher in the background, retrying every second until it
+/// succeeds; until then resolutions go to Redis and the database.
+fn spawn_initial_load(tenants: Arc<Tenants>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            match tenants.reload().await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "loading the tenant matcher failed; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {},
+                () = stop.cancelled() => return,
+            }
+        }
+    });
+}
+
 /// Builds the token table. With no token configured at all, generates an admin
 /// token and prints it once on stderr.
 fn authenticator(config: &Config) -> Authenticator {
@@ -233,11 +307,14 @@ async fn unknown_route(req: Request) -> Response {
 }
 
 async fn spawn_metrics_listener(addr: &str, stop: CancellationToken) -> Result<(), Error> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::unavailable("the metrics listen address", e))?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("cannot listen on SWITCHYARD_METRICS_LISTEN {addr}: {e}"),
+        )
+    })?;
     tokio::spawn(async move {
-        let r = axum::serve(listener, rest::router())
+        let r = axum::serve(listener, rest::metrics_router())
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
         if let Err(e) = r {

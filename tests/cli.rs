@@ -61,7 +61,9 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 #[test]
 fn bad_configuration_is_one_line_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    /// Arguments, environment, and the setting the error line must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             &[],
             &[("SWITCHYARD_LISTEN", "nowhere")],

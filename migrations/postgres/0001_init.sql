@@ -1,7 +1,8 @@
 -- Switchyard schema, PostgreSQL dialect. Kept column-for-column identical to
 -- migrations/postgres so one set of queries serves both. Integers are 64-bit;
 -- booleans are 0/1 integers; JSON values are TEXT; times are microseconds since
--- the Unix epoch (UTC).
+-- the Unix epoch (UTC). Ids and keys use the "C" collation so that they sort
+-- byte-wise, as in SQLite, and paging is the same on both.
 
 -- The one global revision counter. Every write transaction increments it first,
 -- which serialises writers and makes revisions commit in order.
@@ -12,7 +13,7 @@ CREATE TABLE revision_counter (
 INSERT INTO revision_counter (id, value) VALUES (1, 0);
 
 CREATE TABLE tenants (
-    id            TEXT PRIMARY KEY,
+    id            TEXT COLLATE "C" PRIMARY KEY,
     display_name  TEXT NOT NULL DEFAULT '',
     disabled      BIGINT  NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
     revision      BIGINT  NOT NULL,
@@ -23,13 +24,13 @@ CREATE TABLE tenants (
 -- A pattern belongs to at most one tenant: it is the primary key.
 CREATE TABLE tenant_patterns (
     pattern   TEXT PRIMARY KEY,
-    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     position  BIGINT  NOT NULL
 );
 CREATE INDEX tenant_patterns_by_tenant ON tenant_patterns (tenant_id);
 
 CREATE TABLE flags (
-    key           TEXT PRIMARY KEY,
+    key           TEXT COLLATE "C" PRIMARY KEY,
     value_type    TEXT NOT NULL,
     description   TEXT NOT NULL DEFAULT '',
     default_value TEXT NOT NULL,
@@ -40,8 +41,8 @@ CREATE TABLE flags (
 );
 
 CREATE TABLE tenant_overrides (
-    tenant_id     TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
-    flag_key      TEXT NOT NULL REFERENCES flags (key) ON DELETE CASCADE,
+    tenant_id     TEXT COLLATE "C" NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    flag_key      TEXT COLLATE "C" NOT NULL REFERENCES flags (key) ON DELETE CASCADE,
     value         TEXT NOT NULL,
     revision      BIGINT  NOT NULL,
     updated_at_us BIGINT  NOT NULL,

@@ -4,17 +4,19 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::unimplemented;
 use crate::{
     api::v1::{tenant_service_server::TenantService, *},
-    auth::principal,
+    auth::{Scope, principal},
+    bus::ChangeEvent,
+    error::Error,
     server::App,
+    store::timestamp,
+    tenant::{self, TenantFields, TenantRecord, UpdateMask},
 };
 
 /// The TenantService implementation.
 #[derive(Clone)]
 pub struct TenantApi {
-    #[allow(dead_code)]
     app: Arc<App>,
 }
 
@@ -23,6 +25,67 @@ impl TenantApi {
     pub fn new(app: Arc<App>) -> Self {
         TenantApi { app }
     }
+
+    async fn committed(&self, revision: i64, tenant_id: &str) {
+        self.app
+            .sync
+            .committed(ChangeEvent {
+                revision,
+                entity: "tenant".into(),
+                tenant_id: Some(tenant_id.to_owned()),
+                flag_key: None,
+            })
+            .await;
+    }
+}
+
+/// Converts a stored tenant to its message.
+pub fn to_proto(t: &TenantRecord) -> Tenant {
+    Tenant {
+        id: t.id.clone(),
+        display_name: t.display_name.clone(),
+        patterns: t.patterns.clone(),
+        disabled: t.disabled,
+        revision: t.revision,
+        create_time: Some(timestamp(t.created_at_us)),
+        update_time: Some(timestamp(t.updated_at_us)),
+    }
+}
+
+fn fields(t: &Tenant) -> TenantFields {
+    TenantFields {
+        display_name: t.display_name.clone(),
+        patterns: t.patterns.clone(),
+        disabled: t.disabled,
+    }
+}
+
+/// Returns the page size to use: 0 means the default; larger than the
+/// maximum is lowered to it; negative is INVALID_ARGUMENT.
+pub(crate) fn page_size(requested: i32, default: usize, max: usize) -> Result<usize, Error> {
+    match requested {
+        n if n < 0 => Err(Error::invalid_argument("page_size", "must not be negative")),
+        0 => Ok(default),
+        n => Ok((n as usize).min(max)),
+    }
+}
+
+/// Page tokens are the hex of the last key of the previous page.
+pub(crate) fn encode_page_token(last: &str) -> String {
+    hex::encode(last)
+}
+
+/// Decodes a page token; empty means the first page.
+pub(crate) fn decode_page_token(token: &str) -> Result<String, Error> {
+    if token.is_empty() {
+        return Ok(String::new());
+    }
+    hex::decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            Error::invalid_argument("page_token", "is not a token returned by this server")
+        })
 }
 
 #[tonic::async_trait]
@@ -32,7 +95,15 @@ impl TenantService for TenantApi {
         req: Request<CreateTenantRequest>,
     ) -> Result<Response<CreateTenantResponse>, Status> {
         principal(&req)?.require_admin()?;
-        Err(unimplemented("TenantService.CreateTenant"))
+        let t = req
+            .into_inner()
+            .tenant
+            .ok_or_else(|| Error::invalid_argument("tenant", "is required"))?;
+        let rec = self.app.tenants.create(&t.id, &fields(&t)).await?;
+        self.committed(rec.revision, &rec.id).await;
+        Ok(Response::new(CreateTenantResponse {
+            tenant: Some(to_proto(&rec)),
+        }))
     }
 
     async fn get_tenant(
@@ -40,7 +111,10 @@ impl TenantService for TenantApi {
         req: Request<GetTenantRequest>,
     ) -> Result<Response<GetTenantResponse>, Status> {
         principal(&req)?.require_tenant(&req.get_ref().tenant_id)?;
-        Err(unimplemented("TenantService.GetTenant"))
+        let rec = self.app.tenants.get(&req.get_ref().tenant_id).await?;
+        Ok(Response::new(GetTenantResponse {
+            tenant: Some(to_proto(&rec)),
+        }))
     }
 
     async fn list_tenants(
@@ -48,7 +122,22 @@ impl TenantService for TenantApi {
         req: Request<ListTenantsRequest>,
     ) -> Result<Response<ListTenantsResponse>, Status> {
         principal(&req)?.require_admin()?;
-        Err(unimplemented("TenantService.ListTenants"))
+        let r = req.get_ref();
+        let size = page_size(
+            r.page_size,
+            tenant::DEFAULT_PAGE_SIZE,
+            tenant::MAX_PAGE_SIZE,
+        )?;
+        let after = decode_page_token(&r.page_token)?;
+        let (tenants, more) = self.app.tenants.list(&after, size).await?;
+        let next_page_token = match tenants.last() {
+            Some(last) if more => encode_page_token(&last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListTenantsResponse {
+            tenants: tenants.iter().map(to_proto).collect(),
+            next_page_token,
+        }))
     }
 
     async fn update_tenant(
@@ -56,7 +145,21 @@ impl TenantService for TenantApi {
         req: Request<UpdateTenantRequest>,
     ) -> Result<Response<UpdateTenantResponse>, Status> {
         principal(&req)?.require_admin()?;
-        Err(unimplemented("TenantService.UpdateTenant"))
+        let r = req.into_inner();
+        let t = r
+            .tenant
+            .ok_or_else(|| Error::invalid_argument("tenant", "is required"))?;
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let mask = UpdateMask::parse(&paths)?;
+        let rec = self
+            .app
+            .tenants
+            .update(&t.id, &fields(&t), mask, r.expected_revision)
+            .await?;
+        self.committed(rec.revision, &rec.id).await;
+        Ok(Response::new(UpdateTenantResponse {
+            tenant: Some(to_proto(&rec)),
+        }))
     }
 
     async fn delete_tenant(
@@ -64,14 +167,42 @@ impl TenantService for TenantApi {
         req: Request<DeleteTenantRequest>,
     ) -> Result<Response<DeleteTenantResponse>, Status> {
         principal(&req)?.require_admin()?;
-        Err(unimplemented("TenantService.DeleteTenant"))
+        let r = req.get_ref();
+        let revision = self
+            .app
+            .tenants
+            .delete(&r.tenant_id, r.expected_revision)
+            .await?;
+        self.committed(revision, &r.tenant_id).await;
+        Ok(Response::new(DeleteTenantResponse {}))
     }
 
     async fn resolve_tenant(
         &self,
         req: Request<ResolveTenantRequest>,
     ) -> Result<Response<ResolveTenantResponse>, Status> {
-        principal(&req)?;
-        Err(unimplemented("TenantService.ResolveTenant"))
+        let p = principal(&req)?;
+        if *p.scope() == Scope::Gating {
+            return Err(Error::permission_denied("a gating token cannot resolve tenants").into());
+        }
+        let res = self.app.tenants.resolve(&req.get_ref().key).await?;
+        if let Some(own) = p.tenant()
+            && own != res.tenant.id
+        {
+            return Err(Error::permission_denied(
+                "this key belongs to another tenant than the token's",
+            )
+            .into());
+        }
+        Ok(Response::new(ResolveTenantResponse {
+            tenant: Some(to_proto(&res.tenant)),
+            matched_pattern: res.pattern.to_string(),
+            normalized_key: res.key,
+            source: match res.source {
+                tenant::Source::Local => ResolutionSource::Local,
+                tenant::Source::Redis => ResolutionSource::Redis,
+                tenant::Source::Database => ResolutionSource::Database,
+            } as i32,
+        }))
     }
 }

@@ -10,8 +10,13 @@ use axum::{
 
 use crate::error::Error;
 
-/// Returns the HTTP routes.
+/// Returns the HTTP routes of the main listener.
 pub fn router() -> Router {
+    metrics_router()
+}
+
+/// Returns the routes of the optional metrics-only listener: `/metrics` alone.
+pub fn metrics_router() -> Router {
     Router::new().route("/metrics", get(metrics))
 }
 

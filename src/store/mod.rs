@@ -176,6 +176,80 @@ impl Store {
     }
 }
 
+/// Records a change at the transaction's revision in the change log.
+///
+/// `entity` is `tenant`, `flag` or `override`; `op` is `upsert` or `delete`;
+/// `tenant_id` confines the change to one tenant (`None`: every tenant).
+pub async fn log_change(
+    w: &mut WriteTx,
+    entity: &str,
+    op: &str,
+    tenant_id: Option<&str>,
+    flag_key: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO change_log (revision, entity, op, tenant_id, flag_key, committed_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(w.revision)
+    .bind(entity.to_owned())
+    .bind(op.to_owned())
+    .bind(tenant_id.map(str::to_owned))
+    .bind(flag_key.map(str::to_owned))
+    .bind(w.now_us)
+    .execute(&mut *w.tx)
+    .await?;
+    Ok(())
+}
+
+/// A change as read back from the change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Its global revision.
+    pub revision: i64,
+    /// `tenant`, `flag` or `override`.
+    pub entity: String,
+    /// `upsert` or `delete`.
+    pub op: String,
+    /// The tenant it is confined to, if any.
+    pub tenant_id: Option<String>,
+    /// The flag it concerns, if any.
+    pub flag_key: Option<String>,
+}
+
+impl Store {
+    /// Returns up to `limit` changes after `after`, in revision order.
+    pub async fn changes_after(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
+        let rows = sqlx::query(
+            "SELECT revision, entity, op, tenant_id, flag_key FROM change_log \
+             WHERE revision > $1 ORDER BY revision LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Change {
+                    revision: r.try_get(0)?,
+                    entity: r.try_get(1)?,
+                    op: r.try_get(2)?,
+                    tenant_id: r.try_get(3)?,
+                    flag_key: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Returns `$start, $start+1, ...` (`n` placeholders) for an `IN (...)` list.
+pub fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Returns the current time in microseconds since the Unix epoch.
 pub fn now_us() -> i64 {
     let d = std::time::SystemTime::now()

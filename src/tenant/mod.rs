@@ -1,15 +1,170 @@
 //! Tenants: the persistent, pattern-based mapping from a request key to a
 //! tenant.
+//!
+//! Writes go to the `tenants` and `tenant_patterns` tables in one transaction
+//! that also takes the next global revision and records the change in the
+//! change log (see `store.rs`). Resolution never touches the database while the
+//! in-process [`matcher::Matcher`] is loaded; until it is (the first seconds of
+//! a replica over a large table), answers come from the shared Redis cache of
+//! resolutions, then from a database query whose answer is cached there.
 
-use crate::error::{Error, Result};
+pub mod matcher;
+pub mod pattern;
+mod store;
+
+use std::{
+    borrow::Cow,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
+};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    cache::ResolutionCache,
+    error::{Error, Result},
+    store::Store,
+};
+use matcher::Matcher;
+use pattern::Pattern;
 
 /// The longest tenant id.
 pub const MAX_TENANT_ID_LEN: usize = 63;
+/// The longest display name, in characters.
+pub const MAX_DISPLAY_NAME_LEN: usize = 200;
+/// The most patterns one tenant may have.
+pub const MAX_PATTERNS_PER_TENANT: usize = 100;
+/// The largest page of `ListTenants`.
+pub const MAX_PAGE_SIZE: usize = 1000;
+/// The page size when none is given.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// A tenant as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// The immutable id.
+    pub id: String,
+    /// A human-readable name.
+    pub display_name: String,
+    /// Normalised patterns, in the order given.
+    pub patterns: Vec<String>,
+    /// A disabled tenant never resolves.
+    pub disabled: bool,
+    /// The global revision of the tenant's last change.
+    pub revision: i64,
+    /// Creation time, microseconds since the epoch.
+    pub created_at_us: i64,
+    /// Last change, microseconds since the epoch.
+    pub updated_at_us: i64,
+}
+
+/// The fields a caller sets on create or update.
+#[derive(Debug, Clone, Default)]
+pub struct TenantFields {
+    /// The display name.
+    pub display_name: String,
+    /// Raw patterns as given (validated and normalised by [`TenantFields::validate`]).
+    pub patterns: Vec<String>,
+    /// Whether the tenant is disabled.
+    pub disabled: bool,
+}
+
+impl TenantFields {
+    /// Validates every field and returns the normalised patterns. Field names in
+    /// errors are those of the `Tenant` message (`tenant.patterns[2]`).
+    pub fn validate(&self) -> Result<Vec<String>> {
+        validate_display_name(&self.display_name)?;
+        if self.patterns.len() > MAX_PATTERNS_PER_TENANT {
+            return Err(Error::invalid_argument(
+                "tenant.patterns",
+                format!("at most {MAX_PATTERNS_PER_TENANT} patterns per tenant"),
+            ));
+        }
+        let mut out: Vec<String> = Vec::with_capacity(self.patterns.len());
+        for (i, raw) in self.patterns.iter().enumerate() {
+            let field = format!("tenant.patterns[{i}]");
+            let text = Pattern::parse(raw, &field)?.as_text();
+            if let Some(j) = out.iter().position(|p| *p == text) {
+                return Err(Error::invalid_argument(
+                    &field,
+                    format!("{raw:?} is the same pattern as tenant.patterns[{j}]"),
+                ));
+            }
+            out.push(text);
+        }
+        Ok(out)
+    }
+}
+
+fn validate_display_name(name: &str) -> Result<()> {
+    if name.chars().count() > MAX_DISPLAY_NAME_LEN {
+        return Err(Error::invalid_argument(
+            "tenant.display_name",
+            format!("must be at most {MAX_DISPLAY_NAME_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Which fields an update changes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpdateMask {
+    /// Change the display name.
+    pub display_name: bool,
+    /// Replace the patterns.
+    pub patterns: bool,
+    /// Change `disabled`.
+    pub disabled: bool,
+}
+
+impl UpdateMask {
+    /// Every updatable field.
+    pub const ALL: UpdateMask = UpdateMask {
+        display_name: true,
+        patterns: true,
+        disabled: true,
+    };
+
+    /// Parses field-mask paths; an empty list means every field.
+    pub fn parse(paths: &[String]) -> Result<UpdateMask> {
+        if paths.is_empty() {
+            return Ok(UpdateMask::ALL);
+        }
+        let mut m = UpdateMask::default();
+        for p in paths {
+            match p.as_str() {
+                "display_name" | "displayName" => m.display_name = true,
+                "patterns" => m.patterns = true,
+                "disabled" => m.disabled = true,
+                "id" | "revision" | "create_time" | "update_time" => {
+                    return Err(Error::invalid_argument(
+                        "update_mask",
+                        format!("{p:?} cannot be changed"),
+                    ));
+                }
+                _ => {
+                    return Err(Error::invalid_argument(
+                        "update_mask",
+                        format!("unknown field {p:?} (display_name, patterns, disabled)"),
+                    ));
+                }
+            }
+        }
+        Ok(m)
+    }
+}
 
 /// Checks a tenant id: 1 to 63 characters of `a-z`, `0-9` and `-`, starting with
 /// a letter or digit.
 pub fn validate_tenant_id(id: &str) -> Result<()> {
-    let field = "tenant_id";
+    validate_tenant_id_field(id, "tenant_id")
+}
+
+/// Like [`validate_tenant_id`], naming `field` in errors.
+pub fn validate_tenant_id_field(id: &str, field: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::invalid_argument(field, "must not be empty"));
     }
@@ -37,6 +192,215 @@ pub fn validate_tenant_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where a resolution was answered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The in-process matcher.
+    Local,
+    /// The shared Redis cache.
+    Redis,
+    /// The database (matcher not loaded yet).
+    Database,
+}
+
+/// A key resolved to a tenant.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// The tenant.
+    pub tenant: Arc<TenantRecord>,
+    /// The pattern that matched.
+    pub pattern: Arc<str>,
+    /// The normalised key.
+    pub key: String,
+    /// Where the answer came from.
+    pub source: Source,
+}
+
+/// A cached answer: the pattern and tenant a key maps to, or none.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedResolution {
+    /// The matching pattern and its tenant; `None` when nothing matches.
+    pub hit: Option<(String, TenantRecord)>,
+}
+
+/// The tenant component of a replica: storage, the matcher, and the caches.
+pub struct Tenants {
+    store: Store,
+    cache: ResolutionCache,
+    matcher: ArcSwap<Option<Matcher>>,
+    /// The revision of the last tenant change this replica knows of; part of
+    /// every Redis cache key, so a change makes older entries unreachable.
+    generation: AtomicI64,
+    reload_requested: AtomicU64,
+    reload_done: tokio::sync::Mutex<u64>,
+}
+
+impl std::fmt::Debug for Tenants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenants")
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tenants {
+    /// Creates the component with no matcher loaded yet; `generation` is the
+    /// global revision at start (no tenant change after it is known yet).
+    pub fn new(store: Store, cache: ResolutionCache, generation: i64) -> Tenants {
+        Tenants {
+            store,
+            cache,
+            matcher: ArcSwap::from_pointee(None),
+            generation: AtomicI64::new(generation),
+            reload_requested: AtomicU64::new(0),
+            reload_done: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    /// Rebuilds the matcher from the database and swaps it in. Concurrent
+    /// callers share one reload that started after their call.
+    pub async fn reload(&self) -> Result<()> {
+        let ticket = self.reload_requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut done = self.reload_done.lock().await;
+        if *done >= ticket {
+            return Ok(());
+        }
+        let covers = self.reload_requested.load(Ordering::SeqCst);
+        let tenants = store::load_all(&self.store).await?;
+        let matcher = Matcher::build(tenants);
+        tracing::debug!(patterns = matcher.len(), "tenant matcher reloaded");
+        self.matcher.store(Arc::new(Some(matcher)));
+        *done = covers;
+        Ok(())
+    }
+
+    /// Records that a tenant change at `revision` is committed: Redis entries of
+    /// older generations stop being read at once.
+    pub fn changed(&self, revision: i64) {
+        self.generation.fetch_max(revision, Ordering::SeqCst);
+    }
+
+    /// Returns whether the matcher is loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.matcher.load().is_some()
+    }
+
+    /// Resolves a raw key to its tenant.
+    ///
+    /// NOT_FOUND when no pattern matches or the matching tenant is disabled;
+    /// INVALID_ARGUMENT (naming `key`) for a malformed key.
+    pub async fn resolve(&self, raw_key: &str) -> Result<Resolution> {
+        let key = pattern::normalize_key(raw_key)?;
+        let guard = self.matcher.load();
+        if let Some(m) = guard.as_ref() {
+            return match m.lookup(&key) {
+                Some(e) => enabled(Resolution {
+                    tenant: e.tenant.clone(),
+                    pattern: e.pattern.clone(),
+                    key: key.into_owned(),
+                    source: Source::Local,
+                }),
+                None => Err(no_tenant(&key)),
+            };
+        }
+        drop(guard);
+        self.resolve_cold(key).await
+    }
+
+    /// Resolution without the matcher: Redis, then the database.
+    async fn resolve_cold(&self, key: Cow<'_, str>) -> Result<Resolution> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let (cached, source) = match self.cache.get(generation, &key).await {
+            Some(c) => (c, Source::Redis),
+            None => {
+                let hit = store::resolve(&self.store, &key).await?;
+                let c = CachedResolution { hit };
+                self.cache.put(generation, &key, &c).await;
+                (c, Source::Database)
+            }
+        };
+        match cached.hit {
+            Some((pattern, tenant)) => enabled(Resolution {
+                tenant: Arc::new(tenant),
+                pattern: Arc::from(pattern.as_str()),
+                key: key.into_owned(),
+                source,
+            }),
+            None => Err(no_tenant(&key)),
+        }
+    }
+
+    /// Creates a tenant; returns it as stored.
+    pub async fn create(&self, id: &str, fields: &TenantFields) -> Result<TenantRecord> {
+        validate_tenant_id_field(id, "tenant.id")?;
+        let patterns = fields.validate()?;
+        store::create(&self.store, id, fields, &patterns).await
+    }
+
+    /// Returns one tenant.
+    pub async fn get(&self, id: &str) -> Result<TenantRecord> {
+        validate_tenant_id(id)?;
+        store::get(&self.store, id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("tenant {id:?}")))
+    }
+
+    /// Returns up to `page_size` tenants with ids after `after`, and whether
+    /// more follow.
+    pub async fn list(&self, after: &str, page_size: usize) -> Result<(Vec<TenantRecord>, bool)> {
+        store::list(&self.store, after, page_size.clamp(1, MAX_PAGE_SIZE)).await
+    }
+
+    /// Updates the masked fields; refuses a stale `expected_revision` (non-zero).
+    pub async fn update(
+        &self,
+        id: &str,
+        fields: &TenantFields,
+        mask: UpdateMask,
+        expected_revision: i64,
+    ) -> Result<TenantRecord> {
+        validate_tenant_id_field(id, "tenant.id")?;
+        if mask.display_name {
+            validate_display_name(&fields.display_name)?;
+        }
+        let patterns = if mask.patterns {
+            Some(fields.validate()?)
+        } else {
+            None
+        };
+        store::update(
+            &self.store,
+            id,
+            fields,
+            patterns.as_deref(),
+            mask,
+            expected_revision,
+        )
+        .await
+    }
+
+    /// Deletes a tenant, its patterns and its overrides; returns the revision.
+    pub async fn delete(&self, id: &str, expected_revision: i64) -> Result<i64> {
+        validate_tenant_id(id)?;
+        store::delete(&self.store, id, expected_revision).await
+    }
+}
+
+fn enabled(r: Resolution) -> Result<Resolution> {
+    if r.tenant.disabled {
+        Err(Error::not_found(format!(
+            "tenant for key {:?} (the matching tenant is disabled)",
+            r.key
+        )))
+    } else {
+        Ok(r)
+    }
+}
+
+fn no_tenant(key: &str) -> Error {
+    Error::not_found(format!("tenant for key {key:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +411,24 @@ mod tests {
         for bad in ["", "-acme", "Acme", "a b", "a.b", &"a".repeat(64)] {
             assert!(validate_tenant_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn fields_validate_and_name_the_field() {
+        let f = TenantFields {
+            patterns: vec!["a.example".into(), "b.*.example".into()],
+            ..Default::default()
+        };
+        let e = f.validate().unwrap_err();
+        assert!(
+            e.message().starts_with("tenant.patterns[1]: "),
+            "{}",
+            e.message()
+        );
+        let f = TenantFields {
+            patterns: vec!["A.example".into(), "a.example.".into()],
+            ..Default::default()
+        };
+        assert!(f.validate().unwrap_err().message().contains("same pattern"));
     }
 }

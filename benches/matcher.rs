@@ -1,0 +1,118 @@
+//! In-process tenant resolution with 10, 10 000 and 100 000 patterns, on one
+//! core: lookups per second and the cost ratio of 100 000 to 10 patterns.
+//!
+//! Patterns: 50 % exact (`h{i}.acme{i}.example`), 30 % suffix wildcards
+//! (`*.s{i}.example`), 20 % prefix wildcards (`p{i}.*`), plus a catch-all.
+//! Keys: a fixed set of 65 536, a third exact hits, a third suffix hits two
+//! labels deep, a sixth prefix hits, a sixth falling through to the catch-all;
+//! the same key shapes for every size, so only the table size changes.
+//!
+//! `cargo bench --bench matcher`
+
+use std::{hint::black_box, time::Instant};
+
+use switchyard::tenant::{TenantRecord, matcher::Matcher, pattern::normalize_key};
+
+fn patterns(n: usize) -> Vec<TenantRecord> {
+    let mut out: Vec<TenantRecord> = (0..n)
+        .map(|i| {
+            let p = match i % 10 {
+                0..=4 => format!("h{i}.acme{i}.example"),
+                5..=7 => format!("*.s{i}.example"),
+                _ => format!("p{i}.*"),
+            };
+            TenantRecord {
+                id: format!("t{i}"),
+                patterns: vec![p],
+                ..TenantRecord::default()
+            }
+        })
+        .collect();
+    out.push(TenantRecord {
+        id: "fallback".into(),
+        patterns: vec!["*".into()],
+        ..TenantRecord::default()
+    });
+    out
+}
+
+fn keys(n: usize) -> Vec<String> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..65_536)
+        .map(|k| {
+            // Pick a pattern index of the right kind.
+            let base = (next() as usize % n.max(10)) / 10 * 10;
+            match k % 6 {
+                0 | 1 => format!(
+                    "h{base}.acme{base}.example",
+                    base = (base).min(n.saturating_sub(10))
+                ),
+                2 | 3 => format!(
+                    "api.eu.s{i}.example",
+                    i = (base + 5).min(n.saturating_sub(5))
+                ),
+                4 => format!(
+                    "p{i}.internal.example",
+                    i = (base + 8).min(n.saturating_sub(2))
+                ),
+                _ => format!("unknown{k}.nowhere.example"),
+            }
+        })
+        .collect()
+}
+
+fn measure(m: &Matcher, keys: &[String], rounds: usize, normalize: bool) -> f64 {
+    let start = Instant::now();
+    let mut hits = 0usize;
+    for _ in 0..rounds {
+        for k in keys {
+            let found = if normalize {
+                let key = normalize_key(black_box(k)).expect("valid key");
+                m.lookup(&key).is_some()
+            } else {
+                m.lookup(black_box(k)).is_some()
+            };
+            hits += usize::from(found);
+        }
+    }
+    black_box(hits);
+    (rounds * keys.len()) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let rounds = 30;
+    let mut results = Vec::new();
+    for n in [10usize, 10_000, 100_000] {
+        let m = Matcher::build(patterns(n));
+        let ks = keys(n);
+        let checked = ks
+            .iter()
+            .filter(|k| m.lookup(k).is_some_and(|e| e.tenant.id != "fallback"))
+            .count();
+        measure(&m, &ks, 3, true); // warm-up
+        let lookup = measure(&m, &ks, rounds, false);
+        let full = measure(&m, &ks, rounds, true);
+        println!(
+            "{n:>7} patterns: lookup {:>6.2} M/s ({:>5.0} ns), normalise+lookup {:>6.2} M/s ({:>5.0} ns); {:.0} % of keys hit a tenant pattern",
+            lookup / 1e6,
+            1e9 / lookup,
+            full / 1e6,
+            1e9 / full,
+            100.0 * checked as f64 / ks.len() as f64
+        );
+        results.push((n, lookup, full));
+    }
+    let (_, l10, f10) = results[0];
+    let (_, l100k, f100k) = results[2];
+    println!(
+        "cost ratio 100 000 / 10 patterns: lookup {:.2}, normalise+lookup {:.2}",
+        l10 / l100k,
+        f10 / f100k
+    );
+}

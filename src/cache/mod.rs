@@ -1,0 +1,74 @@
+//! The shared cache of tenant resolutions in Redis (60 s TTL), used while a
+//! replica's matcher is not loaded. Without Redis it is disabled and those
+//! resolutions go to the database.
+//!
+//! Keys are `{prefix}tenants:resolve:{generation}:{key}`, where the generation
+//! is the revision of the last tenant change the replica knows of: a tenant
+//! change makes every older entry unreachable at once, and the TTL removes
+//! them within 60 s. A Redis failure is a cache miss, never a failed call.
+
+use std::time::Duration;
+
+use redis::{AsyncCommands, aio::ConnectionManager};
+
+use crate::tenant::CachedResolution;
+
+/// How long a resolution stays in Redis.
+pub const RESOLUTION_TTL: Duration = Duration::from_secs(60);
+
+/// The resolution cache.
+#[derive(Clone)]
+pub enum ResolutionCache {
+    /// No shared cache (embedded mode).
+    Disabled,
+    /// Redis.
+    Redis {
+        /// The shared command connection.
+        conn: ConnectionManager,
+        /// The key prefix.
+        prefix: String,
+    },
+}
+
+impl ResolutionCache {
+    fn key(prefix: &str, generation: i64, key: &str) -> String {
+        format!("{prefix}tenants:resolve:{generation}:{key}")
+    }
+
+    /// Returns the cached resolution of `key` at `generation`, if any.
+    pub async fn get(&self, generation: i64, key: &str) -> Option<CachedResolution> {
+        let ResolutionCache::Redis { conn, prefix } = self else {
+            return None;
+        };
+        let mut conn = conn.clone();
+        let raw: Option<String> = match conn.get(Self::key(prefix, generation, key)).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "redis get failed; treating as a cache miss");
+                return None;
+            }
+        };
+        raw.and_then(|s| serde_json::from_str(&s).ok())
+    }
+
+    /// Caches the resolution of `key` at `generation` for [`RESOLUTION_TTL`].
+    pub async fn put(&self, generation: i64, key: &str, value: &CachedResolution) {
+        let ResolutionCache::Redis { conn, prefix } = self else {
+            return;
+        };
+        let Ok(json) = serde_json::to_string(value) else {
+            return;
+        };
+        let mut conn = conn.clone();
+        let r: redis::RedisResult<()> = conn
+            .set_ex(
+                Self::key(prefix, generation, key),
+                json,
+                RESOLUTION_TTL.as_secs(),
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "redis set failed; resolution not cached");
+        }
+    }
+}

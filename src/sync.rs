@@ -1,0 +1,128 @@
+//! Keeps a replica in step with the change log.
+//!
+//! The change log in the database is the truth; the bus is only a doorbell.
+//! Whenever the bus rings (a change event with a revision this replica has not
+//! applied, or a resync after a Redis reconnect), and at every poll interval
+//! in any case, the follower reads the changes after the last revision it
+//! applied, in order, and applies them: a tenant change swaps in a new matcher
+//! and retires the Redis cache generation. So a lost pub/sub message, a gap, or
+//! a replica that heard nothing for a while all converge by the next poll.
+//!
+//! The replica that commits a change calls [`Sync::committed`], which
+//! publishes it and catches up before returning, so a caller reads its own
+//! writes on the replica it wrote to.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    bus::{Bus, BusMessage, ChangeEvent},
+    error::Result,
+    store::Store,
+    tenant::Tenants,
+};
+
+/// The most changes read from the log in one query.
+const BATCH: i64 = 1000;
+
+/// The follower of one replica.
+pub struct Sync {
+    store: Store,
+    bus: Bus,
+    tenants: Arc<Tenants>,
+    applied: AtomicI64,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Sync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sync")
+            .field("applied", &self.applied.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sync {
+    /// Creates a follower that has applied everything up to `applied`.
+    pub fn new(store: Store, bus: Bus, tenants: Arc<Tenants>, applied: i64) -> Sync {
+        Sync {
+            store,
+            bus,
+            tenants,
+            applied: AtomicI64::new(applied),
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Returns the last revision this replica has applied.
+    pub fn applied(&self) -> i64 {
+        self.applied.load(Ordering::SeqCst)
+    }
+
+    /// Announces a change this replica committed and applies it locally.
+    pub async fn committed(&self, event: ChangeEvent) {
+        self.bus.publish(&event).await;
+        if let Err(e) = self.catch_up().await {
+            tracing::warn!(error = %e, revision = event.revision, "catching up after a local commit failed; the poll will retry");
+        }
+    }
+
+    /// Applies every change committed after the last applied revision.
+    pub async fn catch_up(&self) -> Result<()> {
+        let _one_at_a_time = self.lock.lock().await;
+        let mut applied = self.applied();
+        let mut tenant_change = None;
+        loop {
+            let changes = self.store.changes_after(applied, BATCH).await?;
+            let Some(last) = changes.last() else { break };
+            let last = last.revision;
+            for c in &changes {
+                debug_assert!(c.revision > applied, "the change log is read in order");
+                if c.entity == "tenant" {
+                    tenant_change = Some(c.revision);
+                }
+            }
+            applied = last;
+            if (changes.len() as i64) < BATCH {
+                break;
+            }
+        }
+        if let Some(revision) = tenant_change {
+            self.tenants.changed(revision);
+            self.tenants.reload().await?;
+        }
+        self.applied.store(applied, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Follows the bus and polls every `poll` until `stop` is cancelled.
+    pub fn spawn(self: Arc<Self>, poll: Duration, stop: CancellationToken) {
+        let mut rx = self.bus.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(poll);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let due = tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => true,
+                    msg = rx.recv() => match msg {
+                        Ok(BusMessage::Event(ev)) => ev.revision > self.applied(),
+                        Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => true,
+                        Err(RecvError::Closed) => break,
+                    },
+                };
+                if due && let Err(e) = self.catch_up().await {
+                    tracing::warn!(error = %e, "catching up with the change log failed; retrying at the next poll");
+                }
+            }
+        });
+    }
+}

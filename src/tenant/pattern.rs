@@ -1,0 +1,288 @@
+//! Keys, patterns and their precedence.
+//!
+//! A key (usually a Host header) is normalised before matching: lowercased, a
+//! port and one trailing dot stripped, an international name converted to its
+//! punycode (ASCII) form. Patterns are normalised the same way when stored.
+//!
+//! Pattern forms, most specific first:
+//! * exact `api.acme.example`;
+//! * suffix wildcard `*.acme.example`: matches keys with **one or more** labels
+//!   before `.acme.example` (`a.acme.example`, `a.b.acme.example`), never
+//!   `acme.example` itself;
+//! * prefix wildcard `acme.*`: matches keys with one or more labels after
+//!   `acme.`, never `acme` itself;
+//! * catch-all `*`.
+//!
+//! Among suffix (prefix) wildcards the one with the longest fixed part wins. A
+//! `*` anywhere else (`a.*.b`, `a*.b`) is invalid.
+
+use std::borrow::Cow;
+
+use crate::error::{Error, Result};
+
+/// The longest key or pattern, in characters, after normalisation (DNS limit).
+pub const MAX_KEY_LEN: usize = 253;
+/// The longest label between dots.
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// A parsed, normalised pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pattern {
+    /// Matches one key exactly.
+    Exact(String),
+    /// `*.<fixed>`: keys ending in `.<fixed>` with at least one label before.
+    Suffix(String),
+    /// `<fixed>.*`: keys starting with `<fixed>.` with at least one label after.
+    Prefix(String),
+    /// `*`: every key.
+    CatchAll,
+}
+
+impl Pattern {
+    /// Parses and normalises `raw`; `field` names it in errors.
+    pub fn parse(raw: &str, field: &str) -> Result<Pattern> {
+        if raw.is_empty() {
+            return Err(Error::invalid_argument(field, "must not be empty"));
+        }
+        if raw.len() > MAX_KEY_LEN * 4 {
+            return Err(Error::invalid_argument(
+                field,
+                format!("must be at most {MAX_KEY_LEN} characters"),
+            ));
+        }
+        if raw == "*" {
+            return Ok(Pattern::CatchAll);
+        }
+        if let Some(rest) = raw.strip_prefix("*.") {
+            let fixed = normalize_host(rest, field)?;
+            return Ok(Pattern::Suffix(fixed.into_owned()));
+        }
+        if let Some(rest) = raw.strip_suffix(".*") {
+            let fixed = normalize_host(rest, field)?;
+            return Ok(Pattern::Prefix(fixed.into_owned()));
+        }
+        if raw.contains('*') {
+            return Err(Error::invalid_argument(
+                field,
+                format!(
+                    "{raw:?}: a wildcard may only be the whole first label (*.example.com), \
+                     the whole last label (example.*) or the whole pattern (*)"
+                ),
+            ));
+        }
+        Ok(Pattern::Exact(normalize_host(raw, field)?.into_owned()))
+    }
+
+    /// Returns the stored text form (`*.x`, `x.*`, `*` or the host).
+    pub fn as_text(&self) -> String {
+        match self {
+            Pattern::Exact(h) => h.clone(),
+            Pattern::Suffix(f) => format!("*.{f}"),
+            Pattern::Prefix(f) => format!("{f}.*"),
+            Pattern::CatchAll => "*".to_owned(),
+        }
+    }
+
+    /// Returns whether this pattern matches the normalised `key`.
+    pub fn matches(&self, key: &str) -> bool {
+        match self {
+            Pattern::Exact(h) => key == h,
+            Pattern::Suffix(f) => {
+                key.len() > f.len() + 1
+                    && key.ends_with(f.as_str())
+                    && key.as_bytes()[key.len() - f.len() - 1] == b'.'
+            }
+            Pattern::Prefix(f) => {
+                key.len() > f.len() + 1
+                    && key.starts_with(f.as_str())
+                    && key.as_bytes()[f.len()] == b'.'
+            }
+            Pattern::CatchAll => true,
+        }
+    }
+
+    /// Returns the precedence rank: higher wins. Exact beats every suffix,
+    /// suffixes beat every prefix, longer fixed parts beat shorter ones.
+    pub fn rank(&self) -> (u8, usize) {
+        match self {
+            Pattern::Exact(h) => (3, h.len()),
+            Pattern::Suffix(f) => (2, f.len()),
+            Pattern::Prefix(f) => (1, f.len()),
+            Pattern::CatchAll => (0, 0),
+        }
+    }
+}
+
+/// Normalises a request key: lowercase, port and one trailing dot stripped,
+/// punycode for international names. Errors name the field `key`.
+pub fn normalize_key(raw: &str) -> Result<Cow<'_, str>> {
+    let field = "key";
+    if raw.is_empty() {
+        return Err(Error::invalid_argument(field, "must not be empty"));
+    }
+    if raw.len() > MAX_KEY_LEN * 4 {
+        return Err(Error::invalid_argument(
+            field,
+            format!("must be at most {MAX_KEY_LEN} characters"),
+        ));
+    }
+    let host = strip_port(raw)?;
+    if host.starts_with('[') {
+        // An IPv6 literal: only exact patterns can name it.
+        return Ok(Cow::Owned(host.to_ascii_lowercase()));
+    }
+    normalize_host(host, field)
+}
+
+fn strip_port(raw: &str) -> Result<&str> {
+    if raw.starts_with('[') {
+        let end = raw
+            .find(']')
+            .ok_or_else(|| Error::invalid_argument("key", "unterminated IPv6 literal"))?;
+        let (host, rest) = raw.split_at(end + 1);
+        return match rest.strip_prefix(':') {
+            None if rest.is_empty() => Ok(host),
+            Some(port) if valid_port(port) => Ok(host),
+            _ => Err(Error::invalid_argument(
+                "key",
+                format!("{raw:?}: invalid port"),
+            )),
+        };
+    }
+    match raw.rsplit_once(':') {
+        None => Ok(raw),
+        Some((host, port)) if valid_port(port) && !host.contains(':') => Ok(host),
+        Some(_) => Err(Error::invalid_argument(
+            "key",
+            format!("{raw:?}: invalid port"),
+        )),
+    }
+}
+
+fn valid_port(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Lowercases, strips one trailing dot, converts to punycode and validates the
+/// labels of a host name (or the fixed part of a wildcard pattern).
+fn normalize_host<'a>(raw: &'a str, field: &str) -> Result<Cow<'a, str>> {
+    let trimmed = raw.strip_suffix('.').unwrap_or(raw);
+    if trimmed.is_empty() {
+        return Err(Error::invalid_argument(field, "must not be empty"));
+    }
+    let ascii: Cow<'a, str> = if trimmed.is_ascii() {
+        if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(trimmed.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(trimmed)
+        }
+    } else {
+        Cow::Owned(idna::domain_to_ascii(trimmed).map_err(|_| {
+            Error::invalid_argument(field, format!("{raw:?}: not a valid international name"))
+        })?)
+    };
+    if ascii.len() > MAX_KEY_LEN {
+        return Err(Error::invalid_argument(
+            field,
+            format!("must be at most {MAX_KEY_LEN} characters once normalised"),
+        ));
+    }
+    for label in ascii.split('.') {
+        if label.is_empty() {
+            return Err(Error::invalid_argument(
+                field,
+                format!("{raw:?}: empty label (two dots in a row, or a leading dot)"),
+            ));
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(Error::invalid_argument(
+                field,
+                format!("{raw:?}: a label is longer than {MAX_LABEL_LEN} characters"),
+            ));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+        {
+            let what = if c == '*' {
+                "a wildcard may only be the whole first or last label".to_owned()
+            } else {
+                format!("character {c:?} is not allowed in a host name")
+            };
+            return Err(Error::invalid_argument(field, format!("{raw:?}: {what}")));
+        }
+    }
+    Ok(ascii)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_normalise() {
+        assert_eq!(
+            normalize_key("API.Acme.Example:8443").unwrap(),
+            "api.acme.example"
+        );
+        assert_eq!(normalize_key("acme.example.").unwrap(), "acme.example");
+        assert_eq!(
+            normalize_key("bücher.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(normalize_key("[::1]:80").unwrap(), "[::1]");
+        assert_eq!(normalize_key("10.0.0.1:80").unwrap(), "10.0.0.1");
+    }
+
+    #[test]
+    fn bad_keys_are_invalid_arguments_naming_the_field() {
+        for bad in [
+            "",
+            "a..b",
+            ".a",
+            "a b",
+            "a:port",
+            "a:123456",
+            "a/b",
+            &"a".repeat(64),
+            &"a.".repeat(130),
+        ] {
+            let e = normalize_key(bad).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                crate::error::ErrorKind::InvalidArgument,
+                "{bad:?}"
+            );
+            assert!(e.message().starts_with("key: "), "{bad:?}: {}", e.message());
+        }
+    }
+
+    #[test]
+    fn patterns_parse() {
+        let p = |s| Pattern::parse(s, "p").unwrap();
+        assert_eq!(p("*"), Pattern::CatchAll);
+        assert_eq!(p("*.Acme.Example"), Pattern::Suffix("acme.example".into()));
+        assert_eq!(p("acme.*"), Pattern::Prefix("acme".into()));
+        assert_eq!(
+            p("API.acme.example."),
+            Pattern::Exact("api.acme.example".into())
+        );
+        for bad in ["", "a.*.b", "*a.b", "a*", "**", "*.", ".*", "*.*", "a..b"] {
+            assert!(Pattern::parse(bad, "p").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_suffix_wildcard_covers_one_or_more_labels_but_not_the_bare_domain() {
+        let p = Pattern::parse("*.acme.example", "p").unwrap();
+        assert!(p.matches("a.acme.example"));
+        assert!(p.matches("a.b.acme.example"));
+        assert!(!p.matches("acme.example"));
+        assert!(!p.matches("xacme.example"));
+        let p = Pattern::parse("acme.*", "p").unwrap();
+        assert!(p.matches("acme.example"));
+        assert!(p.matches("acme.a.b"));
+        assert!(!p.matches("acme"));
+        assert!(!p.matches("acmex.example"));
+    }
+}
