@@ -7,7 +7,11 @@
 //! A matcher is immutable; changes build a new one that replaces the old one
 //! atomically (see `Tenants::reload`).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, BuildHasherDefault, Hasher},
+    sync::Arc,
+};
 
 use super::{TenantRecord, pattern::Pattern};
 
@@ -22,14 +26,70 @@ pub struct Entry {
     pub pattern: Arc<str>,
 }
 
-/// An immutable snapshot of every pattern.
+/// Pattern kinds; each hashes with its own seed, so one filter serves all.
+#[derive(Clone, Copy)]
+enum Kind {
+    Exact = 0,
+    Suffix = 1,
+    Prefix = 2,
+}
+
+const SEEDS: [u64; 3] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+];
+
+fn hash(kind: Kind, s: &str) -> u64 {
+    foldhash::fast::FixedState::with_seed(SEEDS[kind as usize]).hash_one(s)
+}
+
+/// A `Hasher` for keys that already are good 64-bit hashes.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with this hasher.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// One pattern kind: the index of each entry by the hash of its fixed part;
+/// the rare fixed parts whose hash collides with another's go to `collided`.
 #[derive(Debug, Default)]
+struct Table {
+    by_hash: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
+    collided: HashMap<Box<str>, u32>,
+}
+
+/// An immutable snapshot of every pattern.
+///
+/// The layout is built for large tables: hash tables map a 64-bit hash to a
+/// `u32` index, entries sit in one vector and the strings compared against
+/// in one arena, so a lookup touches a few compact regions instead of
+/// scattered allocations. Before a table is probed, a bit filter (16 bits per
+/// pattern, small enough to stay in a core's cache) says whether the hash can
+/// be there at all; most probes of a lookup miss, and the filter answers those
+/// without touching the tables.
+#[derive(Debug)]
 pub struct Matcher {
-    exact: HashMap<Box<str>, Entry>,
-    suffix: HashMap<Box<str>, Entry>,
-    prefix: HashMap<Box<str>, Entry>,
+    tables: [Table; 3],
+    entries: Vec<Entry>,
+    /// `(start, len)` in `arena` of each entry's fixed part.
+    fixed: Vec<(u32, u32)>,
+    arena: String,
     catch_all: Option<Entry>,
-    patterns: usize,
+    filter: Vec<u64>,
+    filter_mask: u64,
 }
 
 impl Matcher {
@@ -37,7 +97,16 @@ impl Matcher {
     /// A pattern that does not parse is skipped with a warning; the store
     /// only ever holds parsed patterns.
     pub fn build(tenants: impl IntoIterator<Item = TenantRecord>) -> Matcher {
-        let mut m = Matcher::default();
+        let mut m = Matcher {
+            tables: Default::default(),
+            entries: Vec::new(),
+            fixed: Vec::new(),
+            arena: String::new(),
+            catch_all: None,
+            filter: Vec::new(),
+            filter_mask: 0,
+        };
+        let mut hashes = Vec::new();
         for t in tenants {
             let tenant = Arc::new(t);
             for text in &tenant.patterns {
@@ -45,48 +114,96 @@ impl Matcher {
                     tenant: tenant.clone(),
                     pattern: Arc::from(text.as_str()),
                 };
-                match Pattern::parse(text, "pattern") {
-                    Ok(Pattern::Exact(h)) => {
-                        m.exact.insert(h.into_boxed_str(), entry);
+                let (kind, fixed) = match Pattern::parse(text, "pattern") {
+                    Ok(Pattern::Exact(h)) => (Kind::Exact, h),
+                    Ok(Pattern::Suffix(f)) => (Kind::Suffix, f),
+                    Ok(Pattern::Prefix(f)) => (Kind::Prefix, f),
+                    Ok(Pattern::CatchAll) => {
+                        m.catch_all = Some(entry);
+                        continue;
                     }
-                    Ok(Pattern::Suffix(f)) => {
-                        m.suffix.insert(f.into_boxed_str(), entry);
-                    }
-                    Ok(Pattern::Prefix(f)) => {
-                        m.prefix.insert(f.into_boxed_str(), entry);
-                    }
-                    Ok(Pattern::CatchAll) => m.catch_all = Some(entry),
                     Err(e) => {
                         tracing::warn!(pattern = %text, error = %e, "skipping a stored pattern that does not parse");
                         continue;
                     }
+                };
+                let (Ok(index), Ok(start), Ok(len)) = (
+                    u32::try_from(m.entries.len()),
+                    u32::try_from(m.arena.len()),
+                    u32::try_from(fixed.len()),
+                ) else {
+                    tracing::error!("more than 4 GiB of patterns; ignoring the rest");
+                    break;
+                };
+                let h = hash(kind, &fixed);
+                hashes.push(h);
+                m.arena.push_str(&fixed);
+                m.fixed.push((start, len));
+                m.entries.push(entry);
+                let collides = m.tables[kind as usize]
+                    .by_hash
+                    .get(&h)
+                    .is_some_and(|&other| m.fixed_of(other) != fixed);
+                let table = &mut m.tables[kind as usize];
+                if collides {
+                    table.collided.insert(fixed.into_boxed_str(), index);
+                } else {
+                    table.by_hash.insert(h, index);
                 }
-                m.patterns += 1;
             }
         }
+        let bits = (hashes.len() * 16).next_power_of_two().max(1024);
+        m.filter = vec![0u64; bits / 64];
+        m.filter_mask = bits as u64 - 1;
+        for h in &hashes {
+            let bit = h & m.filter_mask;
+            m.filter[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        m.entries.shrink_to_fit();
+        m.arena.shrink_to_fit();
         m
+    }
+
+    fn fixed_of(&self, index: u32) -> &str {
+        let (start, len) = self.fixed[index as usize];
+        &self.arena[start as usize..(start + len) as usize]
+    }
+
+    fn probe(&self, kind: Kind, fixed: &str) -> Option<&Entry> {
+        let h = hash(kind, fixed);
+        let bit = h & self.filter_mask;
+        if self.filter[(bit / 64) as usize] & (1 << (bit % 64)) == 0 {
+            return None;
+        }
+        let table = &self.tables[kind as usize];
+        let index = match table.by_hash.get(&h) {
+            Some(&i) if self.fixed_of(i) == fixed => i,
+            _ if table.collided.is_empty() => return None,
+            _ => *table.collided.get(fixed)?,
+        };
+        Some(&self.entries[index as usize])
     }
 
     /// Returns the most specific entry matching the normalised `key`.
     pub fn lookup(&self, key: &str) -> Option<&Entry> {
-        if let Some(e) = self.exact.get(key) {
+        if let Some(e) = self.probe(Kind::Exact, key) {
             return Some(e);
         }
-        if !self.suffix.is_empty() {
+        if !self.tables[Kind::Suffix as usize].by_hash.is_empty() {
             // Left to right: the suffix after the first dot is the longest.
             for (i, b) in key.bytes().enumerate() {
                 if b == b'.'
-                    && let Some(e) = self.suffix.get(&key[i + 1..])
+                    && let Some(e) = self.probe(Kind::Suffix, &key[i + 1..])
                 {
                     return Some(e);
                 }
             }
         }
-        if !self.prefix.is_empty() {
+        if !self.tables[Kind::Prefix as usize].by_hash.is_empty() {
             // Right to left: the prefix before the last dot is the longest.
             for (i, b) in key.bytes().enumerate().rev() {
                 if b == b'.'
-                    && let Some(e) = self.prefix.get(&key[..i])
+                    && let Some(e) = self.probe(Kind::Prefix, &key[..i])
                 {
                     return Some(e);
                 }
@@ -97,12 +214,12 @@ impl Matcher {
 
     /// Returns the number of patterns.
     pub fn len(&self) -> usize {
-        self.patterns
+        self.entries.len() + usize::from(self.catch_all.is_some())
     }
 
     /// Returns whether there are no patterns.
     pub fn is_empty(&self) -> bool {
-        self.patterns == 0
+        self.len() == 0
     }
 }
 

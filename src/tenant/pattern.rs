@@ -116,6 +116,9 @@ impl Pattern {
 /// Normalises a request key: lowercase, port and one trailing dot stripped,
 /// punycode for international names. Errors name the field `key`.
 pub fn normalize_key(raw: &str) -> Result<Cow<'_, str>> {
+    if is_normal_host(raw) {
+        return Ok(Cow::Borrowed(raw));
+    }
     let field = "key";
     if raw.is_empty() {
         return Err(Error::invalid_argument(field, "must not be empty"));
@@ -132,6 +135,29 @@ pub fn normalize_key(raw: &str) -> Result<Cow<'_, str>> {
         return Ok(Cow::Owned(host.to_ascii_lowercase()));
     }
     normalize_host(host, field)
+}
+
+/// Returns whether `raw` is already a normalised host (lowercase ASCII labels
+/// of 1 to 63 characters, no port, no trailing dot), in one pass: the common
+/// case on the resolution hot path.
+fn is_normal_host(raw: &str) -> bool {
+    if raw.is_empty() || raw.len() > MAX_KEY_LEN {
+        return false;
+    }
+    let mut label = 0usize;
+    for &c in raw.as_bytes() {
+        match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {
+                label += 1;
+                if label > MAX_LABEL_LEN {
+                    return false;
+                }
+            }
+            b'.' if label > 0 => label = 0,
+            _ => return false,
+        }
+    }
+    label > 0
 }
 
 fn strip_port(raw: &str) -> Result<&str> {
