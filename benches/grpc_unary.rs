@@ -1,0 +1,199 @@
+//! Unary RPC throughput and latency over gRPC on loopback, against
+//! `grpc.health.v1.Health/Check` (the cheapest unary call) on the same server
+//! and client.
+//!
+//! Starts the release `switchyard` binary on the embedded default, creates
+//! 1 000 tenants (one exact and one suffix pattern each), then runs rounds of
+//! each call, interleaved (health, resolve, health, resolve, ...), each for a
+//! fixed time with a fixed number of calls in flight over 4 HTTP/2
+//! connections. Reports calls/s and p50/p99 latency per call, and the ratio of
+//! each call's throughput to health's.
+//!
+//! `cargo bench --bench grpc_unary [-- SECONDS_PER_ROUND]`
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use switchyard::api::v1::{
+    CreateTenantRequest, ResolveTenantRequest, Tenant, tenant_service_client::TenantServiceClient,
+};
+use tonic::{Request, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const TOKEN: &str = "bench-admin-token-0123456789";
+const IN_FLIGHT: usize = 32;
+const CONNECTIONS: usize = 4;
+const TENANTS: usize = 1000;
+
+fn authed<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("ascii"),
+    );
+    r
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Call {
+    Health,
+    Resolve,
+}
+
+async fn one(call: Call, ch: Channel, i: usize) -> bool {
+    match call {
+        Call::Health => HealthClient::new(ch)
+            .check(HealthCheckRequest::default())
+            .await
+            .is_ok(),
+        Call::Resolve => {
+            let key = if i % 2 == 0 {
+                format!("t{}.example", i % TENANTS)
+            } else {
+                format!("api.t{}.example", i % TENANTS)
+            };
+            TenantServiceClient::new(ch)
+                .resolve_tenant(authed(ResolveTenantRequest { key }))
+                .await
+                .is_ok()
+        }
+    }
+}
+
+/// Runs `call` for `secs` with IN_FLIGHT workers; returns (calls/s, latencies in µs).
+async fn round(call: Call, channels: &[Channel], secs: u64) -> (f64, Vec<u32>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..IN_FLIGHT {
+        let ch = channels[w % channels.len()].clone();
+        let failures = failures.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            let mut i = w;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                if !one(call, ch.clone(), i).await {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                i += IN_FLIGHT;
+            }
+            lat
+        }));
+    }
+    let start = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("worker"));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let failed = failures.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(failed, 0, "{call:?}: {failed} calls failed");
+    (all.len() as f64 / elapsed, all)
+}
+
+fn pct(sorted: &[u32], q: f64) -> f64 {
+    f64::from(sorted[((sorted.len() - 1) as f64 * q).round() as usize]) / 1000.0
+}
+
+fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
+    Command::new(BIN)
+        .current_dir(dir)
+        .env("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
+        .env("SWITCHYARD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn switchyard")
+}
+
+#[tokio::main]
+async fn main() {
+    let secs: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(5);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let mut server = spawn_server(dir.path(), port);
+    let url = format!("http://127.0.0.1:{port}");
+    let mut channels = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let ch = loop {
+            if let Ok(ch) = Channel::from_shared(url.clone())
+                .expect("url")
+                .connect()
+                .await
+            {
+                break ch;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        channels.push(ch);
+    }
+    let mut tenants = TenantServiceClient::new(channels[0].clone());
+    for i in 0..TENANTS {
+        tenants
+            .create_tenant(authed(CreateTenantRequest {
+                tenant: Some(Tenant {
+                    id: format!("t{i}"),
+                    patterns: vec![format!("t{i}.example"), format!("*.t{i}.example")],
+                    ..Default::default()
+                }),
+            }))
+            .await
+            .expect("create tenant");
+    }
+    // Warm-up.
+    round(Call::Health, &channels, 1).await;
+    round(Call::Resolve, &channels, 1).await;
+
+    let mut results: Vec<(Call, f64, Vec<u32>)> = Vec::new();
+    for _ in 0..2 {
+        for call in [Call::Health, Call::Resolve] {
+            let (rate, lat) = round(call, &channels, secs).await;
+            results.push((call, rate, lat));
+        }
+    }
+    let summary = |call: Call| {
+        let mut lat = Vec::new();
+        let mut rates = Vec::new();
+        for (c, r, l) in &results {
+            if *c == call {
+                rates.push(*r);
+                lat.extend_from_slice(l);
+            }
+        }
+        lat.sort_unstable();
+        (
+            rates.iter().sum::<f64>() / rates.len() as f64,
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+        )
+    };
+    let (h_rate, h50, h99) = summary(Call::Health);
+    println!(
+        "{IN_FLIGHT} calls in flight over {CONNECTIONS} connections, 2 interleaved rounds of {secs} s each, client and server on the same 2 cores"
+    );
+    println!(
+        "grpc.health.v1.Health/Check:            {h_rate:>8.0} calls/s, p50 {h50:.2} ms, p99 {h99:.2} ms"
+    );
+    let (r_rate, r50, r99) = summary(Call::Resolve);
+    println!(
+        "switchyard.v1.TenantService/ResolveTenant: {r_rate:>6.0} calls/s, p50 {r50:.2} ms, p99 {r99:.2} ms ({TENANTS} tenants); {:.2} of health's throughput",
+        r_rate / h_rate
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+}
