@@ -51,7 +51,7 @@ async fn one(call: Call, ch: Channel, i: usize) -> bool {
             .await
             .is_ok(),
         Call::Resolve => {
-            let key = if i % 2 == 0 {
+            let key = if i.is_multiple_of(2) {
                 format!("t{}.example", i % TENANTS)
             } else {
                 format!("api.t{}.example", i % TENANTS)

@@ -107,6 +107,19 @@ pub struct Config {
     /// even when the bus is silent (bounds how long a lost pub/sub message can
     /// delay a change).
     pub sync_interval_ms: u64,
+    /// `SWITCHYARD_FLAG_<KEY>` variables (full names): replica-local emergency
+    /// overrides of flag values, source `env`.
+    pub flag_overrides: BTreeMap<String, String>,
+    /// `SWITCHYARD_WATCH_HEARTBEAT_S`: the interval of HEARTBEAT events.
+    pub watch_heartbeat_s: u64,
+    /// `SWITCHYARD_WATCH_QUEUE`: how many changes a watch subscriber may fall
+    /// behind before its backlog is replaced by a snapshot.
+    pub watch_queue: usize,
+    /// `SWITCHYARD_MAX_WATCHERS`: the most watch streams one replica serves.
+    pub max_watchers: usize,
+    /// `SWITCHYARD_CHANGE_LOG_RETENTION_S`: how long the change log keeps a
+    /// change (subscribers resuming from older revisions get a snapshot).
+    pub change_log_retention_s: u64,
 }
 
 impl Default for Config {
@@ -127,6 +140,11 @@ impl Default for Config {
             http2_keepalive_timeout_s: 10,
             shutdown_grace_s: 10,
             sync_interval_ms: 1000,
+            flag_overrides: BTreeMap::new(),
+            watch_heartbeat_s: 15,
+            watch_queue: 1024,
+            max_watchers: 50_000,
+            change_log_retention_s: 7 * 24 * 3600,
         }
     }
 }
@@ -240,6 +258,13 @@ impl Config {
                 }
                 "SHUTDOWN_GRACE_S" => self.shutdown_grace_s = parse_num(name, &v)?,
                 "SYNC_INTERVAL_MS" => self.sync_interval_ms = parse_num(name, &v)?,
+                "WATCH_HEARTBEAT_S" => self.watch_heartbeat_s = parse_num(name, &v)?,
+                "WATCH_QUEUE" => self.watch_queue = parse_num(name, &v)?,
+                "MAX_WATCHERS" => self.max_watchers = parse_num(name, &v)?,
+                "CHANGE_LOG_RETENTION_S" => self.change_log_retention_s = parse_num(name, &v)?,
+                k if k.starts_with("FLAG_") => {
+                    self.flag_overrides.insert(name.clone(), v);
+                }
                 // Flag overrides (`SWITCHYARD_FLAG_*`) and client settings
                 // (`SWITCHYARD_TOKEN`) belong to other readers.
                 _ => {}
@@ -330,6 +355,30 @@ impl Config {
             return Err(ConfigError::new(
                 "SWITCHYARD_HTTP2_KEEPALIVE_TIMEOUT_S",
                 "must be at least 1 second",
+            ));
+        }
+        if self.watch_heartbeat_s == 0 {
+            return Err(ConfigError::new(
+                "SWITCHYARD_WATCH_HEARTBEAT_S",
+                "must be at least 1 second",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.watch_queue) {
+            return Err(ConfigError::new(
+                "SWITCHYARD_WATCH_QUEUE",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if self.max_watchers == 0 {
+            return Err(ConfigError::new(
+                "SWITCHYARD_MAX_WATCHERS",
+                "must be at least 1",
+            ));
+        }
+        if self.change_log_retention_s < 60 {
+            return Err(ConfigError::new(
+                "SWITCHYARD_CHANGE_LOG_RETENTION_S",
+                "must be at least 60 seconds",
             ));
         }
         if !(10..=60_000).contains(&self.sync_interval_ms) {

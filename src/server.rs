@@ -24,6 +24,7 @@ use crate::{
     cache::ResolutionCache,
     config::Config,
     error::{Error, ErrorKind},
+    flag::{self, EnvOverrides, Flags, watch::WatcherLimit},
     grpc::{flag::FlagApi, gating::GatingApi, tenant::TenantApi},
     rest,
     store::{Backend, Store},
@@ -40,6 +41,10 @@ pub struct App {
     pub store: Store,
     /// Tenants and their resolution.
     pub tenants: Arc<Tenants>,
+    /// The flag state and the watch hub.
+    pub flags: Arc<Flags>,
+    /// The limit on open watch streams.
+    pub watchers: WatcherLimit,
     /// The follower of the change log; announces local commits.
     pub sync: Arc<Sync>,
     /// Cancelled when shutdown begins: long-lived streams end on it.
@@ -92,21 +97,42 @@ pub async fn serve(
             (bus, cache)
         }
     };
-    let start_revision = store.current_revision().await?;
+    // The flag state is loaded before serving; its revision is where this
+    // replica starts following the change log.
+    let state = flag::store::load_state(&store).await?;
+    let start_revision = state.revision;
+    let flags = Arc::new(Flags::new(
+        state,
+        EnvOverrides::new(&config.flag_overrides),
+        config.watch_queue,
+    ));
     let tenants = Arc::new(Tenants::new(store.clone(), cache, start_revision));
     let sync = Arc::new(Sync::new(
         store.clone(),
         bus,
         tenants.clone(),
+        flags.clone(),
         start_revision,
     ));
     spawn_initial_load(tenants.clone(), shutdown_token.clone());
     sync.clone()
         .spawn(config.sync_interval(), shutdown_token.clone());
+    spawn_heartbeats(
+        flags.clone(),
+        config.watch_heartbeat_s,
+        shutdown_token.clone(),
+    );
+    spawn_pruning(
+        store.clone(),
+        config.change_log_retention_s,
+        shutdown_token.clone(),
+    );
     let app = Arc::new(App {
+        watchers: WatcherLimit::new(config.max_watchers),
         config,
         store,
         tenants,
+        flags,
         sync,
         shutdown: shutdown_token,
     });
@@ -254,6 +280,41 @@ fn spawn_initial_load(tenants: Arc<Tenants>, stop: CancellationToken) {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {},
                 () = stop.cancelled() => return,
+            }
+        }
+    });
+}
+
+/// Sends a heartbeat to every watch stream every `secs` seconds.
+fn spawn_heartbeats(flags: Arc<Flags>, secs: u64, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(secs));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => flags.heartbeat(),
+                () = stop.cancelled() => break,
+            }
+        }
+    });
+}
+
+/// Deletes change-log rows older than the retention window, once a minute.
+fn spawn_pruning(store: Store, retention_s: u64, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let before = crate::store::now_us()
+                        .saturating_sub(i64::try_from(retention_s).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000));
+                    match store.prune_change_log(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(rows = n, "pruned the change log"),
+                        Err(e) => tracing::warn!(error = %e, "pruning the change log failed"),
+                    }
+                }
+                () = stop.cancelled() => break,
             }
         }
     });

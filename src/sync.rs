@@ -5,7 +5,8 @@
 //! applied, or a resync after a Redis reconnect), and at every poll interval
 //! in any case, the follower reads the changes after the last revision it
 //! applied, in order, and applies them: a tenant change swaps in a new matcher
-//! and retires the Redis cache generation. So a lost pub/sub message, a gap, or
+//! and retires the Redis cache generation; every change goes to the flag state
+//! and its watch hub. So a lost pub/sub message, a gap, or
 //! a replica that heard nothing for a while all converge by the next poll.
 //!
 //! The replica that commits a change calls [`Sync::committed`], which
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     bus::{Bus, BusMessage, ChangeEvent},
     error::Result,
+    flag::{self, Flags},
     store::Store,
     tenant::Tenants,
 };
@@ -38,6 +40,7 @@ pub struct Sync {
     store: Store,
     bus: Bus,
     tenants: Arc<Tenants>,
+    flags: Arc<Flags>,
     applied: AtomicI64,
     lock: tokio::sync::Mutex<()>,
 }
@@ -52,11 +55,18 @@ impl std::fmt::Debug for Sync {
 
 impl Sync {
     /// Creates a follower that has applied everything up to `applied`.
-    pub fn new(store: Store, bus: Bus, tenants: Arc<Tenants>, applied: i64) -> Sync {
+    pub fn new(
+        store: Store,
+        bus: Bus,
+        tenants: Arc<Tenants>,
+        flags: Arc<Flags>,
+        applied: i64,
+    ) -> Sync {
         Sync {
             store,
             bus,
             tenants,
+            flags,
             applied: AtomicI64::new(applied),
             lock: tokio::sync::Mutex::new(()),
         }
@@ -81,17 +91,34 @@ impl Sync {
         let mut applied = self.applied();
         let mut tenant_change = None;
         loop {
-            let changes = self.store.changes_after(applied, BATCH).await?;
-            let Some(last) = changes.last() else { break };
-            let last = last.revision;
-            for c in &changes {
-                debug_assert!(c.revision > applied, "the change log is read in order");
-                if c.entity == "tenant" {
-                    tenant_change = Some(c.revision);
-                }
+            let changes = flag::store::changes_after(&self.store, applied, BATCH).await?;
+            if changes
+                .first()
+                .is_some_and(|(_, c)| c.revision > applied + 1)
+            {
+                // The log was pruned past this replica: reload everything.
+                tracing::warn!(
+                    applied,
+                    "change log pruned past this replica; reloading all state"
+                );
+                let state = flag::store::load_state(&self.store).await?;
+                applied = state.revision;
+                tenant_change = Some(applied);
+                self.flags.replace(state);
+                continue;
             }
-            applied = last;
-            if (changes.len() as i64) < BATCH {
+            let count = changes.len();
+            for (entity, change) in changes {
+                debug_assert!(change.revision > applied, "the change log is read in order");
+                applied = change.revision;
+                if entity == "tenant" {
+                    tenant_change = Some(change.revision);
+                }
+                // The flag state and its subscribers see every revision, so
+                // that their revision always names a complete prefix.
+                self.flags.apply(change);
+            }
+            if (count as i64) < BATCH {
                 break;
             }
         }

@@ -179,66 +179,41 @@ impl Store {
 /// Records a change at the transaction's revision in the change log.
 ///
 /// `entity` is `tenant`, `flag` or `override`; `op` is `upsert` or `delete`;
-/// `tenant_id` confines the change to one tenant (`None`: every tenant).
+/// `tenant_id` confines the change to one tenant (`None`: every tenant);
+/// `payload` is the change as JSON (`flag::Payload`).
 pub async fn log_change(
     w: &mut WriteTx,
     entity: &str,
     op: &str,
     tenant_id: Option<&str>,
     flag_key: Option<&str>,
+    payload: Option<String>,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO change_log (revision, entity, op, tenant_id, flag_key, committed_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO change_log (revision, entity, op, tenant_id, flag_key, payload, committed_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(w.revision)
     .bind(entity.to_owned())
     .bind(op.to_owned())
     .bind(tenant_id.map(str::to_owned))
     .bind(flag_key.map(str::to_owned))
+    .bind(payload)
     .bind(w.now_us)
     .execute(&mut *w.tx)
     .await?;
     Ok(())
 }
 
-/// A change as read back from the change log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    /// Its global revision.
-    pub revision: i64,
-    /// `tenant`, `flag` or `override`.
-    pub entity: String,
-    /// `upsert` or `delete`.
-    pub op: String,
-    /// The tenant it is confined to, if any.
-    pub tenant_id: Option<String>,
-    /// The flag it concerns, if any.
-    pub flag_key: Option<String>,
-}
-
 impl Store {
-    /// Returns up to `limit` changes after `after`, in revision order.
-    pub async fn changes_after(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
-        let rows = sqlx::query(
-            "SELECT revision, entity, op, tenant_id, flag_key FROM change_log \
-             WHERE revision > $1 ORDER BY revision LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Change {
-                    revision: r.try_get(0)?,
-                    entity: r.try_get(1)?,
-                    op: r.try_get(2)?,
-                    tenant_id: r.try_get(3)?,
-                    flag_key: r.try_get(4)?,
-                })
-            })
-            .collect()
+    /// Deletes change-log rows committed before `before_us`; returns how many.
+    /// Subscribers resuming from before the oldest kept row get a snapshot.
+    pub async fn prune_change_log(&self, before_us: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM change_log WHERE committed_at_us < $1")
+            .bind(before_us)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
     }
 }
 

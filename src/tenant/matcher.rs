@@ -83,6 +83,7 @@ struct Table {
 #[derive(Debug)]
 pub struct Matcher {
     tables: [Table; 3],
+    tenants: HashMap<String, Arc<TenantRecord>>,
     entries: Vec<Entry>,
     /// `(start, len)` in `arena` of each entry's fixed part.
     fixed: Vec<(u32, u32)>,
@@ -99,6 +100,7 @@ impl Matcher {
     pub fn build(tenants: impl IntoIterator<Item = TenantRecord>) -> Matcher {
         let mut m = Matcher {
             tables: Default::default(),
+            tenants: HashMap::new(),
             entries: Vec::new(),
             fixed: Vec::new(),
             arena: String::new(),
@@ -109,6 +111,7 @@ impl Matcher {
         let mut hashes = Vec::new();
         for t in tenants {
             let tenant = Arc::new(t);
+            m.tenants.insert(tenant.id.clone(), tenant.clone());
             for text in &tenant.patterns {
                 let entry = Entry {
                     tenant: tenant.clone(),
@@ -210,6 +213,11 @@ impl Matcher {
             }
         }
         self.catch_all.as_ref()
+    }
+
+    /// Returns the tenant with `id`, patterns or not.
+    pub fn tenant(&self, id: &str) -> Option<&Arc<TenantRecord>> {
+        self.tenants.get(id)
     }
 
     /// Returns the number of patterns.

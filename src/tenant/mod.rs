@@ -330,6 +330,15 @@ impl Tenants {
         }
     }
 
+    /// Returns whether tenant `id` exists, from the matcher when it is loaded
+    /// (the database otherwise).
+    pub async fn exists(&self, id: &str) -> Result<bool> {
+        if let Some(m) = self.matcher.load().as_ref() {
+            return Ok(m.tenant(id).is_some());
+        }
+        Ok(store::get(&self.store, id).await?.is_some())
+    }
+
     /// Creates a tenant; returns it as stored.
     pub async fn create(&self, id: &str, fields: &TenantFields) -> Result<TenantRecord> {
         validate_tenant_id_field(id, "tenant.id")?;

@@ -56,7 +56,7 @@ pub(super) async fn create(
     .execute(&mut *w.tx)
     .await?;
     claim_patterns(&mut w, id, patterns).await?;
-    log_change(&mut w, "tenant", "upsert", Some(id), None).await?;
+    log_change(&mut w, "tenant", "upsert", Some(id), None, None).await?;
     let record = TenantRecord {
         id: id.to_owned(),
         display_name: fields.display_name.clone(),
@@ -276,7 +276,7 @@ pub(super) async fn update(
         .fetch_all(&mut *w.tx)
         .await?;
     }
-    log_change(&mut w, "tenant", "upsert", Some(id), None).await?;
+    log_change(&mut w, "tenant", "upsert", Some(id), None, None).await?;
     t.revision = w.revision;
     t.updated_at_us = w.now_us;
     w.tx.commit().await?;
@@ -286,7 +286,7 @@ pub(super) async fn update(
 pub(super) async fn delete(store: &Store, id: &str, expected_revision: i64) -> Result<i64> {
     let mut w = store.begin_write().await?;
     current(&mut w, id, expected_revision).await?;
-    // Overrides and patterns go with the tenant (ON DELETE CASCADE).
+    let payload = crate::flag::store::tenant_delete_payload(&mut w, id).await?;
     sqlx::query("DELETE FROM tenant_overrides WHERE tenant_id = $1")
         .bind(id)
         .execute(&mut *w.tx)
@@ -299,7 +299,7 @@ pub(super) async fn delete(store: &Store, id: &str, expected_revision: i64) -> R
         .bind(id)
         .execute(&mut *w.tx)
         .await?;
-    log_change(&mut w, "tenant", "delete", Some(id), None).await?;
+    log_change(&mut w, "tenant", "delete", Some(id), None, Some(payload)).await?;
     let revision = w.revision;
     w.tx.commit().await?;
     Ok(revision)

@@ -1,0 +1,373 @@
+//! Flag queries, shared by SQLite and PostgreSQL.
+//!
+//! Each write is one [`WriteTx`]: it takes the next global revision, checks
+//! the caller's expected revision, writes, and appends the change-log row with
+//! its [`Payload`]; a refused check rolls everything back.
+
+use sqlx::{AssertSqlSafe, Row, any::AnyRow};
+
+use super::{Change, FlagDef, FlagState, FlagType, Payload, check_value};
+use crate::{
+    error::{Error, Result},
+    store::{Backend, Store, WriteTx, log_change},
+};
+
+const FLAG_COLUMNS: &str = "key, value_type, description, default_value, stored_value, revision, created_at_us, updated_at_us";
+
+fn json(field: &str, text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| Error::internal(&format!("reading stored {field}"), e))
+}
+
+fn def_from_row(row: &AnyRow) -> Result<FlagDef> {
+    let ty: String = row.try_get("value_type")?;
+    let stored: Option<String> = row.try_get("stored_value")?;
+    Ok(FlagDef {
+        key: row.try_get("key")?,
+        value_type: FlagType::parse(&ty)
+            .ok_or_else(|| Error::internal("reading a flag", format!("unknown type {ty:?}")))?,
+        description: row.try_get("description")?,
+        default: json("default_value", &row.try_get::<String, _>("default_value")?)?,
+        stored: stored
+            .as_deref()
+            .map(|s| json("stored_value", s))
+            .transpose()?,
+        revision: row.try_get("revision")?,
+        created_at_us: row.try_get("created_at_us")?,
+        updated_at_us: row.try_get("updated_at_us")?,
+    })
+}
+
+fn to_text(v: &serde_json::Value) -> String {
+    v.to_string()
+}
+
+fn payload_text(p: &Payload) -> Result<String> {
+    serde_json::to_string(p).map_err(|e| Error::internal("encoding a change", e))
+}
+
+/// Loads the whole flag state as of one revision, in one read snapshot.
+pub async fn load_state(store: &Store) -> Result<FlagState> {
+    let mut tx = store.pool().begin().await?;
+    if store.backend() == Backend::Postgres {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let revision: i64 = sqlx::query_scalar("SELECT value FROM revision_counter WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut state = FlagState {
+        revision,
+        ..FlagState::default()
+    };
+    let rows = sqlx::query(AssertSqlSafe(format!("SELECT {FLAG_COLUMNS} FROM flags")))
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in &rows {
+        let def = def_from_row(row)?;
+        state.flags.insert(def.key.clone(), def);
+    }
+    let rows = sqlx::query("SELECT tenant_id, flag_key, value, revision FROM tenant_overrides")
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in &rows {
+        let tenant: String = row.try_get(0)?;
+        let key: String = row.try_get(1)?;
+        let value = json("override", &row.try_get::<String, _>(2)?)?;
+        state
+            .overrides
+            .entry(tenant)
+            .or_default()
+            .insert(key, (value, row.try_get(3)?));
+    }
+    tx.commit().await?;
+    Ok(state)
+}
+
+/// Returns up to `limit` changes after `after`, parsed, in revision order.
+pub async fn changes_after(store: &Store, after: i64, limit: i64) -> Result<Vec<(String, Change)>> {
+    let rows = sqlx::query(
+        "SELECT revision, entity, tenant_id, flag_key, payload, committed_at_us FROM change_log \
+         WHERE revision > $1 ORDER BY revision LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let entity: String = r.try_get(1)?;
+            let payload: Option<String> = r.try_get(4)?;
+            let revision: i64 = r.try_get(0)?;
+            let payload = match payload.as_deref().map(serde_json::from_str::<Payload>) {
+                None => Payload::Other,
+                Some(Ok(p)) => p,
+                Some(Err(e)) => {
+                    tracing::error!(revision, error = %e, "unreadable change payload; treating it as no flag change");
+                    Payload::Other
+                }
+            };
+            Ok((
+                entity,
+                Change {
+                    revision,
+                    committed_at_us: r.try_get(5)?,
+                    tenant_id: r.try_get(2)?,
+                    flag_key: r.try_get(3)?,
+                    payload,
+                },
+            ))
+        })
+        .collect()
+}
+
+async fn current(w: &mut WriteTx, key: &str) -> Result<FlagDef> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {FLAG_COLUMNS} FROM flags WHERE key = $1"
+    )))
+    .bind(key)
+    .fetch_optional(&mut *w.tx)
+    .await?
+    .ok_or_else(|| Error::not_found(format!("flag {key:?}")))?;
+    def_from_row(&row)
+}
+
+fn check_expected(what: &str, actual: i64, expected: i64) -> Result<()> {
+    if expected != 0 && expected != actual {
+        return Err(Error::failed_precondition(format!(
+            "{what} is at revision {actual}, not the expected {expected}: re-read it and retry"
+        )));
+    }
+    Ok(())
+}
+
+async fn overridden_by(w: &mut WriteTx, key: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT tenant_id FROM tenant_overrides WHERE flag_key = $1 ORDER BY tenant_id",
+    )
+    .bind(key)
+    .fetch_all(&mut *w.tx)
+    .await?)
+}
+
+/// Creates a flag. The definition is validated by the caller.
+pub async fn create(store: &Store, mut def: FlagDef) -> Result<FlagDef> {
+    let mut w = store.begin_write().await?;
+    let exists = sqlx::query("SELECT 1 FROM flags WHERE key = $1")
+        .bind(def.key.clone())
+        .fetch_optional(&mut *w.tx)
+        .await?;
+    if exists.is_some() {
+        return Err(Error::already_exists(format!(
+            "flag {:?} already exists",
+            def.key
+        )));
+    }
+    def.revision = w.revision;
+    def.created_at_us = w.now_us;
+    def.updated_at_us = w.now_us;
+    sqlx::query(
+        "INSERT INTO flags (key, value_type, description, default_value, stored_value, revision, created_at_us, updated_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(def.key.clone())
+    .bind(def.value_type.as_str())
+    .bind(def.description.clone())
+    .bind(to_text(&def.default))
+    .bind(def.stored.as_ref().map(to_text))
+    .bind(def.revision)
+    .bind(def.created_at_us)
+    .execute(&mut *w.tx)
+    .await?;
+    let payload = payload_text(&Payload::FlagUpsert {
+        flag: def.clone(),
+        overridden: Vec::new(),
+    })?;
+    log_change(
+        &mut w,
+        "flag",
+        "upsert",
+        None,
+        Some(&def.key),
+        Some(payload),
+    )
+    .await?;
+    w.tx.commit().await?;
+    Ok(def)
+}
+
+/// What an update changes; `None` leaves a field alone. `stored` is
+/// `Some(None)` to clear the stored value.
+#[derive(Debug, Default, Clone)]
+pub struct FlagUpdate {
+    /// A new description.
+    pub description: Option<String>,
+    /// A new default.
+    pub default: Option<serde_json::Value>,
+    /// A new stored value, or `Some(None)` to clear it.
+    pub stored: Option<Option<serde_json::Value>>,
+}
+
+/// Updates a flag; values are type-checked against the stored type here.
+pub async fn update(store: &Store, key: &str, u: FlagUpdate, expected: i64) -> Result<FlagDef> {
+    let mut w = store.begin_write().await?;
+    let mut def = current(&mut w, key).await?;
+    check_expected(&format!("flag {key:?}"), def.revision, expected)?;
+    if let Some(d) = u.description {
+        def.description = d;
+    }
+    if let Some(v) = u.default {
+        check_value("flag.default_value", &v, def.value_type)?;
+        def.default = v;
+    }
+    if let Some(v) = u.stored {
+        if let Some(v) = &v {
+            check_value("flag.stored_value", v, def.value_type)?;
+        }
+        def.stored = v;
+    }
+    def.revision = w.revision;
+    def.updated_at_us = w.now_us;
+    sqlx::query(
+        "UPDATE flags SET description = $1, default_value = $2, stored_value = $3, revision = $4, updated_at_us = $5 WHERE key = $6",
+    )
+    .bind(def.description.clone())
+    .bind(to_text(&def.default))
+    .bind(def.stored.as_ref().map(to_text))
+    .bind(def.revision)
+    .bind(def.updated_at_us)
+    .bind(key)
+    .execute(&mut *w.tx)
+    .await?;
+    let overridden = overridden_by(&mut w, key).await?;
+    let payload = payload_text(&Payload::FlagUpsert {
+        flag: def.clone(),
+        overridden,
+    })?;
+    log_change(&mut w, "flag", "upsert", None, Some(key), Some(payload)).await?;
+    w.tx.commit().await?;
+    Ok(def)
+}
+
+/// Deletes a flag and every override of it; returns the revision.
+pub async fn delete(store: &Store, key: &str, expected: i64) -> Result<i64> {
+    let mut w = store.begin_write().await?;
+    let def = current(&mut w, key).await?;
+    check_expected(&format!("flag {key:?}"), def.revision, expected)?;
+    sqlx::query("DELETE FROM tenant_overrides WHERE flag_key = $1")
+        .bind(key)
+        .execute(&mut *w.tx)
+        .await?;
+    sqlx::query("DELETE FROM flags WHERE key = $1")
+        .bind(key)
+        .execute(&mut *w.tx)
+        .await?;
+    let payload = payload_text(&Payload::FlagDelete)?;
+    log_change(&mut w, "flag", "delete", None, Some(key), Some(payload)).await?;
+    let revision = w.revision;
+    w.tx.commit().await?;
+    Ok(revision)
+}
+
+async fn override_revision(w: &mut WriteTx, tenant: &str, key: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT revision FROM tenant_overrides WHERE tenant_id = $1 AND flag_key = $2",
+    )
+    .bind(tenant)
+    .bind(key)
+    .fetch_optional(&mut *w.tx)
+    .await?)
+}
+
+/// Sets a tenant's override; returns the revision.
+pub async fn set_override(
+    store: &Store,
+    tenant: &str,
+    key: &str,
+    value: serde_json::Value,
+    expected: i64,
+) -> Result<i64> {
+    let mut w = store.begin_write().await?;
+    let tenant_exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
+        .bind(tenant)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+    if tenant_exists.is_none() {
+        return Err(Error::not_found(format!("tenant {tenant:?}")));
+    }
+    let def = current(&mut w, key).await?;
+    check_value("value", &value, def.value_type)?;
+    let existing = override_revision(&mut w, tenant, key).await?;
+    if expected != 0 && existing != Some(expected) {
+        return Err(Error::failed_precondition(match existing {
+            Some(r) => format!("the override is at revision {r}, not the expected {expected}"),
+            None => format!("there is no override at revision {expected}"),
+        }));
+    }
+    sqlx::query(
+        "INSERT INTO tenant_overrides (tenant_id, flag_key, value, revision, updated_at_us) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant_id, flag_key) DO UPDATE SET value = excluded.value, revision = excluded.revision, updated_at_us = excluded.updated_at_us",
+    )
+    .bind(tenant)
+    .bind(key)
+    .bind(to_text(&value))
+    .bind(w.revision)
+    .bind(w.now_us)
+    .execute(&mut *w.tx)
+    .await?;
+    let payload = payload_text(&Payload::OverrideUpsert { value })?;
+    log_change(
+        &mut w,
+        "override",
+        "upsert",
+        Some(tenant),
+        Some(key),
+        Some(payload),
+    )
+    .await?;
+    let revision = w.revision;
+    w.tx.commit().await?;
+    Ok(revision)
+}
+
+/// Removes a tenant's override; returns the revision.
+pub async fn clear_override(store: &Store, tenant: &str, key: &str, expected: i64) -> Result<i64> {
+    let mut w = store.begin_write().await?;
+    let def = current(&mut w, key).await?;
+    let existing = override_revision(&mut w, tenant, key)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(format!("override of flag {key:?} for tenant {tenant:?}"))
+        })?;
+    check_expected("the override", existing, expected)?;
+    sqlx::query("DELETE FROM tenant_overrides WHERE tenant_id = $1 AND flag_key = $2")
+        .bind(tenant)
+        .bind(key)
+        .execute(&mut *w.tx)
+        .await?;
+    let payload = payload_text(&Payload::OverrideDelete { flag: def })?;
+    log_change(
+        &mut w,
+        "override",
+        "delete",
+        Some(tenant),
+        Some(key),
+        Some(payload),
+    )
+    .await?;
+    let revision = w.revision;
+    w.tx.commit().await?;
+    Ok(revision)
+}
+
+/// The payload of deleting `tenant`: the flags it had overrides of.
+pub async fn tenant_delete_payload(w: &mut WriteTx, tenant: &str) -> Result<String> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {FLAG_COLUMNS} FROM flags WHERE key IN (SELECT flag_key FROM tenant_overrides WHERE tenant_id = $1) ORDER BY key"
+    )))
+    .bind(tenant)
+    .fetch_all(&mut *w.tx)
+    .await?;
+    let restored = rows.iter().map(def_from_row).collect::<Result<Vec<_>>>()?;
+    payload_text(&Payload::TenantDelete { restored })
+}

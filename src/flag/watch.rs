@@ -1,0 +1,244 @@
+//! One subscriber's watch stream.
+//!
+//! The stream subscribes to the replica's hub before it reads anything, so no
+//! change can slip between its starting point and the live feed; it skips
+//! every change at or below the revision it has already delivered, so nothing
+//! is delivered twice.
+//!
+//! Memory is bounded whatever the subscriber does: the hub keeps the last
+//! `watch_queue` messages for all subscribers together, and a subscriber that
+//! stops reading (its HTTP/2 window full, the stream no longer polled) simply
+//! falls behind. When it reads again and has lost messages, it gets a fresh
+//! SNAPSHOT at the latest revision instead of the backlog.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::{Effective, Event, Flags, HubMessage, events_for, store::changes_after};
+use crate::{
+    error::{Error, ErrorKind, Result},
+    store::Store,
+};
+
+/// The most changes replayed on resume; further behind gets a snapshot.
+const MAX_REPLAY: i64 = 10_000;
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchItem {
+    /// Every effective flag at `revision`.
+    Snapshot {
+        /// The flags.
+        flags: Vec<Effective>,
+        /// Their revision.
+        revision: i64,
+    },
+    /// A flag's effective value changed at `revision`.
+    Upsert {
+        /// The new value.
+        flag: Effective,
+        /// The change's revision.
+        revision: i64,
+        /// Commit time, µs since the epoch.
+        committed_at_us: i64,
+    },
+    /// A flag was deleted at `revision`.
+    Delete {
+        /// The flag's key.
+        flag: String,
+        /// The change's revision.
+        revision: i64,
+        /// Commit time, µs since the epoch.
+        committed_at_us: i64,
+    },
+    /// Nothing new up to `revision`.
+    Heartbeat {
+        /// The replica's revision.
+        revision: i64,
+    },
+}
+
+/// Counts open watch streams against a limit; a slot is freed when its stream
+/// is dropped (the subscriber went away or the server is stopping).
+#[derive(Debug, Clone)]
+pub struct WatcherLimit {
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// One open stream's place under the limit.
+#[derive(Debug)]
+pub struct WatcherSlot(Arc<AtomicUsize>);
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl WatcherLimit {
+    /// Allows at most `max` streams at once.
+    pub fn new(max: usize) -> WatcherLimit {
+        WatcherLimit {
+            open: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// Takes a slot, or RESOURCE_EXHAUSTED when all are taken.
+    pub fn acquire(&self) -> Result<WatcherSlot> {
+        let prev = self.open.fetch_add(1, Ordering::SeqCst);
+        let slot = WatcherSlot(self.open.clone());
+        if prev >= self.max {
+            return Err(Error::new(
+                ErrorKind::ResourceExhausted,
+                format!("this replica already serves {} watch streams", self.max),
+            ));
+        }
+        Ok(slot)
+    }
+
+    /// Returns the number of open streams.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+struct Watcher {
+    flags: Arc<Flags>,
+    rx: tokio::sync::broadcast::Receiver<HubMessage>,
+    tenant: Option<String>,
+    last: i64,
+    pending: VecDeque<WatchItem>,
+    stop: CancellationToken,
+    _slot: WatcherSlot,
+}
+
+impl Watcher {
+    fn snapshot(&mut self) {
+        let (flags, revision) = self.flags.snapshot(self.tenant.as_deref());
+        self.last = revision;
+        self.pending.clear();
+        self.pending
+            .push_back(WatchItem::Snapshot { flags, revision });
+    }
+
+    fn push_events(&mut self, events: Vec<Event>, revision: i64, committed_at_us: i64) {
+        for e in events {
+            self.pending.push_back(match e {
+                Event::Upsert(flag) => WatchItem::Upsert {
+                    flag,
+                    revision,
+                    committed_at_us,
+                },
+                Event::Delete(flag) => WatchItem::Delete {
+                    flag,
+                    revision,
+                    committed_at_us,
+                },
+            });
+        }
+    }
+}
+
+/// Opens a watch of `tenant` (`None`: no tenant) from `since` (0: snapshot).
+///
+/// `since` beyond the latest committed revision is INVALID_ARGUMENT. A `since`
+/// that this replica has not reached yet (another replica is ahead) just
+/// waits for the replica to catch up.
+pub async fn open(
+    flags: Arc<Flags>,
+    store: &Store,
+    tenant: Option<String>,
+    since: i64,
+    slot: WatcherSlot,
+    stop: CancellationToken,
+) -> Result<impl Stream<Item = WatchItem> + Send + 'static> {
+    if since < 0 {
+        return Err(Error::invalid_argument(
+            "since_revision",
+            "must not be negative",
+        ));
+    }
+    let rx = flags.subscribe();
+    let mut w = Watcher {
+        flags: flags.clone(),
+        rx,
+        tenant,
+        last: since,
+        pending: VecDeque::new(),
+        stop,
+        _slot: slot,
+    };
+    let current = flags.revision();
+    if since == 0 {
+        w.snapshot();
+    } else if since > current {
+        let latest = store.current_revision().await?;
+        if since > latest {
+            return Err(Error::invalid_argument(
+                "since_revision",
+                format!("{since} is ahead of the latest revision {latest}"),
+            ));
+        }
+    } else if since < current {
+        let missed = current - since;
+        let rows = if missed <= MAX_REPLAY {
+            changes_after(store, since, missed).await?
+        } else {
+            Vec::new()
+        };
+        let complete = rows.first().map(|(_, c)| c.revision) == Some(since + 1)
+            && rows.last().map(|(_, c)| c.revision) == Some(current)
+            && rows.len() as i64 == missed;
+        if complete {
+            for (_, c) in rows {
+                let events = events_for(flags.env(), &c, w.tenant.as_deref());
+                w.push_events(events, c.revision, c.committed_at_us);
+            }
+            w.last = current;
+        } else {
+            // No longer retained (or too far behind): start afresh.
+            w.snapshot();
+        }
+    }
+    Ok(futures_util::stream::unfold(w, |mut w| async move {
+        loop {
+            if let Some(item) = w.pending.pop_front() {
+                return Some((item, w));
+            }
+            let msg = tokio::select! {
+                biased;
+                () = w.stop.cancelled() => return None,
+                m = w.rx.recv() => m,
+            };
+            match msg {
+                Ok(HubMessage::Change(c)) => {
+                    if c.revision <= w.last {
+                        continue;
+                    }
+                    w.last = c.revision;
+                    let events = events_for(w.flags.env(), &c, w.tenant.as_deref());
+                    w.push_events(events, c.revision, c.committed_at_us);
+                }
+                Ok(HubMessage::Heartbeat(revision)) => {
+                    if revision >= w.last {
+                        w.last = revision;
+                        w.pending.push_back(WatchItem::Heartbeat { revision });
+                    }
+                }
+                Ok(HubMessage::Reset) | Err(RecvError::Lagged(_)) => w.snapshot(),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }))
+}
