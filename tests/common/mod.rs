@@ -12,7 +12,11 @@
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
+use pbjson_types::{Value, value::Kind};
 use sqlx::{Connection, Executor, PgConnection};
+use switchyard::api::v1::{
+    CreateFlagRequest, CreateTenantRequest, Flag, FlagType, SetTenantOverrideRequest, Tenant,
+};
 use switchyard::{
     api::v1::{
         flag_service_client::FlagServiceClient, gating_service_client::GatingServiceClient,
@@ -376,4 +380,64 @@ pub async fn server_on(backend: Backend) -> Option<(TestServer, TestDb)> {
     }
     let server = TestServer::start(test_config(&db)).await;
     Some((server, db))
+}
+
+// Flag helpers shared by the flag and watch suites.
+
+pub fn v_bool(b: bool) -> Value {
+    Value {
+        kind: Some(Kind::BoolValue(b)),
+    }
+}
+pub fn v_str(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.into())),
+    }
+}
+pub fn v_num(n: f64) -> Value {
+    Value {
+        kind: Some(Kind::NumberValue(n)),
+    }
+}
+
+pub fn new_flag(key: &str, ty: FlagType, default: Value) -> CreateFlagRequest {
+    CreateFlagRequest {
+        flag: Some(Flag {
+            key: key.into(),
+            r#type: ty as i32,
+            default_value: Some(default),
+            ..Default::default()
+        }),
+    }
+}
+
+pub async fn setup_tenants(server: &TestServer, ids: &[&str]) {
+    let mut t = server.tenants(ADMIN).await;
+    for id in ids {
+        t.create_tenant(CreateTenantRequest {
+            tenant: Some(Tenant {
+                id: id.to_string(),
+                patterns: vec![format!("{id}.example")],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    }
+}
+
+pub async fn set_override(server: &TestServer, tenant: &str, key: &str, value: Value) -> i64 {
+    server
+        .flags(ADMIN)
+        .await
+        .set_tenant_override(SetTenantOverrideRequest {
+            tenant_id: tenant.into(),
+            flag_key: key.into(),
+            value: Some(value),
+            expected_revision: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .revision
 }

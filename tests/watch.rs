@@ -1,0 +1,332 @@
+//! WatchFlags as long-lived subscribers meet it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use switchyard::api::v1::*;
+use tonic::{Code, Streaming};
+
+on_both_backends!(
+    a_watch_starts_with_a_snapshot_then_sees_only_its_tenants_changes,
+    a_resumed_watch_gets_exactly_the_missed_changes_once,
+    a_resume_from_a_pruned_revision_gets_a_snapshot,
+    a_subscriber_that_stops_reading_gets_a_snapshot_instead_of_a_backlog,
+    heartbeats_carry_the_current_revision_and_shutdown_ends_streams_cleanly,
+);
+
+pub async fn watch(
+    server: &TestServer,
+    token: &str,
+    tenant: &str,
+    since: i64,
+) -> Streaming<WatchFlagsResponse> {
+    server
+        .flags(token)
+        .await
+        .watch_flags(WatchFlagsRequest {
+            tenant_id: tenant.into(),
+            since_revision: since,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The next event that is not a heartbeat.
+pub async fn next(s: &mut Streaming<WatchFlagsResponse>) -> WatchFlagsResponse {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), s.message())
+            .await
+            .expect("an event within 10 s")
+            .expect("no stream error")
+            .expect("the stream goes on");
+        if ev.r#type() != FlagEventType::Heartbeat {
+            return ev;
+        }
+    }
+}
+
+fn describe(ev: &WatchFlagsResponse) -> (FlagEventType, String, String) {
+    let f = ev.flag.clone().unwrap_or_default();
+    (ev.r#type(), f.flag, f.source)
+}
+
+async fn a_watch_starts_with_a_snapshot_then_sees_only_its_tenants_changes(backend: Backend) {
+    let Some((server, _db)) = server_on(backend).await else {
+        return;
+    };
+    setup_tenants(&server, &["a", "b"]).await;
+    let mut admin = server.flags(ADMIN).await;
+    admin
+        .create_flag(new_flag("one", FlagType::Bool, v_bool(false)))
+        .await
+        .unwrap();
+
+    let mut s = watch(&server, &tenant_token("a"), "", 0).await;
+    let snap = next(&mut s).await;
+    assert_eq!(snap.r#type(), FlagEventType::Snapshot);
+    assert_eq!(snap.flags.len(), 1);
+    assert_eq!(snap.flags[0].flag, "one");
+
+    admin
+        .create_flag(new_flag("two", FlagType::String, v_str("x")))
+        .await
+        .unwrap();
+    set_override(&server, "b", "one", v_bool(true)).await; // not a's
+    set_override(&server, "a", "one", v_bool(true)).await;
+    admin
+        .delete_flag(DeleteFlagRequest {
+            flag_key: "two".into(),
+            expected_revision: 0,
+        })
+        .await
+        .unwrap();
+
+    let e1 = next(&mut s).await;
+    assert_eq!(
+        describe(&e1),
+        (FlagEventType::Upsert, "two".into(), "default".into())
+    );
+    let e2 = next(&mut s).await;
+    assert_eq!(
+        describe(&e2),
+        (FlagEventType::Upsert, "one".into(), "tenant".into())
+    );
+    assert_eq!(e2.flag.as_ref().unwrap().value, Some(v_bool(true)));
+    assert_eq!(
+        e2.revision,
+        e1.revision + 2,
+        "b's override (in between) was not sent to a"
+    );
+    let e3 = next(&mut s).await;
+    assert_eq!(describe(&e3).0, FlagEventType::Delete);
+    assert_eq!(e3.flag.unwrap().flag, "two");
+
+    // A tenant token cannot watch another tenant.
+    let e = server
+        .flags(&tenant_token("a"))
+        .await
+        .watch_flags(WatchFlagsRequest {
+            tenant_id: "b".into(),
+            since_revision: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = server
+        .flags(ADMIN)
+        .await
+        .watch_flags(WatchFlagsRequest {
+            tenant_id: "a".into(),
+            since_revision: -1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = server
+        .flags(ADMIN)
+        .await
+        .watch_flags(WatchFlagsRequest {
+            tenant_id: "a".into(),
+            since_revision: 1_000_000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    drop(s);
+    server.shutdown().await.unwrap();
+}
+
+async fn a_resumed_watch_gets_exactly_the_missed_changes_once(backend: Backend) {
+    let Some((server, _db)) = server_on(backend).await else {
+        return;
+    };
+    setup_tenants(&server, &["a"]).await;
+    let mut admin = server.flags(ADMIN).await;
+    admin
+        .create_flag(new_flag("f", FlagType::Number, v_num(0.0)))
+        .await
+        .unwrap();
+    let mut s = watch(&server, ADMIN, "a", 0).await;
+    let last = next(&mut s).await.revision;
+    drop(s);
+
+    for i in 1..=3 {
+        set_override(&server, "a", "f", v_num(f64::from(i))).await;
+    }
+    let mut s = watch(&server, ADMIN, "a", last).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let ev = next(&mut s).await;
+        assert_eq!(ev.r#type(), FlagEventType::Upsert);
+        seen.push((ev.revision, ev.flag.unwrap().value));
+    }
+    let revisions: Vec<i64> = seen.iter().map(|(r, _)| *r).collect();
+    assert_eq!(revisions, vec![last + 1, last + 2, last + 3]);
+    let values: Vec<_> = seen.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(
+        values,
+        vec![Some(v_num(1.0)), Some(v_num(2.0)), Some(v_num(3.0))]
+    );
+
+    // Nothing is delivered twice: the next event is the next change.
+    set_override(&server, "a", "f", v_num(4.0)).await;
+    let ev = next(&mut s).await;
+    assert_eq!(
+        (ev.revision, ev.flag.unwrap().value),
+        (last + 4, Some(v_num(4.0)))
+    );
+
+    // Resuming at the current revision sends nothing old.
+    let mut s2 = watch(&server, ADMIN, "a", last + 4).await;
+    set_override(&server, "a", "f", v_num(5.0)).await;
+    assert_eq!(next(&mut s2).await.revision, last + 5);
+    server.shutdown().await.unwrap();
+}
+
+async fn a_resume_from_a_pruned_revision_gets_a_snapshot(backend: Backend) {
+    let Some((server, db)) = server_on(backend).await else {
+        return;
+    };
+    setup_tenants(&server, &["a"]).await;
+    let mut admin = server.flags(ADMIN).await;
+    admin
+        .create_flag(new_flag("f", FlagType::Number, v_num(0.0)))
+        .await
+        .unwrap();
+    set_override(&server, "a", "f", v_num(1.0)).await;
+    let store = switchyard::store::Store::connect(&db.url).await.unwrap();
+    assert!(store.prune_change_log(i64::MAX).await.unwrap() > 0);
+    store.close().await;
+
+    let mut s = watch(&server, ADMIN, "a", 1).await;
+    let ev = next(&mut s).await;
+    assert_eq!(ev.r#type(), FlagEventType::Snapshot);
+    assert_eq!(ev.flags[0].value, Some(v_num(1.0)));
+    server.shutdown().await.unwrap();
+}
+
+async fn a_subscriber_that_stops_reading_gets_a_snapshot_instead_of_a_backlog(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    if backend == Backend::Postgres {
+        db.migrate().await;
+    }
+    let mut config = test_config(&db);
+    config.watch_queue = 16;
+    let server = TestServer::start(config).await;
+    setup_tenants(&server, &["a"]).await;
+    let mut admin = server.flags(ADMIN).await;
+    admin
+        .create_flag(new_flag("f", FlagType::String, v_str("")))
+        .await
+        .unwrap();
+    // A client with the HTTP/2 default windows of 64 KiB (hyper's client
+    // advertises 2 MiB, which would let the client itself buffer the backlog).
+    let channel = tonic::transport::Endpoint::from_shared(server.url())
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let mut client = switchyard::api::v1::flag_service_client::FlagServiceClient::with_interceptor(
+        channel,
+        Bearer::new(ADMIN),
+    );
+    let mut s = client
+        .watch_flags(WatchFlagsRequest {
+            tenant_id: "a".into(),
+            since_revision: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut s).await.r#type(), FlagEventType::Snapshot);
+
+    // 400 changes of 4 KiB each while the subscriber does not read: far more
+    // than the HTTP/2 windows, the server's send buffer and the hub's 16
+    // messages can hold.
+    let changes = 400;
+    let big = "x".repeat(4096);
+    for i in 0..changes {
+        set_override(&server, "a", "f", v_str(&format!("{i}{big}"))).await;
+    }
+    let last_value = format!("{}{big}", changes - 1);
+    let mut upserts = 0;
+    let mut snapshot_seen = false;
+    loop {
+        let ev = next(&mut s).await;
+        match ev.r#type() {
+            FlagEventType::Upsert => {
+                upserts += 1;
+                if ev.flag.unwrap().value == Some(v_str(&last_value)) {
+                    break;
+                }
+            }
+            FlagEventType::Snapshot => {
+                snapshot_seen = true;
+                if ev.flags[0].value == Some(v_str(&last_value)) {
+                    break;
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(snapshot_seen, "the backlog was replaced by a snapshot");
+    assert!(upserts < changes, "not every change was queued: {upserts}");
+    server.shutdown().await.unwrap();
+}
+
+async fn heartbeats_carry_the_current_revision_and_shutdown_ends_streams_cleanly(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    if backend == Backend::Postgres {
+        db.migrate().await;
+    }
+    let mut config = test_config(&db);
+    config.watch_heartbeat_s = 1;
+    let server = TestServer::start(config).await;
+    setup_tenants(&server, &["a", "b"]).await;
+    server
+        .flags(ADMIN)
+        .await
+        .create_flag(new_flag("f", FlagType::Bool, v_bool(false)))
+        .await
+        .unwrap();
+    let mut s = watch(&server, ADMIN, "a", 0).await;
+    let snap = next(&mut s).await;
+    // A change a does not see still moves the revision its heartbeats carry.
+    let rev = set_override(&server, "b", "f", v_bool(true)).await;
+    let hb = loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), s.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if ev.r#type() == FlagEventType::Heartbeat && ev.revision >= rev {
+            break ev;
+        }
+        assert_eq!(ev.r#type(), FlagEventType::Heartbeat, "{ev:?}");
+    };
+    assert!(hb.revision > snap.revision);
+
+    let result = tokio::spawn(async move {
+        loop {
+            match s.message().await {
+                Ok(Some(_)) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+    });
+    server.shutdown().await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), result)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(end.is_ok(), "the stream ends with OK on shutdown: {end:?}");
+}
