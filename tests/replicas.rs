@@ -163,3 +163,182 @@ async fn the_redis_cache_serves_cold_replicas_and_is_retired_by_changes() {
     );
     store.close().await;
 }
+
+async fn admin_watch(server: &TestServer, tenant: &str) -> tonic::Streaming<WatchFlagsResponse> {
+    server
+        .flags(ADMIN)
+        .await
+        .watch_flags(WatchFlagsRequest {
+            tenant_id: tenant.into(),
+            since_revision: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn next_change(s: &mut tonic::Streaming<WatchFlagsResponse>) -> WatchFlagsResponse {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(15), s.message())
+            .await
+            .expect("an event within 15 s")
+            .expect("no stream error")
+            .expect("the stream goes on");
+        if ev.r#type() != FlagEventType::Heartbeat {
+            return ev;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_one_replica_receives_a_change_made_on_another() {
+    let Some((db, redis)) = fleet().await else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let one = TestServer::start(replica_config(&db, &redis, &prefix)).await;
+    let two = TestServer::start(replica_config(&db, &redis, &prefix)).await;
+    setup_tenants(&one, &["a"]).await;
+    one.flags(ADMIN)
+        .await
+        .create_flag(new_flag("f", FlagType::Bool, v_bool(false)))
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), || async {
+        two.flags(ADMIN)
+            .await
+            .get_flag(GetFlagRequest {
+                flag_key: "f".into(),
+            })
+            .await
+            .is_ok()
+    })
+    .await;
+    let mut s = admin_watch(&two, "a").await;
+    assert_eq!(next_change(&mut s).await.r#type(), FlagEventType::Snapshot);
+    let revision = set_override(&one, "a", "f", v_bool(true)).await;
+    let ev = next_change(&mut s).await;
+    assert_eq!(ev.r#type(), FlagEventType::Upsert);
+    assert_eq!(ev.revision, revision);
+    assert_eq!(ev.flag.unwrap().source, "tenant");
+    one.shutdown().await.unwrap();
+    two.shutdown().await.unwrap();
+}
+
+/// Redis drops pub/sub messages while a subscriber is disconnected. With every
+/// pub/sub connection killed again and again while changes are made, every
+/// replica and every subscriber still reaches the latest revision, in order,
+/// with nothing delivered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_pubsub_connections_lose_no_change_and_repeat_none() {
+    let Some((db, redis)) = fleet().await else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let one = TestServer::start(replica_config(&db, &redis, &prefix)).await;
+    let two = TestServer::start(replica_config(&db, &redis, &prefix)).await;
+    setup_tenants(&one, &["a"]).await;
+    one.flags(ADMIN)
+        .await
+        .create_flag(new_flag("n", FlagType::Number, v_num(0.0)))
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), || async {
+        two.flags(ADMIN)
+            .await
+            .get_flag(GetFlagRequest {
+                flag_key: "n".into(),
+            })
+            .await
+            .is_ok()
+    })
+    .await;
+    let mut s1 = admin_watch(&one, "a").await;
+    let mut s2 = admin_watch(&two, "a").await;
+    let start1 = next_change(&mut s1).await.revision;
+    let start2 = next_change(&mut s2).await.revision;
+
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut kill = client.get_multiplexed_async_connection().await.unwrap();
+    let changes = 12;
+    let mut last = 0;
+    for i in 1..=changes {
+        // Kill both subscriptions before every change, so every change
+        // (the last one too) is made while they are down: only the resync
+        // after reconnecting finds it.
+        let channel = format!("{prefix}feature_flags_events");
+        wait_until(Duration::from_secs(10), || {
+            let mut c = kill.clone();
+            let channel = channel.clone();
+            async move {
+                let subs: (String, i64) = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                subs.1 >= 2
+            }
+        })
+        .await;
+        {
+            let killed: i64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query_async(&mut kill)
+                .await
+                .unwrap();
+            assert!(killed >= 2, "both replicas' subscriptions were killed");
+        }
+        last = set_override(&one, "a", "n", v_num(f64::from(i))).await;
+    }
+    // One deadline for everything, well under the 60 s poll: what arrives
+    // came through the resync after reconnecting, not the poll.
+    let collect = async {
+        for (s, start) in [(&mut s1, start1), (&mut s2, start2)] {
+            let mut revisions = Vec::new();
+            let mut value = None;
+            while revisions.last().copied().unwrap_or(start) < last {
+                let ev = next_change(s).await;
+                match ev.r#type() {
+                    FlagEventType::Upsert => {
+                        revisions.push(ev.revision);
+                        value = ev.flag.and_then(|f| f.value);
+                    }
+                    // A replica may resync with a snapshot; it still moves forward.
+                    FlagEventType::Snapshot => {
+                        revisions.push(ev.revision);
+                        value = ev.flags[0].value.clone();
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert!(
+                revisions.windows(2).all(|w| w[0] < w[1]),
+                "in order, none twice: {revisions:?}"
+            );
+            assert_eq!(revisions.last(), Some(&last));
+            assert_eq!(value, Some(v_num(f64::from(changes))));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), collect)
+        .await
+        .expect("every subscriber reaches the latest revision well before the poll");
+    let e = two
+        .flags(ADMIN)
+        .await
+        .evaluate_flag(EvaluateFlagRequest {
+            flag_key: "n".into(),
+            target: Some(evaluate_flag_request::Target::TenantId("a".into())),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (e.revision >= last, e.value),
+        (true, Some(v_num(f64::from(changes))))
+    );
+    one.shutdown().await.unwrap();
+    two.shutdown().await.unwrap();
+}
