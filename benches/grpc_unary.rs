@@ -3,11 +3,15 @@
 //! and client.
 //!
 //! Starts the release `switchyard` binary on the embedded default, creates
-//! 1 000 tenants (one exact and one suffix pattern each), then runs rounds of
+//! 1 000 tenants (one exact and one suffix pattern each), 10 flags and an
+//! override per tenant, then runs rounds of
 //! each call, interleaved (health, resolve, health, resolve, ...), each for a
 //! fixed time with a fixed number of calls in flight over 4 HTTP/2
 //! connections. Reports calls/s and p50/p99 latency per call, and the ratio of
 //! each call's throughput to health's.
+//!
+//! Calls: `ResolveTenant` (half exact, half suffix matches) and `EvaluateFlag`
+//! (by tenant id).
 //!
 //! `cargo bench --bench grpc_unary [-- SECONDS_PER_ROUND]`
 
@@ -18,7 +22,9 @@ use std::{
 };
 
 use switchyard::api::v1::{
-    CreateTenantRequest, ResolveTenantRequest, Tenant, tenant_service_client::TenantServiceClient,
+    CreateFlagRequest, CreateTenantRequest, EvaluateFlagRequest, Flag, FlagType,
+    ResolveTenantRequest, SetTenantOverrideRequest, Tenant, evaluate_flag_request,
+    flag_service_client::FlagServiceClient, tenant_service_client::TenantServiceClient,
 };
 use tonic::{Request, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -42,6 +48,7 @@ fn authed<T>(msg: T) -> Request<T> {
 enum Call {
     Health,
     Resolve,
+    Evaluate,
 }
 
 async fn one(call: Call, ch: Channel, i: usize) -> bool {
@@ -61,6 +68,16 @@ async fn one(call: Call, ch: Channel, i: usize) -> bool {
                 .await
                 .is_ok()
         }
+        Call::Evaluate => FlagServiceClient::new(ch)
+            .evaluate_flag(authed(EvaluateFlagRequest {
+                flag_key: format!("flag{}", i % 10),
+                target: Some(evaluate_flag_request::Target::TenantId(format!(
+                    "t{}",
+                    i % TENANTS
+                ))),
+            }))
+            .await
+            .is_ok(),
     }
 }
 
@@ -153,13 +170,43 @@ async fn main() {
             .await
             .expect("create tenant");
     }
+    // 10 flags; every tenant overrides one of them.
+    let mut flags = FlagServiceClient::new(channels[0].clone());
+    let bool_value = |b| pbjson_types::Value {
+        kind: Some(pbjson_types::value::Kind::BoolValue(b)),
+    };
+    for f in 0..10 {
+        flags
+            .create_flag(authed(CreateFlagRequest {
+                flag: Some(Flag {
+                    key: format!("flag{f}"),
+                    r#type: FlagType::Bool as i32,
+                    default_value: Some(bool_value(false)),
+                    ..Default::default()
+                }),
+            }))
+            .await
+            .expect("create flag");
+    }
+    for i in 0..TENANTS {
+        flags
+            .set_tenant_override(authed(SetTenantOverrideRequest {
+                tenant_id: format!("t{i}"),
+                flag_key: format!("flag{}", i % 10),
+                value: Some(bool_value(true)),
+                expected_revision: 0,
+            }))
+            .await
+            .expect("set override");
+    }
     // Warm-up.
-    round(Call::Health, &channels, 1).await;
-    round(Call::Resolve, &channels, 1).await;
+    for call in [Call::Health, Call::Resolve, Call::Evaluate] {
+        round(call, &channels, 1).await;
+    }
 
     let mut results: Vec<(Call, f64, Vec<u32>)> = Vec::new();
     for _ in 0..2 {
-        for call in [Call::Health, Call::Resolve] {
+        for call in [Call::Health, Call::Resolve, Call::Evaluate] {
             let (rate, lat) = round(call, &channels, secs).await;
             results.push((call, rate, lat));
         }

@@ -1,0 +1,225 @@
+//! Cross-replica propagation through Redis on loopback: a change committed on
+//! replica A, to its arrival at a subscriber on replica B (and, for
+//! comparison, at a subscriber on A itself). Latency is the arrival time minus
+//! the commit time carried in the event (same machine, same clock).
+//!
+//! Needs PostgreSQL (`SWITCHYARD_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`; a fresh database is created
+//! and dropped) and Redis (`SWITCHYARD_TEST_REDIS_URL`, default
+//! `redis://127.0.0.1:6379`). The replicas poll the change log only once a
+//! minute, so what arrives sooner came through pub/sub.
+//!
+//! `cargo bench --bench propagation [-- CHANGES]`
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use sqlx::{Connection, Executor, PgConnection};
+use switchyard::api::v1::{
+    CreateFlagRequest, Flag, FlagEventType, FlagType, UpdateFlagRequest, WatchFlagsRequest,
+    flag_service_client::FlagServiceClient,
+};
+use tokio::sync::mpsc;
+use tonic::{Request, transport::Channel};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const TOKEN: &str = "bench-admin-token-0123456789";
+
+fn authed<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("ascii"),
+    );
+    r
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn replica(env: &[(&str, String)], port: u16) -> Child {
+    let mut cmd = Command::new(BIN);
+    cmd.env("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
+        .env("SWITCHYARD_LOG", "warn")
+        .env("SWITCHYARD_SYNC_INTERVAL_MS", "60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn switchyard")
+}
+
+async fn connect(port: u16) -> Channel {
+    loop {
+        if let Ok(ch) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("url")
+            .connect()
+            .await
+        {
+            return ch;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn value(n: f64) -> pbjson_types::Value {
+    pbjson_types::Value {
+        kind: Some(pbjson_types::value::Kind::NumberValue(n)),
+    }
+}
+
+fn subscribe(ch: Channel, tx: mpsc::UnboundedSender<(i64, i64)>) {
+    tokio::spawn(async move {
+        let mut s = FlagServiceClient::new(ch)
+            .watch_flags(authed(WatchFlagsRequest {
+                tenant_id: String::new(),
+                since_revision: 0,
+            }))
+            .await
+            .expect("watch")
+            .into_inner();
+        while let Ok(Some(ev)) = s.message().await {
+            if ev.r#type() == FlagEventType::Upsert {
+                let arrived = now_us();
+                let committed = ev
+                    .commit_time
+                    .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
+                    .unwrap_or(arrived);
+                let _ = tx.send((ev.revision, arrived - committed));
+            }
+        }
+    });
+}
+
+fn pct(sorted: &[i64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let changes: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(200);
+    let admin_url = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let redis = std::env::var("SWITCHYARD_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let name = format!("sybench_{}", std::process::id());
+    let mut admin_conn = PgConnection::connect(&admin_url).await.expect("PostgreSQL");
+    admin_conn
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create database");
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(&admin_url);
+    let db = format!("{base}/{name}");
+    let env = vec![
+        ("SWITCHYARD_DATABASE_URL", db.clone()),
+        ("SWITCHYARD_REDIS_URL", redis),
+        ("SWITCHYARD_REDIS_PREFIX", format!("{name}:")),
+    ];
+    let status = Command::new(BIN)
+        .arg("migrate")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .status()
+        .expect("migrate");
+    assert!(status.success());
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = replica(&env, pa);
+    let mut b = replica(&env, pb);
+    let (cha, chb) = (connect(pa).await, connect(pb).await);
+    let mut writer = FlagServiceClient::new(cha.clone());
+    writer
+        .create_flag(authed(CreateFlagRequest {
+            flag: Some(Flag {
+                key: "p".into(),
+                r#type: FlagType::Number as i32,
+                default_value: Some(value(0.0)),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("create");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (tx_b, mut rx_b) = mpsc::unbounded_channel();
+    let (tx_a, mut rx_a) = mpsc::unbounded_channel();
+    subscribe(chb, tx_b);
+    subscribe(cha, tx_a);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (mut on_b, mut on_a) = (Vec::new(), Vec::new());
+    for c in 1..=changes {
+        let rev = writer
+            .update_flag(authed(UpdateFlagRequest {
+                flag: Some(Flag {
+                    key: "p".into(),
+                    stored_value: Some(value(c as f64)),
+                    ..Default::default()
+                }),
+                update_mask: Some(pbjson_types::FieldMask {
+                    paths: vec!["stored_value".into()],
+                }),
+                expected_revision: 0,
+            }))
+            .await
+            .expect("update")
+            .into_inner()
+            .flag
+            .expect("flag")
+            .revision;
+        for (rx, out) in [(&mut rx_b, &mut on_b), (&mut rx_a, &mut on_a)] {
+            let (r, lat) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("within 10 s")
+                .expect("open");
+            assert_eq!(r, rev);
+            out.push(lat);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    on_b.sort_unstable();
+    on_a.sort_unstable();
+    println!("{changes} changes committed on replica A (PostgreSQL + Redis pub/sub on loopback)");
+    println!(
+        "commit on A -> event at a subscriber on B: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(&on_b, 0.5),
+        pct(&on_b, 0.99),
+        pct(&on_b, 1.0)
+    );
+    println!(
+        "commit on A -> event at a subscriber on A: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(&on_a, 0.5),
+        pct(&on_a, 0.99),
+        pct(&on_a, 1.0)
+    );
+    for child in [&mut a, &mut b] {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    let _ = admin_conn
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .await;
+}

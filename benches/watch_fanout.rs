@@ -1,0 +1,230 @@
+//! Watch fan-out on one replica: STREAMS concurrent `WatchFlags` streams
+//! (default 10 000, over 100 HTTP/2 connections), then CHANGES flag updates
+//! one after another. For every (stream, change) the latency is the arrival
+//! time at the subscriber minus the change's commit time carried in the event
+//! (same machine, same clock); "all" is the arrival at the last stream.
+//! Memory per idle stream is the server's resident memory with the streams
+//! open and idle, minus before, divided by the number of streams.
+//!
+//! Client and server share the machine's 2 cores, so the client's work of
+//! receiving 10 000 events per change is in the figures too.
+//!
+//! `cargo bench --bench watch_fanout [-- STREAMS [CHANGES]]`
+
+use std::{
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use switchyard::api::v1::{
+    CreateFlagRequest, Flag, FlagEventType, FlagType, UpdateFlagRequest, WatchFlagsRequest,
+    flag_service_client::FlagServiceClient,
+};
+use tokio::sync::mpsc;
+use tonic::{Request, transport::Channel};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const TOKEN: &str = "bench-admin-token-0123456789";
+const PER_CONNECTION: usize = 100;
+
+fn authed<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("ascii"),
+    );
+    r
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn pct(sorted: &[i64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
+}
+
+fn value(n: f64) -> pbjson_types::Value {
+    pbjson_types::Value {
+        kind: Some(pbjson_types::value::Kind::NumberValue(n)),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let streams = args.first().copied().unwrap_or(10_000);
+    let changes = args.get(1).copied().unwrap_or(20);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let mut server = Command::new(BIN)
+        .current_dir(dir.path())
+        .env("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
+        .env("SWITCHYARD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn switchyard");
+    let url = format!("http://127.0.0.1:{port}");
+    let connect = || async {
+        loop {
+            if let Ok(ch) = Channel::from_shared(url.clone())
+                .expect("url")
+                .connect()
+                .await
+            {
+                return ch;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let admin_channel = connect().await;
+    let mut admin = FlagServiceClient::new(admin_channel);
+    admin
+        .create_flag(authed(CreateFlagRequest {
+            flag: Some(Flag {
+                key: "bench".into(),
+                r#type: FlagType::Number as i32,
+                default_value: Some(value(0.0)),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("create flag");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = rss_kib(server.id());
+
+    // Open the streams; each reports its snapshot, then (arrival - commit) per change.
+    let ready = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = mpsc::unbounded_channel::<(i64, i64)>();
+    let mut channels = Vec::new();
+    for _ in 0..streams.div_ceil(PER_CONNECTION) {
+        channels.push(connect().await);
+    }
+    for i in 0..streams {
+        let ch = channels[i / PER_CONNECTION].clone();
+        let ready = ready.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut client = FlagServiceClient::new(ch);
+            let mut s = client
+                .watch_flags(authed(WatchFlagsRequest {
+                    tenant_id: String::new(),
+                    since_revision: 0,
+                }))
+                .await
+                .expect("watch")
+                .into_inner();
+            while let Ok(Some(ev)) = s.message().await {
+                match ev.r#type() {
+                    FlagEventType::Snapshot => {
+                        ready.fetch_add(1, Ordering::SeqCst);
+                    }
+                    FlagEventType::Upsert => {
+                        let arrived = now_us();
+                        let committed = ev
+                            .commit_time
+                            .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
+                            .unwrap_or(arrived);
+                        let _ = tx.send((ev.revision, arrived - committed));
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    drop(tx);
+    while ready.load(Ordering::SeqCst) < streams {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle = rss_kib(server.id());
+
+    let mut per_stream = Vec::with_capacity(streams * changes);
+    let mut to_all = Vec::with_capacity(changes);
+    for c in 1..=changes {
+        let flag = admin
+            .update_flag(authed(UpdateFlagRequest {
+                flag: Some(Flag {
+                    key: "bench".into(),
+                    stored_value: Some(value(c as f64)),
+                    ..Default::default()
+                }),
+                update_mask: Some(pbjson_types::FieldMask {
+                    paths: vec!["stored_value".into()],
+                }),
+                expected_revision: 0,
+            }))
+            .await
+            .expect("update")
+            .into_inner()
+            .flag
+            .expect("flag");
+        let mut got = 0;
+        let mut worst = 0;
+        while got < streams {
+            let (revision, latency) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("every stream receives the change within 30 s")
+                .expect("streams open");
+            assert_eq!(revision, flag.revision, "in order, one change at a time");
+            per_stream.push(latency);
+            worst = worst.max(latency);
+            got += 1;
+        }
+        to_all.push(worst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    per_stream.sort_unstable();
+    to_all.sort_unstable();
+    println!(
+        "{streams} watch streams over {} connections, {changes} changes",
+        channels.len()
+    );
+    println!(
+        "commit -> arrival at a stream: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(&per_stream, 0.5),
+        pct(&per_stream, 0.99),
+        pct(&per_stream, 1.0)
+    );
+    println!(
+        "commit -> arrival at all {streams} streams: p50 {:.1} ms, p99 {:.1} ms",
+        pct(&to_all, 0.5),
+        pct(&to_all, 0.99)
+    );
+    println!(
+        "server resident memory: {:.1} MiB before, {:.1} MiB with the streams idle: {:.1} KiB per idle stream",
+        rss_before as f64 / 1024.0,
+        rss_idle as f64 / 1024.0,
+        (rss_idle.saturating_sub(rss_before)) as f64 / streams as f64
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+}
