@@ -239,6 +239,11 @@ async fn main() {
         "switchyard.v1.TenantService/ResolveTenant: {r_rate:>6.0} calls/s, p50 {r50:.2} ms, p99 {r99:.2} ms ({TENANTS} tenants); {:.2} of health's throughput",
         r_rate / h_rate
     );
+    let (e_rate, e50, e99) = summary(Call::Evaluate);
+    println!(
+        "switchyard.v1.FlagService/EvaluateFlag:     {e_rate:>6.0} calls/s, p50 {e50:.2} ms, p99 {e99:.2} ms (10 flags, {TENANTS} tenants with overrides); {:.2} of health's throughput",
+        e_rate / h_rate
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();

@@ -58,6 +58,26 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) of a process so far, in milliseconds.
+fn cpu_ms(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks * 10.0 // USER_HZ = 100
+}
+
 fn pct(sorted: &[i64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
 }
@@ -165,6 +185,8 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_idle = rss_kib(server.id());
 
+    let server_pid = server.id().to_string();
+    let (server_cpu0, client_cpu0) = (cpu_ms(&server_pid), cpu_ms("self"));
     let mut per_stream = Vec::with_capacity(streams * changes);
     let mut to_all = Vec::with_capacity(changes);
     for c in 1..=changes {
@@ -200,6 +222,8 @@ async fn main() {
         to_all.push(worst);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let server_cpu = (cpu_ms(&server_pid) - server_cpu0) / changes as f64;
+    let client_cpu = (cpu_ms("self") - client_cpu0) / changes as f64;
     per_stream.sort_unstable();
     to_all.sort_unstable();
     println!(
@@ -216,6 +240,9 @@ async fn main() {
         "commit -> arrival at all {streams} streams: p50 {:.1} ms, p99 {:.1} ms",
         pct(&to_all, 0.5),
         pct(&to_all, 0.99)
+    );
+    println!(
+        "CPU per change (includes the 100 ms pauses' idle work): server {server_cpu:.0} ms, client {client_cpu:.0} ms"
     );
     println!(
         "server resident memory: {:.1} MiB before, {:.1} MiB with the streams idle: {:.1} KiB per idle stream",
