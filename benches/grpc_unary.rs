@@ -15,34 +15,26 @@
 //!
 //! `cargo bench --bench grpc_unary [-- SECONDS_PER_ROUND]`
 
+mod common;
+
 use std::{
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
+
+use common::*;
 
 use switchyard::api::v1::{
     CreateFlagRequest, CreateTenantRequest, EvaluateFlagRequest, Flag, FlagType,
     ResolveTenantRequest, SetTenantOverrideRequest, Tenant, evaluate_flag_request,
     flag_service_client::FlagServiceClient, tenant_service_client::TenantServiceClient,
 };
-use tonic::{Request, transport::Channel};
+use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const TOKEN: &str = "bench-admin-token-0123456789";
 const IN_FLIGHT: usize = 32;
 const CONNECTIONS: usize = 4;
 const TENANTS: usize = 1000;
-
-fn authed<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {TOKEN}").parse().expect("ascii"),
-    );
-    r
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Call {
@@ -118,18 +110,6 @@ fn pct(sorted: &[u32], q: f64) -> f64 {
     f64::from(sorted[((sorted.len() - 1) as f64 * q).round() as usize]) / 1000.0
 }
 
-fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
-    Command::new(BIN)
-        .current_dir(dir)
-        .env("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn switchyard")
-}
-
 #[tokio::main]
 async fn main() {
     let secs: u64 = std::env::args()
@@ -137,25 +117,11 @@ async fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(5);
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let mut server = spawn_server(dir.path(), port);
-    let url = format!("http://127.0.0.1:{port}");
+    let port = free_port();
+    let server = spawn(dir.path(), port, &[]);
     let mut channels = Vec::new();
     for _ in 0..CONNECTIONS {
-        let ch = loop {
-            if let Ok(ch) = Channel::from_shared(url.clone())
-                .expect("url")
-                .connect()
-                .await
-            {
-                break ch;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        channels.push(ch);
+        channels.push(connect(port).await);
     }
     let mut tenants = TenantServiceClient::new(channels[0].clone());
     for i in 0..TENANTS {
@@ -244,8 +210,5 @@ async fn main() {
         "switchyard.v1.FlagService/EvaluateFlag:     {e_rate:>6.0} calls/s, p50 {e50:.2} ms, p99 {e99:.2} ms (10 flags, {TENANTS} tenants with overrides); {:.2} of health's throughput",
         e_rate / h_rate
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
+    stop(server);
 }

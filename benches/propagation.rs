@@ -11,10 +11,14 @@
 //!
 //! `cargo bench --bench propagation [-- CHANGES]`
 
+mod common;
+
 use std::{
-    process::{Child, Command, Stdio},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    process::{Command, Stdio},
+    time::Duration,
 };
+
+use common::*;
 
 use sqlx::{Connection, Executor, PgConnection};
 use switchyard::api::v1::{
@@ -22,66 +26,7 @@ use switchyard::api::v1::{
     flag_service_client::FlagServiceClient,
 };
 use tokio::sync::mpsc;
-use tonic::{Request, transport::Channel};
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const TOKEN: &str = "bench-admin-token-0123456789";
-
-fn authed<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {TOKEN}").parse().expect("ascii"),
-    );
-    r
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-fn replica(env: &[(&str, String)], port: u16) -> Child {
-    let mut cmd = Command::new(BIN);
-    cmd.env("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
-        .env("SWITCHYARD_LOG", "warn")
-        .env("SWITCHYARD_SYNC_INTERVAL_MS", "60000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn switchyard")
-}
-
-async fn connect(port: u16) -> Channel {
-    loop {
-        if let Ok(ch) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("url")
-            .connect()
-            .await
-        {
-            return ch;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn value(n: f64) -> pbjson_types::Value {
-    pbjson_types::Value {
-        kind: Some(pbjson_types::value::Kind::NumberValue(n)),
-    }
-}
+use tonic::transport::Channel;
 
 fn subscribe(ch: Channel, tx: mpsc::UnboundedSender<(i64, i64)>) {
     tokio::spawn(async move {
@@ -96,18 +41,11 @@ fn subscribe(ch: Channel, tx: mpsc::UnboundedSender<(i64, i64)>) {
         while let Ok(Some(ev)) = s.message().await {
             if ev.r#type() == FlagEventType::Upsert {
                 let arrived = now_us();
-                let committed = ev
-                    .commit_time
-                    .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
-                    .unwrap_or(arrived);
+                let committed = timestamp_us(ev.commit_time).unwrap_or(arrived);
                 let _ = tx.send((ev.revision, arrived - committed));
             }
         }
     });
-}
-
-fn pct(sorted: &[i64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
 }
 
 #[tokio::main]
@@ -135,6 +73,8 @@ async fn main() {
         ("SWITCHYARD_DATABASE_URL", db.clone()),
         ("SWITCHYARD_REDIS_URL", redis),
         ("SWITCHYARD_REDIS_PREFIX", format!("{name}:")),
+        // Poll once a minute only: what arrives sooner came through pub/sub.
+        ("SWITCHYARD_SYNC_INTERVAL_MS", "60000".to_owned()),
     ];
     let status = Command::new(BIN)
         .arg("migrate")
@@ -144,8 +84,9 @@ async fn main() {
         .expect("migrate");
     assert!(status.success());
     let (pa, pb) = (free_port(), free_port());
-    let mut a = replica(&env, pa);
-    let mut b = replica(&env, pb);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = spawn(dir.path(), pa, &env);
+    let b = spawn(dir.path(), pb, &env);
     let (cha, chb) = (connect(pa).await, connect(pb).await);
     let mut writer = FlagServiceClient::new(cha.clone());
     writer
@@ -153,7 +94,7 @@ async fn main() {
             flag: Some(Flag {
                 key: "p".into(),
                 r#type: FlagType::Number as i32,
-                default_value: Some(value(0.0)),
+                default_value: Some(number(0.0)),
                 ..Default::default()
             }),
         }))
@@ -172,7 +113,7 @@ async fn main() {
             .update_flag(authed(UpdateFlagRequest {
                 flag: Some(Flag {
                     key: "p".into(),
-                    stored_value: Some(value(c as f64)),
+                    stored_value: Some(number(c as f64)),
                     ..Default::default()
                 }),
                 update_mask: Some(pbjson_types::FieldMask {
@@ -201,22 +142,18 @@ async fn main() {
     println!("{changes} changes committed on replica A (PostgreSQL + Redis pub/sub on loopback)");
     println!(
         "commit on A -> event at a subscriber on B: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        pct(&on_b, 0.5),
-        pct(&on_b, 0.99),
-        pct(&on_b, 1.0)
+        pct_ms(&on_b, 0.5),
+        pct_ms(&on_b, 0.99),
+        pct_ms(&on_b, 1.0)
     );
     println!(
         "commit on A -> event at a subscriber on A: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        pct(&on_a, 0.5),
-        pct(&on_a, 0.99),
-        pct(&on_a, 1.0)
+        pct_ms(&on_a, 0.5),
+        pct_ms(&on_a, 0.99),
+        pct_ms(&on_a, 1.0)
     );
-    for child in [&mut a, &mut b] {
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
-    }
+    stop(a);
+    stop(b);
     let _ = admin_conn
         .execute(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {name} WITH (FORCE)"

@@ -8,35 +8,15 @@
 //!
 //! `cargo bench --bench startup [-- RUNS]`
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
 
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn spawn(dir: &std::path::Path, port: u16) -> Child {
-    Command::new(BIN)
-        .current_dir(dir)
-        .env("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SWITCHYARD_ADMIN_TOKEN", "bench-admin-token-0123456789")
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn switchyard")
-}
 
 async fn serving(port: u16) -> bool {
     let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")) else {
@@ -57,13 +37,6 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let runs: usize = std::env::args()
@@ -76,7 +49,7 @@ async fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let start = Instant::now();
-        let child = spawn(dir.path(), port);
+        let child = spawn(dir.path(), port, &[]);
         while !serving(port).await {
             assert!(
                 start.elapsed() < Duration::from_secs(10),

@@ -1,5 +1,5 @@
 //! Watch fan-out on one replica: STREAMS concurrent `WatchFlags` streams
-//! (default 10 000, over 100 HTTP/2 connections), then CHANGES flag updates
+//! (default 10 000, 100 per HTTP/2 connection), then CHANGES flag updates
 //! one after another. For every (stream, change) the latency is the arrival
 //! time at the subscriber minus the change's commit time carried in the event
 //! (same machine, same clock); "all" is the arrival at the last stream.
@@ -9,43 +9,27 @@
 //! Client and server share the machine's 2 cores, so the client's work of
 //! receiving 10 000 events per change is in the figures too.
 //!
-//! `cargo bench --bench watch_fanout [-- STREAMS [CHANGES]]`
+//! `cargo bench --bench watch_fanout [-- STREAMS [CHANGES [STREAMS_PER_CONNECTION]]]`
+//! (defaults 10 000, 20, 100; 1 stream per connection is the shape of a fleet of
+//! services that each keep one subscription).
+
+mod common;
 
 use std::{
-    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
+
+use common::*;
 
 use switchyard::api::v1::{
     CreateFlagRequest, Flag, FlagEventType, FlagType, UpdateFlagRequest, WatchFlagsRequest,
     flag_service_client::FlagServiceClient,
 };
 use tokio::sync::mpsc;
-use tonic::{Request, transport::Channel};
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const TOKEN: &str = "bench-admin-token-0123456789";
-const PER_CONNECTION: usize = 100;
-
-fn authed<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {TOKEN}").parse().expect("ascii"),
-    );
-    r
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -78,16 +62,6 @@ fn cpu_ms(pid: &str) -> f64 {
     ticks * 10.0 // USER_HZ = 100
 }
 
-fn pct(sorted: &[i64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
-}
-
-fn value(n: f64) -> pbjson_types::Value {
-    pbjson_types::Value {
-        kind: Some(pbjson_types::value::Kind::NumberValue(n)),
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<usize> = std::env::args()
@@ -96,41 +70,18 @@ async fn main() {
         .collect();
     let streams = args.first().copied().unwrap_or(10_000);
     let changes = args.get(1).copied().unwrap_or(20);
+    let per_connection = args.get(2).copied().unwrap_or(100).max(1);
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let mut server = Command::new(BIN)
-        .current_dir(dir.path())
-        .env("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn switchyard");
-    let url = format!("http://127.0.0.1:{port}");
-    let connect = || async {
-        loop {
-            if let Ok(ch) = Channel::from_shared(url.clone())
-                .expect("url")
-                .connect()
-                .await
-            {
-                return ch;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    let admin_channel = connect().await;
+    let port = free_port();
+    let server = spawn(dir.path(), port, &[]);
+    let admin_channel = connect(port).await;
     let mut admin = FlagServiceClient::new(admin_channel);
     admin
         .create_flag(authed(CreateFlagRequest {
             flag: Some(Flag {
                 key: "bench".into(),
                 r#type: FlagType::Number as i32,
-                default_value: Some(value(0.0)),
+                default_value: Some(number(0.0)),
                 ..Default::default()
             }),
         }))
@@ -143,11 +94,11 @@ async fn main() {
     let ready = Arc::new(AtomicUsize::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel::<(i64, i64)>();
     let mut channels = Vec::new();
-    for _ in 0..streams.div_ceil(PER_CONNECTION) {
-        channels.push(connect().await);
+    for _ in 0..streams.div_ceil(per_connection) {
+        channels.push(connect(port).await);
     }
     for i in 0..streams {
-        let ch = channels[i / PER_CONNECTION].clone();
+        let ch = channels[i / per_connection].clone();
         let ready = ready.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -167,10 +118,7 @@ async fn main() {
                     }
                     FlagEventType::Upsert => {
                         let arrived = now_us();
-                        let committed = ev
-                            .commit_time
-                            .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
-                            .unwrap_or(arrived);
+                        let committed = timestamp_us(ev.commit_time).unwrap_or(arrived);
                         let _ = tx.send((ev.revision, arrived - committed));
                     }
                     _ => {}
@@ -194,7 +142,7 @@ async fn main() {
             .update_flag(authed(UpdateFlagRequest {
                 flag: Some(Flag {
                     key: "bench".into(),
-                    stored_value: Some(value(c as f64)),
+                    stored_value: Some(number(c as f64)),
                     ..Default::default()
                 }),
                 update_mask: Some(pbjson_types::FieldMask {
@@ -232,14 +180,14 @@ async fn main() {
     );
     println!(
         "commit -> arrival at a stream: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        pct(&per_stream, 0.5),
-        pct(&per_stream, 0.99),
-        pct(&per_stream, 1.0)
+        pct_ms(&per_stream, 0.5),
+        pct_ms(&per_stream, 0.99),
+        pct_ms(&per_stream, 1.0)
     );
     println!(
         "commit -> arrival at all {streams} streams: p50 {:.1} ms, p99 {:.1} ms",
-        pct(&to_all, 0.5),
-        pct(&to_all, 0.99)
+        pct_ms(&to_all, 0.5),
+        pct_ms(&to_all, 0.99)
     );
     println!(
         "CPU per change (includes the 100 ms pauses' idle work): server {server_cpu:.0} ms, client {client_cpu:.0} ms"
@@ -250,8 +198,5 @@ async fn main() {
         rss_idle as f64 / 1024.0,
         (rss_idle.saturating_sub(rss_before)) as f64 / streams as f64
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
+    stop(server);
 }

@@ -41,15 +41,7 @@ pub enum Pattern {
 impl Pattern {
     /// Parses and normalises `raw`; `field` names it in errors.
     pub fn parse(raw: &str, field: &str) -> Result<Pattern> {
-        if raw.is_empty() {
-            return Err(Error::invalid_argument(field, "must not be empty"));
-        }
-        if raw.len() > MAX_KEY_LEN * 4 {
-            return Err(Error::invalid_argument(
-                field,
-                format!("must be at most {MAX_KEY_LEN} characters"),
-            ));
-        }
+        check_raw(raw, field)?;
         if raw == "*" {
             return Ok(Pattern::CatchAll);
         }
@@ -120,6 +112,18 @@ pub fn normalize_key(raw: &str) -> Result<Cow<'_, str>> {
         return Ok(Cow::Borrowed(raw));
     }
     let field = "key";
+    check_raw(raw, field)?;
+    let host = strip_port(raw)?;
+    if host.starts_with('[') {
+        // An IPv6 literal: only exact patterns can name it.
+        return Ok(Cow::Owned(host.to_ascii_lowercase()));
+    }
+    normalize_host(host, field)
+}
+
+/// Refuses an empty input, or one too long to be a host even in Unicode form
+/// (the precise limit is checked after normalisation).
+fn check_raw(raw: &str, field: &str) -> Result<()> {
     if raw.is_empty() {
         return Err(Error::invalid_argument(field, "must not be empty"));
     }
@@ -129,12 +133,7 @@ pub fn normalize_key(raw: &str) -> Result<Cow<'_, str>> {
             format!("must be at most {MAX_KEY_LEN} characters"),
         ));
     }
-    let host = strip_port(raw)?;
-    if host.starts_with('[') {
-        // An IPv6 literal: only exact patterns can name it.
-        return Ok(Cow::Owned(host.to_ascii_lowercase()));
-    }
-    normalize_host(host, field)
+    Ok(())
 }
 
 /// Returns whether `raw` is already a normalised host (lowercase ASCII labels

@@ -1,0 +1,98 @@
+//! What the bench binaries share: starting the release `switchyard` binary,
+//! connecting, authenticating, and reading percentiles.
+
+#![allow(dead_code)]
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use tonic::{Request, transport::Channel};
+
+/// The binary under test (release, as `cargo bench` builds it).
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+/// The admin token every bench server is started with.
+pub const TOKEN: &str = "bench-admin-token-0123456789";
+
+/// Wraps `msg` with the admin token.
+pub fn authed<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("ascii"),
+    );
+    r
+}
+
+/// Returns a free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts the binary listening on `port`, in `dir` (its SQLite file goes
+/// there), with the admin token, quiet logs and `env`.
+pub fn spawn(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
+        .env("SWITCHYARD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn switchyard")
+}
+
+/// Connects to `port`, retrying until the server listens.
+pub async fn connect(port: u16) -> Channel {
+    let url = format!("http://127.0.0.1:{port}");
+    loop {
+        if let Ok(ch) = Channel::from_shared(url.clone())
+            .expect("url")
+            .connect()
+            .await
+        {
+            return ch;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Stops a server with SIGTERM and waits for it.
+pub fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// Microseconds since the epoch.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Microseconds since the epoch of a protobuf timestamp.
+pub fn timestamp_us(t: Option<pbjson_types::Timestamp>) -> Option<i64> {
+    t.map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
+}
+
+/// A number `Value`.
+pub fn number(n: f64) -> pbjson_types::Value {
+    pbjson_types::Value {
+        kind: Some(pbjson_types::value::Kind::NumberValue(n)),
+    }
+}
+
+/// The `q` quantile of sorted microseconds, in milliseconds.
+pub fn pct_ms(sorted: &[i64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
+}
