@@ -181,8 +181,24 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => Error::unavailable("the database", e),
+            sqlx::Error::Database(d) if is_transient(d.code().as_deref()) => {
+                Error::unavailable("the database (busy)", e)
+            }
             _ => Error::internal("talking to the database", e),
         }
+    }
+}
+
+/// Returns whether a database error code means "busy, retry": SQLite BUSY /
+/// LOCKED (and their extended codes), PostgreSQL serialization failure,
+/// deadlock, lock not available, statement cancelled.
+fn is_transient(code: Option<&str>) -> bool {
+    match code {
+        Some(c) if c.starts_with("40") || c == "55P03" || c == "57014" => true,
+        // SQLite's (extended) result codes; SQLSTATEs always have 5 characters.
+        Some(c) if c.len() < 5 => c.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)),
+        Some(_) => false,
+        None => false,
     }
 }
 

@@ -106,7 +106,8 @@ pub async fn serve(
         EnvOverrides::new(&config.flag_overrides),
         config.watch_queue,
     ));
-    let tenants = Arc::new(Tenants::new(store.clone(), cache, start_revision));
+    let generation = Tenants::stored_generation(&store).await?;
+    let tenants = Arc::new(Tenants::new(store.clone(), cache, generation));
     let sync = Arc::new(Sync::new(
         store.clone(),
         bus,

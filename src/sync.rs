@@ -91,25 +91,29 @@ impl Sync {
         let mut applied = self.applied();
         let mut tenant_change = None;
         loop {
-            let changes = flag::store::changes_after(&self.store, applied, BATCH).await?;
-            if changes
-                .first()
-                .is_some_and(|(_, c)| c.revision > applied + 1)
-            {
-                // The log was pruned past this replica: reload everything.
-                tracing::warn!(
-                    applied,
-                    "change log pruned past this replica; reloading all state"
-                );
-                let state = flag::store::load_state(&self.store).await?;
-                applied = state.revision;
-                tenant_change = Some(applied);
-                self.flags.replace(state);
+            let mut changes = flag::store::changes_after(&self.store, applied, BATCH).await?;
+            if changes.is_empty() && self.store.current_revision().await? > applied {
+                // Committed revisions beyond ours but no rows: read again (a
+                // commit may have landed in between); still nothing means
+                // the log was pruned past this replica.
+                changes = flag::store::changes_after(&self.store, applied, BATCH).await?;
+                if changes.is_empty() {
+                    applied = self.reload_all(&mut tenant_change).await?;
+                    continue;
+                }
+            }
+            // Revisions are dense and committed in order, so anything but
+            // applied+1, applied+2, ... means rows were pruned under us.
+            let contiguous = changes
+                .iter()
+                .zip(applied + 1..)
+                .all(|((_, c), want)| c.revision == want);
+            if !contiguous {
+                applied = self.reload_all(&mut tenant_change).await?;
                 continue;
             }
             let count = changes.len();
             for (entity, change) in changes {
-                debug_assert!(change.revision > applied, "the change log is read in order");
                 applied = change.revision;
                 if entity == "tenant" {
                     tenant_change = Some(change.revision);
@@ -128,6 +132,20 @@ impl Sync {
         }
         self.applied.store(applied, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Reloads the whole state after the log was pruned past this replica;
+    /// subscribers get a snapshot. Returns the revision reloaded.
+    async fn reload_all(&self, tenant_change: &mut Option<i64>) -> Result<i64> {
+        tracing::warn!(
+            applied = self.applied(),
+            "change log pruned past this replica; reloading all state"
+        );
+        let state = flag::store::load_state(&self.store).await?;
+        let revision = state.revision;
+        *tenant_change = Some(revision);
+        self.flags.replace(state);
+        Ok(revision)
     }
 
     /// Follows the bus and polls every `poll` until `stop` is cancelled.

@@ -116,9 +116,12 @@ async fn the_redis_cache_serves_cold_replicas_and_is_retired_by_changes() {
     writer.create("a", &fields("*.a.example")).await.unwrap();
     let b = writer.create("b", &fields("*.b.example")).await.unwrap();
 
-    // Two cold replicas (no matcher) at the same generation share the cache.
-    let cold1 = Arc::new(Tenants::new(store.clone(), cache(), b.revision));
-    let cold2 = Arc::new(Tenants::new(store.clone(), cache(), b.revision));
+    // Two cold replicas (no matcher) start at the stored generation, the last
+    // tenant change, and so share the cache.
+    let generation = Tenants::stored_generation(&store).await.unwrap();
+    assert_eq!(generation, b.revision);
+    let cold1 = Arc::new(Tenants::new(store.clone(), cache(), generation));
+    let cold2 = Arc::new(Tenants::new(store.clone(), cache(), generation));
     let r = cold1.resolve("x.a.example").await.unwrap();
     assert_eq!((r.tenant.id.as_str(), r.source), ("a", Source::Database));
     let r = cold2.resolve("x.a.example").await.unwrap();

@@ -183,6 +183,22 @@ async fn a_resumed_watch_gets_exactly_the_missed_changes_once(backend: Backend) 
     let mut s2 = watch(&server, ADMIN, "a", last + 4).await;
     set_override(&server, "a", "f", v_num(5.0)).await;
     assert_eq!(next(&mut s2).await.revision, last + 5);
+    drop(s2);
+    drop(s);
+
+    // A resume far behind (several replay pages) still gets every change, once.
+    let from = last + 5;
+    let missed = 250;
+    for i in 0..missed {
+        set_override(&server, "a", "f", v_num(f64::from(100 + i))).await;
+    }
+    let mut s3 = watch(&server, ADMIN, "a", from).await;
+    for i in 0..missed {
+        let ev = next(&mut s3).await;
+        assert_eq!(ev.r#type(), FlagEventType::Upsert);
+        assert_eq!(ev.revision, from + 1 + i64::from(i));
+        assert_eq!(ev.flag.unwrap().value, Some(v_num(f64::from(100 + i))));
+    }
     server.shutdown().await.unwrap();
 }
 

@@ -206,6 +206,8 @@ pub struct FlagUpdate {
     pub default: Option<serde_json::Value>,
     /// A new stored value, or `Some(None)` to clear it.
     pub stored: Option<Option<serde_json::Value>>,
+    /// The type the caller believes the flag has; another one is refused.
+    pub value_type: Option<FlagType>,
 }
 
 /// Updates a flag; values are type-checked against the stored type here.
@@ -213,6 +215,15 @@ pub async fn update(store: &Store, key: &str, u: FlagUpdate, expected: i64) -> R
     let mut w = store.begin_write().await?;
     let mut def = current(&mut w, key).await?;
     check_expected(&format!("flag {key:?}"), def.revision, expected)?;
+    if u.value_type.is_some_and(|t| t != def.value_type) {
+        return Err(Error::invalid_argument(
+            "flag.type",
+            format!(
+                "cannot be changed (the flag is a {})",
+                def.value_type.as_str()
+            ),
+        ));
+    }
     if let Some(d) = u.description {
         def.description = d;
     }

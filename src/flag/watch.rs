@@ -29,8 +29,10 @@ use crate::{
     store::Store,
 };
 
-/// The most changes replayed on resume; further behind gets a snapshot.
-const MAX_REPLAY: i64 = 10_000;
+/// Change-log rows read per page while replaying a resume. Pages are read
+/// only when the subscriber has taken everything before, so a resume holds at
+/// most one page in memory however far behind it starts.
+const REPLAY_PAGE: i64 = 100;
 
 /// What a subscriber receives.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,8 +115,16 @@ impl WatcherLimit {
     }
 }
 
+/// What is left to replay of a resume: the rows after `after`, up to `end`.
+struct Replay {
+    store: Store,
+    after: i64,
+    end: i64,
+}
+
 struct Watcher {
     flags: Arc<Flags>,
+    replay: Option<Replay>,
     rx: tokio::sync::broadcast::Receiver<HubMessage>,
     tenant: Option<String>,
     last: i64,
@@ -125,11 +135,43 @@ struct Watcher {
 
 impl Watcher {
     fn snapshot(&mut self) {
+        self.replay = None;
         let (flags, revision) = self.flags.snapshot(self.tenant.as_deref());
         self.last = revision;
         self.pending.clear();
         self.pending
             .push_back(WatchItem::Snapshot { flags, revision });
+    }
+
+    /// Reads the next page of the replay; a page that does not continue where
+    /// the last one ended (pruned meanwhile) turns into a snapshot.
+    async fn replay_page(&mut self) {
+        let Some(r) = self.replay.take() else { return };
+        let limit = REPLAY_PAGE.min(r.end - r.after);
+        let rows = match changes_after(&r.store, r.after, limit).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "replaying a resumed watch failed; sending a snapshot");
+                return self.snapshot();
+            }
+        };
+        let contiguous = !rows.is_empty()
+            && rows
+                .iter()
+                .zip(r.after + 1..)
+                .all(|((_, c), want)| c.revision == want);
+        if !contiguous {
+            return self.snapshot();
+        }
+        let mut after = r.after;
+        for (_, c) in rows {
+            let events = events_for(self.flags.env(), &c, self.tenant.as_deref());
+            self.push_events(events, c.revision, c.committed_at_us);
+            after = c.revision;
+        }
+        if after < r.end {
+            self.replay = Some(Replay { after, ..r });
+        }
     }
 
     fn push_events(&mut self, events: Vec<Event>, revision: i64, committed_at_us: i64) {
@@ -154,7 +196,8 @@ impl Watcher {
 ///
 /// `since` beyond the latest committed revision is INVALID_ARGUMENT. A `since`
 /// that this replica has not reached yet (another replica is ahead) just
-/// waits for the replica to catch up.
+/// waits for the replica to catch up. Changes after `since` that the log still
+/// holds are replayed, however many; pruned ones give a snapshot.
 pub async fn open(
     flags: Arc<Flags>,
     store: &Store,
@@ -172,6 +215,7 @@ pub async fn open(
     let rx = flags.subscribe();
     let mut w = Watcher {
         flags: flags.clone(),
+        replay: None,
         rx,
         tenant,
         last: since,
@@ -191,30 +235,23 @@ pub async fn open(
             ));
         }
     } else if since < current {
-        let missed = current - since;
-        let rows = if missed <= MAX_REPLAY {
-            changes_after(store, since, missed).await?
-        } else {
-            Vec::new()
-        };
-        let complete = rows.first().map(|(_, c)| c.revision) == Some(since + 1)
-            && rows.last().map(|(_, c)| c.revision) == Some(current)
-            && rows.len() as i64 == missed;
-        if complete {
-            for (_, c) in rows {
-                let events = events_for(flags.env(), &c, w.tenant.as_deref());
-                w.push_events(events, c.revision, c.committed_at_us);
-            }
-            w.last = current;
-        } else {
-            // No longer retained (or too far behind): start afresh.
-            w.snapshot();
-        }
+        // Replay (since, current] from the change log, page by page; live
+        // changes after `current` follow from the hub.
+        w.replay = Some(Replay {
+            store: store.clone(),
+            after: since,
+            end: current,
+        });
+        w.last = current;
     }
     Ok(futures_util::stream::unfold(w, |mut w| async move {
         loop {
             if let Some(item) = w.pending.pop_front() {
                 return Some((item, w));
+            }
+            if w.replay.is_some() {
+                w.replay_page().await;
+                continue;
             }
             let msg = tokio::select! {
                 biased;

@@ -317,10 +317,8 @@ impl FlagService for FlagApi {
             });
         }
         if f.r#type != 0 {
-            let current = self.app.flags.get(&f.key)?;
-            if flag_type_from_proto(f.r#type)? != current.value_type {
-                return Err(Error::invalid_argument("flag.type", "cannot be changed").into());
-            }
+            // Checked against the stored flag inside the write transaction.
+            u.value_type = Some(flag_type_from_proto(f.r#type)?);
         }
         let def = flag::store::update(&self.app.store, &f.key, u, r.expected_revision).await?;
         self.committed(def.revision, "flag", None, &def.key).await;
@@ -392,19 +390,13 @@ impl FlagService for FlagApi {
         let r = req.get_ref();
         flag::validate_key("flag_key", &r.flag_key)?;
         let tenant = match &r.target {
-            Some(evaluate_flag_request::Target::ResolveKey(key)) => {
-                if *p.scope() == Scope::Gating {
-                    return Err(Error::permission_denied("a gating token cannot read flags").into());
-                }
-                let res = self.app.tenants.resolve(key).await?;
-                if p.tenant().is_some_and(|own| own != res.tenant.id) {
-                    return Err(Error::permission_denied(
-                        "this key belongs to another tenant than the token's",
-                    )
-                    .into());
-                }
-                Some(res.tenant.id.clone())
-            }
+            Some(evaluate_flag_request::Target::ResolveKey(key)) => Some(
+                super::resolve_for(&self.app, p, key)
+                    .await?
+                    .tenant
+                    .id
+                    .clone(),
+            ),
             Some(evaluate_flag_request::Target::TenantId(t)) => {
                 self.reading_tenant(p, t, "tenant_id").await?
             }

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     api::v1::{tenant_service_server::TenantService, *},
-    auth::{Scope, principal},
+    auth::principal,
     bus::ChangeEvent,
     error::Error,
     server::App,
@@ -181,19 +181,7 @@ impl TenantService for TenantApi {
         &self,
         req: Request<ResolveTenantRequest>,
     ) -> Result<Response<ResolveTenantResponse>, Status> {
-        let p = principal(&req)?;
-        if *p.scope() == Scope::Gating {
-            return Err(Error::permission_denied("a gating token cannot resolve tenants").into());
-        }
-        let res = self.app.tenants.resolve(&req.get_ref().key).await?;
-        if let Some(own) = p.tenant()
-            && own != res.tenant.id
-        {
-            return Err(Error::permission_denied(
-                "this key belongs to another tenant than the token's",
-            )
-            .into());
-        }
+        let res = super::resolve_for(&self.app, principal(&req)?, &req.get_ref().key).await?;
         Ok(Response::new(ResolveTenantResponse {
             tenant: Some(to_proto(&res.tenant)),
             matched_pattern: res.pattern.to_string(),

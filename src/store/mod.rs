@@ -206,13 +206,18 @@ pub async fn log_change(
 }
 
 impl Store {
-    /// Deletes change-log rows committed before `before_us`; returns how many.
+    /// Deletes the change-log rows up to the last one committed before
+    /// `before_us`; returns how many. Always a prefix by revision (replicas'
+    /// clocks may disagree, revisions do not), so the log never has a hole.
     /// Subscribers resuming from before the oldest kept row get a snapshot.
     pub async fn prune_change_log(&self, before_us: i64) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM change_log WHERE committed_at_us < $1")
-            .bind(before_us)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "DELETE FROM change_log WHERE revision <= \
+             (SELECT MAX(revision) FROM change_log WHERE committed_at_us < $1)",
+        )
+        .bind(before_us)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected())
     }
 }

@@ -244,8 +244,14 @@ impl std::fmt::Debug for Tenants {
 }
 
 impl Tenants {
+    /// Returns the revision of the last committed tenant change: the Redis
+    /// cache generation a replica starts with.
+    pub async fn stored_generation(store: &Store) -> Result<i64> {
+        store::generation(store).await
+    }
+
     /// Creates the component with no matcher loaded yet; `generation` is the
-    /// global revision at start (no tenant change after it is known yet).
+    /// revision of the last tenant change known ([`Tenants::stored_generation`]).
     pub fn new(store: Store, cache: ResolutionCache, generation: i64) -> Tenants {
         Tenants {
             store,

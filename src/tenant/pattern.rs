@@ -45,6 +45,9 @@ impl Pattern {
         if raw == "*" {
             return Ok(Pattern::CatchAll);
         }
+        if raw.starts_with('[') {
+            return Ok(Pattern::Exact(ipv6_literal(raw, field)?));
+        }
         if let Some(rest) = raw.strip_prefix("*.") {
             let fixed = normalize_host(rest, field)?;
             return Ok(Pattern::Suffix(fixed.into_owned()));
@@ -115,8 +118,8 @@ pub fn normalize_key(raw: &str) -> Result<Cow<'_, str>> {
     check_raw(raw, field)?;
     let host = strip_port(raw)?;
     if host.starts_with('[') {
-        // An IPv6 literal: only exact patterns can name it.
-        return Ok(Cow::Owned(host.to_ascii_lowercase()));
+        // An IPv6 literal, in canonical form: only exact patterns name it.
+        return Ok(Cow::Owned(ipv6_literal(host, field)?));
     }
     normalize_host(host, field)
 }
@@ -185,7 +188,18 @@ fn strip_port(raw: &str) -> Result<&str> {
 }
 
 fn valid_port(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+    p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+}
+
+/// Returns `[addr]` in canonical form for a bracketed IPv6 literal.
+fn ipv6_literal(raw: &str, field: &str) -> Result<String> {
+    raw.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .and_then(|a| a.parse::<std::net::Ipv6Addr>().ok())
+        .map(|a| format!("[{a}]"))
+        .ok_or_else(|| {
+            Error::invalid_argument(field, format!("{raw:?} is not a valid IPv6 literal"))
+        })
 }
 
 /// Lowercases, strips one trailing dot, converts to punycode and validates the
@@ -256,6 +270,11 @@ mod tests {
             "xn--bcher-kva.example"
         );
         assert_eq!(normalize_key("[::1]:80").unwrap(), "[::1]");
+        assert_eq!(normalize_key("[0:0::1]").unwrap(), "[::1]");
+        assert_eq!(
+            Pattern::parse("[::0:1]", "p").unwrap(),
+            Pattern::Exact("[::1]".into())
+        );
         assert_eq!(normalize_key("10.0.0.1:80").unwrap(), "10.0.0.1");
     }
 

@@ -56,6 +56,7 @@ pub(super) async fn create(
     .execute(&mut *w.tx)
     .await?;
     claim_patterns(&mut w, id, patterns).await?;
+    bump_generation(&mut w).await?;
     log_change(&mut w, "tenant", "upsert", Some(id), None, None).await?;
     let record = TenantRecord {
         id: id.to_owned(),
@@ -276,6 +277,7 @@ pub(super) async fn update(
         .fetch_all(&mut *w.tx)
         .await?;
     }
+    bump_generation(&mut w).await?;
     log_change(&mut w, "tenant", "upsert", Some(id), None, None).await?;
     t.revision = w.revision;
     t.updated_at_us = w.now_us;
@@ -299,8 +301,27 @@ pub(super) async fn delete(store: &Store, id: &str, expected_revision: i64) -> R
         .bind(id)
         .execute(&mut *w.tx)
         .await?;
+    bump_generation(&mut w).await?;
     log_change(&mut w, "tenant", "delete", Some(id), None, Some(payload)).await?;
     let revision = w.revision;
     w.tx.commit().await?;
     Ok(revision)
+}
+
+/// Records this transaction's revision as the last tenant change.
+async fn bump_generation(w: &mut WriteTx) -> Result<()> {
+    sqlx::query("UPDATE tenant_generation SET value = $1 WHERE id = 1")
+        .bind(w.revision)
+        .execute(&mut *w.tx)
+        .await?;
+    Ok(())
+}
+
+/// Returns the revision of the last committed tenant change.
+pub(super) async fn generation(store: &Store) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT value FROM tenant_generation WHERE id = 1")
+            .fetch_one(store.pool())
+            .await?,
+    )
 }
