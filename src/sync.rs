@@ -164,7 +164,10 @@ impl Sync {
                         Err(RecvError::Closed) => break,
                     },
                 };
-                if due && let Err(e) = self.catch_up().await {
+                if due
+                    && let Err(e) = self.catch_up().await
+                    && !stop.is_cancelled()
+                {
                     tracing::warn!(error = %e, "catching up with the change log failed; retrying at the next poll");
                 }
             }

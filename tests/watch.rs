@@ -14,6 +14,7 @@ on_both_backends!(
     a_resume_from_a_pruned_revision_gets_a_snapshot,
     a_subscriber_that_stops_reading_gets_a_snapshot_instead_of_a_backlog,
     heartbeats_carry_the_current_revision_and_shutdown_ends_streams_cleanly,
+    a_large_flag_set_is_sent_in_parts_that_fit_the_message_limit,
 );
 
 pub async fn watch(
@@ -345,4 +346,58 @@ async fn heartbeats_carry_the_current_revision_and_shutdown_ends_streams_cleanly
         .unwrap()
         .unwrap();
     assert!(end.is_ok(), "the stream ends with OK on shutdown: {end:?}");
+}
+
+async fn a_large_flag_set_is_sent_in_parts_that_fit_the_message_limit(backend: Backend) {
+    let Some((server, _db)) = server_on(backend).await else {
+        return;
+    };
+    let mut admin = server.flags(ADMIN).await;
+    let value = "v".repeat(60 * 1024);
+    let count = 80; // 4.8 MB of values: more than one 4 MiB message
+    for i in 0..count {
+        admin
+            .create_flag(new_flag(
+                &format!("big{i:02}"),
+                FlagType::String,
+                v_str(&value),
+            ))
+            .await
+            .unwrap();
+    }
+    let mut s = watch(&server, ADMIN, "", 0).await;
+    let mut flags = 0;
+    let mut parts = 0;
+    loop {
+        let ev = next(&mut s).await;
+        assert_eq!(ev.r#type(), FlagEventType::Snapshot);
+        parts += 1;
+        flags += ev.flags.len();
+        if !ev.snapshot_continues {
+            break;
+        }
+    }
+    assert_eq!(flags, count);
+    assert!(parts >= 5, "about 1 MiB per part: {parts} parts");
+
+    let mut listed = 0;
+    let mut token = String::new();
+    loop {
+        let page = admin
+            .list_flags(ListFlagsRequest {
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        listed += page.flags.len();
+        assert!(page.flags.len() < count, "pages end early by size");
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(listed, count);
+    server.shutdown().await.unwrap();
 }

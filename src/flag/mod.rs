@@ -35,6 +35,14 @@ pub const MAX_DESCRIPTION_LEN: usize = 1000;
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// The largest page of `ListFlags`.
 pub const MAX_PAGE_SIZE: usize = 1000;
+/// The most value bytes (as JSON) in one page or one snapshot part, so that a
+/// message stays well under the 4 MiB default limit of gRPC clients.
+pub const MAX_PART_BYTES: usize = 1024 * 1024;
+
+/// Returns the size of an effective value as JSON, plus its key.
+pub fn approx_size(e: &Effective) -> usize {
+    e.flag.len() + serde_json::to_string(&e.value).map_or(0, |s| s.len())
+}
 
 /// The type every value of a flag has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -572,13 +580,16 @@ impl Flags {
             .peekable();
         let mut values = Vec::new();
         let mut defs = Vec::new();
-        while values.len() < limit {
+        let mut bytes = 0;
+        while values.len() < limit && bytes < MAX_PART_BYTES {
             let Some((_, def)) = range.next() else { break };
-            values.push(effective(
+            let e = effective(
                 &self.env,
                 def,
                 overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v),
-            ));
+            );
+            bytes += approx_size(&e);
+            values.push(e);
             defs.push(def.clone());
         }
         let more = range.peek().is_some();

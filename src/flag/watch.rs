@@ -23,7 +23,10 @@ use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::{Effective, Event, Flags, HubMessage, events_for, store::changes_after};
+use super::{
+    Effective, Event, Flags, HubMessage, MAX_PART_BYTES, approx_size, events_for,
+    store::changes_after,
+};
 use crate::{
     error::{Error, ErrorKind, Result},
     store::Store,
@@ -37,12 +40,15 @@ const REPLAY_PAGE: i64 = 100;
 /// What a subscriber receives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchItem {
-    /// Every effective flag at `revision`.
+    /// Every effective flag at `revision`, in parts of at most about
+    /// [`MAX_PART_BYTES`] of values; `continues` is set on every part but the last.
     Snapshot {
-        /// The flags.
+        /// The flags (of this part).
         flags: Vec<Effective>,
         /// Their revision.
         revision: i64,
+        /// More parts follow.
+        continues: bool,
     },
     /// A flag's effective value changed at `revision`.
     Upsert {
@@ -139,8 +145,26 @@ impl Watcher {
         let (flags, revision) = self.flags.snapshot(self.tenant.as_deref());
         self.last = revision;
         self.pending.clear();
-        self.pending
-            .push_back(WatchItem::Snapshot { flags, revision });
+        let mut part = Vec::new();
+        let mut bytes = 0;
+        for f in flags {
+            let size = approx_size(&f);
+            if !part.is_empty() && bytes + size > MAX_PART_BYTES {
+                self.pending.push_back(WatchItem::Snapshot {
+                    flags: std::mem::take(&mut part),
+                    revision,
+                    continues: true,
+                });
+                bytes = 0;
+            }
+            bytes += size;
+            part.push(f);
+        }
+        self.pending.push_back(WatchItem::Snapshot {
+            flags: part,
+            revision,
+            continues: false,
+        });
     }
 
     /// Reads the next page of the replay; a page that does not continue where

@@ -126,12 +126,16 @@ pub fn effective_to_proto(e: &Effective) -> EffectiveFlag {
 
 fn watch_to_proto(item: WatchItem) -> WatchFlagsResponse {
     match item {
-        WatchItem::Snapshot { flags, revision } => WatchFlagsResponse {
+        WatchItem::Snapshot {
+            flags,
+            revision,
+            continues,
+        } => WatchFlagsResponse {
             r#type: FlagEventType::Snapshot as i32,
             revision,
             flags: flags.iter().map(effective_to_proto).collect(),
-            flag: None,
-            commit_time: None,
+            snapshot_continues: continues,
+            ..Default::default()
         },
         WatchItem::Upsert {
             flag,
@@ -140,9 +144,9 @@ fn watch_to_proto(item: WatchItem) -> WatchFlagsResponse {
         } => WatchFlagsResponse {
             r#type: FlagEventType::Upsert as i32,
             revision,
-            flags: Vec::new(),
             flag: Some(effective_to_proto(&flag)),
             commit_time: Some(timestamp(committed_at_us)),
+            ..Default::default()
         },
         WatchItem::Delete {
             flag,
@@ -151,13 +155,13 @@ fn watch_to_proto(item: WatchItem) -> WatchFlagsResponse {
         } => WatchFlagsResponse {
             r#type: FlagEventType::Delete as i32,
             revision,
-            flags: Vec::new(),
             flag: Some(EffectiveFlag {
                 flag,
                 value: None,
                 source: String::new(),
             }),
             commit_time: Some(timestamp(committed_at_us)),
+            ..Default::default()
         },
         WatchItem::Heartbeat { revision } => WatchFlagsResponse {
             r#type: FlagEventType::Heartbeat as i32,
