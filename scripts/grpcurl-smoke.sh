@@ -2,17 +2,25 @@
 # Starts the given switchyard binary with no configuration in a fresh directory
 # and checks, with grpcurl through reflection, what a new user sees: the three
 # services, health and reflection listed; health SERVING; calls without a token
-# refused; tenant tokens confined. Exits non-zero on the first difference.
+# refused; tenant tokens confined; then, as a user would: tenants with
+# overlapping patterns resolve with the documented precedence, the mapping
+# survives a restart, and a flag evaluates with its source. Exits non-zero on
+# the first difference.
 set -euo pipefail
 BIN="$(realpath "${1:-target/debug/switchyard}")"
 DIR="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 ADDR="127.0.0.1:$PORT"
 cd "$DIR"
-SWITCHYARD_LISTEN="$ADDR" SWITCHYARD_TOKENS="tenant:a=smoke-tenant-a-token-0123" "$BIN" serve >server.log 2>&1 &
-PID=$!
+ADMIN="smoke-admin-token-0123456789"
+start() {
+  SWITCHYARD_LISTEN="$ADDR" SWITCHYARD_ADMIN_TOKEN="$ADMIN" \
+    SWITCHYARD_TOKENS="tenant:a=smoke-tenant-a-token-0123" "$BIN" serve >>server.log 2>&1 &
+  PID=$!
+  for _ in $(seq 1 100); do grpcurl -plaintext "$ADDR" list >/dev/null 2>&1 && break; sleep 0.1; done
+}
+start
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
-for _ in $(seq 1 100); do grpcurl -plaintext "$ADDR" list >/dev/null 2>&1 && break; sleep 0.1; done
 
 fail() { echo "FAIL: $*"; echo "--- server log"; cat server.log; exit 1; }
 expect() { # expect NAME NEEDLE COMMAND...
@@ -33,5 +41,42 @@ expect "no token" Unauthenticated grpcurl -plaintext "$ADDR" switchyard.v1.Tenan
 expect "tenant token on another tenant" PermissionDenied \
   grpcurl -plaintext -H 'authorization: Bearer smoke-tenant-a-token-0123' -d '{"tenant_id":"b"}' "$ADDR" switchyard.v1.TenantService/GetTenant
 expect "describe through reflection" "rpc ResolveTenant" grpcurl -plaintext "$ADDR" describe switchyard.v1.TenantService
+
+call() { # call METHOD JSON
+  grpcurl -plaintext -H "authorization: Bearer $ADMIN" -d "$2" "$ADDR" "switchyard.v1.$1"
+}
+resolves_to() { # resolves_to KEY TENANT PATTERN
+  local out; out="$(call TenantService/ResolveTenant "{\"key\":\"$1\"}" 2>&1 || true)"
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if (r["tenant"]["id"], r["matchedPattern"]) == (sys.argv[2], sys.argv[3]) else 1)' \
+    "$out" "$2" "$3" 2>/dev/null || fail "resolve $1: expected $2 via $3, got: $out"
+  echo "ok: $1 -> $2 ($3)"
+}
+for t in 'api:["api.acme.example"]' 'acme:["*.acme.example"]' 'eu:["*.eu.acme.example"]' 'any:["acme.*"]' 'rest:["*"]'; do
+  call TenantService/CreateTenant "{\"tenant\":{\"id\":\"${t%%:*}\",\"patterns\":${t#*:}}}" >/dev/null \
+    || fail "create tenant ${t%%:*}"
+done
+check_precedence() {
+  resolves_to "API.Acme.Example:443" api "api.acme.example"
+  resolves_to "x.eu.acme.example" eu "*.eu.acme.example"
+  resolves_to "www.acme.example" acme "*.acme.example"
+  resolves_to "acme.internal" any "acme.*"
+  resolves_to "elsewhere.example" rest "*"
+}
+check_precedence
+expect "a pattern belongs to one tenant" AlreadyExists \
+  call TenantService/CreateTenant '{"tenant":{"id":"thief","patterns":["*.acme.example"]}}'
+expect "a wildcard in the middle is refused" InvalidArgument \
+  call TenantService/CreateTenant '{"tenant":{"id":"bad","patterns":["a.*.example"]}}'
+call FlagService/CreateFlag '{"flag":{"key":"new-ui","type":"FLAG_TYPE_BOOL","defaultValue":false}}' >/dev/null || fail "create flag"
+call FlagService/SetTenantOverride '{"tenantId":"acme","flagKey":"new-ui","value":true}' >/dev/null || fail "set override"
+expect "evaluate by host reports the tenant source" '"source": "tenant"' \
+  call FlagService/EvaluateFlag '{"flagKey":"new-ui","resolveKey":"shop.acme.example"}'
+
 kill -TERM $PID; wait $PID || fail "server exit status $? after SIGTERM"
 echo "ok: clean exit on SIGTERM"
+start
+check_precedence
+expect "the override survives a restart" '"source": "tenant"' \
+  call FlagService/EvaluateFlag '{"flagKey":"new-ui","tenantId":"acme"}'
+kill -TERM $PID; wait $PID || fail "server exit status $? after the second SIGTERM"
+echo "ok: the mapping and the flags survive a restart"
