@@ -22,7 +22,7 @@ use common::*;
 
 use sqlx::{Connection, Executor, PgConnection};
 use switchyard::api::v1::{
-    CreateFlagRequest, Flag, FlagEventType, FlagType, UpdateFlagRequest, WatchFlagsRequest,
+    CreateFlagRequest, Flag, FlagEventType, FlagType, WatchFlagsRequest,
     flag_service_client::FlagServiceClient,
 };
 use tokio::sync::mpsc;
@@ -40,9 +40,7 @@ fn subscribe(ch: Channel, tx: mpsc::UnboundedSender<(i64, i64)>) {
             .into_inner();
         while let Ok(Some(ev)) = s.message().await {
             if ev.r#type() == FlagEventType::Upsert {
-                let arrived = now_us();
-                let committed = timestamp_us(ev.commit_time).unwrap_or(arrived);
-                let _ = tx.send((ev.revision, arrived - committed));
+                let _ = tx.send((ev.revision, since_commit_us(&ev)));
             }
         }
     });
@@ -109,30 +107,13 @@ async fn main() {
 
     let (mut on_b, mut on_a) = (Vec::new(), Vec::new());
     for c in 1..=changes {
-        let rev = writer
-            .update_flag(authed(UpdateFlagRequest {
-                flag: Some(Flag {
-                    key: "p".into(),
-                    stored_value: Some(number(c as f64)),
-                    ..Default::default()
-                }),
-                update_mask: Some(pbjson_types::FieldMask {
-                    paths: vec!["stored_value".into()],
-                }),
-                expected_revision: 0,
-            }))
-            .await
-            .expect("update")
-            .into_inner()
-            .flag
-            .expect("flag")
-            .revision;
+        let revision = set_stored_number(&mut writer, "p", c as f64).await;
         for (rx, out) in [(&mut rx_b, &mut on_b), (&mut rx_a, &mut on_a)] {
             let (r, lat) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
                 .await
                 .expect("within 10 s")
                 .expect("open");
-            assert_eq!(r, rev);
+            assert_eq!(r, revision);
             out.push(lat);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

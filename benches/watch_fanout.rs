@@ -26,7 +26,7 @@ use std::{
 use common::*;
 
 use switchyard::api::v1::{
-    CreateFlagRequest, Flag, FlagEventType, FlagType, UpdateFlagRequest, WatchFlagsRequest,
+    CreateFlagRequest, Flag, FlagEventType, FlagType, WatchFlagsRequest,
     flag_service_client::FlagServiceClient,
 };
 use tokio::sync::mpsc;
@@ -117,9 +117,7 @@ async fn main() {
                         ready.fetch_add(1, Ordering::SeqCst);
                     }
                     FlagEventType::Upsert => {
-                        let arrived = now_us();
-                        let committed = timestamp_us(ev.commit_time).unwrap_or(arrived);
-                        let _ = tx.send((ev.revision, arrived - committed));
+                        let _ = tx.send((ev.revision, since_commit_us(&ev)));
                     }
                     _ => {}
                 }
@@ -138,31 +136,16 @@ async fn main() {
     let mut per_stream = Vec::with_capacity(streams * changes);
     let mut to_all = Vec::with_capacity(changes);
     for c in 1..=changes {
-        let flag = admin
-            .update_flag(authed(UpdateFlagRequest {
-                flag: Some(Flag {
-                    key: "bench".into(),
-                    stored_value: Some(number(c as f64)),
-                    ..Default::default()
-                }),
-                update_mask: Some(pbjson_types::FieldMask {
-                    paths: vec!["stored_value".into()],
-                }),
-                expected_revision: 0,
-            }))
-            .await
-            .expect("update")
-            .into_inner()
-            .flag
-            .expect("flag");
+        let revision = set_stored_number(&mut admin, "bench", c as f64).await;
         let mut got = 0;
         let mut worst = 0;
         while got < streams {
-            let (revision, latency) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-                .await
-                .expect("every stream receives the change within 30 s")
-                .expect("streams open");
-            assert_eq!(revision, flag.revision, "in order, one change at a time");
+            let (arrived_revision, latency) =
+                tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                    .await
+                    .expect("every stream receives the change within 30 s")
+                    .expect("streams open");
+            assert_eq!(arrived_revision, revision, "in order, one change at a time");
             per_stream.push(latency);
             worst = worst.max(latency);
             got += 1;

@@ -197,7 +197,9 @@ pub async fn authenticate(
     }
 }
 
-fn is_grpc(req: &Request) -> bool {
+/// Returns whether `req` is a gRPC call (so refusals are gRPC statuses, not
+/// JSON bodies).
+pub(crate) fn is_grpc(req: &Request) -> bool {
     req.headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))

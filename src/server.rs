@@ -286,36 +286,44 @@ fn spawn_initial_load(tenants: Arc<Tenants>, stop: CancellationToken) {
     });
 }
 
-/// Sends a heartbeat to every watch stream every `secs` seconds.
-fn spawn_heartbeats(flags: Arc<Flags>, secs: u64, stop: CancellationToken) {
+/// Runs `job` every `period` (the first time at once) until `stop` is cancelled.
+fn spawn_every<F, Fut>(period: Duration, stop: CancellationToken, mut job: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(secs));
-        tick.tick().await;
+        let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
-                _ = tick.tick() => flags.heartbeat(),
+                _ = tick.tick() => job().await,
                 () = stop.cancelled() => break,
             }
         }
     });
 }
 
+/// Sends a heartbeat to every watch stream every `secs` seconds.
+fn spawn_heartbeats(flags: Arc<Flags>, secs: u64, stop: CancellationToken) {
+    spawn_every(Duration::from_secs(secs), stop, move || {
+        flags.heartbeat();
+        std::future::ready(())
+    });
+}
+
 /// Deletes change-log rows older than the retention window, once a minute.
 fn spawn_pruning(store: Store, retention_s: u64, stop: CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let before = crate::store::now_us()
-                        .saturating_sub(i64::try_from(retention_s).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000));
-                    match store.prune_change_log(before).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(rows = n, "pruned the change log"),
-                        Err(e) => tracing::warn!(error = %e, "pruning the change log failed"),
-                    }
-                }
-                () = stop.cancelled() => break,
+    let retention_us = i64::try_from(retention_s)
+        .unwrap_or(i64::MAX / 2)
+        .saturating_mul(1_000_000);
+    spawn_every(Duration::from_secs(60), stop, move || {
+        let store = store.clone();
+        async move {
+            let before = crate::store::now_us().saturating_sub(retention_us);
+            match store.prune_change_log(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned the change log"),
+                Err(e) => tracing::warn!(error = %e, "pruning the change log failed"),
             }
         }
     });
@@ -352,11 +360,7 @@ pub fn generate_token() -> String {
 }
 
 async fn unknown_route(req: Request) -> Response {
-    let grpc = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    if grpc {
+    if auth::is_grpc(&req) {
         tonic::Status::unimplemented(format!("unknown method {}", req.uri().path()))
             .into_http::<Body>()
     } else {
@@ -387,17 +391,10 @@ async fn spawn_metrics_listener(addr: &str, stop: CancellationToken) -> Result<(
 }
 
 fn spawn_metrics_upkeep(stop: CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    if let Some(h) = crate::telemetry::metrics_handle() {
-                        h.run_upkeep();
-                    }
-                }
-                () = stop.cancelled() => break,
-            }
+    spawn_every(Duration::from_secs(5), stop, || {
+        if let Some(h) = crate::telemetry::metrics_handle() {
+            h.run_upkeep();
         }
+        std::future::ready(())
     });
 }

@@ -29,16 +29,6 @@ fn replica_config(db: &TestDb, redis: &str, prefix: &str) -> switchyard::config:
     c
 }
 
-async fn resolved_id(server: &TestServer, key: &str) -> Option<String> {
-    server
-        .tenants(ADMIN)
-        .await
-        .resolve_tenant(ResolveTenantRequest { key: key.into() })
-        .await
-        .ok()
-        .and_then(|r| r.into_inner().tenant.map(|t| t.id))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_on_one_replica_reaches_the_other_through_redis_pubsub() {
     let Some((db, redis)) = fleet().await else {

@@ -43,13 +43,6 @@ async fn resolve(
         .map(|r| r.into_inner())
 }
 
-async fn resolved_id(server: &TestServer, key: &str) -> Option<String> {
-    resolve(server, ADMIN, key)
-        .await
-        .ok()
-        .and_then(|r| r.tenant.map(|t| t.id))
-}
-
 async fn patterns_resolve_with_the_documented_precedence(backend: Backend) {
     let Some((server, _db)) = server_on(backend).await else {
         return;

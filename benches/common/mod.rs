@@ -8,6 +8,9 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use switchyard::api::v1::{
+    Flag, UpdateFlagRequest, WatchFlagsResponse, flag_service_client::FlagServiceClient,
+};
 use tonic::{Request, transport::Channel};
 
 /// The binary under test (release, as `cargo bench` builds it).
@@ -95,4 +98,34 @@ pub fn number(n: f64) -> pbjson_types::Value {
 /// The `q` quantile of sorted microseconds, in milliseconds.
 pub fn pct_ms(sorted: &[i64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
+}
+
+/// Sets the stored value of the number flag `key` to `n`; returns the
+/// change's revision.
+pub async fn set_stored_number(client: &mut FlagServiceClient<Channel>, key: &str, n: f64) -> i64 {
+    client
+        .update_flag(authed(UpdateFlagRequest {
+            flag: Some(Flag {
+                key: key.into(),
+                stored_value: Some(number(n)),
+                ..Default::default()
+            }),
+            update_mask: Some(pbjson_types::FieldMask {
+                paths: vec!["stored_value".into()],
+            }),
+            expected_revision: 0,
+        }))
+        .await
+        .expect("update")
+        .into_inner()
+        .flag
+        .expect("flag")
+        .revision
+}
+
+/// Microseconds from a watch event's commit time to now (same machine, same
+/// clock).
+pub fn since_commit_us(ev: &WatchFlagsResponse) -> i64 {
+    let arrived = now_us();
+    arrived - timestamp_us(ev.commit_time).unwrap_or(arrived)
 }

@@ -356,11 +356,16 @@ impl EnvOverrides {
 
     /// Returns the override of `def` when one is set and has the flag's type.
     pub fn get(&self, def: &FlagDef) -> Option<&Value> {
+        self.lookup(&def.key, def.value_type)
+    }
+
+    /// Returns the override of flag `key` when one is set and has type `ty`.
+    fn lookup(&self, key: &str, ty: FlagType) -> Option<&Value> {
         if self.0.is_empty() {
             return None;
         }
-        let v = self.0.get(&env_name(&def.key))?;
-        (FlagType::of(v) == Some(def.value_type)).then_some(v)
+        let v = self.0.get(&env_name(key))?;
+        (FlagType::of(v) == Some(ty)).then_some(v)
     }
 }
 
@@ -416,13 +421,14 @@ pub fn events_for(env: &EnvOverrides, c: &Change, tenant: Option<&str>) -> Vec<E
 /// Replaces a tenant value by the env override of the same flag, when set
 /// (and of the same type).
 fn env_first(env: &EnvOverrides, eff: Effective) -> Effective {
-    match env.0.get(&env_name(&eff.flag)) {
-        Some(v) if FlagType::of(v) == FlagType::of(&eff.value) => Effective {
-            flag: eff.flag,
+    let env_value = FlagType::of(&eff.value).and_then(|ty| env.lookup(&eff.flag, ty));
+    match env_value {
+        Some(v) => Effective {
             value: v.clone(),
             source: Source::Env,
+            flag: eff.flag,
         },
-        _ => eff,
+        None => eff,
     }
 }
 
@@ -518,11 +524,6 @@ impl Flags {
         self.hub.subscribe()
     }
 
-    /// Returns the number of subscribers.
-    pub fn subscribers(&self) -> usize {
-        self.hub.receiver_count()
-    }
-
     /// Returns a flag's definition.
     pub fn get(&self, key: &str) -> Result<FlagDef> {
         self.read()
@@ -594,15 +595,6 @@ impl Flags {
         }
         let more = range.peek().is_some();
         (values, defs, more, state.revision)
-    }
-
-    /// Returns the revision of `tenant`'s override of `key`, if it has one.
-    pub fn override_revision(&self, tenant: &str, key: &str) -> Option<i64> {
-        self.read()
-            .overrides
-            .get(tenant)
-            .and_then(|o| o.get(key))
-            .map(|(_, r)| *r)
     }
 }
 

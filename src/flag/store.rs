@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 use super::{Change, FlagDef, FlagState, FlagType, Payload, check_value};
 use crate::{
     error::{Error, Result},
-    store::{Backend, Store, WriteTx, log_change},
+    store::{Backend, Store, WriteTx},
 };
 
 const FLAG_COLUMNS: &str = "key, value_type, description, default_value, stored_value, revision, created_at_us, updated_at_us";
@@ -183,16 +183,8 @@ pub async fn create(store: &Store, mut def: FlagDef) -> Result<FlagDef> {
         flag: def.clone(),
         overridden: Vec::new(),
     })?;
-    log_change(
-        &mut w,
-        "flag",
-        "upsert",
-        None,
-        Some(&def.key),
-        Some(payload),
-    )
-    .await?;
-    w.tx.commit().await?;
+    w.commit_change("flag", "upsert", None, Some(&def.key), Some(payload))
+        .await?;
     Ok(def)
 }
 
@@ -255,8 +247,8 @@ pub async fn update(store: &Store, key: &str, u: FlagUpdate, expected: i64) -> R
         flag: def.clone(),
         overridden,
     })?;
-    log_change(&mut w, "flag", "upsert", None, Some(key), Some(payload)).await?;
-    w.tx.commit().await?;
+    w.commit_change("flag", "upsert", None, Some(key), Some(payload))
+        .await?;
     Ok(def)
 }
 
@@ -274,10 +266,8 @@ pub async fn delete(store: &Store, key: &str, expected: i64) -> Result<i64> {
         .execute(&mut *w.tx)
         .await?;
     let payload = payload_text(&Payload::FlagDelete)?;
-    log_change(&mut w, "flag", "delete", None, Some(key), Some(payload)).await?;
-    let revision = w.revision;
-    w.tx.commit().await?;
-    Ok(revision)
+    w.commit_change("flag", "delete", None, Some(key), Some(payload))
+        .await
 }
 
 async fn override_revision(w: &mut WriteTx, tenant: &str, key: &str) -> Result<Option<i64>> {
@@ -327,18 +317,8 @@ pub async fn set_override(
     .execute(&mut *w.tx)
     .await?;
     let payload = payload_text(&Payload::OverrideUpsert { value })?;
-    log_change(
-        &mut w,
-        "override",
-        "upsert",
-        Some(tenant),
-        Some(key),
-        Some(payload),
-    )
-    .await?;
-    let revision = w.revision;
-    w.tx.commit().await?;
-    Ok(revision)
+    w.commit_change("override", "upsert", Some(tenant), Some(key), Some(payload))
+        .await
 }
 
 /// Removes a tenant's override; returns the revision.
@@ -357,18 +337,8 @@ pub async fn clear_override(store: &Store, tenant: &str, key: &str, expected: i6
         .execute(&mut *w.tx)
         .await?;
     let payload = payload_text(&Payload::OverrideDelete { flag: def })?;
-    log_change(
-        &mut w,
-        "override",
-        "delete",
-        Some(tenant),
-        Some(key),
-        Some(payload),
-    )
-    .await?;
-    let revision = w.revision;
-    w.tx.commit().await?;
-    Ok(revision)
+    w.commit_change("override", "delete", Some(tenant), Some(key), Some(payload))
+        .await
 }
 
 /// The payload of deleting `tenant`: the flags it had overrides of.

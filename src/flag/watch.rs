@@ -114,11 +114,6 @@ impl WatcherLimit {
         }
         Ok(slot)
     }
-
-    /// Returns the number of open streams.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
-    }
 }
 
 /// What is left to replay of a resume: the rows after `after`, up to `end`.

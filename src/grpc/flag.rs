@@ -5,7 +5,7 @@ use std::{pin::Pin, sync::Arc};
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::tenant::{decode_page_token, encode_page_token, page_size};
+use super::{decode_page_token, encode_page_token, page_size};
 use crate::{
     api::v1::{flag_service_server::FlagService, *},
     auth::{Principal, Scope, principal},

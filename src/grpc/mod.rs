@@ -39,3 +39,31 @@ pub(crate) async fn resolve_for(app: &App, p: &Principal, key: &str) -> Result<R
         )),
     }
 }
+
+/// Returns the page size to use: 0 means the default; larger than the
+/// maximum is lowered to it; negative is INVALID_ARGUMENT.
+pub(crate) fn page_size(requested: i32, default: usize, max: usize) -> Result<usize, Error> {
+    match requested {
+        n if n < 0 => Err(Error::invalid_argument("page_size", "must not be negative")),
+        0 => Ok(default),
+        n => Ok((n as usize).min(max)),
+    }
+}
+
+/// Page tokens are the hex of the last key of the previous page.
+pub(crate) fn encode_page_token(last: &str) -> String {
+    hex::encode(last)
+}
+
+/// Decodes a page token; empty means the first page.
+pub(crate) fn decode_page_token(token: &str) -> Result<String, Error> {
+    if token.is_empty() {
+        return Ok(String::new());
+    }
+    hex::decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            Error::invalid_argument("page_token", "is not a token returned by this server")
+        })
+}

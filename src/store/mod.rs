@@ -176,33 +176,37 @@ impl Store {
     }
 }
 
-/// Records a change at the transaction's revision in the change log.
-///
-/// `entity` is `tenant`, `flag` or `override`; `op` is `upsert` or `delete`;
-/// `tenant_id` confines the change to one tenant (`None`: every tenant);
-/// `payload` is the change as JSON (`flag::Payload`).
-pub async fn log_change(
-    w: &mut WriteTx,
-    entity: &str,
-    op: &str,
-    tenant_id: Option<&str>,
-    flag_key: Option<&str>,
-    payload: Option<String>,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO change_log (revision, entity, op, tenant_id, flag_key, payload, committed_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(w.revision)
-    .bind(entity.to_owned())
-    .bind(op.to_owned())
-    .bind(tenant_id.map(str::to_owned))
-    .bind(flag_key.map(str::to_owned))
-    .bind(payload)
-    .bind(w.now_us)
-    .execute(&mut *w.tx)
-    .await?;
-    Ok(())
+impl WriteTx {
+    /// Records the change at this transaction's revision in the change log,
+    /// commits, and returns the revision.
+    ///
+    /// `entity` is `tenant`, `flag` or `override`; `op` is `upsert` or `delete`;
+    /// `tenant_id` confines the change to one tenant (`None`: every tenant);
+    /// `payload` is the change as JSON (`flag::Payload`).
+    pub async fn commit_change(
+        mut self,
+        entity: &str,
+        op: &str,
+        tenant_id: Option<&str>,
+        flag_key: Option<&str>,
+        payload: Option<String>,
+    ) -> Result<i64> {
+        sqlx::query(
+            "INSERT INTO change_log (revision, entity, op, tenant_id, flag_key, payload, committed_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(self.revision)
+        .bind(entity.to_owned())
+        .bind(op.to_owned())
+        .bind(tenant_id.map(str::to_owned))
+        .bind(flag_key.map(str::to_owned))
+        .bind(payload)
+        .bind(self.now_us)
+        .execute(&mut *self.tx)
+        .await?;
+        self.tx.commit().await?;
+        Ok(self.revision)
+    }
 }
 
 impl Store {

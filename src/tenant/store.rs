@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 use super::{TenantFields, TenantRecord, UpdateMask, matcher};
 use crate::{
     error::{Error, Result},
-    store::{Store, WriteTx, log_change, placeholders},
+    store::{Store, WriteTx, placeholders},
 };
 
 const TENANT_COLUMNS: &str = "id, display_name, disabled, revision, created_at_us, updated_at_us";
@@ -57,7 +57,6 @@ pub(super) async fn create(
     .await?;
     claim_patterns(&mut w, id, patterns).await?;
     bump_generation(&mut w).await?;
-    log_change(&mut w, "tenant", "upsert", Some(id), None, None).await?;
     let record = TenantRecord {
         id: id.to_owned(),
         display_name: fields.display_name.clone(),
@@ -67,7 +66,8 @@ pub(super) async fn create(
         created_at_us: w.now_us,
         updated_at_us: w.now_us,
     };
-    w.tx.commit().await?;
+    w.commit_change("tenant", "upsert", Some(id), None, None)
+        .await?;
     Ok(record)
 }
 
@@ -113,12 +113,7 @@ pub(super) async fn get(store: &Store, id: &str) -> Result<Option<TenantRecord>>
     .await?;
     let Some(row) = row else { return Ok(None) };
     let mut t = tenant_from_row(&row)?;
-    t.patterns = sqlx::query_scalar(
-        "SELECT pattern FROM tenant_patterns WHERE tenant_id = $1 ORDER BY position",
-    )
-    .bind(id)
-    .fetch_all(store.pool())
-    .await?;
+    t.patterns = patterns_of(store.pool(), id).await?;
     Ok(Some(t))
 }
 
@@ -208,12 +203,7 @@ pub(super) async fn resolve(store: &Store, key: &str) -> Result<Option<(String, 
     let Some((pattern, mut tenant)) = matcher::most_specific(found) else {
         return Ok(None);
     };
-    tenant.patterns = sqlx::query_scalar(
-        "SELECT pattern FROM tenant_patterns WHERE tenant_id = $1 ORDER BY position",
-    )
-    .bind(tenant.id.clone())
-    .fetch_all(store.pool())
-    .await?;
+    tenant.patterns = patterns_of(store.pool(), &tenant.id).await?;
     Ok(Some((pattern, tenant)))
 }
 
@@ -270,18 +260,13 @@ pub(super) async fn update(
         claim_patterns(&mut w, id, patterns).await?;
         t.patterns = patterns.to_vec();
     } else {
-        t.patterns = sqlx::query_scalar(
-            "SELECT pattern FROM tenant_patterns WHERE tenant_id = $1 ORDER BY position",
-        )
-        .bind(id)
-        .fetch_all(&mut *w.tx)
-        .await?;
+        t.patterns = patterns_of(&mut *w.tx, id).await?;
     }
     bump_generation(&mut w).await?;
-    log_change(&mut w, "tenant", "upsert", Some(id), None, None).await?;
     t.revision = w.revision;
     t.updated_at_us = w.now_us;
-    w.tx.commit().await?;
+    w.commit_change("tenant", "upsert", Some(id), None, None)
+        .await?;
     Ok(t)
 }
 
@@ -302,10 +287,8 @@ pub(super) async fn delete(store: &Store, id: &str, expected_revision: i64) -> R
         .execute(&mut *w.tx)
         .await?;
     bump_generation(&mut w).await?;
-    log_change(&mut w, "tenant", "delete", Some(id), None, Some(payload)).await?;
-    let revision = w.revision;
-    w.tx.commit().await?;
-    Ok(revision)
+    w.commit_change("tenant", "delete", Some(id), None, Some(payload))
+        .await
 }
 
 /// Records this transaction's revision as the last tenant change.
@@ -324,4 +307,17 @@ pub(super) async fn generation(store: &Store) -> Result<i64> {
             .fetch_one(store.pool())
             .await?,
     )
+}
+
+/// Returns a tenant's patterns in the order given.
+async fn patterns_of<'e, E>(executor: E, tenant_id: &str) -> Result<Vec<String>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    Ok(sqlx::query_scalar(
+        "SELECT pattern FROM tenant_patterns WHERE tenant_id = $1 ORDER BY position",
+    )
+    .bind(tenant_id.to_owned())
+    .fetch_all(executor)
+    .await?)
 }

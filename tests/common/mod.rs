@@ -441,3 +441,14 @@ pub async fn set_override(server: &TestServer, tenant: &str, key: &str, value: V
         .into_inner()
         .revision
 }
+
+/// Returns the id of the tenant `key` resolves to (as admin), or `None`.
+pub async fn resolved_id(server: &TestServer, key: &str) -> Option<String> {
+    server
+        .tenants(ADMIN)
+        .await
+        .resolve_tenant(switchyard::api::v1::ResolveTenantRequest { key: key.into() })
+        .await
+        .ok()
+        .and_then(|r| r.into_inner().tenant.map(|t| t.id))
+}
