@@ -1,10 +1,21 @@
 //! Compiles `proto/` with protox (no system `protoc`), generates the tonic
-//! services and message types, the proto3 JSON (serde) impls, and keeps the
-//! encoded descriptor set for server reflection and the REST shims.
+//! services and message types, the proto3 JSON (serde) impls, keeps the
+//! encoded descriptor set (with the `google.api.http` options and the
+//! comments) for server reflection and the REST shims, and generates the
+//! OpenAPI document of the REST routes.
 
 use std::{env, fs, path::PathBuf};
 
-use prost::Message;
+// The router's own annotation reader and template parser, so the document and
+// the routes are derived by the same code.
+#[allow(dead_code)]
+#[path = "src/rest/annotations.rs"]
+mod annotations;
+#[path = "build/openapi.rs"]
+mod openapi;
+#[allow(dead_code)]
+#[path = "src/rest/template.rs"]
+mod template;
 
 const PROTOS: &[&str] = &[
     "switchyard/v1/tenant.proto",
@@ -14,17 +25,33 @@ const PROTOS: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let fds = protox::compile(PROTOS, ["proto"])?;
-    let encoded = fds.encode_to_vec();
+    println!("cargo:rerun-if-changed=build");
+    println!("cargo:rerun-if-changed=src/rest/annotations.rs");
+    println!("cargo:rerun-if-changed=src/rest/template.rs");
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler
+        .include_imports(true)
+        .include_source_info(true)
+        .open_files(PROTOS)?;
+    // Unlike `file_descriptor_set()`, this keeps extension options such as
+    // `google.api.http`.
+    let encoded = compiler.encode_file_descriptor_set();
     let out = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out.join("switchyard_descriptor.bin"), &encoded)?;
+
+    let doc = openapi::document(
+        &compiler.descriptor_pool(),
+        "switchyard.v1",
+        &env::var("CARGO_PKG_VERSION")?,
+    )?;
+    fs::write(out.join("openapi.json"), serde_json::to_string_pretty(&doc)?)?;
 
     tonic_prost_build::configure()
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
         .build_client(true)
         .build_server(true)
-        .compile_fds(fds)?;
+        .compile_fds(compiler.file_descriptor_set())?;
 
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?

@@ -164,6 +164,7 @@ pub fn is_public(path: &str) -> bool {
         || path.starts_with("/grpc.reflection.v1.ServerReflection/")
         || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
         || path == "/metrics"
+        || path == crate::rest::OPENAPI_PATH
 }
 
 /// The middleware: attaches a [`Principal`] or refuses the request.

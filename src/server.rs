@@ -5,7 +5,7 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use axum::{body::Body, extract::Request, response::IntoResponse, response::Response};
+use axum::{body::Body, extract::Request, response::Response};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{server::NamedService, service::Routes, transport::Server};
@@ -190,9 +190,15 @@ pub async fn serve(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         );
+    let grpc_router = grpc.routes().into_axum_router();
+    let gateway = Arc::new(rest::Gateway::new(
+        rest::route_table()?,
+        grpc_router.clone(),
+        max,
+    ));
     let router = rest::router()
-        .merge(grpc.routes().into_axum_router())
-        .fallback(unknown_route)
+        .merge(grpc_router)
+        .fallback(move |req: Request| unknown_route(gateway, req))
         .layer(axum::middleware::from_fn_with_state(
             authenticator,
             auth::authenticate,
@@ -359,16 +365,14 @@ pub fn generate_token() -> String {
     hex::encode(bytes)
 }
 
-async fn unknown_route(req: Request) -> Response {
+/// Everything that is not a gRPC method or a fixed HTTP route: a gRPC call to
+/// an unknown method is UNIMPLEMENTED; anything else goes to the REST shims.
+async fn unknown_route(gateway: Arc<rest::Gateway>, req: Request) -> Response {
     if auth::is_grpc(&req) {
         tonic::Status::unimplemented(format!("unknown method {}", req.uri().path()))
             .into_http::<Body>()
     } else {
-        rest::error_response(&Error::new(
-            ErrorKind::NotFound,
-            format!("no route for {} {}", req.method(), req.uri().path()),
-        ))
-        .into_response()
+        gateway.handle(req).await
     }
 }
 

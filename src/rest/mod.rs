@@ -1,23 +1,50 @@
-//! The HTTP side of the listener: `/metrics` and (later) the grpc-gateway-style
-//! REST shims. Errors are `google.rpc.Status` JSON with grpc-gateway's statuses.
+//! The HTTP side of the listener: the grpc-gateway-style REST shims, the
+//! OpenAPI document, and `/metrics`.
+//!
+//! Routes come from the `google.api.http` annotations alone ([`routes`]), and
+//! each calls its RPC through the same tonic services gRPC clients reach
+//! ([`gateway`]). Errors are `google.rpc.Status` JSON with grpc-gateway's
+//! HTTP statuses.
+
+pub mod annotations;
+pub mod gateway;
+pub mod routes;
+pub mod template;
 
 use axum::{
-    Json, Router,
-    http::header,
+    Router,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 
-use crate::error::Error;
+pub use gateway::Gateway;
+pub use routes::RouteTable;
 
-/// Returns the HTTP routes of the main listener.
+use crate::error::{Error, http_status_for};
+
+/// The OpenAPI 3 document of the REST routes, generated from the protos by
+/// `build.rs`.
+pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
+
+/// The path the OpenAPI document is served at (without a token).
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// Returns the fixed HTTP routes of the main listener: `/metrics` and the
+/// OpenAPI document. The annotated routes are served by the [`Gateway`].
 pub fn router() -> Router {
-    metrics_router()
+    metrics_router().route(OPENAPI_PATH, get(openapi))
 }
 
 /// Returns the routes of the optional metrics-only listener: `/metrics` alone.
 pub fn metrics_router() -> Router {
     Router::new().route("/metrics", get(metrics))
+}
+
+/// Builds the route table of this build's API.
+pub fn route_table() -> Result<RouteTable, Error> {
+    RouteTable::from_descriptors(crate::api::FILE_DESCRIPTOR_SET, "switchyard.v1")
+        .map_err(|e| Error::internal("building the REST routes", e))
 }
 
 async fn metrics() -> Response {
@@ -31,12 +58,76 @@ async fn metrics() -> Response {
         .into_response()
 }
 
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+}
+
 /// Renders `e` as a `google.rpc.Status` JSON body with the grpc-gateway status.
 pub fn error_response(e: &Error) -> Response {
-    let body = serde_json::json!({
-        "code": e.kind().grpc_code() as i32,
-        "message": e.message(),
-        "details": [],
-    });
-    (e.kind().http_status(), Json(body)).into_response()
+    Refusal::new(e.kind().http_status(), e.kind().grpc_code(), e.message()).into_response()
+}
+
+/// A refused REST request: an HTTP status and the `google.rpc.Status` body.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    status: StatusCode,
+    code: tonic::Code,
+    message: String,
+    /// The `Allow` header of a 405.
+    allow: Option<String>,
+}
+
+impl Refusal {
+    /// A refusal with an HTTP status of its own (413, 414, 415, 405 ...).
+    pub fn new(status: StatusCode, code: tonic::Code, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            code,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    /// INVALID_ARGUMENT, 400.
+    pub fn invalid(message: impl Into<String>) -> Refusal {
+        Refusal::new(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, message)
+    }
+
+    /// The `google.rpc.Status` JSON body.
+    pub fn body(&self) -> String {
+        // In grpc-gateway's field order.
+        format!(
+            "{{\"code\":{},\"message\":{},\"details\":[]}}",
+            self.code as i32,
+            serde_json::Value::from(self.message.as_str())
+        )
+    }
+}
+
+impl From<tonic::Status> for Refusal {
+    fn from(s: tonic::Status) -> Refusal {
+        Refusal::new(http_status_for(s.code()), s.code(), s.message())
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Refusal {
+        Refusal::new(e.kind().http_status(), e.kind().grpc_code(), e.message())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = self.body();
+        let mut resp = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            resp.headers_mut().insert(header::ALLOW, allow);
+        }
+        resp
+    }
 }

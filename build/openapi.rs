@@ -1,0 +1,364 @@
+//! Generates the OpenAPI 3.1 document of the REST routes from the descriptors:
+//! the same annotations (`annotations.rs`) and the same template parser
+//! (`template.rs`) the router uses, and the proto3 JSON mapping for schemas.
+//! Proto comments become descriptions.
+
+use std::collections::BTreeMap;
+
+use prost_reflect::{
+    DescriptorPool, EnumDescriptor, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor,
+    MethodDescriptor,
+};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    annotations::{self, field_at},
+    template::Template,
+};
+
+const STATUS: &str = "google.rpc.Status";
+
+/// Returns the document for the services of `package`.
+pub fn document(pool: &DescriptorPool, package: &str, version: &str) -> Result<Value, String> {
+    let mut generator = Generator::default();
+    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut tags = Vec::new();
+    for service in pool.services().filter(|s| s.package_name() == package) {
+        tags.push(json!({
+            "name": service.name(),
+            "description": comments(&service.parent_file(), service.path()),
+        }));
+        for rpc in service.methods() {
+            let bindings = annotations::bindings(pool, &rpc);
+            if bindings.is_empty() {
+                return Err(format!("{} has no google.api.http annotation", rpc.full_name()));
+            }
+            for (i, b) in bindings.iter().enumerate() {
+                let template = Template::parse(&b.path).map_err(|e| format!("{}: {e}", rpc.full_name()))?;
+                let op = generator.operation(&rpc, b, &template, i)?;
+                let methods = paths.entry(template.to_string()).or_default();
+                if methods.insert(b.http_method.to_ascii_lowercase(), op).is_some() {
+                    return Err(format!("{} {} is bound twice", b.http_method, b.path));
+                }
+            }
+        }
+    }
+    let mut schemas: Map<String, Value> = generator.schemas.into_iter().collect();
+    schemas.insert(STATUS.to_owned(), status_schema());
+    Ok(json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Switchyard",
+            "version": version,
+            "description": "The REST/JSON face of Switchyard's gRPC API, generated from the \
+                `google.api.http` annotations of `proto/`. Bodies follow the proto3 JSON \
+                mapping: lowerCamelCase names, 64-bit integers as strings, RFC 3339 \
+                timestamps in UTC. Errors are `google.rpc.Status` objects with \
+                grpc-gateway's HTTP statuses. Every operation takes a bearer token.",
+        },
+        "tags": tags,
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas,
+        },
+    }))
+}
+
+#[derive(Default)]
+struct Generator {
+    schemas: BTreeMap<String, Value>,
+}
+
+impl Generator {
+    fn operation(
+        &mut self,
+        rpc: &MethodDescriptor,
+        b: &annotations::Binding,
+        template: &Template,
+        index: usize,
+    ) -> Result<Value, String> {
+        let input = rpc.input();
+        let service = rpc.parent_service();
+        let mut params = Vec::new();
+        let mut bound: Vec<String> = Vec::new();
+        for var in template.variables() {
+            let field = field_at(&input, var)
+                .ok_or_else(|| format!("{}: {{{var}}} names no field", rpc.full_name()))?;
+            params.push(json!({
+                "name": var,
+                "in": "path",
+                "required": true,
+                "description": comments(&field.parent_file(), field.path()),
+                "schema": self.field_schema(&field),
+            }));
+            bound.push(var.to_owned());
+        }
+        let mut op = Map::new();
+        op.insert("operationId".into(), json!(match index {
+            0 => format!("{}_{}", service.name(), rpc.name()),
+            n => format!("{}_{}{n}", service.name(), rpc.name()),
+        }));
+        op.insert("tags".into(), json!([service.name()]));
+        op.insert("summary".into(), json!(rpc.name()));
+        op.insert("description".into(), json!(comments(&rpc.parent_file(), rpc.path())));
+        match b.body.as_str() {
+            "*" => {
+                let mut schema = self.message_schema_inline(&input);
+                if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+                    for var in &bound {
+                        let top = var.split('.').next().unwrap_or(var);
+                        if let Some(f) = input.get_field_by_name(top) {
+                            props.remove(f.json_name());
+                        }
+                    }
+                }
+                op.insert("requestBody".into(), json!({
+                    "required": true,
+                    "content": {"application/json": {"schema": schema}},
+                }));
+            }
+            body => {
+                let body_field = if body.is_empty() {
+                    None
+                } else {
+                    Some(input.get_field_by_name(body).ok_or_else(|| {
+                        format!("{}: body {body:?} names no field", rpc.full_name())
+                    })?)
+                };
+                if let Some(f) = &body_field {
+                    bound.push(f.name().to_owned());
+                    op.insert("requestBody".into(), json!({
+                        "required": true,
+                        "description": comments(&f.parent_file(), f.path()),
+                        "content": {"application/json": {"schema": self.field_schema(f)}},
+                    }));
+                }
+                self.query_params(&input, "", "", &bound, &mut params, 0);
+            }
+        }
+        if !params.is_empty() {
+            op.insert("parameters".into(), json!(params));
+        }
+        let output = rpc.output();
+        let mut ok = Map::new();
+        if rpc.is_server_streaming() {
+            ok.insert(
+                "description".into(),
+                json!("A stream of newline-delimited JSON objects: `{\"result\": message}` for each \
+                    message, or one `{\"error\": google.rpc.Status}` if the stream fails after it started."),
+            );
+            ok.insert("content".into(), json!({"application/x-ndjson": {"schema": {
+                "type": "object",
+                "properties": {
+                    "result": self.message_ref(&output),
+                    "error": {"$ref": format!("#/components/schemas/{STATUS}")},
+                },
+            }}}));
+        } else if b.response_body.is_empty() {
+            ok.insert("description".into(), json!("OK"));
+            ok.insert("content".into(), json!({"application/json": {"schema": self.message_ref(&output)}}));
+        } else {
+            let f = output.get_field_by_name(&b.response_body).ok_or_else(|| {
+                format!("{}: response_body {:?} names no field", rpc.full_name(), b.response_body)
+            })?;
+            ok.insert(
+                "description".into(),
+                json!(format!(
+                    "The response's `{}` alone. Without `pageSize` or `pageToken` the array is \
+                    the whole collection unless the `x-next-page-token` header is present; \
+                    with either, it is one page and the header carries the next page's token.",
+                    f.json_name()
+                )),
+            );
+            ok.insert("headers".into(), json!({"x-next-page-token": {
+                "description": "Present when more elements follow: pass it as `pageToken`.",
+                "schema": {"type": "string"},
+            }}));
+            ok.insert("content".into(), json!({"application/json": {"schema": self.field_schema(&f)}}));
+        }
+        op.insert("responses".into(), json!({
+            "200": ok,
+            "default": {
+                "description": "An error: a `google.rpc.Status`, with grpc-gateway's HTTP status for its code.",
+                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{STATUS}")}}},
+            },
+        }));
+        Ok(Value::Object(op))
+    }
+
+    /// Adds the query parameters for the fields of `m` not bound elsewhere;
+    /// singular nested messages are flattened with dots, as grpc-gateway does.
+    fn query_params(
+        &mut self,
+        m: &MessageDescriptor,
+        proto_prefix: &str,
+        json_prefix: &str,
+        bound: &[String],
+        params: &mut Vec<Value>,
+        depth: usize,
+    ) {
+        for f in m.fields() {
+            let proto = format!("{proto_prefix}{}", f.name());
+            let name = format!("{json_prefix}{}", f.json_name());
+            if bound.iter().any(|b| *b == proto) || f.is_map() {
+                continue;
+            }
+            match f.kind() {
+                Kind::Message(inner) if !is_scalar_wkt(&inner) => {
+                    if !f.is_list() && depth < 3 {
+                        self.query_params(&inner, &format!("{proto}."), &format!("{name}."), bound, params, depth + 1);
+                    }
+                }
+                _ => {
+                    let mut p = json!({
+                        "name": name,
+                        "in": "query",
+                        "description": comments(&f.parent_file(), f.path()),
+                        "schema": self.field_schema(&f),
+                    });
+                    if f.is_list() {
+                        p["style"] = json!("form");
+                        p["explode"] = json!(true);
+                    }
+                    params.push(p);
+                }
+            }
+        }
+    }
+
+    fn field_schema(&mut self, f: &FieldDescriptor) -> Value {
+        if f.is_map() {
+            let Kind::Message(entry) = f.kind() else { return json!({"type": "object"}) };
+            let value = entry.map_entry_value_field();
+            return json!({"type": "object", "additionalProperties": self.kind_schema(&value.kind())});
+        }
+        let item = self.kind_schema(&f.kind());
+        if f.is_list() {
+            json!({"type": "array", "items": item})
+        } else {
+            item
+        }
+    }
+
+    fn kind_schema(&mut self, kind: &Kind) -> Value {
+        match kind {
+            Kind::Double | Kind::Float => json!({"type": "number"}),
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({"type": "integer", "format": "int32"}),
+            Kind::Uint32 | Kind::Fixed32 => {
+                json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": 4_294_967_295_u64})
+            }
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+                json!({"type": "string", "format": "int64", "pattern": "^-?[0-9]{1,18}$"})
+            }
+            Kind::Uint64 | Kind::Fixed64 => {
+                json!({"type": "string", "format": "uint64", "pattern": "^[0-9]{1,19}$"})
+            }
+            Kind::Bool => json!({"type": "boolean"}),
+            Kind::String => json!({"type": "string"}),
+            Kind::Bytes => json!({"type": "string", "format": "byte"}),
+            Kind::Enum(e) => enum_schema(e),
+            Kind::Message(m) => self.message_ref(m),
+        }
+    }
+
+    /// A `$ref` to the message's component schema (added on first use), or
+    /// the inline schema of a well-known type.
+    fn message_ref(&mut self, m: &MessageDescriptor) -> Value {
+        if let Some(wkt) = wkt_schema(m) {
+            return wkt;
+        }
+        let name = m.full_name().to_owned();
+        if !self.schemas.contains_key(&name) {
+            self.schemas.insert(name.clone(), Value::Null);
+            let schema = self.message_schema_inline(m);
+            self.schemas.insert(name.clone(), schema);
+        }
+        json!({"$ref": format!("#/components/schemas/{name}")})
+    }
+
+    fn message_schema_inline(&mut self, m: &MessageDescriptor) -> Value {
+        let mut props = Map::new();
+        for f in m.fields() {
+            let mut s = self.field_schema(&f);
+            let doc = comments(&f.parent_file(), f.path());
+            if !doc.is_empty() {
+                s = match s {
+                    Value::Object(mut o) if !o.contains_key("$ref") => {
+                        o.insert("description".into(), json!(doc));
+                        Value::Object(o)
+                    }
+                    other => json!({"allOf": [other], "description": doc}),
+                };
+            }
+            props.insert(f.json_name().to_owned(), s);
+        }
+        json!({
+            "type": "object",
+            "description": comments(&m.parent_file(), m.path()),
+            "properties": props,
+            "additionalProperties": false,
+        })
+    }
+}
+
+fn enum_schema(e: &EnumDescriptor) -> Value {
+    let names: Vec<String> = e.values().map(|v| v.name().to_owned()).collect();
+    json!({"type": "string", "enum": names, "description": comments(&e.parent_file(), e.path())})
+}
+
+fn is_scalar_wkt(m: &MessageDescriptor) -> bool {
+    m.package_name() == "google.protobuf"
+        && !matches!(m.name(), "Struct" | "ListValue" | "Any" | "Empty" | "Value")
+}
+
+fn wkt_schema(m: &MessageDescriptor) -> Option<Value> {
+    if m.package_name() != "google.protobuf" {
+        return None;
+    }
+    let nullable = |t: &str| json!({"type": [t, "null"]});
+    Some(match m.name() {
+        "Timestamp" => json!({"type": "string", "format": "date-time"}),
+        "Duration" => json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"}),
+        "FieldMask" => json!({"type": "string", "description": "Comma-separated lowerCamelCase field paths."}),
+        "Value" => json!({"description": "Any JSON value."}),
+        "Struct" => json!({"type": "object"}),
+        "ListValue" => json!({"type": "array"}),
+        "Empty" => json!({"type": "object", "additionalProperties": false}),
+        "BoolValue" => nullable("boolean"),
+        "StringValue" | "BytesValue" | "Int64Value" | "UInt64Value" => nullable("string"),
+        "Int32Value" | "UInt32Value" => nullable("integer"),
+        "DoubleValue" | "FloatValue" => nullable("number"),
+        _ => json!({"type": "object"}),
+    })
+}
+
+fn status_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "The error model of gRPC and grpc-gateway: a gRPC status code, a message for people, and details.",
+        "properties": {
+            "code": {"type": "integer", "format": "int32", "description": "The gRPC status code (3 INVALID_ARGUMENT, 5 NOT_FOUND, ...)."},
+            "message": {"type": "string"},
+            "details": {"type": "array", "items": {
+                "type": "object",
+                "properties": {"@type": {"type": "string"}},
+                "additionalProperties": true,
+            }},
+        },
+        "required": ["code", "message", "details"],
+        "additionalProperties": false,
+    })
+}
+
+/// The leading comment of the element at `path` in `file`, trimmed.
+fn comments(file: &FileDescriptor, path: &[i32]) -> String {
+    file.file_descriptor_proto()
+        .source_code_info
+        .as_ref()
+        .and_then(|info| info.location.iter().find(|l| l.path == path))
+        .and_then(|l| l.leading_comments.as_deref())
+        .map(|c| c.lines().map(str::trim).collect::<Vec<_>>().join(" ").trim().to_owned())
+        .unwrap_or_default()
+}

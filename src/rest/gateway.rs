@@ -1,0 +1,684 @@
+//! The transcoder: turns a REST request into the annotated RPC's request
+//! message, calls the RPC through the same tonic services gRPC clients reach
+//! (in process, with the caller's [`Principal`]), and turns the answer into
+//! proto3 JSON.
+//!
+//! Every rule of the API (validation, scopes, isolation) therefore lives once,
+//! in the services; this module only maps HTTP to messages and back.
+
+use std::fmt::Write as _;
+
+use axum::{
+    body::Body,
+    extract::Request,
+    response::{IntoResponse, Response},
+};
+use bytes::{Buf, Bytes};
+use futures_util::StreamExt;
+use http::{HeaderValue, Method, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Limited};
+use prost::Message;
+use prost_reflect::{
+    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor,
+    SerializeOptions, Value,
+};
+use serde_json::{Map, Value as Json};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+use super::{
+    Refusal,
+    routes::{BodyRule, Lookup, Route, RouteTable},
+};
+use crate::auth::Principal;
+
+/// The longest path and query accepted, in bytes (414 beyond).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The response header that carries the next page's token when a bare-array
+/// response (`response_body`) is not the whole collection.
+pub const NEXT_PAGE_TOKEN_HEADER: &str = "x-next-page-token";
+
+/// The REST side of the API.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    routes: RouteTable,
+    /// The tonic services, without the auth layer: the caller was
+    /// authenticated when its HTTP request arrived.
+    grpc: axum::Router,
+    max_body_bytes: usize,
+}
+
+impl Gateway {
+    /// Creates the gateway over `grpc`, the router of the tonic services.
+    pub fn new(routes: RouteTable, grpc: axum::Router, max_body_bytes: usize) -> Gateway {
+        Gateway {
+            routes,
+            grpc,
+            max_body_bytes,
+        }
+    }
+
+    /// Serves one REST request.
+    pub async fn handle(&self, req: Request) -> Response {
+        match self.try_handle(req).await {
+            Ok(r) => r,
+            Err(refusal) => refusal.into_response(),
+        }
+    }
+
+    async fn try_handle(&self, req: Request) -> Result<Response, Refusal> {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        let query = parts.uri.query().unwrap_or("");
+        if path.len() + query.len() > MAX_URI_BYTES {
+            return Err(Refusal::new(
+                StatusCode::URI_TOO_LONG,
+                tonic::Code::InvalidArgument,
+                format!("the path and query exceed {MAX_URI_BYTES} bytes"),
+            ));
+        }
+        let (route, vars) = match self.routes.find(&parts.method, path) {
+            Lookup::Found(route, vars) => (route, vars),
+            Lookup::MethodNotAllowed(allowed) => {
+                return Err(Refusal::method_not_allowed(&parts.method, path, &allowed));
+            }
+            Lookup::NotFound => {
+                return Err(Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    tonic::Code::NotFound,
+                    format!("no route for {} {path}", parts.method),
+                ));
+            }
+        };
+        let body = self.read_body(route, &parts.headers, body).await?;
+        let request = build_request(route, vars, query, &body)?;
+        let principal = parts.extensions.get::<Principal>().cloned();
+        if route.rpc.is_server_streaming() {
+            self.stream(route, request, principal).await
+        } else {
+            self.unary(route, request, principal).await
+        }
+    }
+
+    /// Reads the body within the size limit, checking its media type when the
+    /// route takes one.
+    async fn read_body(
+        &self,
+        route: &Route,
+        headers: &http::HeaderMap,
+        body: Body,
+    ) -> Result<Bytes, Refusal> {
+        if !matches!(route.body, BodyRule::None)
+            && let Some(ct) = headers.get(header::CONTENT_TYPE)
+            && !is_json(ct)
+        {
+            return Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                tonic::Code::InvalidArgument,
+                format!(
+                    "the body must be application/json, not {}",
+                    ct.to_str().unwrap_or("(unreadable)")
+                ),
+            ));
+        }
+        let bytes = Limited::new(body, self.max_body_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    Refusal::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        tonic::Code::InvalidArgument,
+                        format!("the body exceeds {} bytes", self.max_body_bytes),
+                    )
+                } else {
+                    Refusal::invalid("the body could not be read")
+                }
+            })?
+            .to_bytes();
+        if matches!(route.body, BodyRule::None) && !bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Refusal::invalid(format!(
+                "{} {} takes no body; send the fields as query parameters",
+                route.method, route.template
+            )));
+        }
+        Ok(bytes)
+    }
+
+    fn client(&self) -> tonic::client::Grpc<axum::Router> {
+        // The services enforce their own encoding limit; the transcoder takes
+        // whatever they are allowed to send.
+        tonic::client::Grpc::with_origin(self.grpc.clone(), Uri::from_static("http://switchyard"))
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+    }
+
+    async fn call(
+        &self,
+        route: &Route,
+        request: &DynamicMessage,
+        principal: Option<&Principal>,
+    ) -> Result<DynamicMessage, Refusal> {
+        let mut client = self.client();
+        if let Err(e) = client.ready().await {
+            match e {}
+        }
+        let mut req = tonic::Request::new(Bytes::from(request.encode_to_vec()));
+        if let Some(p) = principal {
+            req.extensions_mut().insert(p.clone());
+        }
+        let reply = client
+            .unary(req, route.grpc_path.clone(), RawCodec)
+            .await
+            .map_err(Refusal::from)?;
+        DynamicMessage::decode(route.rpc.output(), reply.into_inner())
+            .map_err(|e| Refusal::from(crate::error::Error::internal("decoding a reply", e)))
+    }
+
+    async fn unary(
+        &self,
+        route: &Route,
+        mut request: DynamicMessage,
+        principal: Option<Principal>,
+    ) -> Result<Response, Refusal> {
+        let Some(field) = &route.response_body else {
+            let reply = self.call(route, &request, principal.as_ref()).await?;
+            return Ok(json_response(to_json(&reply)?));
+        };
+        // A bare array cannot carry a page token. When the caller asked for no
+        // particular page, the array is the whole collection (pages are
+        // followed here, up to a bound); otherwise, and when the bound is hit,
+        // the next page's token is in a header.
+        let paging = Paging::of(route);
+        let follow = paging
+            .as_ref()
+            .is_some_and(|p| !request.has_field(&p.page_token) && !request.has_field(&p.page_size));
+        if let (true, Some(p)) = (follow, &paging) {
+            request.set_field(&p.page_size, Value::I32(i32::MAX));
+        }
+        let mut out = String::from("[");
+        let mut first = true;
+        let next_token = loop {
+            let reply = self.call(route, &request, principal.as_ref()).await?;
+            append_field(&reply, field, &mut out, &mut first)?;
+            let token = paging
+                .as_ref()
+                .map(|p| string_field(&reply, &p.next_page_token))
+                .unwrap_or_default();
+            let (Some(p), true, false) = (&paging, follow, token.is_empty()) else {
+                break token;
+            };
+            if out.len() >= self.max_body_bytes.saturating_mul(16) {
+                break token;
+            }
+            request.set_field(&p.page_token, Value::String(token));
+        };
+        out.push(']');
+        let mut resp = json_response(out);
+        if !next_token.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&next_token)
+        {
+            resp.headers_mut().insert(NEXT_PAGE_TOKEN_HEADER, v);
+        }
+        Ok(resp)
+    }
+
+    /// Streams the RPC's messages as newline-delimited JSON, grpc-gateway's
+    /// way: `{"result": ...}` per message, `{"error": ...}` if the stream
+    /// fails after it started.
+    async fn stream(
+        &self,
+        route: &Route,
+        request: DynamicMessage,
+        principal: Option<Principal>,
+    ) -> Result<Response, Refusal> {
+        let mut client = self.client();
+        if let Err(e) = client.ready().await {
+            match e {}
+        }
+        let mut req = tonic::Request::new(Bytes::from(request.encode_to_vec()));
+        if let Some(p) = principal {
+            req.extensions_mut().insert(p);
+        }
+        let stream = client
+            .server_streaming(req, route.grpc_path.clone(), RawCodec)
+            .await
+            .map_err(Refusal::from)?
+            .into_inner();
+        let output = route.rpc.output();
+        let lines = stream.map(move |item| {
+            let line = match item {
+                Ok(bytes) => DynamicMessage::decode(output.clone(), bytes)
+                    .map_err(|e| crate::error::Error::internal("decoding a stream message", e).into())
+                    .and_then(|m| to_json(&m))
+                    .map(|json| format!("{{\"result\":{json}}}\n"))
+                    .unwrap_or_else(|r: Refusal| format!("{{\"error\":{}}}\n", r.body())),
+                Err(status) => format!("{{\"error\":{}}}\n", Refusal::from(status).body()),
+            };
+            Ok::<_, std::convert::Infallible>(Bytes::from(line))
+        });
+        Ok((
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            Body::from_stream(lines),
+        )
+            .into_response())
+    }
+}
+
+/// The paging fields of a route whose request and response follow the
+/// `page_size` / `page_token` / `next_page_token` convention.
+struct Paging {
+    page_size: FieldDescriptor,
+    page_token: FieldDescriptor,
+    next_page_token: FieldDescriptor,
+}
+
+impl Paging {
+    fn of(route: &Route) -> Option<Paging> {
+        let input = route.rpc.input();
+        Some(Paging {
+            page_size: input.get_field_by_name("page_size")?,
+            page_token: input.get_field_by_name("page_token")?,
+            next_page_token: route.rpc.output().get_field_by_name("next_page_token")?,
+        })
+    }
+}
+
+fn string_field(m: &DynamicMessage, f: &FieldDescriptor) -> String {
+    match m.get_field(f).as_ref() {
+        Value::String(s) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Whether a body of this media type is read as JSON: `application/json`,
+/// `application/*+json`, and `application/x-www-form-urlencoded`, which is
+/// what `curl -d` sends (grpc-gateway reads such bodies as JSON too).
+fn is_json(ct: &HeaderValue) -> bool {
+    let Ok(s) = ct.to_str() else { return false };
+    let essence = s.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json"
+        || essence == "application/x-www-form-urlencoded"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn serialize_options() -> SerializeOptions {
+    // grpc-gateway's default marshaler emits unpopulated fields; so do we.
+    SerializeOptions::new().skip_default_fields(false)
+}
+
+fn to_json(m: &DynamicMessage) -> Result<String, Refusal> {
+    let mut buf = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, NumberFormatter);
+    m.serialize_with_options(&mut ser, &serialize_options())
+        .map_err(|e| crate::error::Error::internal("encoding JSON", e))?;
+    String::from_utf8(buf).map_err(|e| crate::error::Error::internal("encoding JSON", e).into())
+}
+
+/// Writes integral doubles without a fraction (`10`, not `10.0`), as Go's
+/// protojson and grpc-gateway do; everything else as serde_json does.
+struct NumberFormatter;
+
+impl serde_json::ser::Formatter for NumberFormatter {
+    fn write_f64<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f64) -> std::io::Result<()> {
+        if v.fract() == 0.0 && v.abs() < 1e21 {
+            write!(w, "{v:.0}")
+        } else {
+            serde_json::ser::CompactFormatter.write_f64(w, v)
+        }
+    }
+
+    fn write_f32<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f32) -> std::io::Result<()> {
+        if v.fract() == 0.0 && v.abs() < 1e21 {
+            write!(w, "{v:.0}")
+        } else {
+            serde_json::ser::CompactFormatter.write_f32(w, v)
+        }
+    }
+}
+
+/// Appends the elements of the repeated `field` of `m` to a JSON array being
+/// written in `out`.
+fn append_field(
+    m: &DynamicMessage,
+    field: &FieldDescriptor,
+    out: &mut String,
+    first: &mut bool,
+) -> Result<(), Refusal> {
+    let value = m.get_field(field);
+    let mut push = |json: String| {
+        if !*first {
+            out.push(',');
+        }
+        *first = false;
+        out.push_str(&json);
+    };
+    match value.as_ref() {
+        Value::List(items) if items.iter().all(|v| matches!(v, Value::Message(_))) => {
+            for item in items {
+                if let Value::Message(msg) = item {
+                    push(to_json(msg)?);
+                }
+            }
+        }
+        _ => {
+            // Any other field: serialise the message and take the field.
+            let whole: Json = serde_json::from_str(&to_json(m)?)
+                .map_err(|e| crate::error::Error::internal("encoding JSON", e))?;
+            let v = whole.get(field.json_name()).cloned().unwrap_or(Json::Null);
+            match v {
+                Json::Array(items) => {
+                    for i in items {
+                        push(i.to_string());
+                    }
+                }
+                other => {
+                    // A singular response_body is the body itself, not an array.
+                    out.clear();
+                    let _ = write!(out, "{other}");
+                    *first = true;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json_response(json: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+}
+
+/// Builds the RPC's request message from the path variables, the query and
+/// the body, the grpc-gateway way.
+fn build_request(
+    route: &Route,
+    vars: Vec<(&str, String)>,
+    query: &str,
+    body: &Bytes,
+) -> Result<DynamicMessage, Refusal> {
+    let input = route.rpc.input();
+    let mut obj = Map::new();
+    match &route.body {
+        BodyRule::None => {}
+        BodyRule::Whole => match parse_body(body)? {
+            Json::Object(m) => obj = m,
+            _ => return Err(Refusal::invalid("the body must be a JSON object")),
+        },
+        BodyRule::Field(f) => {
+            obj.insert(f.name().to_owned(), parse_body(body)?);
+        }
+    }
+    if !query.is_empty() {
+        if matches!(route.body, BodyRule::Whole) {
+            return Err(Refusal::invalid(
+                "this route takes every field in the body; query parameters are not accepted",
+            ));
+        }
+        let excluded: Vec<&str> = vars
+            .iter()
+            .map(|(p, _)| *p)
+            .chain(match &route.body {
+                BodyRule::Field(f) => Some(f.name()),
+                _ => None,
+            })
+            .collect();
+        apply_query(&mut obj, &input, query, &excluded)?;
+    }
+    for (path, value) in vars {
+        bind_path_variable(&mut obj, &input, path, value)?;
+    }
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(Json::Object(obj), &mut track);
+    DynamicMessage::deserialize_with_options(input, de, &DeserializeOptions::new()).map_err(|e| {
+        let at = track.path().to_string();
+        if at.is_empty() || at == "." {
+            Refusal::invalid(e.to_string())
+        } else {
+            Refusal::invalid(format!("{at}: {e}"))
+        }
+    })
+}
+
+fn parse_body(body: &Bytes) -> Result<Json, Refusal> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Refusal::invalid("a JSON body is required"));
+    }
+    serde_json::from_slice(body).map_err(|e| Refusal::invalid(format!("the body is not valid JSON: {e}")))
+}
+
+/// Returns the key under which `field` appears in a JSON object: its JSON
+/// name or its proto name.
+fn key_of<'m>(obj: &'m Map<String, Json>, field: &FieldDescriptor) -> Option<&'m str> {
+    [field.json_name(), field.name()]
+        .into_iter()
+        .find_map(|k| obj.get_key_value(k).map(|(k, _)| k.as_str()))
+}
+
+/// Sets a path variable, refusing a body that says otherwise.
+fn bind_path_variable(
+    obj: &mut Map<String, Json>,
+    input: &MessageDescriptor,
+    path: &str,
+    value: String,
+) -> Result<(), Refusal> {
+    let mut desc = input.clone();
+    let mut cur = obj;
+    let mut parts = path.split('.').peekable();
+    while let Some(p) = parts.next() {
+        let field = desc
+            .get_field_by_name(p)
+            .ok_or_else(|| Refusal::invalid(format!("{path}: no such field")))?;
+        let key = key_of(cur, &field).unwrap_or(field.name()).to_owned();
+        if parts.peek().is_none() {
+            let v = json_scalar(&field, &value, path)?;
+            match cur.get(&key) {
+                Some(existing) if *existing != v => {
+                    return Err(Refusal::invalid(format!(
+                        "{path}: the path says {value:?} but the body says {existing}"
+                    )));
+                }
+                _ => {
+                    cur.insert(key, v);
+                }
+            }
+            return Ok(());
+        }
+        let Kind::Message(next) = field.kind() else {
+            return Err(Refusal::invalid(format!("{path}: no such field")));
+        };
+        desc = next;
+        let slot = cur.entry(key).or_insert_with(|| Json::Object(Map::new()));
+        cur = match slot {
+            Json::Object(m) => m,
+            _ => return Err(Refusal::invalid(format!("{p}: must be a JSON object"))),
+        };
+    }
+    Ok(())
+}
+
+/// Binds query parameters (`field`, `field.sub`, repeated by repetition) to
+/// request fields, converting each text to the field's JSON form.
+fn apply_query(
+    obj: &mut Map<String, Json>,
+    input: &MessageDescriptor,
+    query: &str,
+    excluded: &[&str],
+) -> Result<(), Refusal> {
+    for (name, text) in form_urlencoded::parse(query.as_bytes()) {
+        let mut desc = input.clone();
+        let mut cur = &mut *obj;
+        let mut proto_path = Vec::new();
+        let mut parts = name.split('.').peekable();
+        while let Some(p) = parts.next() {
+            let field = desc
+                .get_field_by_name(p)
+                .or_else(|| desc.fields().find(|f| f.json_name() == p))
+                .ok_or_else(|| Refusal::invalid(format!("{name}: no such query parameter")))?;
+            proto_path.push(field.name().to_owned());
+            let dotted = proto_path.join(".");
+            if excluded.contains(&dotted.as_str()) {
+                return Err(Refusal::invalid(format!(
+                    "{name}: set by the path or the body, not the query"
+                )));
+            }
+            let key = field.name().to_owned();
+            if parts.peek().is_some() {
+                match field.kind() {
+                    Kind::Message(m) if !field.is_list() && !field.is_map() && !is_wkt(&m) => {
+                        desc = m;
+                    }
+                    _ => return Err(Refusal::invalid(format!("{name}: no such query parameter"))),
+                }
+                let slot = cur.entry(key).or_insert_with(|| Json::Object(Map::new()));
+                cur = match slot {
+                    Json::Object(m) => m,
+                    _ => return Err(Refusal::invalid(format!("{name}: set twice"))),
+                };
+                continue;
+            }
+            if field.is_map() || (matches!(field.kind(), Kind::Message(m) if !is_wkt(&m))) {
+                return Err(Refusal::invalid(format!(
+                    "{name}: a message cannot be a query parameter; name its fields (`{name}.field`)"
+                )));
+            }
+            let v = json_scalar(&field, &text, &name)?;
+            if field.is_list() {
+                match cur.entry(key).or_insert_with(|| Json::Array(Vec::new())) {
+                    Json::Array(items) => items.push(v),
+                    _ => return Err(Refusal::invalid(format!("{name}: set twice"))),
+                }
+            } else if cur.insert(key, v).is_some() {
+                return Err(Refusal::invalid(format!(
+                    "{name}: given more than once, but takes one value"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Well-known types whose JSON form is a string or a scalar, which may be
+/// given as a query parameter.
+fn is_wkt(m: &MessageDescriptor) -> bool {
+    m.package_name() == "google.protobuf"
+        && matches!(
+            m.name(),
+            "Timestamp"
+                | "Duration"
+                | "FieldMask"
+                | "DoubleValue"
+                | "FloatValue"
+                | "Int64Value"
+                | "UInt64Value"
+                | "Int32Value"
+                | "UInt32Value"
+                | "BoolValue"
+                | "StringValue"
+                | "BytesValue"
+        )
+}
+
+/// Converts a path or query text to the JSON the field's proto3 JSON parser
+/// expects.
+fn json_scalar(field: &FieldDescriptor, text: &str, name: &str) -> Result<Json, Refusal> {
+    let kind = match field.kind() {
+        Kind::Message(m) if m.full_name() == "google.protobuf.BoolValue" => Kind::Bool,
+        // grpc-gateway takes field mask paths in the query as proto names
+        // (`display_name`); proto3 JSON spells them in lowerCamelCase.
+        Kind::Message(m) if m.full_name() == "google.protobuf.FieldMask" => {
+            return Ok(Json::String(
+                text.split(',').map(lower_camel).collect::<Vec<_>>().join(","),
+            ));
+        }
+        k => k,
+    };
+    Ok(match kind {
+        Kind::Bool => match text {
+            "true" => Json::Bool(true),
+            "false" => Json::Bool(false),
+            _ => return Err(Refusal::invalid(format!("{name}: must be true or false"))),
+        },
+        Kind::Enum(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            Json::Number(text.parse::<u32>().map_err(|_| {
+                Refusal::invalid(format!("{name}: not a value of the enum"))
+            })?.into())
+        }
+        // Numbers travel as JSON strings, which proto3 JSON accepts for every
+        // numeric type and parses exactly.
+        _ => Json::String(text.to_owned()),
+    })
+}
+
+/// `display_name.first_part` becomes `displayName.firstPart`.
+fn lower_camel(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    for c in path.trim().chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                out.push(c.to_ascii_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Passes encoded messages through unchanged: the transcoder encodes and
+/// decodes with the descriptors itself.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl Refusal {
+    fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> Refusal {
+        let allow = allowed
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut r = Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            tonic::Code::Unimplemented,
+            format!("{method} is not allowed on {path}; allowed: {allow}"),
+        );
+        r.allow = Some(allow);
+        r
+    }
+}
