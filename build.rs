@@ -44,7 +44,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "switchyard.v1",
         &env::var("CARGO_PKG_VERSION")?,
     )?;
-    fs::write(out.join("openapi.json"), serde_json::to_string_pretty(&doc)?)?;
+    fs::write(
+        out.join("openapi.json"),
+        serde_json::to_string_pretty(&doc)?,
+    )?;
 
     tonic_prost_build::configure()
         .compile_well_known_types(true)

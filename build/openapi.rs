@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     annotations::{self, field_at},
-    template::Template,
+    template::{self, Template},
 };
 
 const STATUS: &str = "google.rpc.Status";
@@ -31,13 +31,20 @@ pub fn document(pool: &DescriptorPool, package: &str, version: &str) -> Result<V
         for rpc in service.methods() {
             let bindings = annotations::bindings(pool, &rpc);
             if bindings.is_empty() {
-                return Err(format!("{} has no google.api.http annotation", rpc.full_name()));
+                return Err(format!(
+                    "{} has no google.api.http annotation",
+                    rpc.full_name()
+                ));
             }
             for (i, b) in bindings.iter().enumerate() {
-                let template = Template::parse(&b.path).map_err(|e| format!("{}: {e}", rpc.full_name()))?;
+                let template =
+                    Template::parse(&b.path).map_err(|e| format!("{}: {e}", rpc.full_name()))?;
                 let op = generator.operation(&rpc, b, &template, i)?;
-                let methods = paths.entry(template.to_string()).or_default();
-                if methods.insert(b.http_method.to_ascii_lowercase(), op).is_some() {
+                let methods = paths.entry(template.openapi_path()).or_default();
+                if methods
+                    .insert(b.http_method.to_ascii_lowercase(), op)
+                    .is_some()
+                {
                     return Err(format!("{} {} is bound twice", b.http_method, b.path));
                 }
             }
@@ -87,7 +94,7 @@ impl Generator {
             let field = field_at(&input, var)
                 .ok_or_else(|| format!("{}: {{{var}}} names no field", rpc.full_name()))?;
             params.push(json!({
-                "name": var,
+                "name": template::openapi_name(var),
                 "in": "path",
                 "required": true,
                 "description": comments(&field.parent_file(), field.path()),
@@ -96,13 +103,19 @@ impl Generator {
             bound.push(var.to_owned());
         }
         let mut op = Map::new();
-        op.insert("operationId".into(), json!(match index {
-            0 => format!("{}_{}", service.name(), rpc.name()),
-            n => format!("{}_{}{n}", service.name(), rpc.name()),
-        }));
+        op.insert(
+            "operationId".into(),
+            json!(match index {
+                0 => format!("{}_{}", service.name(), rpc.name()),
+                n => format!("{}_{}{n}", service.name(), rpc.name()),
+            }),
+        );
         op.insert("tags".into(), json!([service.name()]));
         op.insert("summary".into(), json!(rpc.name()));
-        op.insert("description".into(), json!(comments(&rpc.parent_file(), rpc.path())));
+        op.insert(
+            "description".into(),
+            json!(comments(&rpc.parent_file(), rpc.path())),
+        );
         match b.body.as_str() {
             "*" => {
                 let mut schema = self.message_schema_inline(&input);
@@ -114,10 +127,13 @@ impl Generator {
                         }
                     }
                 }
-                op.insert("requestBody".into(), json!({
-                    "required": true,
-                    "content": {"application/json": {"schema": schema}},
-                }));
+                op.insert(
+                    "requestBody".into(),
+                    json!({
+                        "required": true,
+                        "content": {"application/json": {"schema": schema}},
+                    }),
+                );
             }
             body => {
                 let body_field = if body.is_empty() {
@@ -129,11 +145,14 @@ impl Generator {
                 };
                 if let Some(f) = &body_field {
                     bound.push(f.name().to_owned());
-                    op.insert("requestBody".into(), json!({
-                        "required": true,
-                        "description": comments(&f.parent_file(), f.path()),
-                        "content": {"application/json": {"schema": self.field_schema(f)}},
-                    }));
+                    op.insert(
+                        "requestBody".into(),
+                        json!({
+                            "required": true,
+                            "description": comments(&f.parent_file(), f.path()),
+                            "content": {"application/json": {"schema": self.field_schema(f)}},
+                        }),
+                    );
                 }
                 self.query_params(&input, "", "", &bound, &mut params, 0);
             }
@@ -149,19 +168,29 @@ impl Generator {
                 json!("A stream of newline-delimited JSON objects: `{\"result\": message}` for each \
                     message, or one `{\"error\": google.rpc.Status}` if the stream fails after it started."),
             );
-            ok.insert("content".into(), json!({"application/x-ndjson": {"schema": {
-                "type": "object",
-                "properties": {
-                    "result": self.message_ref(&output),
-                    "error": {"$ref": format!("#/components/schemas/{STATUS}")},
-                },
-            }}}));
+            ok.insert(
+                "content".into(),
+                json!({"application/x-ndjson": {"schema": {
+                    "type": "object",
+                    "properties": {
+                        "result": self.message_ref(&output),
+                        "error": {"$ref": format!("#/components/schemas/{STATUS}")},
+                    },
+                }}}),
+            );
         } else if b.response_body.is_empty() {
             ok.insert("description".into(), json!("OK"));
-            ok.insert("content".into(), json!({"application/json": {"schema": self.message_ref(&output)}}));
+            ok.insert(
+                "content".into(),
+                json!({"application/json": {"schema": self.message_ref(&output)}}),
+            );
         } else {
             let f = output.get_field_by_name(&b.response_body).ok_or_else(|| {
-                format!("{}: response_body {:?} names no field", rpc.full_name(), b.response_body)
+                format!(
+                    "{}: response_body {:?} names no field",
+                    rpc.full_name(),
+                    b.response_body
+                )
             })?;
             ok.insert(
                 "description".into(),
@@ -172,11 +201,17 @@ impl Generator {
                     f.json_name()
                 )),
             );
-            ok.insert("headers".into(), json!({"x-next-page-token": {
-                "description": "Present when more elements follow: pass it as `pageToken`.",
-                "schema": {"type": "string"},
-            }}));
-            ok.insert("content".into(), json!({"application/json": {"schema": self.field_schema(&f)}}));
+            ok.insert(
+                "headers".into(),
+                json!({"x-next-page-token": {
+                    "description": "Present when more elements follow: pass it as `pageToken`.",
+                    "schema": {"type": "string"},
+                }}),
+            );
+            ok.insert(
+                "content".into(),
+                json!({"application/json": {"schema": self.field_schema(&f)}}),
+            );
         }
         op.insert("responses".into(), json!({
             "200": ok,
@@ -208,7 +243,14 @@ impl Generator {
             match f.kind() {
                 Kind::Message(inner) if !is_scalar_wkt(&inner) => {
                     if !f.is_list() && depth < 3 {
-                        self.query_params(&inner, &format!("{proto}."), &format!("{name}."), bound, params, depth + 1);
+                        self.query_params(
+                            &inner,
+                            &format!("{proto}."),
+                            &format!("{name}."),
+                            bound,
+                            params,
+                            depth + 1,
+                        );
                     }
                 }
                 _ => {
@@ -230,7 +272,9 @@ impl Generator {
 
     fn field_schema(&mut self, f: &FieldDescriptor) -> Value {
         if f.is_map() {
-            let Kind::Message(entry) = f.kind() else { return json!({"type": "object"}) };
+            let Kind::Message(entry) = f.kind() else {
+                return json!({"type": "object"});
+            };
             let value = entry.map_entry_value_field();
             return json!({"type": "object", "additionalProperties": self.kind_schema(&value.kind())});
         }
@@ -245,7 +289,9 @@ impl Generator {
     fn kind_schema(&mut self, kind: &Kind) -> Value {
         match kind {
             Kind::Double | Kind::Float => json!({"type": "number"}),
-            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({"type": "integer", "format": "int32"}),
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+                json!({"type": "integer", "format": "int32"})
+            }
             Kind::Uint32 | Kind::Fixed32 => {
                 json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": 4_294_967_295_u64})
             }
@@ -303,9 +349,17 @@ impl Generator {
     }
 }
 
+/// An enum is written as its value's name; proto3 JSON parsers also accept
+/// the number.
 fn enum_schema(e: &EnumDescriptor) -> Value {
     let names: Vec<String> = e.values().map(|v| v.name().to_owned()).collect();
-    json!({"type": "string", "enum": names, "description": comments(&e.parent_file(), e.path())})
+    json!({
+        "description": comments(&e.parent_file(), e.path()),
+        "anyOf": [
+            {"type": "string", "enum": names},
+            {"type": "integer", "format": "int32"},
+        ],
+    })
 }
 
 fn is_scalar_wkt(m: &MessageDescriptor) -> bool {
@@ -321,7 +375,9 @@ fn wkt_schema(m: &MessageDescriptor) -> Option<Value> {
     Some(match m.name() {
         "Timestamp" => json!({"type": "string", "format": "date-time"}),
         "Duration" => json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"}),
-        "FieldMask" => json!({"type": "string", "description": "Comma-separated lowerCamelCase field paths."}),
+        "FieldMask" => {
+            json!({"type": "string", "description": "Comma-separated lowerCamelCase field paths."})
+        }
         "Value" => json!({"description": "Any JSON value."}),
         "Struct" => json!({"type": "object"}),
         "ListValue" => json!({"type": "array"}),
@@ -359,6 +415,13 @@ fn comments(file: &FileDescriptor, path: &[i32]) -> String {
         .as_ref()
         .and_then(|info| info.location.iter().find(|l| l.path == path))
         .and_then(|l| l.leading_comments.as_deref())
-        .map(|c| c.lines().map(str::trim).collect::<Vec<_>>().join(" ").trim().to_owned())
+        .map(|c| {
+            c.lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ")
+                .trim()
+                .to_owned()
+        })
         .unwrap_or_default()
 }

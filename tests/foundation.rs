@@ -149,15 +149,10 @@ async fn calls_without_a_valid_token_are_unauthenticated(backend: Backend) {
     }
 
     // Over HTTP: 401 with a google.rpc.Status body and a Bearer challenge.
-    let (status, headers, body) = http_get(server.addr, "/v1/tenants", None).await;
-    assert_eq!(status, 401);
-    assert!(
-        headers
-            .to_ascii_lowercase()
-            .contains("www-authenticate: bearer"),
-        "{headers}"
-    );
-    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let reply = http(&server, "GET", "/v1/tenants", None, None).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+    let body = reply.json();
     assert_eq!(body["code"], 16);
     assert!(
         body["message"].as_str().unwrap().contains("bearer"),
@@ -165,9 +160,10 @@ async fn calls_without_a_valid_token_are_unauthenticated(backend: Backend) {
     );
 
     // Metrics and health are public.
-    let (status, _, body) = http_get(server.addr, "/metrics", None).await;
-    assert_eq!(status, 200);
-    assert!(body.contains("switchyard_build_info"), "{body}");
+    let reply = http(&server, "GET", "/metrics", None, None).await;
+    assert_eq!(reply.status, 200);
+    let text = String::from_utf8_lossy(&reply.body);
+    assert!(text.contains("switchyard_build_info"), "{text}");
     server.shutdown().await.unwrap();
 }
 
@@ -342,28 +338,4 @@ async fn revisions_commit_in_order_under_concurrent_writers(backend: Backend) {
     assert_eq!(revisions, expected, "revisions are dense and in order");
     assert_eq!(store.current_revision().await.unwrap(), committed as i64);
     store.close().await;
-}
-
-/// A minimal HTTP/1.1 GET; returns (status, raw headers, body).
-pub async fn http_get(
-    addr: std::net::SocketAddr,
-    path: &str,
-    token: Option<&str>,
-) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = token
-        .map(|t| format!("authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
-    (status, head.to_owned(), body.to_owned())
 }

@@ -19,8 +19,8 @@ use http::{HeaderValue, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use prost::Message;
 use prost_reflect::{
-    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor,
-    SerializeOptions, Value,
+    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, SerializeOptions,
+    Value,
 };
 use serde_json::{Map, Value as Json};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -249,7 +249,9 @@ impl Gateway {
         let lines = stream.map(move |item| {
             let line = match item {
                 Ok(bytes) => DynamicMessage::decode(output.clone(), bytes)
-                    .map_err(|e| crate::error::Error::internal("decoding a stream message", e).into())
+                    .map_err(|e| {
+                        crate::error::Error::internal("decoding a stream message", e).into()
+                    })
                     .and_then(|m| to_json(&m))
                     .map(|json| format!("{{\"result\":{json}}}\n"))
                     .unwrap_or_else(|r: Refusal| format!("{{\"error\":{}}}\n", r.body())),
@@ -296,7 +298,12 @@ fn string_field(m: &DynamicMessage, f: &FieldDescriptor) -> String {
 /// what `curl -d` sends (grpc-gateway reads such bodies as JSON too).
 fn is_json(ct: &HeaderValue) -> bool {
     let Ok(s) = ct.to_str() else { return false };
-    let essence = s.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = s
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     essence == "application/json"
         || essence == "application/x-www-form-urlencoded"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
@@ -425,6 +432,9 @@ fn build_request(
             .collect();
         apply_query(&mut obj, &input, query, &excluded)?;
     }
+    if route.method == Method::PATCH {
+        derive_update_mask(route, &vars, &mut obj)?;
+    }
     for (path, value) in vars {
         bind_path_variable(&mut obj, &input, path, value)?;
     }
@@ -440,11 +450,95 @@ fn build_request(
     })
 }
 
+/// grpc-gateway's PATCH: when the request has an `update_mask` and the query
+/// does not set it, the mask is the set of fields present in the body, so a
+/// PATCH changes only what it sends. Fields bound by the path are not part of
+/// it, and a body naming no field is refused rather than read as "update
+/// everything".
+fn derive_update_mask(
+    route: &Route,
+    vars: &[(&str, String)],
+    obj: &mut Map<String, Json>,
+) -> Result<(), Refusal> {
+    let BodyRule::Field(body_field) = &route.body else {
+        return Ok(());
+    };
+    let input = route.rpc.input();
+    let Some(mask) = input.get_field_by_name("update_mask") else {
+        return Ok(());
+    };
+    if !matches!(mask.kind(), Kind::Message(m) if m.full_name() == "google.protobuf.FieldMask")
+        || key_of(obj, &mask).is_some()
+    {
+        return Ok(());
+    }
+    let (Some(Json::Object(body)), Kind::Message(desc)) =
+        (obj.get(body_field.name()), body_field.kind())
+    else {
+        return Ok(());
+    };
+    let prefix = format!("{}.", body_field.name());
+    let bound: Vec<&str> = vars
+        .iter()
+        .filter_map(|(p, _)| p.strip_prefix(prefix.as_str()))
+        .collect();
+    let mut paths = Vec::new();
+    mask_paths(body, &desc, "", "", &bound, &mut paths);
+    if paths.is_empty() {
+        return Err(Refusal::invalid(format!(
+            "{}: the body names no field to update",
+            body_field.name()
+        )));
+    }
+    obj.insert(mask.name().to_owned(), Json::String(paths.join(",")));
+    Ok(())
+}
+
+fn mask_paths(
+    body: &Map<String, Json>,
+    desc: &MessageDescriptor,
+    proto_prefix: &str,
+    json_prefix: &str,
+    bound: &[&str],
+    out: &mut Vec<String>,
+) {
+    for (key, value) in body {
+        let Some(field) = desc
+            .get_field_by_name(key)
+            .or_else(|| desc.fields().find(|f| f.json_name() == key))
+        else {
+            // Unknown: the deserializer names it.
+            continue;
+        };
+        let proto = format!("{proto_prefix}{}", field.name());
+        if bound.contains(&proto.as_str()) {
+            continue;
+        }
+        let json = format!("{json_prefix}{}", field.json_name());
+        match (field.kind(), value) {
+            (Kind::Message(m), Json::Object(inner))
+                if !field.is_list() && !field.is_map() && m.package_name() != "google.protobuf" =>
+            {
+                mask_paths(
+                    inner,
+                    &m,
+                    &format!("{proto}."),
+                    &format!("{json}."),
+                    bound,
+                    out,
+                );
+            }
+            _ => out.push(json),
+        }
+    }
+}
+
 fn parse_body(body: &Bytes) -> Result<Json, Refusal> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Refusal::invalid("a JSON body is required"));
     }
-    serde_json::from_slice(body).map_err(|e| Refusal::invalid(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| Refusal::invalid(format!("the body is not valid JSON: {e}")))
 }
 
 /// Returns the key under which `field` appears in a JSON object: its JSON
@@ -588,7 +682,10 @@ fn json_scalar(field: &FieldDescriptor, text: &str, name: &str) -> Result<Json, 
         // (`display_name`); proto3 JSON spells them in lowerCamelCase.
         Kind::Message(m) if m.full_name() == "google.protobuf.FieldMask" => {
             return Ok(Json::String(
-                text.split(',').map(lower_camel).collect::<Vec<_>>().join(","),
+                text.split(',')
+                    .map(lower_camel)
+                    .collect::<Vec<_>>()
+                    .join(","),
             ));
         }
         k => k,
@@ -599,11 +696,10 @@ fn json_scalar(field: &FieldDescriptor, text: &str, name: &str) -> Result<Json, 
             "false" => Json::Bool(false),
             _ => return Err(Refusal::invalid(format!("{name}: must be true or false"))),
         },
-        Kind::Enum(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
-            Json::Number(text.parse::<u32>().map_err(|_| {
-                Refusal::invalid(format!("{name}: not a value of the enum"))
-            })?.into())
-        }
+        Kind::Enum(_) => match text.parse::<i32>() {
+            Ok(n) => Json::Number(n.into()),
+            Err(_) => Json::String(text.to_owned()),
+        },
         // Numbers travel as JSON strings, which proto3 JSON accepts for every
         // numeric type and parses exactly.
         _ => Json::String(text.to_owned()),

@@ -90,7 +90,11 @@ impl Refusal {
 
     /// INVALID_ARGUMENT, 400.
     pub fn invalid(message: impl Into<String>) -> Refusal {
-        Refusal::new(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, message)
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            tonic::Code::InvalidArgument,
+            message,
+        )
     }
 
     /// The `google.rpc.Status` JSON body.

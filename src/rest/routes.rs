@@ -79,11 +79,19 @@ impl RouteTable {
         &self.routes
     }
 
-    /// Finds the route for a request.
+    /// Finds the route for a request. Only the most specific templates that
+    /// match the path count: `/v1/flags/x:evaluate` is the evaluate route's
+    /// path, never also a flag named `x:evaluate`.
     pub fn find(&self, method: &Method, path: &str) -> Lookup<'_> {
         let mut allowed = Vec::new();
+        let mut best = None;
         for r in &self.routes {
+            let specificity = r.template.specificity();
+            if best.is_some_and(|b| specificity < b) {
+                break;
+            }
             if let Some(vars) = r.template.matches(path) {
+                best = Some(specificity);
                 if r.method == method {
                     return Lookup::Found(r, vars);
                 }
@@ -108,10 +116,15 @@ fn route(rpc: &MethodDescriptor, b: &annotations::Binding) -> Result<Route, Stri
     let input = rpc.input();
     for var in template.variables() {
         let field = field_at(&input, var).ok_or_else(|| {
-            format!("{name}: the path variable {{{var}}} names no field of {}", input.full_name())
+            format!(
+                "{name}: the path variable {{{var}}} names no field of {}",
+                input.full_name()
+            )
         })?;
         if field.is_list() || field.is_map() || matches!(field.kind(), Kind::Message(_)) {
-            return Err(format!("{name}: the path variable {{{var}}} must be a scalar field"));
+            return Err(format!(
+                "{name}: the path variable {{{var}}} must be a scalar field"
+            ));
         }
     }
     let body = match b.body.as_str() {
@@ -131,8 +144,12 @@ fn route(rpc: &MethodDescriptor, b: &annotations::Binding) -> Result<Route, Stri
                 .ok_or_else(|| format!("{name}: response_body {f:?} names no field"))?,
         ),
     };
-    let grpc_path = PathAndQuery::try_from(format!("/{}/{}", rpc.parent_service().full_name(), rpc.name()))
-        .map_err(|e| format!("{name}: {e}"))?;
+    let grpc_path = PathAndQuery::try_from(format!(
+        "/{}/{}",
+        rpc.parent_service().full_name(),
+        rpc.name()
+    ))
+    .map_err(|e| format!("{name}: {e}"))?;
     Ok(Route {
         method,
         template,

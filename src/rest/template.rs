@@ -65,9 +65,9 @@ impl Template {
                     None => inner,
                 };
                 if field.is_empty()
-                    || !field
-                        .split('.')
-                        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                    || !field.split('.').all(|p| {
+                        !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
                 {
                     return Err(format!("{path:?}: {{{inner}}} is not a field path"));
                 }
@@ -147,6 +147,32 @@ impl std::fmt::Display for Template {
     }
 }
 
+impl Template {
+    /// Returns the template as an OpenAPI path, each variable named by its
+    /// field path with `.` turned into `_` (`{flag.key}` is `{flag_key}`).
+    /// OpenAPI treats paths that differ only in variable names as one path,
+    /// so siblings such as `/v1/flags/{flag_key}` and `/v1/flags/{flag.key}`
+    /// must use the same name.
+    pub fn openapi_path(&self) -> String {
+        let mut out = String::new();
+        for s in &self.segments {
+            match s {
+                Segment::Literal(l) => out.push_str(&format!("/{l}")),
+                Segment::Variable(v) => out.push_str(&format!("/{{{}}}", openapi_name(v))),
+            }
+        }
+        if let Some(v) = &self.verb {
+            out.push_str(&format!(":{v}"));
+        }
+        out
+    }
+}
+
+/// The OpenAPI name of a path variable: its field path with `.` as `_`.
+pub fn openapi_name(field_path: &str) -> String {
+    field_path.replace('.', "_")
+}
+
 fn is_literal(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
@@ -191,6 +217,10 @@ mod tests {
         assert_eq!(tpl.matches("/v1/flags/dark-mode"), None);
         assert_eq!(tpl.matches("/v1/flags/:evaluate"), None);
         assert_eq!(tpl.to_string(), "/v1/flags/{flag_key}:evaluate");
+        assert_eq!(
+            t("/v1/flags/{flag.key}").openapi_path(),
+            "/v1/flags/{flag_key}"
+        );
 
         let nested = t("/v1/tenants/{tenant.id}");
         assert_eq!(
@@ -204,12 +234,23 @@ mod tests {
         let collection = t("/v1/tenants:resolve");
         assert_eq!(collection.matches("/v1/tenants:resolve"), Some(vec![]));
         assert_eq!(t("/v1/tenants").matches("/v1/tenants:resolve"), None);
-        assert_eq!(t("/v1/flags/{flag_key=*}").variables().collect::<Vec<_>>(), ["flag_key"]);
+        assert_eq!(
+            t("/v1/flags/{flag_key=*}").variables().collect::<Vec<_>>(),
+            ["flag_key"]
+        );
     }
 
     #[test]
     fn unsupported_templates_are_refused() {
-        for bad in ["v1/x", "/v1/{name=**}", "/v1/{name=a/*}", "/v1/**", "/v1/{}", "/v1/x:", "/v1//x"] {
+        for bad in [
+            "v1/x",
+            "/v1/{name=**}",
+            "/v1/{name=a/*}",
+            "/v1/**",
+            "/v1/{}",
+            "/v1/x:",
+            "/v1//x",
+        ] {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }
     }

@@ -452,3 +452,101 @@ pub async fn resolved_id(server: &TestServer, key: &str) -> Option<String> {
         .ok()
         .and_then(|r| r.into_inner().tenant.map(|t| t.id))
 }
+
+// A plain HTTP/1.1 client for the REST shims, one connection per request, as
+// curl would do.
+
+/// A REST response: status, headers and the whole body.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl HttpReply {
+    /// Parses the body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Returns a header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends `method path` with an optional bearer token and JSON body, and
+/// returns the streaming response.
+pub async fn http_send(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> http::Response<hyper::body::Incoming> {
+    let stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", server.addr.to_string());
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let payload = match body {
+        Some((content_type, bytes)) => {
+            req = req.header("content-type", content_type);
+            bytes
+        }
+        None => Vec::new(),
+    };
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(payload)))
+        .expect("request");
+    sender.send_request(req).await.expect("send")
+}
+
+/// Sends a request and reads the whole response.
+pub async fn http(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<serde_json::Value>,
+) -> HttpReply {
+    let body = json.map(|j| ("application/json", j.to_string().into_bytes()));
+    http_raw(server, method, path, token, body).await
+}
+
+/// Sends a request with a body of any media type and reads the whole response.
+pub async fn http_raw(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> HttpReply {
+    use http_body_util::BodyExt;
+    let resp = http_send(server, method, path, token, body).await;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    HttpReply {
+        status,
+        headers,
+        body,
+    }
+}
