@@ -1,0 +1,270 @@
+//! `GET /admin/feature-flags` over REST (load from `wrk`) against the same
+//! data through gRPC `ListFlags` (load from a tonic client), on loopback.
+//!
+//! Starts the release `switchyard` binary on the embedded default with 1 000
+//! flags (bool, number and string, a third each), a tenant overriding 100 of
+//! them and an env override, then runs interleaved rounds (gRPC, REST, gRPC,
+//! REST) of the tenant's effective values: all 1 000 in one response each
+//! way. Both use 32 requests in flight: `wrk -t2 -c32` (32 HTTP/1.1
+//! connections) and 32 tonic workers over 4 HTTP/2 connections. Reports
+//! requests/s, p50/p99 and the response size.
+//!
+//! Needs `wrk` (Debian package `wrk`).
+//! `cargo bench --bench rest_list [-- SECONDS_PER_ROUND]`
+
+mod common;
+
+use std::{
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use switchyard::api::v1::{
+    CreateFlagRequest, CreateTenantRequest, Flag, FlagType, ListFlagsRequest,
+    SetTenantOverrideRequest, Tenant, flag_service_client::FlagServiceClient,
+    tenant_service_client::TenantServiceClient,
+};
+use tonic::transport::Channel;
+
+const FLAGS: usize = 1000;
+const IN_FLIGHT: usize = 32;
+const CONNECTIONS: usize = 4;
+
+fn value(i: usize) -> pbjson_types::Value {
+    use pbjson_types::value::Kind;
+    pbjson_types::Value {
+        kind: Some(match i % 3 {
+            0 => Kind::BoolValue(i % 2 == 0),
+            1 => Kind::NumberValue(i as f64 * 1.5),
+            _ => Kind::StringValue(format!("variant-{i}")),
+        }),
+    }
+}
+
+fn flag_type(i: usize) -> FlagType {
+    match i % 3 {
+        0 => FlagType::Bool,
+        1 => FlagType::Number,
+        _ => FlagType::String,
+    }
+}
+
+async fn seed(ch: Channel) {
+    TenantServiceClient::new(ch.clone())
+        .create_tenant(authed(CreateTenantRequest {
+            tenant: Some(Tenant {
+                id: "t0".into(),
+                patterns: vec!["t0.example".into()],
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("create tenant");
+    let mut flags = FlagServiceClient::new(ch);
+    for i in 0..FLAGS {
+        flags
+            .create_flag(authed(CreateFlagRequest {
+                flag: Some(Flag {
+                    key: format!("flag-{i:04}"),
+                    r#type: flag_type(i) as i32,
+                    description: format!("Benchmark flag {i}"),
+                    default_value: Some(value(i)),
+                    ..Default::default()
+                }),
+            }))
+            .await
+            .expect("create flag");
+    }
+    for i in (0..FLAGS).step_by(FLAGS / 100) {
+        flags
+            .set_tenant_override(authed(SetTenantOverrideRequest {
+                tenant_id: "t0".into(),
+                flag_key: format!("flag-{i:04}"),
+                value: Some(value(i + 3)),
+                expected_revision: 0,
+            }))
+            .await
+            .expect("set override");
+    }
+}
+
+/// ListFlags for `secs` with IN_FLIGHT workers; returns (requests/s, sorted
+/// latencies in µs).
+async fn grpc_round(channels: &[Channel], secs: u64) -> (f64, Vec<i64>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..IN_FLIGHT {
+        let mut client = FlagServiceClient::new(channels[w % channels.len()].clone())
+            .max_decoding_message_size(16 * 1024 * 1024);
+        let failures = failures.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let ok = client
+                    .list_flags(authed(ListFlagsRequest {
+                        tenant: "t0".into(),
+                        page_size: FLAGS as i32,
+                        ..Default::default()
+                    }))
+                    .await
+                    .is_ok_and(|r| r.get_ref().flags.len() == FLAGS);
+                if !ok {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                lat.push(t.elapsed().as_micros() as i64);
+            }
+            lat
+        }));
+    }
+    let start = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("worker"));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let failed = failures.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(failed, 0, "{failed} ListFlags calls failed");
+    all.sort_unstable();
+    (all.len() as f64 / elapsed, all)
+}
+
+/// One wrk run; returns (requests/s, p50 ms, p99 ms).
+fn wrk_round(url: &str, secs: u64) -> (f64, f64, f64) {
+    let out = Command::new("wrk")
+        .args(["-t2", &format!("-c{IN_FLIGHT}"), &format!("-d{secs}s"), "--latency"])
+        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+        .arg(url)
+        .output()
+        .expect("wrk runs (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "wrk failed: {text}");
+    assert!(
+        !text.contains("Non-2xx"),
+        "wrk saw non-2xx responses: {text}"
+    );
+    let field = |prefix: &str| -> &str {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in wrk output: {text}"))
+            .trim()
+    };
+    let ms = |s: &str| -> f64 {
+        let s = s.trim();
+        if let Some(v) = s.strip_suffix("us") {
+            v.parse::<f64>().expect("number") / 1000.0
+        } else if let Some(v) = s.strip_suffix("ms") {
+            v.parse().expect("number")
+        } else if let Some(v) = s.strip_suffix('s') {
+            v.parse::<f64>().expect("number") * 1000.0
+        } else {
+            panic!("unknown unit in {s:?}")
+        }
+    };
+    let rate: f64 = field("Requests/sec:").parse().expect("requests/sec");
+    (rate, ms(field("50%")), ms(field("99%")))
+}
+
+#[tokio::main]
+async fn main() {
+    let secs: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10);
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("rest_list needs wrk: apt-get install wrk");
+        std::process::exit(2);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let server = spawn(
+        dir.path(),
+        port,
+        &[("SWITCHYARD_FLAG_FLAG_0001", "99".into())],
+    );
+    let mut channels = Vec::new();
+    for _ in 0..CONNECTIONS {
+        channels.push(connect(port).await);
+    }
+    seed(channels[0].clone()).await;
+
+    let url = format!("http://127.0.0.1:{port}/admin/feature-flags?tenant=t0");
+    let rest_body = http_get(port, "/admin/feature-flags?tenant=t0");
+    let array: serde_json::Value = serde_json::from_slice(&rest_body).expect("JSON");
+    let array = array.as_array().expect("a bare array");
+    assert_eq!(array.len(), FLAGS);
+    let sources = |s: &str| array.iter().filter(|f| f["source"] == s).count();
+    let grpc_bytes = {
+        use prost::Message;
+        FlagServiceClient::new(channels[0].clone())
+            .list_flags(authed(ListFlagsRequest {
+                tenant: "t0".into(),
+                page_size: FLAGS as i32,
+                ..Default::default()
+            }))
+            .await
+            .expect("list")
+            .into_inner()
+            .encoded_len()
+    };
+
+    // Warm-up, then interleaved rounds.
+    grpc_round(&channels, 1).await;
+    wrk_round(&url, 1);
+    let mut grpc = Vec::new();
+    let mut rest = Vec::new();
+    for _ in 0..2 {
+        grpc.push(grpc_round(&channels, secs).await);
+        rest.push(wrk_round(&url, secs));
+    }
+    let mut lat: Vec<i64> = grpc.iter().flat_map(|(_, l)| l.iter().copied()).collect();
+    lat.sort_unstable();
+    let g_rate = grpc.iter().map(|(r, _)| r).sum::<f64>() / grpc.len() as f64;
+    let r_rate = rest.iter().map(|(r, _, _)| r).sum::<f64>() / rest.len() as f64;
+    let r50 = rest.iter().map(|(_, p, _)| *p).fold(0.0, f64::max);
+    let r99 = rest.iter().map(|(_, _, p)| *p).fold(0.0, f64::max);
+    println!(
+        "{FLAGS} flags for tenant t0 ({} tenant, {} env, {} default), {IN_FLIGHT} requests in flight, 2 interleaved rounds of {secs} s, client and server on the same 2 cores",
+        sources("tenant"),
+        sources("env"),
+        sources("default"),
+    );
+    println!(
+        "gRPC ListFlags (page_size {FLAGS}):            {g_rate:>7.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {grpc_bytes} bytes of protobuf",
+        pct_ms(&lat, 0.5),
+        pct_ms(&lat, 0.99)
+    );
+    println!(
+        "REST GET /admin/feature-flags?tenant=t0 (wrk): {r_rate:>7.0} req/s, p50 {r50:.2} ms, p99 {r99:.2} ms (worst round), {} bytes of JSON; {:.2} of gRPC's throughput",
+        rest_body.len(),
+        r_rate / g_rate
+    );
+    stop(server);
+}
+
+/// One blocking HTTP/1.1 GET with the admin token; returns the body.
+fn http_get(port: u16, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {TOKEN}\r\nconnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).expect("read");
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    let head = String::from_utf8_lossy(&buf[..split]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        "expected a content-length body: {head}"
+    );
+    buf[split + 4..].to_vec()
+}
