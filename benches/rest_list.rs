@@ -36,7 +36,7 @@ fn value(i: usize) -> pbjson_types::Value {
     use pbjson_types::value::Kind;
     pbjson_types::Value {
         kind: Some(match i % 3 {
-            0 => Kind::BoolValue(i % 2 == 0),
+            0 => Kind::BoolValue(i.is_multiple_of(2)),
             1 => Kind::NumberValue(i as f64 * 1.5),
             _ => Kind::StringValue(format!("variant-{i}")),
         }),
@@ -135,7 +135,12 @@ async fn grpc_round(channels: &[Channel], secs: u64) -> (f64, Vec<i64>) {
 /// One wrk run; returns (requests/s, p50 ms, p99 ms).
 fn wrk_round(url: &str, secs: u64) -> (f64, f64, f64) {
     let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{IN_FLIGHT}"), &format!("-d{secs}s"), "--latency"])
+        .args([
+            "-t2",
+            &format!("-c{IN_FLIGHT}"),
+            &format!("-d{secs}s"),
+            "--latency",
+        ])
         .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
         .arg(url)
         .output()
@@ -263,7 +268,9 @@ fn http_get(port: u16, path: &str) -> Vec<u8> {
     let head = String::from_utf8_lossy(&buf[..split]);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
         "expected a content-length body: {head}"
     );
     buf[split + 4..].to_vec()

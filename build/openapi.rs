@@ -237,7 +237,7 @@ impl Generator {
         for f in m.fields() {
             let proto = format!("{proto_prefix}{}", f.name());
             let name = format!("{json_prefix}{}", f.json_name());
-            if bound.iter().any(|b| *b == proto) || f.is_map() {
+            if bound.contains(&proto) || f.is_map() {
                 continue;
             }
             match f.kind() {
@@ -288,7 +288,11 @@ impl Generator {
 
     fn kind_schema(&mut self, kind: &Kind) -> Value {
         match kind {
-            Kind::Double | Kind::Float => json!({"type": "number"}),
+            // Non-finite values are written as these strings (proto3 JSON).
+            Kind::Double | Kind::Float => json!({"anyOf": [
+                {"type": "number"},
+                {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]},
+            ]}),
             Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
                 json!({"type": "integer", "format": "int32"})
             }
@@ -296,10 +300,10 @@ impl Generator {
                 json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": 4_294_967_295_u64})
             }
             Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
-                json!({"type": "string", "format": "int64", "pattern": "^-?[0-9]{1,18}$"})
+                json!({"type": "string", "format": "int64", "pattern": "^-?[0-9]{1,19}$"})
             }
             Kind::Uint64 | Kind::Fixed64 => {
-                json!({"type": "string", "format": "uint64", "pattern": "^[0-9]{1,19}$"})
+                json!({"type": "string", "format": "uint64", "pattern": "^[0-9]{1,20}$"})
             }
             Kind::Bool => json!({"type": "boolean"}),
             Kind::String => json!({"type": "string"}),

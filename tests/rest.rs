@@ -170,6 +170,16 @@ async fn admin_feature_flags_is_the_bare_array_with_each_value_and_its_source(ba
     server.shutdown().await.unwrap();
 }
 
+/// (method, path, (content type, body), HTTP status, gRPC code, text in the message)
+type Refused = (
+    &'static str,
+    &'static str,
+    Option<(&'static str, Vec<u8>)>,
+    u16,
+    i32,
+    &'static str,
+);
+
 async fn refusals_have_precise_statuses_and_write_nothing(backend: Backend) {
     let Some((server, _db)) = server_on(backend).await else {
         return;
@@ -195,7 +205,7 @@ async fn refusals_have_precise_statuses_and_write_nothing(backend: Backend) {
     assert_eq!(r.status, 200);
     let before = state(&server).await;
 
-    let cases: Vec<(&str, &str, Option<(&str, Vec<u8>)>, u16, i32, &str)> = vec![
+    let cases: Vec<Refused> = vec![
         // Routing.
         (
             "GET",
@@ -356,6 +366,16 @@ async fn refusals_have_precise_statuses_and_write_nothing(backend: Backend) {
             3,
             "oneof",
         ),
+        ("GET", "/v1/flags/%zz", None, 400, 3, "flag_key"),
+        (
+            "PATCH",
+            "/v1/flags/f",
+            Some(("application/json", b"{\"descripton\":\"x\"}".to_vec())),
+            400,
+            3,
+            "flag.descripton: no such field",
+        ),
+        ("POST", "/openapi.json", None, 405, 12, "allowed: GET"),
         // Rules enforced by the service, reached through the shim.
         ("DELETE", "/v1/tenants/nobody", None, 404, 5, "not found"),
         (
@@ -472,6 +492,20 @@ async fn patch_changes_only_the_fields_it_sends(backend: Backend) {
         t["patterns"],
         json!(["a.example", "*.a.example"]),
         "untouched"
+    );
+    // An empty mask is no mask: still only what the body sends.
+    let r = http(
+        &server,
+        "PATCH",
+        "/v1/tenants/a?updateMask=",
+        admin,
+        Some(json!({"displayName": "Acme 2"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(
+        r.json()["tenant"]["patterns"],
+        json!(["a.example", "*.a.example"])
     );
     // An explicit mask wins: here it clears the display name the body omits.
     let r = http(
@@ -691,6 +725,22 @@ async fn the_bare_array_is_the_whole_collection_unless_a_page_is_asked_for(backe
         assert_eq!(page.as_array().unwrap().len(), 100);
     }
     assert_eq!(&pages, all);
+    // pageSize=0 asks for a page of the default size for this route, 1000.
+    let r = http(
+        &server,
+        "GET",
+        &format!("{ADMIN_FLAGS}?pageSize=0"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            r.json().as_array().unwrap().len(),
+            r.header("x-next-page-token")
+        ),
+        (250, None)
+    );
     server.shutdown().await.unwrap();
 }
 

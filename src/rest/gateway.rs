@@ -6,8 +6,6 @@
 //! Every rule of the API (validation, scopes, isolation) therefore lives once,
 //! in the services; this module only maps HTTP to messages and back.
 
-use std::fmt::Write as _;
-
 use axum::{
     body::Body,
     extract::Request,
@@ -96,7 +94,7 @@ impl Gateway {
         if route.rpc.is_server_streaming() {
             self.stream(route, request, principal).await
         } else {
-            self.unary(route, request, principal).await
+            self.unary(route, request, principal, query).await
         }
     }
 
@@ -180,27 +178,38 @@ impl Gateway {
         route: &Route,
         mut request: DynamicMessage,
         principal: Option<Principal>,
+        query: &str,
     ) -> Result<Response, Refusal> {
-        let Some(field) = &route.response_body else {
+        let Some(field) = route.response_body.as_ref().filter(|f| f.is_list()) else {
             let reply = self.call(route, &request, principal.as_ref()).await?;
-            return Ok(json_response(to_json(&reply)?));
+            let json = match &route.response_body {
+                None => to_json(&reply)?,
+                Some(f) => single_field_json(&reply, f)?,
+            };
+            return Ok(json_response(json));
         };
         // A bare array cannot carry a page token. When the caller asked for no
         // particular page, the array is the whole collection (pages are
         // followed here, up to a bound); otherwise, and when the bound is hit,
-        // the next page's token is in a header.
+        // the next page's token is in a header. Pages are as large as the
+        // service allows unless the caller says otherwise.
         let paging = Paging::of(route);
+        let named = |p: &FieldDescriptor| {
+            form_urlencoded::parse(query.as_bytes())
+                .any(|(k, _)| k == p.name() || k == p.json_name())
+        };
         let follow = paging
             .as_ref()
-            .is_some_and(|p| !request.has_field(&p.page_token) && !request.has_field(&p.page_size));
-        if let (true, Some(p)) = (follow, &paging) {
+            .is_some_and(|p| !named(&p.page_token) && !named(&p.page_size));
+        if let Some(p) = paging.as_ref().filter(|p| !request.has_field(&p.page_size)) {
             request.set_field(&p.page_size, Value::I32(i32::MAX));
         }
         let mut out = String::from("[");
         let mut first = true;
+        let mut seen = Vec::new();
         let next_token = loop {
             let reply = self.call(route, &request, principal.as_ref()).await?;
-            append_field(&reply, field, &mut out, &mut first)?;
+            let added = append_list(&reply, field, &mut out, &mut first)?;
             let token = paging
                 .as_ref()
                 .map(|p| string_field(&reply, &p.next_page_token))
@@ -208,9 +217,14 @@ impl Gateway {
             let (Some(p), true, false) = (&paging, follow, token.is_empty()) else {
                 break token;
             };
-            if out.len() >= self.max_body_bytes.saturating_mul(16) {
+            // Bounded, and never around in circles.
+            if out.len() >= self.max_body_bytes.saturating_mul(16)
+                || added == 0
+                || seen.contains(&token)
+            {
                 break token;
             }
+            seen.push(token.clone());
             request.set_field(&p.page_token, Value::String(token));
         };
         out.push(']');
@@ -276,12 +290,19 @@ struct Paging {
 }
 
 impl Paging {
+    /// The paging fields, when the RPC has all three with the conventional
+    /// types (`int32`, `string`, `string`).
     fn of(route: &Route) -> Option<Paging> {
         let input = route.rpc.input();
+        let singular =
+            |f: FieldDescriptor, kind: Kind| (!f.is_list() && f.kind() == kind).then_some(f);
         Some(Paging {
-            page_size: input.get_field_by_name("page_size")?,
-            page_token: input.get_field_by_name("page_token")?,
-            next_page_token: route.rpc.output().get_field_by_name("next_page_token")?,
+            page_size: singular(input.get_field_by_name("page_size")?, Kind::Int32)?,
+            page_token: singular(input.get_field_by_name("page_token")?, Kind::String)?,
+            next_page_token: singular(
+                route.rpc.output().get_field_by_name("next_page_token")?,
+                Kind::String,
+            )?,
         })
     }
 }
@@ -345,13 +366,13 @@ impl serde_json::ser::Formatter for NumberFormatter {
 }
 
 /// Appends the elements of the repeated `field` of `m` to a JSON array being
-/// written in `out`.
-fn append_field(
+/// written in `out`; returns how many.
+fn append_list(
     m: &DynamicMessage,
     field: &FieldDescriptor,
     out: &mut String,
     first: &mut bool,
-) -> Result<(), Refusal> {
+) -> Result<usize, Refusal> {
     let value = m.get_field(field);
     let mut push = |json: String| {
         if !*first {
@@ -367,29 +388,32 @@ fn append_field(
                     push(to_json(msg)?);
                 }
             }
+            Ok(items.len())
         }
-        _ => {
-            // Any other field: serialise the message and take the field.
-            let whole: Json = serde_json::from_str(&to_json(m)?)
-                .map_err(|e| crate::error::Error::internal("encoding JSON", e))?;
-            let v = whole.get(field.json_name()).cloned().unwrap_or(Json::Null);
-            match v {
-                Json::Array(items) => {
-                    for i in items {
-                        push(i.to_string());
-                    }
+        _ => match serde_json::from_str::<Json>(&single_field_json(m, field)?) {
+            Ok(Json::Array(items)) => {
+                let n = items.len();
+                for i in items {
+                    push(i.to_string());
                 }
-                other => {
-                    // A singular response_body is the body itself, not an array.
-                    out.clear();
-                    let _ = write!(out, "{other}");
-                    *first = true;
-                    return Ok(());
-                }
+                Ok(n)
             }
-        }
+            Ok(_) => Ok(0),
+            Err(e) => Err(crate::error::Error::internal("encoding JSON", e).into()),
+        },
     }
-    Ok(())
+}
+
+/// The JSON of one field of `m` (a `response_body` that is not a message
+/// list): the message is serialised and the field taken out.
+fn single_field_json(m: &DynamicMessage, field: &FieldDescriptor) -> Result<String, Refusal> {
+    let whole: Json = serde_json::from_str(&to_json(m)?)
+        .map_err(|e| crate::error::Error::internal("encoding JSON", e))?;
+    let mut out = Vec::new();
+    let v = whole.get(field.json_name()).cloned().unwrap_or(Json::Null);
+    serde_json::to_writer(&mut out, &v)
+        .map_err(|e| crate::error::Error::internal("encoding JSON", e))?;
+    String::from_utf8(out).map_err(|e| crate::error::Error::internal("encoding JSON", e).into())
 }
 
 fn json_response(json: String) -> Response {
@@ -467,10 +491,19 @@ fn derive_update_mask(
     let Some(mask) = input.get_field_by_name("update_mask") else {
         return Ok(());
     };
-    if !matches!(mask.kind(), Kind::Message(m) if m.full_name() == "google.protobuf.FieldMask")
-        || key_of(obj, &mask).is_some()
-    {
+    if !matches!(mask.kind(), Kind::Message(m) if m.full_name() == "google.protobuf.FieldMask") {
         return Ok(());
+    }
+    // A mask given with paths is used as is; an empty one (`?updateMask=`) is
+    // no mask, as in grpc-gateway: never "update everything" by accident.
+    if let Some(k) = key_of(obj, &mask).map(str::to_owned) {
+        if obj
+            .get(&k)
+            .is_some_and(|v| v.as_str().is_none_or(|s| !s.trim().is_empty()))
+        {
+            return Ok(());
+        }
+        obj.remove(&k);
     }
     let (Some(Json::Object(body)), Kind::Message(desc)) =
         (obj.get(body_field.name()), body_field.kind())
@@ -483,7 +516,7 @@ fn derive_update_mask(
         .filter_map(|(p, _)| p.strip_prefix(prefix.as_str()))
         .collect();
     let mut paths = Vec::new();
-    mask_paths(body, &desc, "", "", &bound, &mut paths);
+    mask_paths(body, &desc, body_field.name(), "", "", &bound, &mut paths)?;
     if paths.is_empty() {
         return Err(Refusal::invalid(format!(
             "{}: the body names no field to update",
@@ -497,18 +530,20 @@ fn derive_update_mask(
 fn mask_paths(
     body: &Map<String, Json>,
     desc: &MessageDescriptor,
+    root: &str,
     proto_prefix: &str,
     json_prefix: &str,
     bound: &[&str],
     out: &mut Vec<String>,
-) {
+) -> Result<(), Refusal> {
     for (key, value) in body {
         let Some(field) = desc
             .get_field_by_name(key)
             .or_else(|| desc.fields().find(|f| f.json_name() == key))
         else {
-            // Unknown: the deserializer names it.
-            continue;
+            return Err(Refusal::invalid(format!(
+                "{root}.{proto_prefix}{key}: no such field"
+            )));
         };
         let proto = format!("{proto_prefix}{}", field.name());
         if bound.contains(&proto.as_str()) {
@@ -522,15 +557,17 @@ fn mask_paths(
                 mask_paths(
                     inner,
                     &m,
+                    root,
                     &format!("{proto}."),
                     &format!("{json}."),
                     bound,
                     out,
-                );
+                )?;
             }
             _ => out.push(json),
         }
     }
+    Ok(())
 }
 
 fn parse_body(body: &Bytes) -> Result<Json, Refusal> {
@@ -763,7 +800,8 @@ impl Decoder for RawCodec {
 }
 
 impl Refusal {
-    fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> Refusal {
+    /// 405, with the `Allow` header listing `allowed`.
+    pub(crate) fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> Refusal {
         let allow = allowed
             .iter()
             .map(Method::as_str)

@@ -33,7 +33,15 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 /// Returns the fixed HTTP routes of the main listener: `/metrics` and the
 /// OpenAPI document. The annotated routes are served by the [`Gateway`].
 pub fn router() -> Router {
-    metrics_router().route(OPENAPI_PATH, get(openapi))
+    metrics_router()
+        .route(OPENAPI_PATH, get(openapi))
+        .method_not_allowed_fallback(fixed_route_method_not_allowed)
+}
+
+/// The fixed routes are GET-only; any other method gets the same 405 as the
+/// annotated routes.
+async fn fixed_route_method_not_allowed(method: http::Method, uri: http::Uri) -> Response {
+    Refusal::method_not_allowed(&method, uri.path(), &[http::Method::GET]).into_response()
 }
 
 /// Returns the routes of the optional metrics-only listener: `/metrics` alone.

@@ -105,7 +105,10 @@ impl Template {
                     if part.is_empty() {
                         return None;
                     }
-                    bound.push((field.as_str(), percent_decode(part)?));
+                    // A malformed escape is bound as sent, for the service
+                    // to refuse with a 400 naming the field.
+                    let value = percent_decode(part).unwrap_or_else(|| part.to_owned());
+                    bound.push((field.as_str(), value));
                 }
             }
         }
@@ -188,6 +191,9 @@ fn percent_decode(s: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = s.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -229,7 +235,15 @@ mod tests {
         );
         assert_eq!(nested.matches("/v1/tenants/a/b"), None);
         assert_eq!(nested.matches("/v1/tenants"), None);
-        assert_eq!(nested.matches("/v1/tenants/%zz"), None);
+        assert_eq!(
+            nested.matches("/v1/tenants/%zz"),
+            Some(vec![("tenant.id", "%zz".to_owned())]),
+            "bound as sent, for the service to refuse"
+        );
+        assert_eq!(
+            nested.matches("/v1/tenants/%+5"),
+            Some(vec![("tenant.id", "%+5".to_owned())])
+        );
 
         let collection = t("/v1/tenants:resolve");
         assert_eq!(collection.matches("/v1/tenants:resolve"), Some(vec![]));
