@@ -14,6 +14,10 @@
 # version) and /v1/flags:watch (a stream that only ends when the client
 # leaves).
 #
+# One worker: with several, hypothesis parses lambda sources from threads at
+# once, which CPython 3.11 before 3.11.8 can fail ("AST constructor recursion
+# depth mismatch", CPython gh-106905), a crash of the tool, not a finding.
+#
 # Usage: scripts/rest-fuzz.sh [BINARY]   (env: FUZZ_SECONDS=150 FUZZ_SEED=1)
 set -euo pipefail
 BIN="$(realpath "${1:-target/debug/switchyard}")"
@@ -36,7 +40,7 @@ timeout $((SECONDS_BUDGET + 120)) st run "$BASE/openapi.json" \
   --checks all --exclude-checks positive_data_acceptance \
   --exclude-tag GatingService --exclude-path '/v1/flags:watch' \
   --max-examples 50 --max-time "$SECONDS_BUDGET" --request-timeout 10 \
-  --seed "$SEED" --workers 2 --no-color --suppress-health-check all
+  --seed "$SEED" --workers 1 --no-color --suppress-health-check all
 RC=$?
 set -e
 if grep -q "panicked" server.log; then
