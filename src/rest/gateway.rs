@@ -24,7 +24,7 @@ use serde_json::{Map, Value as Json};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use super::{
-    Refusal,
+    Refusal, json,
     routes::{BodyRule, Lookup, Route, RouteTable},
 };
 use crate::auth::Principal;
@@ -156,7 +156,7 @@ impl Gateway {
         route: &Route,
         request: &DynamicMessage,
         principal: Option<&Principal>,
-    ) -> Result<DynamicMessage, Refusal> {
+    ) -> Result<Reply, Refusal> {
         let mut client = self.client();
         if let Err(e) = client.ready().await {
             match e {}
@@ -169,8 +169,10 @@ impl Gateway {
             .unary(req, route.grpc_path.clone(), RawCodec)
             .await
             .map_err(Refusal::from)?;
-        DynamicMessage::decode(route.rpc.output(), reply.into_inner())
-            .map_err(|e| Refusal::from(crate::error::Error::internal("decoding a reply", e)))
+        Ok(Reply {
+            desc: route.rpc.output(),
+            bytes: reply.into_inner(),
+        })
     }
 
     async fn unary(
@@ -183,8 +185,8 @@ impl Gateway {
         let Some(field) = route.response_body.as_ref().filter(|f| f.is_list()) else {
             let reply = self.call(route, &request, principal.as_ref()).await?;
             let json = match &route.response_body {
-                None => to_json(&reply)?,
-                Some(f) => single_field_json(&reply, f)?,
+                None => reply.json()?,
+                Some(f) => single_field_json(&reply.dynamic()?, f)?,
             };
             return Ok(json_response(json));
         };
@@ -209,10 +211,11 @@ impl Gateway {
         let mut seen = Vec::new();
         let next_token = loop {
             let reply = self.call(route, &request, principal.as_ref()).await?;
-            let added = append_list(&reply, field, &mut out, &mut first)?;
+            let added = reply.append_list(field, &mut out, &mut first)?;
             let token = paging
                 .as_ref()
-                .map(|p| string_field(&reply, &p.next_page_token))
+                .map(|p| reply.string_field(&p.next_page_token))
+                .transpose()?
                 .unwrap_or_default();
             let (Some(p), true, false) = (&paging, follow, token.is_empty()) else {
                 break token;
@@ -262,13 +265,13 @@ impl Gateway {
         let output = route.rpc.output();
         let lines = stream.map(move |item| {
             let line = match item {
-                Ok(bytes) => DynamicMessage::decode(output.clone(), bytes)
-                    .map_err(|e| {
-                        crate::error::Error::internal("decoding a stream message", e).into()
-                    })
-                    .and_then(|m| to_json(&m))
-                    .map(|json| format!("{{\"result\":{json}}}\n"))
-                    .unwrap_or_else(|r: Refusal| format!("{{\"error\":{}}}\n", r.body())),
+                Ok(bytes) => Reply {
+                    desc: output.clone(),
+                    bytes,
+                }
+                .json()
+                .map(|json| format!("{{\"result\":{json}}}\n"))
+                .unwrap_or_else(|r: Refusal| format!("{{\"error\":{}}}\n", r.body())),
                 Err(status) => format!("{{\"error\":{}}}\n", Refusal::from(status).body()),
             };
             Ok::<_, std::convert::Infallible>(Bytes::from(line))
@@ -307,10 +310,83 @@ impl Paging {
     }
 }
 
-fn string_field(m: &DynamicMessage, f: &FieldDescriptor) -> String {
-    match m.get_field(f).as_ref() {
-        Value::String(s) => s.clone(),
-        _ => String::new(),
+/// A reply as the service encoded it, with its type.
+struct Reply {
+    desc: MessageDescriptor,
+    bytes: Bytes,
+}
+
+impl Reply {
+    fn dynamic(&self) -> Result<DynamicMessage, Refusal> {
+        DynamicMessage::decode(self.desc.clone(), self.bytes.clone())
+            .map_err(|e| crate::error::Error::internal("decoding a reply", e).into())
+    }
+
+    /// The reply's proto3 JSON: straight from the wire when [`json`] can,
+    /// through a `DynamicMessage` otherwise.
+    fn json(&self) -> Result<String, Refusal> {
+        let mut out = Vec::with_capacity(self.bytes.len() * 2);
+        if json::write_message(&self.desc, &self.bytes, &mut out).is_some() {
+            return String::from_utf8(out)
+                .map_err(|e| crate::error::Error::internal("encoding JSON", e).into());
+        }
+        to_json(&self.dynamic()?)
+    }
+
+    /// Appends the elements of the repeated `field` to the JSON array being
+    /// written in `out`; returns how many.
+    fn append_list(
+        &self,
+        field: &FieldDescriptor,
+        out: &mut String,
+        first: &mut bool,
+    ) -> Result<usize, Refusal> {
+        if let (Kind::Message(elem), Some(raw)) = (field.kind(), json::fields(&self.bytes)) {
+            let mut buf = Vec::new();
+            let mut n = 0;
+            let all = raw
+                .iter()
+                .filter(|(num, _)| *num == field.number())
+                .all(|(_, r)| {
+                    let json::Raw::Bytes(b) = r else { return false };
+                    if n > 0 {
+                        buf.push(b',');
+                    }
+                    n += 1;
+                    json::write_message(&elem, b, &mut buf).is_some()
+                });
+            if let (true, Ok(text)) = (all, String::from_utf8(buf)) {
+                if n > 0 {
+                    if !*first {
+                        out.push(',');
+                    }
+                    *first = false;
+                    out.push_str(&text);
+                }
+                return Ok(n);
+            }
+        }
+        append_list(&self.dynamic()?, field, out, first)
+    }
+
+    /// The value of a singular string field.
+    fn string_field(&self, f: &FieldDescriptor) -> Result<String, Refusal> {
+        if let Some(raw) = json::fields(&self.bytes) {
+            let mut found = raw.iter().rev().filter(|(n, _)| *n == f.number());
+            match found.next() {
+                None => return Ok(String::new()),
+                Some((_, json::Raw::Bytes(b))) => {
+                    if let Ok(s) = std::str::from_utf8(b) {
+                        return Ok(s.to_owned());
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(match self.dynamic()?.get_field(f).as_ref() {
+            Value::String(s) => s.clone(),
+            _ => String::new(),
+        })
     }
 }
 
@@ -335,7 +411,7 @@ fn serialize_options() -> SerializeOptions {
     SerializeOptions::new().skip_default_fields(false)
 }
 
-fn to_json(m: &DynamicMessage) -> Result<String, Refusal> {
+pub(crate) fn to_json(m: &DynamicMessage) -> Result<String, Refusal> {
     let mut buf = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, NumberFormatter);
     m.serialize_with_options(&mut ser, &serialize_options())
@@ -345,7 +421,7 @@ fn to_json(m: &DynamicMessage) -> Result<String, Refusal> {
 
 /// Writes integral doubles without a fraction (`10`, not `10.0`), as Go's
 /// protojson and grpc-gateway do; everything else as serde_json does.
-struct NumberFormatter;
+pub(crate) struct NumberFormatter;
 
 impl serde_json::ser::Formatter for NumberFormatter {
     fn write_f64<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f64) -> std::io::Result<()> {

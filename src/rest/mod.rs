@@ -8,6 +8,7 @@
 
 pub mod annotations;
 pub mod gateway;
+mod json;
 pub mod routes;
 pub mod template;
 
