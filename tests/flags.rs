@@ -32,17 +32,11 @@ async fn evaluate(
 }
 
 async fn values_report_their_source_with_env_over_tenant_over_store_over_default(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
+    let Some((server, _db)) =
+        server_with(backend, |c| with_env_flag(c, "kill-switch", "true")).await
+    else {
         return;
     };
-    if backend == Backend::Postgres {
-        db.migrate().await;
-    }
-    let mut config = test_config(&db);
-    config
-        .flag_overrides
-        .insert("SWITCHYARD_FLAG_KILL_SWITCH".into(), "true".into());
-    let server = TestServer::start(config).await;
     setup_tenants(&server, &["a", "b"]).await;
     let mut admin = server.flags(ADMIN).await;
     admin

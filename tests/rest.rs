@@ -23,17 +23,11 @@ on_both_backends!(
 const ADMIN_FLAGS: &str = "/admin/feature-flags";
 
 async fn admin_feature_flags_is_the_bare_array_with_each_value_and_its_source(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
+    let Some((server, _db)) =
+        server_with(backend, |c| with_env_flag(c, "kill-switch", "true")).await
+    else {
         return;
     };
-    if backend == Backend::Postgres {
-        db.migrate().await;
-    }
-    let mut config = test_config(&db);
-    config
-        .flag_overrides
-        .insert("SWITCHYARD_FLAG_KILL_SWITCH".into(), "true".into());
-    let server = TestServer::start(config).await;
     let admin = Some(ADMIN);
     for id in ["a", "b"] {
         let r = http(

@@ -374,12 +374,40 @@ macro_rules! on_both_backends {
 /// Creates a fresh database for `backend`, migrated, and starts a server on it;
 /// `None` when the backend is unavailable outside CI (the test then returns).
 pub async fn server_on(backend: Backend) -> Option<(TestServer, TestDb)> {
+    server_with(backend, |_| {}).await
+}
+
+/// Like [`server_on`], with the test configuration adjusted by `configure`.
+pub async fn server_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut Config),
+) -> Option<(TestServer, TestDb)> {
     let db = TestDb::new(backend).await?;
     if backend == Backend::Postgres {
         db.migrate().await;
     }
-    let server = TestServer::start(test_config(&db)).await;
+    let mut config = test_config(&db);
+    configure(&mut config);
+    let server = TestServer::start(config).await;
     Some((server, db))
+}
+
+/// Sets the replica-local env override of flag `key`, as
+/// `SWITCHYARD_FLAG_<KEY>=value` would.
+pub fn with_env_flag(config: &mut Config, key: &str, value: &str) {
+    let name: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    config
+        .flag_overrides
+        .insert(format!("SWITCHYARD_FLAG_{name}"), value.into());
 }
 
 // Flag helpers shared by the flag and watch suites.
