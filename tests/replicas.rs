@@ -335,3 +335,85 @@ async fn killed_pubsub_connections_lose_no_change_and_repeat_none() {
     one.shutdown().await.unwrap();
     two.shutdown().await.unwrap();
 }
+
+/// The REST shims in the fleet shape: an override written over REST on one
+/// replica shows in the other's `/admin/feature-flags` array, and its REST
+/// watch receives it, through Redis pub/sub (the poll is a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_writes_on_one_replica_show_in_the_others_admin_array_and_watch() {
+    use http_body_util::BodyExt;
+    let Some((db, redis)) = fleet().await else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let one = TestServer::start(replica_config(&db, &redis, &prefix)).await;
+    let two = TestServer::start(replica_config(&db, &redis, &prefix)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let admin = Some(ADMIN);
+    let body = |v: serde_json::Value| Some(v);
+    let r = http(
+        &one,
+        "POST",
+        "/v1/tenants",
+        admin,
+        body(serde_json::json!({"id": "a", "patterns": ["a.example"]})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = http(
+        &one,
+        "POST",
+        "/v1/flags",
+        admin,
+        body(serde_json::json!({"key": "f", "type": "FLAG_TYPE_STRING", "defaultValue": "off"})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+
+    let watch = http_send(&two, "GET", "/v1/flags:watch?tenantId=a", admin, None).await;
+    assert_eq!(watch.status(), 200);
+    let mut stream = watch.into_body();
+
+    let r = http(
+        &one,
+        "PUT",
+        "/v1/tenants/a/flags/f",
+        admin,
+        body(serde_json::json!("on")),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let revision = r.json()["revision"].clone();
+    wait_until(Duration::from_secs(10), || async {
+        http(&two, "GET", "/admin/feature-flags?tenant=a", admin, None)
+            .await
+            .json()
+            == serde_json::json!([{"flag": "f", "value": "on", "source": "tenant"}])
+    })
+    .await;
+    // The watch on the other replica: the snapshot, then the override.
+    let mut buf = Vec::new();
+    let upsert = loop {
+        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            if event["result"]["type"] == "FLAG_EVENT_TYPE_UPSERT" {
+                break event;
+            }
+            continue;
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(10), stream.frame())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream continues")
+            .expect("a frame");
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+    };
+    assert_eq!(upsert["result"]["revision"], revision);
+    assert_eq!(upsert["result"]["flag"]["value"], "on");
+    drop(stream);
+    one.shutdown().await.unwrap();
+    two.shutdown().await.unwrap();
+}
