@@ -4,8 +4,9 @@
 # services, health and reflection listed; health SERVING; calls without a token
 # refused; tenant tokens confined; then, as a user would: tenants with
 # overlapping patterns resolve with the documented precedence, the mapping
-# survives a restart, and a flag evaluates with its source. Exits non-zero on
-# the first difference.
+# survives a restart, and a flag evaluates with its source; then the REST shims
+# with curl (401, 403, the /admin/feature-flags array with every source).
+# Exits non-zero on the first difference.
 set -euo pipefail
 BIN="$(realpath "${1:-target/debug/switchyard}")"
 DIR="$(mktemp -d)"
@@ -14,7 +15,7 @@ ADDR="127.0.0.1:$PORT"
 cd "$DIR"
 ADMIN="smoke-admin-token-0123456789"
 start() {
-  SWITCHYARD_LISTEN="$ADDR" SWITCHYARD_ADMIN_TOKEN="$ADMIN" \
+  SWITCHYARD_LISTEN="$ADDR" SWITCHYARD_ADMIN_TOKEN="$ADMIN" SWITCHYARD_FLAG_KILL_SWITCH=true \
     SWITCHYARD_TOKENS="tenant:a=smoke-tenant-a-token-0123" "$BIN" serve >>server.log 2>&1 &
   PID=$!
   for _ in $(seq 1 100); do grpcurl -plaintext "$ADDR" list >/dev/null 2>&1 && break; sleep 0.1; done
@@ -78,5 +79,43 @@ start
 check_precedence
 expect "the override survives a restart" '"source": "tenant"' \
   call FlagService/EvaluateFlag '{"flagKey":"new-ui","tenantId":"acme"}'
-kill -TERM $PID; wait $PID || fail "server exit status $? after the second SIGTERM"
 echo "ok: the mapping and the flags survive a restart"
+
+# The REST shims with curl, as the REST issue's user: 401 without a token, 403
+# for another tenant, and the bare array with every source.
+BASE="http://$ADDR"
+rest() { # rest EXPECTED_STATUS METHOD PATH [TOKEN] [JSON]
+  local want="$1" method="$2" path="$3" token="${4:-}" data="${5:-}" args=()
+  [ -n "$token" ] && args+=(-H "authorization: Bearer $token")
+  [ -n "$data" ] && args+=(-H "content-type: application/json" -d "$data")
+  local code; code="$(curl -s -o rest.json -w '%{http_code}' -X "$method" "${args[@]}" "$BASE$path")"
+  [ "$code" = "$want" ] || fail "$method $path: HTTP $code, expected $want: $(cat rest.json)"
+}
+rest 401 GET /admin/feature-flags
+grep -q '"code":16' rest.json || fail "401 body is not a google.rpc.Status: $(cat rest.json)"
+echo "ok: curl without a token: 401 with a google.rpc.Status"
+rest 403 GET '/admin/feature-flags?tenant=acme' smoke-tenant-a-token-0123
+echo "ok: curl with another tenant's token: 403"
+rest 200 POST /v1/flags "$ADMIN" '{"key":"kill-switch","type":"FLAG_TYPE_BOOL","defaultValue":false}'
+rest 200 POST /v1/flags "$ADMIN" '{"key":"limit","type":"FLAG_TYPE_NUMBER","defaultValue":10}'
+rest 200 PATCH /v1/flags/limit "$ADMIN" '{"storedValue":20}'
+rest 200 POST /v1/flags "$ADMIN" '{"key":"theme","type":"FLAG_TYPE_STRING","defaultValue":"light"}'
+rest 200 GET '/admin/feature-flags?tenant=acme' "$ADMIN"
+python3 - rest.json <<'PY' || fail "unexpected /admin/feature-flags body: $(cat rest.json)"
+import json, sys
+got = json.load(open(sys.argv[1]))
+want = [
+    {"flag": "kill-switch", "value": True, "source": "env"},
+    {"flag": "limit", "value": 20, "source": "store"},
+    {"flag": "new-ui", "value": True, "source": "tenant"},
+    {"flag": "theme", "value": "light", "source": "default"},
+]
+sys.exit(0 if got == want else 1)
+PY
+echo "ok: curl /admin/feature-flags?tenant=acme: the bare array with env, store, tenant and default sources"
+rest 200 GET /openapi.json
+python3 -c 'import json,sys; d=json.load(open("rest.json")); sys.exit(0 if "/admin/feature-flags" in d["paths"] else 1)' \
+  || fail "/openapi.json lacks /admin/feature-flags"
+echo "ok: /openapi.json describes the routes"
+kill -TERM $PID; wait $PID || fail "server exit status $? after the second SIGTERM"
+echo "ok: clean exit"
