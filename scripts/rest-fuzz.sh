@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fuzzes the REST shims with schemathesis, driven by the server's own
-# /openapi.json, against a real server started here on loopback over a fresh
-# SQLite file. Bounded: --max-time per run and a hard timeout around it.
+# Validates the server's own /openapi.json (openapi-spec-validator), then
+# fuzzes the REST shims with schemathesis driven by it, against a real server
+# started here on loopback over a fresh SQLite file. Bounded: --max-time per run
+# and a hard timeout around it.
 #
 # Checks: every schemathesis check except positive_data_acceptance, so: no
 # 5xx, status codes, content types, headers and bodies as documented,
@@ -33,6 +34,10 @@ SWITCHYARD_LISTEN="127.0.0.1:$PORT" SWITCHYARD_ADMIN_TOKEN="$ADMIN" SWITCHYARD_L
 PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
 for _ in $(seq 1 100); do curl -sf "$BASE/openapi.json" >/dev/null && break; sleep 0.1; done
+
+# The served document is valid OpenAPI 3.1 before anything is generated from it.
+curl -sf "$BASE/openapi.json" -o openapi.json
+openapi-spec-validator openapi.json || { echo "FAIL: /openapi.json is not valid OpenAPI"; exit 1; }
 
 set +e
 timeout $((SECONDS_BUDGET + 120)) st run "$BASE/openapi.json" \
