@@ -370,6 +370,13 @@ async fn rest_writes_on_one_replica_show_in_the_others_admin_array_and_watch() {
     .await;
     assert_eq!(r.status, 200);
 
+    // Two has both (through pub/sub) before its watch opens.
+    wait_until(Duration::from_secs(10), || async {
+        let r = http(&two, "GET", "/admin/feature-flags?tenant=a", admin, None).await;
+        r.status == 200
+            && r.json() == serde_json::json!([{"flag": "f", "value": "off", "source": "default"}])
+    })
+    .await;
     let watch = http_send(&two, "GET", "/v1/flags:watch?tenantId=a", admin, None).await;
     assert_eq!(watch.status(), 200);
     let mut stream = watch.into_body();

@@ -354,7 +354,8 @@ impl Reply {
                     }
                     n += 1;
                     json::write_message(&elem, b, &mut buf).is_some()
-                });
+                })
+                && self.rest_is_well_formed(&raw, field);
             if let (true, Ok(text)) = (all, String::from_utf8(buf)) {
                 if n > 0 {
                     if !*first {
@@ -369,18 +370,38 @@ impl Reply {
         append_list(&self.dynamic()?, field, out, first)
     }
 
+    /// Whether every field of the reply other than `list` would decode:
+    /// the fast path of [`Reply::append_list`] writes only `list`, so it must
+    /// not accept a reply the decoder would refuse.
+    fn rest_is_well_formed(&self, raw: &[(u32, json::Raw<'_>)], list: &FieldDescriptor) -> bool {
+        let mut scratch = Vec::new();
+        raw.iter()
+            .filter(|(n, _)| *n != list.number())
+            .all(|(n, r)| {
+                scratch.clear();
+                match self.desc.get_field(*n) {
+                    // Unknown fields are kept aside by the decoder, not refused.
+                    None => true,
+                    Some(f) if f.is_list() => {
+                        json::write_list_entry(&f, *r, &mut scratch, &mut true, 0).is_some()
+                    }
+                    Some(f) => json::write_single(&f.kind(), *r, &mut scratch, 0).is_some(),
+                }
+            })
+    }
+
     /// The value of a singular string field.
     fn string_field(&self, f: &FieldDescriptor) -> Result<String, Refusal> {
         if let Some(raw) = json::fields(&self.bytes) {
-            let mut found = raw.iter().rev().filter(|(n, _)| *n == f.number());
-            match found.next() {
-                None => return Ok(String::new()),
-                Some((_, json::Raw::Bytes(b))) => {
+            let mut found = raw.iter().filter(|(n, _)| *n == f.number());
+            match (found.next(), found.next()) {
+                (None, _) => return Ok(String::new()),
+                (Some((_, json::Raw::Bytes(b))), None) => {
                     if let Ok(s) = std::str::from_utf8(b) {
                         return Ok(s.to_owned());
                     }
                 }
-                Some(_) => {}
+                _ => {}
             }
         }
         Ok(match self.dynamic()?.get_field(f).as_ref() {

@@ -27,6 +27,10 @@ fn varint(buf: &mut &[u8]) -> Option<u64> {
     for shift in (0..64).step_by(7) {
         let (&b, rest) = buf.split_first()?;
         *buf = rest;
+        // The tenth byte may only carry the top bit (prost refuses more).
+        if shift == 63 && b > 1 {
+            return None;
+        }
         value |= u64::from(b & 0x7f) << shift;
         if b < 0x80 {
             return Some(value);
@@ -49,7 +53,10 @@ pub(crate) fn fields(mut buf: &[u8]) -> Option<Vec<(u32, Raw<'_>)>> {
     let mut out = Vec::new();
     while !buf.is_empty() {
         let key = varint(&mut buf)?;
-        let number = u32::try_from(key >> 3).ok()?;
+        // Field numbers are 1 to 2^29 - 1, as prost checks.
+        let number = u32::try_from(key >> 3)
+            .ok()
+            .filter(|n| (1..=536_870_911).contains(n))?;
         let raw = match key & 7 {
             0 => Raw::Varint(varint(&mut buf)?),
             1 => Raw::Fixed64(u64::from_le_bytes(take(&mut buf, 8)?.try_into().ok()?)),
@@ -65,6 +72,10 @@ pub(crate) fn fields(mut buf: &[u8]) -> Option<Vec<(u32, Raw<'_>)>> {
     Some(out)
 }
 
+/// Nesting deeper than this is left to the fallback, which applies prost's own
+/// recursion limit (100).
+const MAX_DEPTH: u32 = 64;
+
 /// Writes the JSON of the message `desc` encoded in `bytes`, or returns `None`
 /// (with `out` in an unspecified state) when the fast path does not apply.
 pub(crate) fn write_message(
@@ -72,11 +83,19 @@ pub(crate) fn write_message(
     bytes: &[u8],
     out: &mut Vec<u8>,
 ) -> Option<()> {
+    message_at(desc, bytes, out, 0)
+}
+
+fn message_at(desc: &MessageDescriptor, bytes: &[u8], out: &mut Vec<u8>, depth: u32) -> Option<()> {
+    let depth = depth + 1;
+    if depth > MAX_DEPTH {
+        return None;
+    }
     match desc.full_name() {
         "google.protobuf.Timestamp" => return write_timestamp(bytes, out),
-        "google.protobuf.Value" => return write_value(bytes, out),
-        "google.protobuf.Struct" => return write_struct(bytes, out),
-        "google.protobuf.ListValue" => return write_list(bytes, out),
+        "google.protobuf.Value" => return write_value(bytes, out, depth),
+        "google.protobuf.Struct" => return write_struct(bytes, out, depth),
+        "google.protobuf.ListValue" => return write_list(bytes, out, depth),
         _ if desc.package_name() == "google.protobuf" => return None,
         _ => {}
     }
@@ -95,13 +114,23 @@ pub(crate) fn write_message(
             out.push(b'[');
             let mut first_item = true;
             for r in entries {
-                write_list_entry(&field, r, out, &mut first_item)?;
+                write_list_entry(&field, r, out, &mut first_item, depth)?;
             }
             out.push(b']');
             continue;
         }
         let value = entries.next();
         if entries.next().is_some() {
+            return None;
+        }
+        // Two members of one oneof on the wire: the decoder keeps the last;
+        // left to it.
+        if value.is_some()
+            && let Some(oneof) = field.containing_oneof()
+            && oneof.fields().any(|other| {
+                other.number() != number && raw.iter().any(|(n, _)| *n == other.number())
+            })
+        {
             return None;
         }
         match value {
@@ -112,7 +141,7 @@ pub(crate) fn write_message(
             }
             Some(r) => {
                 key(&field, out, &mut first);
-                write_single(&field.kind(), r, out)?;
+                write_single(&field.kind(), r, out, depth)?;
             }
         }
     }
@@ -142,11 +171,12 @@ fn comma(out: &mut Vec<u8>, first: &mut bool) {
 }
 
 /// One wire entry of a repeated field: a packed run of numbers or one value.
-fn write_list_entry(
+pub(crate) fn write_list_entry(
     field: &FieldDescriptor,
     r: Raw<'_>,
     out: &mut Vec<u8>,
     first: &mut bool,
+    depth: u32,
 ) -> Option<()> {
     let kind = field.kind();
     let packable = !matches!(kind, Kind::String | Kind::Bytes | Kind::Message(_));
@@ -163,13 +193,13 @@ fn write_list_entry(
                     _ => Raw::Varint(varint(&mut run)?),
                 };
                 comma(out, first);
-                write_single(&kind, item, out)?;
+                write_single(&kind, item, out, depth)?;
             }
             Some(())
         }
         _ => {
             comma(out, first);
-            write_single(&kind, r, out)
+            write_single(&kind, r, out, depth)
         }
     }
 }
@@ -181,6 +211,9 @@ fn write_default(field: &FieldDescriptor, out: &mut Vec<u8>) -> Option<()> {
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => {
             out.extend_from_slice(b"\"0\"");
         }
+        Kind::Enum(e) if e.full_name() == "google.protobuf.NullValue" => {
+            out.extend_from_slice(b"null")
+        }
         Kind::Enum(e) => match e.get_value(0) {
             Some(v) => write_str(v.name(), out),
             None => out.push(b'0'),
@@ -191,7 +224,7 @@ fn write_default(field: &FieldDescriptor, out: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
-fn write_single(kind: &Kind, r: Raw<'_>, out: &mut Vec<u8>) -> Option<()> {
+pub(crate) fn write_single(kind: &Kind, r: Raw<'_>, out: &mut Vec<u8>, depth: u32) -> Option<()> {
     let mut fmt = super::gateway::NumberFormatter;
     match (kind, r) {
         (Kind::Bool, Raw::Varint(v)) => {
@@ -227,6 +260,9 @@ fn write_single(kind: &Kind, r: Raw<'_>, out: &mut Vec<u8>) -> Option<()> {
             }
         }
         (Kind::String, Raw::Bytes(b)) => write_str(std::str::from_utf8(b).ok()?, out),
+        (Kind::Enum(e), Raw::Varint(_)) if e.full_name() == "google.protobuf.NullValue" => {
+            out.extend_from_slice(b"null");
+        }
         (Kind::Enum(e), Raw::Varint(v)) => {
             let n = v as i32;
             match e.get_value(n) {
@@ -234,7 +270,7 @@ fn write_single(kind: &Kind, r: Raw<'_>, out: &mut Vec<u8>) -> Option<()> {
                 None => push_display(out, n),
             }
         }
-        (Kind::Message(m), Raw::Bytes(b)) => write_message(m, b, out)?,
+        (Kind::Message(m), Raw::Bytes(b)) => message_at(m, b, out, depth)?,
         _ => return None,
     }
     Some(())
@@ -281,7 +317,11 @@ fn write_timestamp(bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
 }
 
 /// `google.protobuf.Value`: one of null, number, string, bool, struct, list.
-fn write_value(bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
+fn write_value(bytes: &[u8], out: &mut Vec<u8>, depth: u32) -> Option<()> {
+    let depth = depth + 1;
+    if depth > MAX_DEPTH {
+        return None;
+    }
     let raw = fields(bytes)?;
     match raw.as_slice() {
         [] | [(1, Raw::Varint(_))] => out.extend_from_slice(b"null"),
@@ -294,31 +334,35 @@ fn write_value(bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
         }
         [(3, Raw::Bytes(b))] => write_str(std::str::from_utf8(b).ok()?, out),
         [(4, Raw::Varint(v))] => out.extend_from_slice(if *v != 0 { b"true" } else { b"false" }),
-        [(5, Raw::Bytes(b))] => write_struct(b, out)?,
-        [(6, Raw::Bytes(b))] => write_list(b, out)?,
+        [(5, Raw::Bytes(b))] => write_struct(b, out, depth)?,
+        [(6, Raw::Bytes(b))] => write_list(b, out, depth)?,
         _ => return None,
     }
     Some(())
 }
 
-/// `google.protobuf.Struct`: keys sorted, the last of a repeated key wins
-/// (as a decoded `BTreeMap` would have it).
-fn write_struct(bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
+/// `google.protobuf.Struct`: keys sorted, as a decoded `BTreeMap` has them. A
+/// repeated key (which the decoder merges) is left to the fallback.
+fn write_struct(bytes: &[u8], out: &mut Vec<u8>, depth: u32) -> Option<()> {
     let mut entries = std::collections::BTreeMap::new();
     for (n, r) in fields(bytes)? {
         let (1, Raw::Bytes(entry)) = (n, r) else {
             return None;
         };
-        let mut k = "";
-        let mut v: &[u8] = &[];
+        let (mut k, mut v) = (None, None);
         for (en, er) in fields(entry)? {
-            match (en, er) {
-                (1, Raw::Bytes(b)) => k = std::str::from_utf8(b).ok()?,
-                (2, Raw::Bytes(b)) => v = b,
+            let slot = match (en, er) {
+                (1, Raw::Bytes(b)) => k.replace(std::str::from_utf8(b).ok()?),
+                (2, Raw::Bytes(b)) => v.replace(b).map(|_| ""),
                 _ => return None,
+            };
+            if slot.is_some() {
+                return None;
             }
         }
-        entries.insert(k, v);
+        if entries.insert(k.unwrap_or(""), v.unwrap_or(&[])).is_some() {
+            return None;
+        }
     }
     out.push(b'{');
     let mut first = true;
@@ -326,14 +370,14 @@ fn write_struct(bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
         comma(out, &mut first);
         write_str(k, out);
         out.push(b':');
-        write_value(v, out)?;
+        write_value(v, out, depth)?;
     }
     out.push(b'}');
     Some(())
 }
 
 /// `google.protobuf.ListValue`.
-fn write_list(bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
+fn write_list(bytes: &[u8], out: &mut Vec<u8>, depth: u32) -> Option<()> {
     out.push(b'[');
     let mut first = true;
     for (n, r) in fields(bytes)? {
@@ -341,7 +385,7 @@ fn write_list(bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
             return None;
         };
         comma(out, &mut first);
-        write_value(v, out)?;
+        write_value(v, out, depth)?;
     }
     out.push(b']');
     Some(())
@@ -530,7 +574,9 @@ mod tests {
             .unwrap();
         assert!(write_message(&desc, &msg.encode_to_vec(), &mut Vec::new()).is_none());
         // A field repeated on the wire (legal, last wins) is left to prost.
-        let mut bytes = msg.encode_to_vec();
+        let finite = effective("f", v(V::NumberValue(1.0)), "store");
+        assert!(write_message(&desc, &finite.encode_to_vec(), &mut Vec::new()).is_some());
+        let mut bytes = finite.encode_to_vec();
         bytes.extend(
             EffectiveFlag {
                 flag: "g".into(),
@@ -539,6 +585,49 @@ mod tests {
             .encode_to_vec(),
         );
         assert!(write_message(&desc, &bytes, &mut Vec::new()).is_none());
+        // Two members of a oneof (resolve_key, then tenant_id).
+        let request = pool()
+            .get_message_by_name("switchyard.v1.EvaluateFlagRequest")
+            .unwrap();
+        assert!(
+            write_message(&request, &[0x1a, 1, b'b', 0x12, 1, b'a'], &mut Vec::new()).is_none()
+        );
+        assert!(write_message(&request, &[0x12, 1, b'a'], &mut Vec::new()).is_some());
+        // An over-long varint, field number 0.
+        let response = pool()
+            .get_message_by_name("switchyard.v1.ListFlagsResponse")
+            .unwrap();
+        let overlong = [
+            0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+        ];
+        assert!(write_message(&response, &overlong, &mut Vec::new()).is_none());
+        assert!(write_message(&response, &[0x00, 0x00], &mut Vec::new()).is_none());
+        // A Struct with a repeated key (the decoder merges the values).
+        let value = pool()
+            .get_message_by_name("google.protobuf.Struct")
+            .unwrap();
+        let entry = |val: u8| [0x0a, 0x07, 0x0a, 0x01, b'k', 0x12, 0x02, 0x20, val];
+        let mut twice = entry(0).to_vec();
+        twice.extend(entry(1));
+        assert!(write_message(&value, &entry(1), &mut Vec::new()).is_some());
+        assert!(write_message(&value, &twice, &mut Vec::new()).is_none());
+        // Nesting past the limit is left to the decoder and its own limit.
+        let nested = |levels: usize| {
+            let mut value = Value {
+                kind: Some(V::BoolValue(true)),
+            };
+            for _ in 0..levels {
+                value = Value {
+                    kind: Some(V::ListValue(ListValue {
+                        values: vec![value],
+                    })),
+                };
+            }
+            value.encode_to_vec()
+        };
+        let value_desc = pool().get_message_by_name("google.protobuf.Value").unwrap();
+        assert!(write_message(&value_desc, &nested(10), &mut Vec::new()).is_some());
+        assert!(write_message(&value_desc, &nested(80), &mut Vec::new()).is_none());
         // Truncated input.
         let good = effective("f", v(V::StringValue("abc".into())), "s").encode_to_vec();
         assert!(write_message(&desc, &good[..good.len() - 1], &mut Vec::new()).is_none());
