@@ -341,7 +341,6 @@ async fn killed_pubsub_connections_lose_no_change_and_repeat_none() {
 /// watch receives it, through Redis pub/sub (the poll is a minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_writes_on_one_replica_show_in_the_others_admin_array_and_watch() {
-    use http_body_util::BodyExt;
     let Some((db, redis)) = fleet().await else {
         return;
     };
@@ -379,7 +378,7 @@ async fn rest_writes_on_one_replica_show_in_the_others_admin_array_and_watch() {
     .await;
     let watch = http_send(&two, "GET", "/v1/flags:watch?tenantId=a", admin, None).await;
     assert_eq!(watch.status(), 200);
-    let mut stream = watch.into_body();
+    let mut stream = Lines::new(watch.into_body());
 
     let r = http(
         &one,
@@ -399,23 +398,10 @@ async fn rest_writes_on_one_replica_show_in_the_others_admin_array_and_watch() {
     })
     .await;
     // The watch on the other replica: the snapshot, then the override.
-    let mut buf = Vec::new();
     let upsert = loop {
-        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
-            if event["result"]["type"] == "FLAG_EVENT_TYPE_UPSERT" {
-                break event;
-            }
-            continue;
-        }
-        let frame = tokio::time::timeout(Duration::from_secs(10), stream.frame())
-            .await
-            .expect("an event within 10 s")
-            .expect("the stream continues")
-            .expect("a frame");
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
+        let event = stream.next().await;
+        if event["result"]["type"] == "FLAG_EVENT_TYPE_UPSERT" {
+            break event;
         }
     };
     assert_eq!(upsert["result"]["revision"], revision);

@@ -7,7 +7,6 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use http_body_util::BodyExt;
 use prost_reflect::DescriptorPool;
 use serde_json::{Value as Json, json};
 use switchyard::api::{google_api::HttpRule, google_api::http_rule::Pattern, v1::*};
@@ -645,38 +644,6 @@ async fn watch_streams_newline_delimited_json(backend: Backend) {
     let r = http(&server, "GET", "/v1/flags:watch?tenantId=b", Some(&a), None).await;
     assert_eq!(r.status, 403);
     server.shutdown().await.unwrap();
-}
-
-/// Reads newline-delimited JSON from a streaming body.
-struct Lines {
-    body: hyper::body::Incoming,
-    buf: Vec<u8>,
-}
-
-impl Lines {
-    fn new(body: hyper::body::Incoming) -> Lines {
-        Lines {
-            body,
-            buf: Vec::new(),
-        }
-    }
-
-    async fn next(&mut self) -> Json {
-        loop {
-            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=i).collect();
-                return serde_json::from_slice(&line).expect("a JSON line");
-            }
-            let frame = tokio::time::timeout(std::time::Duration::from_secs(10), self.body.frame())
-                .await
-                .expect("a line within 10 s")
-                .expect("the stream continues")
-                .expect("a frame");
-            if let Ok(data) = frame.into_data() {
-                self.buf.extend_from_slice(&data);
-            }
-        }
-    }
 }
 
 async fn the_bare_array_is_the_whole_collection_unless_a_page_is_asked_for(backend: Backend) {

@@ -12,7 +12,6 @@ mod common;
 use std::{collections::BTreeSet, path::PathBuf};
 
 use common::*;
-use http_body_util::BodyExt;
 use serde_json::{Value as Json, json};
 
 on_both_backends!(every_route_answers_its_golden_bodies);
@@ -348,20 +347,7 @@ async fn every_route_answers_its_golden_bodies(backend: Backend) {
 async fn first_stream_line(server: &TestServer, path: &str) -> (u16, Json) {
     let resp = http_send(server, "GET", path, Some(ADMIN), None).await;
     let status = resp.status().as_u16();
-    let mut body = resp.into_body();
-    let mut buf = Vec::new();
-    while !buf.contains(&b'\n') {
-        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
-            .await
-            .expect("a line within 10 s")
-            .expect("the stream continues")
-            .expect("a frame");
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
-        }
-    }
-    let end = buf.iter().position(|b| *b == b'\n').unwrap();
-    (status, serde_json::from_slice(&buf[..end]).unwrap())
+    (status, Lines::new(resp.into_body()).next().await)
 }
 
 /// Replaces RFC 3339 UTC timestamps by `"<timestamp>"`; any other timestamp

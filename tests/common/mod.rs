@@ -578,3 +578,37 @@ pub async fn http_raw(
         body,
     }
 }
+
+/// Reads newline-delimited JSON (the REST watch) from a streaming body.
+pub struct Lines {
+    body: hyper::body::Incoming,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    pub fn new(body: hyper::body::Incoming) -> Lines {
+        Lines {
+            body,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line as JSON, within 10 s.
+    pub async fn next(&mut self) -> serde_json::Value {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return serde_json::from_slice(&line).expect("a JSON line");
+            }
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.body.frame())
+                .await
+                .expect("a line within 10 s")
+                .expect("the stream continues")
+                .expect("a frame");
+            if let Ok(data) = frame.into_data() {
+                self.buf.extend_from_slice(&data);
+            }
+        }
+    }
+}
