@@ -1,26 +1,19 @@
-//! Bearer-token authentication in front of every service, and the scope checks
-//! the services call.
+//! Who is calling and what they may do: token [`Scope`]s, the caller's
+//! [`Principal`], and the [`Authenticator`] that turns a bearer secret into a
+//! principal.
 //!
-//! One middleware ([`authenticate`]) runs before every gRPC and HTTP route: it
-//! lets health, reflection and `/metrics` through, turns a missing or unknown
-//! token into UNAUTHENTICATED / 401, and otherwise attaches the caller's
-//! [`Principal`] to the request. Each RPC then asks the principal for the scope
-//! it needs, because only the RPC knows which tenant a request touches.
+//! Nothing here knows a transport. The server's middleware
+//! (`server/middleware.rs`) authenticates every gRPC and HTTP request once and
+//! attaches the principal; each service method then asks the principal for
+//! the scope it needs, because only the use case knows which tenant a request
+//! touches.
 //!
 //! Secrets are compared as SHA-256 digests in constant time against every
 //! configured token (no early exit), and are never logged.
 
-use std::sync::Arc;
-
-use axum::{
-    body::Body,
-    extract::{Request, State},
-    middleware::Next,
-    response::{IntoResponse, Response},
-};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, ErrorKind};
+use crate::{error::Error, tenant::id::validate_tenant_id};
 
 /// What a token allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,9 +33,7 @@ impl Scope {
             "admin" => Ok(Scope::Admin),
             "gating" => Ok(Scope::Gating),
             _ => match s.strip_prefix("tenant:") {
-                Some(id) if crate::tenant::validate_tenant_id(id).is_ok() => {
-                    Ok(Scope::Tenant(id.to_owned()))
-                }
+                Some(id) if validate_tenant_id(id).is_ok() => Ok(Scope::Tenant(id.to_owned())),
                 Some(id) => Err(format!("scope {s:?}: {id:?} is not a valid tenant id")),
                 None => Err(format!("scope {s:?}: must be admin, gating or tenant:<id>")),
             },
@@ -65,11 +56,6 @@ impl Principal {
     /// Returns the scope.
     pub fn scope(&self) -> &Scope {
         &self.scope
-    }
-
-    /// Returns whether the caller is an admin.
-    pub fn is_admin(&self) -> bool {
-        self.scope == Scope::Admin
     }
 
     /// Allows admins only.
@@ -113,13 +99,6 @@ impl Principal {
     }
 }
 
-/// Extracts the principal that [`authenticate`] attached to a gRPC request.
-pub fn principal<T>(req: &tonic::Request<T>) -> Result<&Principal, tonic::Status> {
-    req.extensions()
-        .get::<Principal>()
-        .ok_or_else(|| tonic::Status::unauthenticated("missing bearer token"))
-}
-
 /// The configured tokens, kept as digests.
 #[derive(Debug)]
 pub struct Authenticator {
@@ -158,71 +137,10 @@ fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// Returns whether `path` is served without a token.
-pub fn is_public(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.Health/")
-        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
-        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
-        || path == "/metrics"
-        || path == crate::rest::OPENAPI_PATH
-}
-
-/// The middleware: attaches a [`Principal`] or refuses the request.
-pub async fn authenticate(
-    State(auth): State<Arc<Authenticator>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    if is_public(req.uri().path()) {
-        return next.run(req).await;
-    }
-    let grpc = is_grpc(&req);
-    let header = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let secret = match header {
-        None => return refuse(grpc, "missing bearer token"),
-        // The scheme is case-insensitive (RFC 7235).
-        Some(h) => match (h.get(..7), h.get(7..)) {
-            (Some(scheme), Some(rest)) if scheme.eq_ignore_ascii_case("bearer ") => rest.trim(),
-            _ => return refuse(grpc, "authorization must be \"Bearer <token>\""),
-        },
-    };
-    match auth.authenticate(secret) {
-        Some(p) => {
-            req.extensions_mut().insert(p);
-            next.run(req).await
-        }
-        None => refuse(grpc, "invalid bearer token"),
-    }
-}
-
-/// Returns whether `req` is a gRPC call (so refusals are gRPC statuses, not
-/// JSON bodies).
-pub(crate) fn is_grpc(req: &Request) -> bool {
-    req.headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
-fn refuse(grpc: bool, message: &str) -> Response {
-    if grpc {
-        tonic::Status::unauthenticated(message).into_http::<Body>()
-    } else {
-        let mut resp =
-            crate::rest::error_response(&Error::new(ErrorKind::Unauthenticated, message));
-        resp.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer"),
-        );
-        resp.into_response()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn scopes_parse() {

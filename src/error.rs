@@ -1,9 +1,10 @@
-//! The one error table: a closed set of kinds, each mapped once to a gRPC code
-//! and an HTTP status (the grpc-gateway table).
+//! Errors as clients see them: a closed set of kinds and a message safe to
+//! show.
 //!
-//! Domain code returns [`Error`]; only this module converts it for a transport.
-//! Driver and SQL errors never reach a client: they are logged here and replaced
-//! by a generic message.
+//! Domain and store code return [`Error`]. The one table that maps each kind
+//! to a gRPC code and an HTTP status (grpc-gateway's) is at the transport edge,
+//! `grpc/status.rs`. Driver and SQL errors never reach a client: they are
+//! logged here and replaced by a generic message.
 
 use std::fmt;
 
@@ -30,51 +31,6 @@ pub enum ErrorKind {
     Unimplemented,
     /// A bug or an unexpected failure; details are in the server log only.
     Internal,
-}
-
-impl ErrorKind {
-    /// Returns the gRPC status code for this kind.
-    pub fn grpc_code(self) -> tonic::Code {
-        match self {
-            ErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
-            ErrorKind::NotFound => tonic::Code::NotFound,
-            ErrorKind::AlreadyExists => tonic::Code::AlreadyExists,
-            ErrorKind::FailedPrecondition => tonic::Code::FailedPrecondition,
-            ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
-            ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
-            ErrorKind::ResourceExhausted => tonic::Code::ResourceExhausted,
-            ErrorKind::Unavailable => tonic::Code::Unavailable,
-            ErrorKind::Unimplemented => tonic::Code::Unimplemented,
-            ErrorKind::Internal => tonic::Code::Internal,
-        }
-    }
-
-    /// Returns the HTTP status grpc-gateway uses for this kind's gRPC code.
-    pub fn http_status(self) -> http::StatusCode {
-        http_status_for(self.grpc_code())
-    }
-}
-
-/// Maps a gRPC code to an HTTP status the way grpc-gateway's
-/// `HTTPStatusFromCode` does.
-pub fn http_status_for(code: tonic::Code) -> http::StatusCode {
-    use http::StatusCode as S;
-    use tonic::Code as C;
-    match code {
-        C::Ok => S::OK,
-        C::Cancelled => S::from_u16(499).unwrap_or(S::BAD_REQUEST),
-        C::Unknown | C::Internal | C::DataLoss => S::INTERNAL_SERVER_ERROR,
-        C::InvalidArgument | C::OutOfRange => S::BAD_REQUEST,
-        C::DeadlineExceeded => S::GATEWAY_TIMEOUT,
-        C::NotFound => S::NOT_FOUND,
-        C::AlreadyExists | C::Aborted => S::CONFLICT,
-        C::PermissionDenied => S::FORBIDDEN,
-        C::Unauthenticated => S::UNAUTHORIZED,
-        C::ResourceExhausted => S::TOO_MANY_REQUESTS,
-        C::FailedPrecondition => S::BAD_REQUEST,
-        C::Unimplemented => S::NOT_IMPLEMENTED,
-        C::Unavailable => S::SERVICE_UNAVAILABLE,
-    }
 }
 
 /// An error with its kind and a message safe to show a client.
@@ -168,12 +124,6 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<Error> for tonic::Status {
-    fn from(e: Error) -> Self {
-        tonic::Status::new(e.kind.grpc_code(), e.message)
-    }
-}
-
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match &e {
@@ -208,19 +158,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_statuses_follow_grpc_gateway() {
-        assert_eq!(ErrorKind::InvalidArgument.http_status(), 400);
-        assert_eq!(ErrorKind::NotFound.http_status(), 404);
-        assert_eq!(ErrorKind::AlreadyExists.http_status(), 409);
-        assert_eq!(ErrorKind::FailedPrecondition.http_status(), 400);
-        assert_eq!(ErrorKind::PermissionDenied.http_status(), 403);
-        assert_eq!(ErrorKind::Unauthenticated.http_status(), 401);
-        assert_eq!(ErrorKind::ResourceExhausted.http_status(), 429);
-        assert_eq!(ErrorKind::Unavailable.http_status(), 503);
-        assert_eq!(ErrorKind::Unimplemented.http_status(), 501);
-    }
 
     #[test]
     fn driver_errors_do_not_reach_the_client() {

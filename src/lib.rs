@@ -7,18 +7,22 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod cache;
+pub mod changelog;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod flag;
+pub mod follower;
 pub mod gating;
 pub mod grpc;
 pub mod rest;
 pub mod server;
+pub mod service;
 pub mod store;
-pub mod sync;
 pub mod telemetry;
 pub mod tenant;
 

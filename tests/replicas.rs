@@ -9,7 +9,7 @@ use switchyard::{
     api::v1::*,
     cache::ResolutionCache,
     store::Store,
-    tenant::{Source, TenantFields, Tenants},
+    tenant::{ResolvedFrom as Source, TenantFields, Tenants},
 };
 use tonic::Code;
 
@@ -104,7 +104,7 @@ async fn the_redis_cache_serves_cold_replicas_and_is_retired_by_changes() {
         ..Default::default()
     };
     writer.create("a", &fields("*.a.example")).await.unwrap();
-    let b = writer.create("b", &fields("*.b.example")).await.unwrap();
+    let (b, _) = writer.create("b", &fields("*.b.example")).await.unwrap();
 
     // Two cold replicas (no matcher) start at the stored generation, the last
     // tenant change, and so share the cache.
@@ -125,7 +125,7 @@ async fn the_redis_cache_serves_cold_replicas_and_is_retired_by_changes() {
     );
 
     // A change (here: a is deleted) retires the cached answers at once.
-    let revision = writer.delete("a", 0).await.unwrap();
+    let revision = writer.delete("a", 0).await.unwrap().revision;
     cold1.changed(revision);
     let e = cold1.resolve("x.a.example").await.unwrap_err();
     assert_eq!(e.kind(), switchyard::error::ErrorKind::NotFound);

@@ -9,9 +9,13 @@ use serde_json::json;
 use switchyard::{
     bus::Bus,
     cache::ResolutionCache,
-    flag::{self, EnvOverrides, FlagDef, FlagState, FlagType, Flags},
+    changelog::ChangeLog,
+    flag::{
+        self, EnvOverrides, FlagDef, FlagType,
+        state::{FlagState, Flags},
+    },
+    follower::Follower,
     store::Store,
-    sync::Sync,
     tenant::Tenants,
 };
 
@@ -34,7 +38,7 @@ async fn a_replica_whose_changes_were_all_pruned_reloads_instead_of_believing_it
         16,
     ));
     let tenants = Arc::new(Tenants::new(store.clone(), ResolutionCache::Disabled, 0));
-    let sync = Sync::new(store.clone(), Bus::in_process(), tenants, flags.clone(), 0);
+    let sync = Follower::new(store.clone(), Bus::in_process(), tenants, flags.clone(), 0);
     // ...while three changes are committed elsewhere and the log is pruned.
     for (i, key) in ["a", "b", "c"].iter().enumerate() {
         flag::store::create(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use switchyard::api::v1::*;
+use switchyard::changelog::ChangeLog;
 use tonic::{Code, Streaming};
 
 on_both_backends!(

@@ -16,6 +16,8 @@ use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::changelog::Committed;
+
 /// The channel name, after the configured prefix.
 pub const CHANNEL: &str = "feature_flags_events";
 
@@ -32,6 +34,17 @@ pub struct ChangeEvent {
     /// The flag concerned, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flag_key: Option<String>,
+}
+
+impl From<&Committed> for ChangeEvent {
+    fn from(c: &Committed) -> ChangeEvent {
+        ChangeEvent {
+            revision: c.revision,
+            entity: c.kind.entity().to_owned(),
+            tenant_id: c.tenant_id.clone(),
+            flag_key: c.flag_key.clone(),
+        }
+    }
 }
 
 /// What a bus subscriber receives.

@@ -2,16 +2,63 @@
 //! replica's matcher is not loaded. Without Redis it is disabled and those
 //! resolutions go to the database.
 //!
-//! Keys are `{prefix}tenants:resolve:{generation}:{key}`, where the generation
-//! is the revision of the last tenant change the replica knows of: a tenant
-//! change makes every older entry unreachable at once, and the TTL removes
-//! them within 60 s. A Redis failure is a cache miss, never a failed call.
+//! Keys are `{prefix}tenants:resolve:v1:{generation}:{key}`, where the
+//! generation is the revision of the last tenant change the replica knows of:
+//! a tenant change makes every older entry unreachable at once, and the TTL
+//! removes them within 60 s. A Redis failure is a cache miss, never a failed
+//! call.
+//!
+//! Entries are a wire format of their own ([`CachedResolution`], JSON),
+//! separate from the domain types; its version is part of the key (`v1`), so
+//! releases that write different versions share a Redis without reading each
+//! other's entries. An entry that does not decode is a miss.
 
 use std::time::Duration;
 
 use redis::{AsyncCommands, aio::ConnectionManager};
+use serde::{Deserialize, Serialize};
 
-use crate::tenant::CachedResolution;
+/// The version of [`CachedResolution`] this release writes, part of every key.
+pub const FORMAT_VERSION: &str = "v1";
+
+/// A cached answer (format version 1): the pattern and tenant a key maps
+/// to, or none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachedResolution {
+    /// The matching pattern and its tenant; `None` when nothing matches.
+    pub hit: Option<CachedHit>,
+}
+
+/// A key that resolves (format version 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachedHit {
+    /// The normalised pattern that matched.
+    pub pattern: String,
+    /// Its tenant.
+    pub tenant: CachedTenant,
+}
+
+/// A tenant as the cache records it (format version 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachedTenant {
+    /// The id.
+    pub id: String,
+    /// The display name.
+    pub display_name: String,
+    /// Normalised patterns, in the order given.
+    pub patterns: Vec<String>,
+    /// Whether the tenant is disabled.
+    pub disabled: bool,
+    /// The revision of its last change.
+    pub revision: i64,
+    /// Creation time, µs since the epoch.
+    pub created_at_us: i64,
+    /// Last change, µs since the epoch.
+    pub updated_at_us: i64,
+}
 
 /// How long a resolution stays in Redis.
 pub const RESOLUTION_TTL: Duration = Duration::from_secs(60);
@@ -32,7 +79,7 @@ pub enum ResolutionCache {
 
 impl ResolutionCache {
     fn key(prefix: &str, generation: i64, key: &str) -> String {
-        format!("{prefix}tenants:resolve:{generation}:{key}")
+        format!("{prefix}tenants:resolve:{FORMAT_VERSION}:{generation}:{key}")
     }
 
     /// Returns the cached resolution of `key` at `generation`, if any.

@@ -1,29 +1,30 @@
 //! Feature flags: definitions, stored values, per-tenant overrides, effective
 //! values with their source, and the watch.
 //!
-//! Every replica keeps the whole flag state in memory ([`FlagState`], behind
-//! [`Flags`]) at a known revision; reads (get, list, evaluate, snapshots) never
-//! touch the database. Writes go to the database (`store.rs`), each in one
-//! transaction that takes the next global revision and appends a change-log
-//! row whose JSON [`Payload`] is self-contained: from it alone, [`events_for`]
-//! derives what any tenant's subscriber must see. The follower (`sync.rs`)
-//! applies rows in revision order to the state and hands them to the watch
-//! hub; a resuming subscriber replays rows from the database through the same
-//! function.
+//! Every replica keeps the whole flag state in memory ([`state::FlagState`],
+//! behind [`state::Flags`]) at a known revision; reads (get, list, evaluate,
+//! snapshots) never touch the database. Writes go to the database
+//! (`store.rs`), each in one transaction that takes the next global revision
+//! and appends a change-log row that is self-contained: from it alone,
+//! [`events_for`] derives what any tenant's subscriber must see. The follower
+//! (`follower.rs`) applies rows in revision order to the state and hands them
+//! to the watch hub; a resuming subscriber replays rows from the database
+//! through the same function. `service.rs` holds the rules of every flag use
+//! case, whatever the transport.
 
+pub mod service;
+pub mod state;
 pub mod store;
 pub mod watch;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::{Arc, RwLock},
-};
+use std::collections::{BTreeMap, HashMap};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::broadcast;
 
-use crate::error::{Error, Result};
+use crate::{
+    changelog::{self, Entry, FlagRecord, ValueType},
+    error::{Error, Result},
+};
 
 /// The largest flag value, as compact JSON.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
@@ -45,8 +46,7 @@ pub fn approx_size(e: &Effective) -> usize {
 }
 
 /// The type every value of a flag has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlagType {
     /// `true` / `false`.
     Bool,
@@ -169,20 +169,17 @@ pub fn env_name(key: &str) -> String {
 }
 
 /// A flag's definition and stored value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FlagDef {
     /// The immutable key.
     pub key: String,
     /// The immutable type.
-    #[serde(rename = "type")]
     pub value_type: FlagType,
     /// What the flag controls.
-    #[serde(default)]
     pub description: String,
     /// The declared default.
     pub default: Value,
     /// The stored value, if any.
-    #[serde(default)]
     pub stored: Option<Value>,
     /// The global revision of the flag's last change.
     pub revision: i64,
@@ -193,9 +190,8 @@ pub struct FlagDef {
 }
 
 /// Where an effective value comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueSource {
     /// `SWITCHYARD_FLAG_<KEY>` on this replica.
     Env,
     /// The tenant's override.
@@ -206,14 +202,14 @@ pub enum Source {
     Default,
 }
 
-impl Source {
+impl ValueSource {
     /// Returns the name reported to clients.
     pub fn as_str(self) -> &'static str {
         match self {
-            Source::Env => "env",
-            Source::Tenant => "tenant",
-            Source::Store => "store",
-            Source::Default => "default",
+            ValueSource::Env => "env",
+            ValueSource::Tenant => "tenant",
+            ValueSource::Store => "store",
+            ValueSource::Default => "default",
         }
     }
 }
@@ -226,13 +222,12 @@ pub struct Effective {
     /// The value.
     pub value: Value,
     /// Where it comes from.
-    pub source: Source,
+    pub source: ValueSource,
 }
 
-/// What a change-log row says happened, with everything a subscriber of any
-/// tenant needs to derive its events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+/// What a change-log row says happened, in domain types, with everything a
+/// subscriber of any tenant needs to derive its events.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     /// A flag was created or changed; `overridden` lists the tenants whose
     /// override of it hides the change.
@@ -264,7 +259,7 @@ pub enum Payload {
     Other,
 }
 
-/// A change-log row, parsed.
+/// A change-log row, in domain types.
 #[derive(Debug, Clone)]
 pub struct Change {
     /// Its global revision.
@@ -279,6 +274,89 @@ pub struct Change {
     pub payload: Payload,
 }
 
+impl From<Entry> for Change {
+    fn from(e: Entry) -> Change {
+        let tenant_id = e.change.tenant_id().map(str::to_owned);
+        let flag_key = e.change.flag_key().map(str::to_owned);
+        let payload = match e.change {
+            changelog::Change::FlagUpsert { flag, overridden } => Payload::FlagUpsert {
+                flag: flag.into(),
+                overridden,
+            },
+            changelog::Change::FlagDelete { .. } => Payload::FlagDelete,
+            changelog::Change::OverrideSet { value, .. } => Payload::OverrideUpsert { value },
+            changelog::Change::OverrideClear { flag, .. } => {
+                Payload::OverrideDelete { flag: flag.into() }
+            }
+            changelog::Change::TenantUpsert { .. } => Payload::Other,
+            changelog::Change::TenantDelete { restored, .. } => Payload::TenantDelete {
+                restored: restored.into_iter().map(FlagDef::from).collect(),
+            },
+        };
+        Change {
+            revision: e.revision,
+            committed_at_us: e.committed_at_us,
+            tenant_id,
+            flag_key,
+            payload,
+        }
+    }
+}
+
+impl From<FlagRecord> for FlagDef {
+    fn from(r: FlagRecord) -> FlagDef {
+        FlagDef {
+            key: r.key,
+            value_type: r.value_type.into(),
+            description: r.description,
+            default: r.default,
+            stored: r.stored,
+            revision: r.revision,
+            created_at_us: r.created_at_us,
+            updated_at_us: r.updated_at_us,
+        }
+    }
+}
+
+impl From<&FlagDef> for FlagRecord {
+    fn from(d: &FlagDef) -> FlagRecord {
+        FlagRecord {
+            key: d.key.clone(),
+            value_type: d.value_type.into(),
+            description: d.description.clone(),
+            default: d.default.clone(),
+            stored: d.stored.clone(),
+            revision: d.revision,
+            created_at_us: d.created_at_us,
+            updated_at_us: d.updated_at_us,
+        }
+    }
+}
+
+impl From<ValueType> for FlagType {
+    fn from(t: ValueType) -> FlagType {
+        match t {
+            ValueType::Bool => FlagType::Bool,
+            ValueType::Number => FlagType::Number,
+            ValueType::String => FlagType::String,
+            ValueType::List => FlagType::List,
+            ValueType::Object => FlagType::Object,
+        }
+    }
+}
+
+impl From<FlagType> for ValueType {
+    fn from(t: FlagType) -> ValueType {
+        match t {
+            FlagType::Bool => ValueType::Bool,
+            FlagType::Number => ValueType::Number,
+            FlagType::String => ValueType::String,
+            FlagType::List => ValueType::List,
+            FlagType::Object => ValueType::Object,
+        }
+    }
+}
+
 /// One event for one subscriber.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -286,53 +364,6 @@ pub enum Event {
     Upsert(Effective),
     /// The flag was deleted.
     Delete(String),
-}
-
-/// The whole flag state of a replica at `revision`.
-#[derive(Debug, Default, Clone)]
-pub struct FlagState {
-    /// Every change up to this revision is applied.
-    pub revision: i64,
-    /// Flags by key.
-    pub flags: BTreeMap<String, FlagDef>,
-    /// Overrides: tenant → flag → (value, revision of its last change).
-    pub overrides: HashMap<String, HashMap<String, (Value, i64)>>,
-}
-
-impl FlagState {
-    /// Applies one change. Changes must come in revision order.
-    pub fn apply(&mut self, c: &Change) {
-        debug_assert!(c.revision > self.revision, "changes are applied in order");
-        let key = c.flag_key.clone().unwrap_or_default();
-        let tenant = c.tenant_id.clone().unwrap_or_default();
-        match &c.payload {
-            Payload::FlagUpsert { flag, .. } => {
-                self.flags.insert(flag.key.clone(), flag.clone());
-            }
-            Payload::FlagDelete => {
-                self.flags.remove(&key);
-                for o in self.overrides.values_mut() {
-                    o.remove(&key);
-                }
-            }
-            Payload::OverrideUpsert { value } => {
-                self.overrides
-                    .entry(tenant)
-                    .or_default()
-                    .insert(key, (value.clone(), c.revision));
-            }
-            Payload::OverrideDelete { .. } => {
-                if let Some(o) = self.overrides.get_mut(&tenant) {
-                    o.remove(&key);
-                }
-            }
-            Payload::TenantDelete { .. } => {
-                self.overrides.remove(&tenant);
-            }
-            Payload::Other => {}
-        }
-        self.revision = c.revision;
-    }
 }
 
 /// The replica-local `env` overrides.
@@ -372,13 +403,13 @@ impl EnvOverrides {
 /// Returns `def`'s effective value for a tenant whose override is `tenant_value`.
 pub fn effective(env: &EnvOverrides, def: &FlagDef, tenant_value: Option<&Value>) -> Effective {
     let (value, source) = if let Some(v) = env.get(def) {
-        (v.clone(), Source::Env)
+        (v.clone(), ValueSource::Env)
     } else if let Some(v) = tenant_value {
-        (v.clone(), Source::Tenant)
+        (v.clone(), ValueSource::Tenant)
     } else if let Some(v) = &def.stored {
-        (v.clone(), Source::Store)
+        (v.clone(), ValueSource::Store)
     } else {
-        (def.default.clone(), Source::Default)
+        (def.default.clone(), ValueSource::Default)
     };
     Effective {
         flag: def.key.clone(),
@@ -406,7 +437,7 @@ pub fn events_for(env: &EnvOverrides, c: &Change, tenant: Option<&str>) -> Vec<E
             Effective {
                 flag: c.flag_key.clone().unwrap_or_default(),
                 value: value.clone(),
-                source: Source::Tenant,
+                source: ValueSource::Tenant,
             },
         ))],
         Payload::OverrideDelete { flag } if mine => vec![Event::Upsert(effective(env, flag, None))],
@@ -425,224 +456,11 @@ fn env_first(env: &EnvOverrides, eff: Effective) -> Effective {
     match env_value {
         Some(v) => Effective {
             value: v.clone(),
-            source: Source::Env,
+            source: ValueSource::Env,
             flag: eff.flag,
         },
         None => eff,
     }
-}
-
-/// What the watch hub broadcasts to every subscriber of a replica.
-#[derive(Debug, Clone)]
-pub enum HubMessage {
-    /// A change, applied to the state before it is sent.
-    Change(Arc<Change>),
-    /// Nothing to report; every change up to this revision has been sent.
-    Heartbeat(i64),
-    /// The state was reloaded whole: every subscriber takes a new snapshot.
-    Reset,
-}
-
-/// The flag component of a replica: the in-memory state, the `env` overrides
-/// and the watch hub.
-pub struct Flags {
-    state: RwLock<FlagState>,
-    env: EnvOverrides,
-    hub: broadcast::Sender<HubMessage>,
-}
-
-impl std::fmt::Debug for Flags {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Flags")
-            .field("revision", &self.revision())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Flags {
-    /// Creates the component over a loaded state; the hub keeps at most
-    /// `queue` messages for a subscriber that falls behind.
-    pub fn new(state: FlagState, env: EnvOverrides, queue: usize) -> Flags {
-        Flags {
-            state: RwLock::new(state),
-            env,
-            hub: broadcast::channel(queue.max(1)).0,
-        }
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, FlagState> {
-        self.state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Returns the revision of the state.
-    pub fn revision(&self) -> i64 {
-        self.read().revision
-    }
-
-    /// Returns the `env` overrides.
-    pub fn env(&self) -> &EnvOverrides {
-        &self.env
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, FlagState> {
-        self.state
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Applies a change to the state and sends it to every subscriber. The
-    /// send happens under the state lock, so the hub carries changes in
-    /// revision order and a heartbeat never overtakes a change.
-    pub fn apply(&self, change: Change) {
-        let mut state = self.write();
-        if change.revision <= state.revision {
-            return;
-        }
-        state.apply(&change);
-        let _ = self.hub.send(HubMessage::Change(Arc::new(change)));
-    }
-
-    /// Replaces the whole state (after the change log was pruned past this
-    /// replica's revision) and tells every subscriber to take a snapshot.
-    pub fn replace(&self, new: FlagState) {
-        let mut state = self.write();
-        *state = new;
-        let _ = self.hub.send(HubMessage::Reset);
-    }
-
-    /// Sends a heartbeat with the state's revision.
-    pub fn heartbeat(&self) {
-        let state = self.read();
-        let _ = self.hub.send(HubMessage::Heartbeat(state.revision));
-    }
-
-    /// Subscribes to the hub; subscribe before reading a snapshot so that
-    /// nothing after it is missed.
-    pub fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
-        self.hub.subscribe()
-    }
-
-    /// Returns a flag's definition.
-    pub fn get(&self, key: &str) -> Result<FlagDef> {
-        self.read()
-            .flags
-            .get(key)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("flag {key:?}")))
-    }
-
-    /// Evaluates a flag for `tenant`; returns the value and the revision.
-    pub fn evaluate(&self, key: &str, tenant: Option<&str>) -> Result<(Effective, i64)> {
-        let state = self.read();
-        let def = state
-            .flags
-            .get(key)
-            .ok_or_else(|| Error::not_found(format!("flag {key:?}")))?;
-        let over = tenant
-            .and_then(|t| state.overrides.get(t))
-            .and_then(|o| o.get(key))
-            .map(|(v, _)| v);
-        Ok((effective(&self.env, def, over), state.revision))
-    }
-
-    /// Returns every effective flag of `tenant` and the revision they are at.
-    pub fn snapshot(&self, tenant: Option<&str>) -> (Vec<Effective>, i64) {
-        let state = self.read();
-        let overrides = tenant.and_then(|t| state.overrides.get(t));
-        let flags = state
-            .flags
-            .values()
-            .map(|def| {
-                effective(
-                    &self.env,
-                    def,
-                    overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v),
-                )
-            })
-            .collect();
-        (flags, state.revision)
-    }
-
-    /// Returns one page of flags after `after` (by key): effective values for
-    /// `tenant`, definitions, whether more follow, and the revision.
-    pub fn list(
-        &self,
-        tenant: Option<&str>,
-        after: &str,
-        limit: usize,
-    ) -> (Vec<Effective>, Vec<FlagDef>, bool, i64) {
-        let state = self.read();
-        let overrides = tenant.and_then(|t| state.overrides.get(t));
-        let mut range = state
-            .flags
-            .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-            .peekable();
-        let mut values = Vec::new();
-        let mut defs = Vec::new();
-        let mut bytes = 0;
-        while values.len() < limit && bytes < MAX_PART_BYTES {
-            let Some((_, def)) = range.next() else { break };
-            let e = effective(
-                &self.env,
-                def,
-                overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v),
-            );
-            bytes += approx_size(&e);
-            values.push(e);
-            defs.push(def.clone());
-        }
-        let more = range.peek().is_some();
-        (values, defs, more, state.revision)
-    }
-}
-
-/// Converts a protobuf `Value` to JSON; `field` names it in errors. Numbers
-/// must be finite; a missing value is INVALID_ARGUMENT.
-pub fn from_proto(field: &str, v: Option<&pbjson_types::Value>) -> Result<Value> {
-    use pbjson_types::value::Kind;
-    let Some(v) = v else {
-        return Err(Error::invalid_argument(field, "is required"));
-    };
-    Ok(match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
-            .map(Value::Number)
-            .ok_or_else(|| Error::invalid_argument(field, "numbers must be finite"))?,
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::StructValue(s)) => Value::Object(
-            s.fields
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), from_proto(field, Some(v))?)))
-                .collect::<Result<_>>()?,
-        ),
-        Some(Kind::ListValue(l)) => Value::Array(
-            l.values
-                .iter()
-                .map(|v| from_proto(field, Some(v)))
-                .collect::<Result<_>>()?,
-        ),
-    })
-}
-
-/// Converts JSON to a protobuf `Value`.
-pub fn to_proto(v: &Value) -> pbjson_types::Value {
-    use pbjson_types::value::Kind;
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => Kind::ListValue(pbjson_types::ListValue {
-            values: a.iter().map(to_proto).collect(),
-        }),
-        Value::Object(o) => Kind::StructValue(pbjson_types::Struct {
-            fields: o.iter().map(|(k, v)| (k.clone(), to_proto(v))).collect(),
-        }),
-    };
-    pbjson_types::Value { kind: Some(kind) }
 }
 
 #[cfg(test)]
@@ -669,20 +487,20 @@ mod tests {
             EnvOverrides::new(&[("SWITCHYARD_FLAG_NEW_UI".to_string(), "true".to_string())].into());
         let d = def("new-ui", json!(false), None);
         let none = EnvOverrides::default();
-        assert_eq!(effective(&none, &d, None).source, Source::Default);
+        assert_eq!(effective(&none, &d, None).source, ValueSource::Default);
         let s = def("new-ui", json!(false), Some(json!(true)));
-        assert_eq!(effective(&none, &s, None).source, Source::Store);
+        assert_eq!(effective(&none, &s, None).source, ValueSource::Store);
         assert_eq!(
             effective(&none, &s, Some(&json!(false))).source,
-            Source::Tenant
+            ValueSource::Tenant
         );
         let e = effective(&env, &s, Some(&json!(false)));
-        assert_eq!((e.source, e.value), (Source::Env, json!(true)));
+        assert_eq!((e.source, e.value), (ValueSource::Env, json!(true)));
         // An env value of the wrong type is ignored.
         let env = EnvOverrides::new(
             &[("SWITCHYARD_FLAG_NEW_UI".to_string(), "maybe".to_string())].into(),
         );
-        assert_eq!(effective(&env, &s, None).source, Source::Store);
+        assert_eq!(effective(&env, &s, None).source, ValueSource::Store);
     }
 
     #[test]

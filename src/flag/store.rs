@@ -1,13 +1,14 @@
 //! Flag queries, shared by SQLite and PostgreSQL.
 //!
 //! Each write is one [`WriteTx`]: it takes the next global revision, checks
-//! the caller's expected revision, writes, and appends the change-log row with
-//! its [`Payload`]; a refused check rolls everything back.
+//! the caller's expected revision, writes, and appends the typed change-log
+//! row ([`Append::commit_change`]); a refused check rolls everything back.
 
 use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 
-use super::{Change, FlagDef, FlagState, FlagType, Payload, check_value};
+use super::{FlagDef, FlagType, check_value, state::FlagState};
 use crate::{
+    changelog::{Append, Change, Committed, FlagRecord},
     error::{Error, Result},
     store::{Backend, Store, WriteTx},
 };
@@ -39,10 +40,6 @@ fn def_from_row(row: &AnyRow) -> Result<FlagDef> {
 
 fn to_text(v: &serde_json::Value) -> String {
     v.to_string()
-}
-
-fn payload_text(p: &Payload) -> Result<String> {
-    serde_json::to_string(p).map_err(|e| Error::internal("encoding a change", e))
 }
 
 /// Loads the whole flag state as of one revision, in one read snapshot.
@@ -84,43 +81,6 @@ pub async fn load_state(store: &Store) -> Result<FlagState> {
     Ok(state)
 }
 
-/// Returns up to `limit` changes after `after`, parsed, in revision order.
-pub async fn changes_after(store: &Store, after: i64, limit: i64) -> Result<Vec<(String, Change)>> {
-    let rows = sqlx::query(
-        "SELECT revision, entity, tenant_id, flag_key, payload, committed_at_us FROM change_log \
-         WHERE revision > $1 ORDER BY revision LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(store.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let entity: String = r.try_get(1)?;
-            let payload: Option<String> = r.try_get(4)?;
-            let revision: i64 = r.try_get(0)?;
-            let payload = match payload.as_deref().map(serde_json::from_str::<Payload>) {
-                None => Payload::Other,
-                Some(Ok(p)) => p,
-                Some(Err(e)) => {
-                    tracing::error!(revision, error = %e, "unreadable change payload; treating it as no flag change");
-                    Payload::Other
-                }
-            };
-            Ok((
-                entity,
-                Change {
-                    revision,
-                    committed_at_us: r.try_get(5)?,
-                    tenant_id: r.try_get(2)?,
-                    flag_key: r.try_get(3)?,
-                    payload,
-                },
-            ))
-        })
-        .collect()
-}
-
 async fn current(w: &mut WriteTx, key: &str) -> Result<FlagDef> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT {FLAG_COLUMNS} FROM flags WHERE key = $1"
@@ -130,15 +90,6 @@ async fn current(w: &mut WriteTx, key: &str) -> Result<FlagDef> {
     .await?
     .ok_or_else(|| Error::not_found(format!("flag {key:?}")))?;
     def_from_row(&row)
-}
-
-fn check_expected(what: &str, actual: i64, expected: i64) -> Result<()> {
-    if expected != 0 && expected != actual {
-        return Err(Error::failed_precondition(format!(
-            "{what} is at revision {actual}, not the expected {expected}: re-read it and retry"
-        )));
-    }
-    Ok(())
 }
 
 async fn overridden_by(w: &mut WriteTx, key: &str) -> Result<Vec<String>> {
@@ -151,7 +102,7 @@ async fn overridden_by(w: &mut WriteTx, key: &str) -> Result<Vec<String>> {
 }
 
 /// Creates a flag. The definition is validated by the caller.
-pub async fn create(store: &Store, mut def: FlagDef) -> Result<FlagDef> {
+pub async fn create(store: &Store, mut def: FlagDef) -> Result<(FlagDef, Committed)> {
     let mut w = store.begin_write().await?;
     let exists = sqlx::query("SELECT 1 FROM flags WHERE key = $1")
         .bind(def.key.clone())
@@ -179,13 +130,13 @@ pub async fn create(store: &Store, mut def: FlagDef) -> Result<FlagDef> {
     .bind(def.created_at_us)
     .execute(&mut *w.tx)
     .await?;
-    let payload = payload_text(&Payload::FlagUpsert {
-        flag: def.clone(),
-        overridden: Vec::new(),
-    })?;
-    w.commit_change("flag", "upsert", None, Some(&def.key), Some(payload))
+    let committed = w
+        .commit_change(Change::FlagUpsert {
+            flag: FlagRecord::from(&def),
+            overridden: Vec::new(),
+        })
         .await?;
-    Ok(def)
+    Ok((def, committed))
 }
 
 /// What an update changes; `None` leaves a field alone. `stored` is
@@ -203,10 +154,15 @@ pub struct FlagUpdate {
 }
 
 /// Updates a flag; values are type-checked against the stored type here.
-pub async fn update(store: &Store, key: &str, u: FlagUpdate, expected: i64) -> Result<FlagDef> {
+pub async fn update(
+    store: &Store,
+    key: &str,
+    u: FlagUpdate,
+    expected: i64,
+) -> Result<(FlagDef, Committed)> {
     let mut w = store.begin_write().await?;
     let mut def = current(&mut w, key).await?;
-    check_expected(&format!("flag {key:?}"), def.revision, expected)?;
+    w.expect_revision(&format!("flag {key:?}"), Some(def.revision), expected)?;
     if u.value_type.is_some_and(|t| t != def.value_type) {
         return Err(Error::invalid_argument(
             "flag.type",
@@ -243,20 +199,20 @@ pub async fn update(store: &Store, key: &str, u: FlagUpdate, expected: i64) -> R
     .execute(&mut *w.tx)
     .await?;
     let overridden = overridden_by(&mut w, key).await?;
-    let payload = payload_text(&Payload::FlagUpsert {
-        flag: def.clone(),
-        overridden,
-    })?;
-    w.commit_change("flag", "upsert", None, Some(key), Some(payload))
+    let committed = w
+        .commit_change(Change::FlagUpsert {
+            flag: FlagRecord::from(&def),
+            overridden,
+        })
         .await?;
-    Ok(def)
+    Ok((def, committed))
 }
 
-/// Deletes a flag and every override of it; returns the revision.
-pub async fn delete(store: &Store, key: &str, expected: i64) -> Result<i64> {
+/// Deletes a flag and every override of it.
+pub async fn delete(store: &Store, key: &str, expected: i64) -> Result<Committed> {
     let mut w = store.begin_write().await?;
     let def = current(&mut w, key).await?;
-    check_expected(&format!("flag {key:?}"), def.revision, expected)?;
+    w.expect_revision(&format!("flag {key:?}"), Some(def.revision), expected)?;
     sqlx::query("DELETE FROM tenant_overrides WHERE flag_key = $1")
         .bind(key)
         .execute(&mut *w.tx)
@@ -265,9 +221,10 @@ pub async fn delete(store: &Store, key: &str, expected: i64) -> Result<i64> {
         .bind(key)
         .execute(&mut *w.tx)
         .await?;
-    let payload = payload_text(&Payload::FlagDelete)?;
-    w.commit_change("flag", "delete", None, Some(key), Some(payload))
-        .await
+    w.commit_change(Change::FlagDelete {
+        key: key.to_owned(),
+    })
+    .await
 }
 
 async fn override_revision(w: &mut WriteTx, tenant: &str, key: &str) -> Result<Option<i64>> {
@@ -280,14 +237,14 @@ async fn override_revision(w: &mut WriteTx, tenant: &str, key: &str) -> Result<O
     .await?)
 }
 
-/// Sets a tenant's override; returns the revision.
+/// Sets a tenant's override.
 pub async fn set_override(
     store: &Store,
     tenant: &str,
     key: &str,
     value: serde_json::Value,
     expected: i64,
-) -> Result<i64> {
+) -> Result<Committed> {
     let mut w = store.begin_write().await?;
     let tenant_exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
         .bind(tenant)
@@ -299,12 +256,7 @@ pub async fn set_override(
     let def = current(&mut w, key).await?;
     check_value("value", &value, def.value_type)?;
     let existing = override_revision(&mut w, tenant, key).await?;
-    if expected != 0 && existing != Some(expected) {
-        return Err(Error::failed_precondition(match existing {
-            Some(r) => format!("the override is at revision {r}, not the expected {expected}"),
-            None => format!("there is no override at revision {expected}"),
-        }));
-    }
+    w.expect_revision("the override", existing, expected)?;
     sqlx::query(
         "INSERT INTO tenant_overrides (tenant_id, flag_key, value, revision, updated_at_us) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (tenant_id, flag_key) DO UPDATE SET value = excluded.value, revision = excluded.revision, updated_at_us = excluded.updated_at_us",
@@ -316,13 +268,21 @@ pub async fn set_override(
     .bind(w.now_us)
     .execute(&mut *w.tx)
     .await?;
-    let payload = payload_text(&Payload::OverrideUpsert { value })?;
-    w.commit_change("override", "upsert", Some(tenant), Some(key), Some(payload))
-        .await
+    w.commit_change(Change::OverrideSet {
+        tenant: tenant.to_owned(),
+        key: key.to_owned(),
+        value,
+    })
+    .await
 }
 
-/// Removes a tenant's override; returns the revision.
-pub async fn clear_override(store: &Store, tenant: &str, key: &str, expected: i64) -> Result<i64> {
+/// Removes a tenant's override.
+pub async fn clear_override(
+    store: &Store,
+    tenant: &str,
+    key: &str,
+    expected: i64,
+) -> Result<Committed> {
     let mut w = store.begin_write().await?;
     let def = current(&mut w, key).await?;
     let existing = override_revision(&mut w, tenant, key)
@@ -330,25 +290,29 @@ pub async fn clear_override(store: &Store, tenant: &str, key: &str, expected: i6
         .ok_or_else(|| {
             Error::not_found(format!("override of flag {key:?} for tenant {tenant:?}"))
         })?;
-    check_expected("the override", existing, expected)?;
+    w.expect_revision("the override", Some(existing), expected)?;
     sqlx::query("DELETE FROM tenant_overrides WHERE tenant_id = $1 AND flag_key = $2")
         .bind(tenant)
         .bind(key)
         .execute(&mut *w.tx)
         .await?;
-    let payload = payload_text(&Payload::OverrideDelete { flag: def })?;
-    w.commit_change("override", "delete", Some(tenant), Some(key), Some(payload))
-        .await
+    w.commit_change(Change::OverrideClear {
+        tenant: tenant.to_owned(),
+        flag: FlagRecord::from(&def),
+    })
+    .await
 }
 
-/// The payload of deleting `tenant`: the flags it had overrides of.
-pub async fn tenant_delete_payload(w: &mut WriteTx, tenant: &str) -> Result<String> {
+/// The flags `tenant` has overrides of, as the change log records them: what
+/// its subscribers see again when the tenant is deleted.
+pub async fn overridden_for(w: &mut WriteTx, tenant: &str) -> Result<Vec<FlagRecord>> {
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {FLAG_COLUMNS} FROM flags WHERE key IN (SELECT flag_key FROM tenant_overrides WHERE tenant_id = $1) ORDER BY key"
     )))
     .bind(tenant)
     .fetch_all(&mut *w.tx)
     .await?;
-    let restored = rows.iter().map(def_from_row).collect::<Result<Vec<_>>>()?;
-    payload_text(&Payload::TenantDelete { restored })
+    rows.iter()
+        .map(|r| def_from_row(r).map(|d| FlagRecord::from(&d)))
+        .collect()
 }

@@ -24,10 +24,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Effective, Event, Flags, HubMessage, MAX_PART_BYTES, approx_size, events_for,
-    store::changes_after,
+    Change, Effective, Event, MAX_PART_BYTES, approx_size, events_for,
+    state::{Flags, HubMessage},
 };
 use crate::{
+    changelog::{ChangeLog, Read},
     error::{Error, ErrorKind, Result},
     store::Store,
 };
@@ -163,27 +164,22 @@ impl Watcher {
     }
 
     /// Reads the next page of the replay; a page that does not continue where
-    /// the last one ended (pruned meanwhile) turns into a snapshot.
+    /// the last one ended (pruned meanwhile) or does not decode turns into a
+    /// snapshot.
     async fn replay_page(&mut self) {
         let Some(r) = self.replay.take() else { return };
         let limit = REPLAY_PAGE.min(r.end - r.after);
-        let rows = match changes_after(&r.store, r.after, limit).await {
-            Ok(rows) => rows,
+        let entries = match r.store.changes_after(r.after, limit).await {
+            Ok(Read::Batch(b)) if !b.entries.is_empty() && b.undecodable.is_none() => b.entries,
+            Ok(_) => return self.snapshot(),
             Err(e) => {
                 tracing::warn!(error = %e, "replaying a resumed watch failed; sending a snapshot");
                 return self.snapshot();
             }
         };
-        let contiguous = !rows.is_empty()
-            && rows
-                .iter()
-                .zip(r.after + 1..)
-                .all(|((_, c), want)| c.revision == want);
-        if !contiguous {
-            return self.snapshot();
-        }
         let mut after = r.after;
-        for (_, c) in rows {
+        for entry in entries {
+            let c = Change::from(entry);
             let events = events_for(self.flags.env(), &c, self.tenant.as_deref());
             self.push_events(events, c.revision, c.committed_at_us);
             after = c.revision;

@@ -1,27 +1,23 @@
-//! `switchyard.v1.GatingService`.
-
-use std::sync::Arc;
+//! `switchyard.v1.GatingService`: converts, calls `gating::service`, converts.
 
 use tonic::{Request, Response, Status};
 
-use super::unimplemented;
+use super::principal;
 use crate::{
     api::v1::{gating_service_server::GatingService, *},
-    auth::principal,
-    server::App,
+    gating::service::Service,
 };
 
 /// The GatingService implementation.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct GatingApi {
-    #[allow(dead_code)]
-    app: Arc<App>,
+    gating: Service,
 }
 
 impl GatingApi {
-    /// Creates the service over the shared application state.
-    pub fn new(app: Arc<App>) -> Self {
-        GatingApi { app }
+    /// Creates the service over the gating use cases.
+    pub fn new(gating: Service) -> Self {
+        GatingApi { gating }
     }
 }
 
@@ -31,39 +27,34 @@ impl GatingService for GatingApi {
         &self,
         req: Request<GetSmokeThresholdRequest>,
     ) -> Result<Response<GetSmokeThresholdResponse>, Status> {
-        principal(&req)?.require_gating()?;
-        Err(unimplemented("GatingService.GetSmokeThreshold"))
+        match self.gating.smoke_threshold(principal(&req)?).await? {}
     }
 
     async fn evaluate_smoke(
         &self,
         req: Request<EvaluateSmokeRequest>,
     ) -> Result<Response<EvaluateSmokeResponse>, Status> {
-        principal(&req)?.require_gating()?;
-        Err(unimplemented("GatingService.EvaluateSmoke"))
+        match self.gating.evaluate_smoke(principal(&req)?).await? {}
     }
 
     async fn list_gate_runs(
         &self,
         req: Request<ListGateRunsRequest>,
     ) -> Result<Response<ListGateRunsResponse>, Status> {
-        principal(&req)?.require_gating()?;
-        Err(unimplemented("GatingService.ListGateRuns"))
+        match self.gating.list_gate_runs(principal(&req)?).await? {}
     }
 
     async fn compare_canary(
         &self,
         req: Request<CompareCanaryRequest>,
     ) -> Result<Response<CompareCanaryResponse>, Status> {
-        principal(&req)?.require_gating()?;
-        Err(unimplemented("GatingService.CompareCanary"))
+        match self.gating.compare_canary(principal(&req)?).await? {}
     }
 
     async fn record_nlp_outcomes(
         &self,
         req: Request<RecordNlpOutcomesRequest>,
     ) -> Result<Response<RecordNlpOutcomesResponse>, Status> {
-        principal(&req)?.require_gating()?;
-        Err(unimplemented("GatingService.RecordNlpOutcomes"))
+        match self.gating.record_nlp_outcomes(principal(&req)?).await? {}
     }
 }

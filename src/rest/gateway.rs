@@ -16,14 +16,14 @@ use futures_util::StreamExt;
 use http::{HeaderValue, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use prost::Message;
-use prost_reflect::{
-    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, SerializeOptions, Value,
-};
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
 use serde_json::Value as Json;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use super::{
-    Refusal, json, request,
+    Refusal,
+    json::{self, to_json},
+    request,
     routes::{BodyRule, Lookup, Route, RouteTable},
 };
 use crate::auth::Principal;
@@ -424,41 +424,6 @@ fn is_json(ct: &HeaderValue) -> bool {
     essence == "application/json"
         || essence == "application/x-www-form-urlencoded"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-fn serialize_options() -> SerializeOptions {
-    // grpc-gateway's default marshaler emits unpopulated fields; so do we.
-    SerializeOptions::new().skip_default_fields(false)
-}
-
-pub(crate) fn to_json(m: &DynamicMessage) -> Result<String, Refusal> {
-    let mut buf = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, NumberFormatter);
-    m.serialize_with_options(&mut ser, &serialize_options())
-        .map_err(|e| crate::error::Error::internal("encoding JSON", e))?;
-    String::from_utf8(buf).map_err(|e| crate::error::Error::internal("encoding JSON", e).into())
-}
-
-/// Writes integral doubles without a fraction (`10`, not `10.0`), as Go's
-/// protojson and grpc-gateway do; everything else as serde_json does.
-pub(crate) struct NumberFormatter;
-
-impl serde_json::ser::Formatter for NumberFormatter {
-    fn write_f64<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f64) -> std::io::Result<()> {
-        if v.fract() == 0.0 && v.abs() < 1e21 {
-            write!(w, "{v:.0}")
-        } else {
-            serde_json::ser::CompactFormatter.write_f64(w, v)
-        }
-    }
-
-    fn write_f32<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f32) -> std::io::Result<()> {
-        if v.fract() == 0.0 && v.abs() < 1e21 {
-            write!(w, "{v:.0}")
-        } else {
-            serde_json::ser::CompactFormatter.write_f32(w, v)
-        }
-    }
 }
 
 /// Appends the elements of the repeated `field` of `m` to a JSON array being

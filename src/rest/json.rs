@@ -10,8 +10,10 @@
 //! invalid UTF-8, non-finite `Value` numbers) returns `None`, and the caller
 //! falls back to the `DynamicMessage` path, which handles or refuses it.
 
-use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, SerializeOptions};
 use serde_json::ser::Formatter;
+
+use super::Refusal;
 
 /// One field as read from the wire.
 #[derive(Debug, Clone, Copy)]
@@ -225,7 +227,7 @@ fn write_default(field: &FieldDescriptor, out: &mut Vec<u8>) -> Option<()> {
 }
 
 pub(crate) fn write_single(kind: &Kind, r: Raw<'_>, out: &mut Vec<u8>, depth: u32) -> Option<()> {
-    let mut fmt = super::gateway::NumberFormatter;
+    let mut fmt = NumberFormatter;
     match (kind, r) {
         (Kind::Bool, Raw::Varint(v)) => {
             out.extend_from_slice(if v != 0 { b"true" } else { b"false" })
@@ -330,7 +332,7 @@ fn write_value(bytes: &[u8], out: &mut Vec<u8>, depth: u32) -> Option<()> {
             if !f.is_finite() {
                 return None;
             }
-            super::gateway::NumberFormatter.write_f64(out, f).ok()?;
+            NumberFormatter.write_f64(out, f).ok()?;
         }
         [(3, Raw::Bytes(b))] => write_str(std::str::from_utf8(b).ok()?, out),
         [(4, Raw::Varint(v))] => out.extend_from_slice(if *v != 0 { b"true" } else { b"false" }),
@@ -391,6 +393,43 @@ fn write_list(bytes: &[u8], out: &mut Vec<u8>, depth: u32) -> Option<()> {
     Some(())
 }
 
+fn serialize_options() -> SerializeOptions {
+    // grpc-gateway's default marshaler emits unpopulated fields; so do we.
+    SerializeOptions::new().skip_default_fields(false)
+}
+
+/// Serialises `m` as proto3 JSON the gateway's way, through `prost_reflect`:
+/// the fallback of the direct writer, and its reference in tests.
+pub(crate) fn to_json(m: &DynamicMessage) -> Result<String, Refusal> {
+    let mut buf = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, NumberFormatter);
+    m.serialize_with_options(&mut ser, &serialize_options())
+        .map_err(|e| crate::error::Error::internal("encoding JSON", e))?;
+    String::from_utf8(buf).map_err(|e| crate::error::Error::internal("encoding JSON", e).into())
+}
+
+/// Writes integral doubles without a fraction (`10`, not `10.0`), as Go's
+/// protojson and grpc-gateway do; everything else as serde_json does.
+pub(crate) struct NumberFormatter;
+
+impl serde_json::ser::Formatter for NumberFormatter {
+    fn write_f64<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f64) -> std::io::Result<()> {
+        if v.fract() == 0.0 && v.abs() < 1e21 {
+            write!(w, "{v:.0}")
+        } else {
+            serde_json::ser::CompactFormatter.write_f64(w, v)
+        }
+    }
+
+    fn write_f32<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f32) -> std::io::Result<()> {
+        if v.fract() == 0.0 && v.abs() < 1e21 {
+            write!(w, "{v:.0}")
+        } else {
+            serde_json::ser::CompactFormatter.write_f32(w, v)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use pbjson_types::{ListValue, Struct, Timestamp, Value, value::Kind as V};
@@ -412,9 +451,8 @@ mod tests {
         let bytes = msg.encode_to_vec();
         let mut out = Vec::new();
         let fast = write_message(&desc, &bytes, &mut out).map(|()| String::from_utf8(out).unwrap());
-        let slow =
-            crate::rest::gateway::to_json(&DynamicMessage::decode(desc, bytes.as_slice()).unwrap())
-                .unwrap_or_else(|r| panic!("{}", r.body()));
+        let slow = super::to_json(&DynamicMessage::decode(desc, bytes.as_slice()).unwrap())
+            .unwrap_or_else(|r| panic!("{}", r.body()));
         (fast, slow)
     }
 

@@ -23,7 +23,10 @@ use axum::{
 pub use gateway::Gateway;
 pub use routes::RouteTable;
 
-use crate::error::{Error, http_status_for};
+use crate::{
+    error::Error,
+    grpc::status::{Codes, http_status_for},
+};
 
 /// The OpenAPI 3 document of the REST routes, generated from the protos by
 /// `build.rs`.

@@ -177,52 +177,23 @@ impl Store {
 }
 
 impl WriteTx {
-    /// Records the change at this transaction's revision in the change log,
-    /// commits, and returns the revision.
-    ///
-    /// `entity` is `tenant`, `flag` or `override`; `op` is `upsert` or `delete`;
-    /// `tenant_id` confines the change to one tenant (`None`: every tenant);
-    /// `payload` is the change as JSON (`flag::Payload`).
-    pub async fn commit_change(
-        mut self,
-        entity: &str,
-        op: &str,
-        tenant_id: Option<&str>,
-        flag_key: Option<&str>,
-        payload: Option<String>,
-    ) -> Result<i64> {
-        sqlx::query(
-            "INSERT INTO change_log (revision, entity, op, tenant_id, flag_key, payload, committed_at_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(self.revision)
-        .bind(entity.to_owned())
-        .bind(op.to_owned())
-        .bind(tenant_id.map(str::to_owned))
-        .bind(flag_key.map(str::to_owned))
-        .bind(payload)
-        .bind(self.now_us)
-        .execute(&mut *self.tx)
-        .await?;
-        self.tx.commit().await?;
-        Ok(self.revision)
-    }
-}
-
-impl Store {
-    /// Deletes the change-log rows up to the last one committed before
-    /// `before_us`; returns how many. Always a prefix by revision (replicas'
-    /// clocks may disagree, revisions do not), so the log never has a hole.
-    /// Subscribers resuming from before the oldest kept row get a snapshot.
-    pub async fn prune_change_log(&self, before_us: i64) -> Result<u64> {
-        let r = sqlx::query(
-            "DELETE FROM change_log WHERE revision <= \
-             (SELECT MAX(revision) FROM change_log WHERE committed_at_us < $1)",
-        )
-        .bind(before_us)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
+    /// Checks a caller's expected revision of `what` (0: no expectation)
+    /// against its `actual` revision (`None`: it does not exist):
+    /// FAILED_PRECONDITION when they differ, and the transaction is dropped,
+    /// rolling back.
+    pub fn expect_revision(&self, what: &str, actual: Option<i64>, expected: i64) -> Result<()> {
+        if expected == 0 || actual == Some(expected) {
+            return Ok(());
+        }
+        Err(Error::failed_precondition(match actual {
+            Some(actual) => format!(
+                "{what} is at revision {actual}, not the expected {expected}: re-read it and retry"
+            ),
+            None => format!(
+                "there is no {} at revision {expected}",
+                what.strip_prefix("the ").unwrap_or(what)
+            ),
+        }))
     }
 }
 
@@ -240,19 +211,6 @@ pub fn now_us() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-/// Converts microseconds since the epoch to a protobuf timestamp.
-pub fn timestamp(us: i64) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
-        seconds: us.div_euclid(1_000_000),
-        nanos: i32::try_from(us.rem_euclid(1_000_000) * 1000).unwrap_or(0),
-    }
-}
-
-/// Returns whether `e` is a unique-constraint violation.
-pub fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 /// Strips anything that looks like a password from a URL-parsing error.

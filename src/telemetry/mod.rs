@@ -32,6 +32,24 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Installs the metrics recorder and sets `switchyard_build_info`.
+pub fn start_metrics(config: &Config) {
+    metrics_handle();
+    metrics::gauge!(
+        "switchyard_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "track" => config.track.as_str()
+    )
+    .set(1.0);
+}
+
+/// Runs the recorder's periodic upkeep (call every few seconds).
+pub fn metrics_upkeep() {
+    if let Some(h) = metrics_handle() {
+        h.run_upkeep();
+    }
+}
+
 /// Returns the Prometheus text exposition of every metric.
 pub fn render_metrics() -> String {
     metrics_handle().map(|h| h.render()).unwrap_or_default()

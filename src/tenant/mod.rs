@@ -8,8 +8,10 @@
 //! a replica over a large table), answers come from the shared Redis cache of
 //! resolutions, then from a database query whose answer is cached there.
 
+pub mod id;
 pub mod matcher;
 pub mod pattern;
+pub mod service;
 mod store;
 
 use std::{
@@ -21,18 +23,19 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
+
+pub use id::{MAX_TENANT_ID_LEN, validate_tenant_id, validate_tenant_id_field};
 
 use crate::{
-    cache::ResolutionCache,
+    cache::{CachedHit, CachedResolution, CachedTenant, ResolutionCache},
+    changelog::Committed,
     error::{Error, Result},
+    service::mask::UpdateMask as FieldMask,
     store::Store,
 };
 use matcher::Matcher;
 use pattern::Pattern;
 
-/// The longest tenant id.
-pub const MAX_TENANT_ID_LEN: usize = 63;
 /// The longest display name, in characters.
 pub const MAX_DISPLAY_NAME_LEN: usize = 200;
 /// The most patterns one tenant may have.
@@ -43,7 +46,7 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 
 /// A tenant as stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantRecord {
     /// The immutable id.
     pub id: String,
@@ -130,71 +133,26 @@ impl UpdateMask {
 
     /// Parses field-mask paths; an empty list means every field.
     pub fn parse(paths: &[String]) -> Result<UpdateMask> {
-        if paths.is_empty() {
-            return Ok(UpdateMask::ALL);
-        }
-        let mut m = UpdateMask::default();
-        for p in paths {
-            match p.as_str() {
-                "display_name" | "displayName" => m.display_name = true,
-                "patterns" => m.patterns = true,
-                "disabled" => m.disabled = true,
-                "id" | "revision" | "create_time" | "update_time" => {
-                    return Err(Error::invalid_argument(
-                        "update_mask",
-                        format!("{p:?} cannot be changed"),
-                    ));
-                }
-                _ => {
-                    return Err(Error::invalid_argument(
-                        "update_mask",
-                        format!("unknown field {p:?} (display_name, patterns, disabled)"),
-                    ));
-                }
-            }
-        }
-        Ok(m)
+        let m = FieldMask::parse(
+            paths,
+            &[
+                &["display_name", "displayName"],
+                &["patterns"],
+                &["disabled"],
+            ],
+            &["id", "revision", "create_time", "update_time"],
+        )?;
+        Ok(UpdateMask {
+            display_name: m.covers("display_name"),
+            patterns: m.covers("patterns"),
+            disabled: m.covers("disabled"),
+        })
     }
-}
-
-/// Checks a tenant id: 1 to 63 characters of `a-z`, `0-9` and `-`, starting with
-/// a letter or digit.
-pub fn validate_tenant_id(id: &str) -> Result<()> {
-    validate_tenant_id_field(id, "tenant_id")
-}
-
-/// Like [`validate_tenant_id`], naming `field` in errors.
-pub fn validate_tenant_id_field(id: &str, field: &str) -> Result<()> {
-    if id.is_empty() {
-        return Err(Error::invalid_argument(field, "must not be empty"));
-    }
-    if id.len() > MAX_TENANT_ID_LEN {
-        return Err(Error::invalid_argument(
-            field,
-            format!("must be at most {MAX_TENANT_ID_LEN} characters"),
-        ));
-    }
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(Error::invalid_argument(
-            field,
-            "may contain only a-z, 0-9 and '-'",
-        ));
-    }
-    if id.starts_with('-') {
-        return Err(Error::invalid_argument(
-            field,
-            "must start with a letter or digit",
-        ));
-    }
-    Ok(())
 }
 
 /// Where a resolution was answered from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub enum ResolvedFrom {
     /// The in-process matcher.
     Local,
     /// The shared Redis cache.
@@ -213,14 +171,35 @@ pub struct Resolution {
     /// The normalised key.
     pub key: String,
     /// Where the answer came from.
-    pub source: Source,
+    pub source: ResolvedFrom,
 }
 
-/// A cached answer: the pattern and tenant a key maps to, or none.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CachedResolution {
-    /// The matching pattern and its tenant; `None` when nothing matches.
-    pub hit: Option<(String, TenantRecord)>,
+impl From<CachedTenant> for TenantRecord {
+    fn from(t: CachedTenant) -> TenantRecord {
+        TenantRecord {
+            id: t.id,
+            display_name: t.display_name,
+            patterns: t.patterns,
+            disabled: t.disabled,
+            revision: t.revision,
+            created_at_us: t.created_at_us,
+            updated_at_us: t.updated_at_us,
+        }
+    }
+}
+
+impl From<&TenantRecord> for CachedTenant {
+    fn from(t: &TenantRecord) -> CachedTenant {
+        CachedTenant {
+            id: t.id.clone(),
+            display_name: t.display_name.clone(),
+            patterns: t.patterns.clone(),
+            disabled: t.disabled,
+            revision: t.revision,
+            created_at_us: t.created_at_us,
+            updated_at_us: t.updated_at_us,
+        }
+    }
 }
 
 /// The tenant component of a replica: storage, the matcher, and the caches.
@@ -304,7 +283,7 @@ impl Tenants {
                     tenant: e.tenant.clone(),
                     pattern: e.pattern.clone(),
                     key: key.into_owned(),
-                    source: Source::Local,
+                    source: ResolvedFrom::Local,
                 }),
                 None => Err(no_tenant(&key)),
             };
@@ -317,17 +296,22 @@ impl Tenants {
     async fn resolve_cold(&self, key: Cow<'_, str>) -> Result<Resolution> {
         let generation = self.generation.load(Ordering::SeqCst);
         let (cached, source) = match self.cache.get(generation, &key).await {
-            Some(c) => (c, Source::Redis),
+            Some(c) => (c, ResolvedFrom::Redis),
             None => {
                 let hit = store::resolve(&self.store, &key).await?;
-                let c = CachedResolution { hit };
+                let c = CachedResolution {
+                    hit: hit.map(|(pattern, tenant)| CachedHit {
+                        pattern,
+                        tenant: CachedTenant::from(&tenant),
+                    }),
+                };
                 self.cache.put(generation, &key, &c).await;
-                (c, Source::Database)
+                (c, ResolvedFrom::Database)
             }
         };
         match cached.hit {
-            Some((pattern, tenant)) => enabled(Resolution {
-                tenant: Arc::new(tenant),
+            Some(CachedHit { pattern, tenant }) => enabled(Resolution {
+                tenant: Arc::new(tenant.into()),
                 pattern: Arc::from(pattern.as_str()),
                 key: key.into_owned(),
                 source,
@@ -346,7 +330,11 @@ impl Tenants {
     }
 
     /// Creates a tenant; returns it as stored.
-    pub async fn create(&self, id: &str, fields: &TenantFields) -> Result<TenantRecord> {
+    pub async fn create(
+        &self,
+        id: &str,
+        fields: &TenantFields,
+    ) -> Result<(TenantRecord, Committed)> {
         validate_tenant_id_field(id, "tenant.id")?;
         let patterns = fields.validate()?;
         store::create(&self.store, id, fields, &patterns).await
@@ -373,7 +361,7 @@ impl Tenants {
         fields: &TenantFields,
         mask: UpdateMask,
         expected_revision: i64,
-    ) -> Result<TenantRecord> {
+    ) -> Result<(TenantRecord, Committed)> {
         validate_tenant_id_field(id, "tenant.id")?;
         if mask.display_name {
             validate_display_name(&fields.display_name)?;
@@ -394,8 +382,8 @@ impl Tenants {
         .await
     }
 
-    /// Deletes a tenant, its patterns and its overrides; returns the revision.
-    pub async fn delete(&self, id: &str, expected_revision: i64) -> Result<i64> {
+    /// Deletes a tenant, its patterns and its overrides.
+    pub async fn delete(&self, id: &str, expected_revision: i64) -> Result<Committed> {
         validate_tenant_id(id)?;
         store::delete(&self.store, id, expected_revision).await
     }
@@ -419,14 +407,6 @@ fn no_tenant(key: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tenant_ids() {
-        assert!(validate_tenant_id("acme-1").is_ok());
-        for bad in ["", "-acme", "Acme", "a b", "a.b", &"a".repeat(64)] {
-            assert!(validate_tenant_id(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn fields_validate_and_name_the_field() {

@@ -10,6 +10,7 @@ use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 
 use super::{TenantFields, TenantRecord, UpdateMask, matcher};
 use crate::{
+    changelog::{Append, Change, Committed},
     error::{Error, Result},
     store::{Store, WriteTx, placeholders},
 };
@@ -33,7 +34,7 @@ pub(super) async fn create(
     id: &str,
     fields: &TenantFields,
     patterns: &[String],
-) -> Result<TenantRecord> {
+) -> Result<(TenantRecord, Committed)> {
     let mut w = store.begin_write().await?;
     let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
         .bind(id)
@@ -66,9 +67,12 @@ pub(super) async fn create(
         created_at_us: w.now_us,
         updated_at_us: w.now_us,
     };
-    w.commit_change("tenant", "upsert", Some(id), None, None)
+    let committed = w
+        .commit_change(Change::TenantUpsert {
+            tenant: id.to_owned(),
+        })
         .await?;
-    Ok(record)
+    Ok((record, committed))
 }
 
 /// Inserts `patterns` for `id`, refusing any already claimed by another tenant.
@@ -217,12 +221,11 @@ async fn current(w: &mut WriteTx, id: &str, expected_revision: i64) -> Result<Te
     .await?
     .ok_or_else(|| Error::not_found(format!("tenant {id:?}")))?;
     let t = tenant_from_row(&row)?;
-    if expected_revision != 0 && expected_revision != t.revision {
-        return Err(Error::failed_precondition(format!(
-            "tenant {id:?} is at revision {}, not the expected {expected_revision}: re-read it and retry",
-            t.revision
-        )));
-    }
+    w.expect_revision(
+        &format!("tenant {id:?}"),
+        Some(t.revision),
+        expected_revision,
+    )?;
     Ok(t)
 }
 
@@ -233,7 +236,7 @@ pub(super) async fn update(
     patterns: Option<&[String]>,
     mask: UpdateMask,
     expected_revision: i64,
-) -> Result<TenantRecord> {
+) -> Result<(TenantRecord, Committed)> {
     let mut w = store.begin_write().await?;
     let mut t = current(&mut w, id, expected_revision).await?;
     if mask.display_name {
@@ -265,15 +268,18 @@ pub(super) async fn update(
     bump_generation(&mut w).await?;
     t.revision = w.revision;
     t.updated_at_us = w.now_us;
-    w.commit_change("tenant", "upsert", Some(id), None, None)
+    let committed = w
+        .commit_change(Change::TenantUpsert {
+            tenant: id.to_owned(),
+        })
         .await?;
-    Ok(t)
+    Ok((t, committed))
 }
 
-pub(super) async fn delete(store: &Store, id: &str, expected_revision: i64) -> Result<i64> {
+pub(super) async fn delete(store: &Store, id: &str, expected_revision: i64) -> Result<Committed> {
     let mut w = store.begin_write().await?;
     current(&mut w, id, expected_revision).await?;
-    let payload = crate::flag::store::tenant_delete_payload(&mut w, id).await?;
+    let restored = crate::flag::store::overridden_for(&mut w, id).await?;
     sqlx::query("DELETE FROM tenant_overrides WHERE tenant_id = $1")
         .bind(id)
         .execute(&mut *w.tx)
@@ -287,8 +293,11 @@ pub(super) async fn delete(store: &Store, id: &str, expected_revision: i64) -> R
         .execute(&mut *w.tx)
         .await?;
     bump_generation(&mut w).await?;
-    w.commit_change("tenant", "delete", Some(id), None, Some(payload))
-        .await
+    w.commit_change(Change::TenantDelete {
+        tenant: id.to_owned(),
+        restored,
+    })
+    .await
 }
 
 /// Records this transaction's revision as the last tenant change.

@@ -3,17 +3,24 @@
 //! The change log in the database is the truth; the bus is only a doorbell.
 //! Whenever the bus rings (a change event with a revision this replica has not
 //! applied, or a resync after a Redis reconnect), and at every poll interval
-//! in any case, the follower reads the changes after the last revision it
+//! in any case, the [`Follower`] reads the changes after the last revision it
 //! applied, in order, and applies them: a tenant change swaps in a new matcher
 //! and retires the Redis cache generation; every change goes to the flag state
-//! and its watch hub. So a lost pub/sub message, a gap, or
-//! a replica that heard nothing for a while all converge by the next poll.
+//! and its watch hub. So a lost pub/sub message, a gap, or a replica that
+//! heard nothing for a while all converge by the next poll.
 //!
-//! The replica that commits a change calls [`Sync::committed`], which
-//! publishes it and catches up before returning, so a caller reads its own
-//! writes on the replica it wrote to.
+//! The replica that commits a change announces it ([`Announce`]): the
+//! follower publishes it and catches up before returning, so a caller reads
+//! its own writes on the replica it wrote to.
+//!
+//! A row this release cannot decode is never skipped: the follower stops
+//! before it, reports [`Readiness::Stuck`] (health turns NOT_SERVING) and logs
+//! the revision, and tries again at every poll, so it goes on by itself once
+//! the row is readable (or after a reload by a newer release).
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicI64, Ordering},
@@ -21,13 +28,14 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast::error::RecvError, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     bus::{Bus, BusMessage, ChangeEvent},
+    changelog::{Announce, ChangeLog, Committed, Read, Undecodable},
     error::Result,
-    flag::{self, Flags},
+    flag::{self, state::Flags},
     store::Store,
     tenant::Tenants,
 };
@@ -35,25 +43,41 @@ use crate::{
 /// The most changes read from the log in one query.
 const BATCH: i64 = 1000;
 
+/// Whether this replica is following the change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every readable change is applied (or about to be).
+    Ready,
+    /// The change at `revision` cannot be decoded; nothing after it is
+    /// applied until it can be.
+    Stuck {
+        /// The first revision not applied.
+        revision: i64,
+        /// Why it cannot be decoded (for the log).
+        reason: String,
+    },
+}
+
 /// The follower of one replica.
-pub struct Sync {
+pub struct Follower {
     store: Store,
     bus: Bus,
     tenants: Arc<Tenants>,
     flags: Arc<Flags>,
     applied: AtomicI64,
     lock: tokio::sync::Mutex<()>,
+    readiness: watch::Sender<Readiness>,
 }
 
-impl std::fmt::Debug for Sync {
+impl std::fmt::Debug for Follower {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sync")
+        f.debug_struct("Follower")
             .field("applied", &self.applied.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
-impl Sync {
+impl Follower {
     /// Creates a follower that has applied everything up to `applied`.
     pub fn new(
         store: Store,
@@ -61,14 +85,15 @@ impl Sync {
         tenants: Arc<Tenants>,
         flags: Arc<Flags>,
         applied: i64,
-    ) -> Sync {
-        Sync {
+    ) -> Follower {
+        Follower {
             store,
             bus,
             tenants,
             flags,
             applied: AtomicI64::new(applied),
             lock: tokio::sync::Mutex::new(()),
+            readiness: watch::Sender::new(Readiness::Ready),
         }
     }
 
@@ -77,52 +102,41 @@ impl Sync {
         self.applied.load(Ordering::SeqCst)
     }
 
-    /// Announces a change this replica committed and applies it locally.
-    pub async fn committed(&self, event: ChangeEvent) {
-        self.bus.publish(&event).await;
-        if let Err(e) = self.catch_up().await {
-            tracing::warn!(error = %e, revision = event.revision, "catching up after a local commit failed; the poll will retry");
-        }
+    /// Returns a receiver of this replica's readiness.
+    pub fn readiness(&self) -> watch::Receiver<Readiness> {
+        self.readiness.subscribe()
     }
 
-    /// Applies every change committed after the last applied revision.
+    /// Applies every readable change committed after the last applied
+    /// revision. Stopping before an undecodable row is not an error here: it
+    /// is reported through [`Follower::readiness`] and the log.
     pub async fn catch_up(&self) -> Result<()> {
         let _one_at_a_time = self.lock.lock().await;
         let mut applied = self.applied();
         let mut tenant_change = None;
+        let mut stuck = None;
         loop {
-            let mut changes = flag::store::changes_after(&self.store, applied, BATCH).await?;
-            if changes.is_empty() && self.store.current_revision().await? > applied {
-                // Committed revisions beyond ours but no rows: read again (a
-                // commit may have landed in between); still nothing means
-                // the log was pruned past this replica.
-                changes = flag::store::changes_after(&self.store, applied, BATCH).await?;
-                if changes.is_empty() {
+            let batch = match self.store.changes_after(applied, BATCH).await? {
+                Read::Pruned => {
                     applied = self.reload_all(&mut tenant_change).await?;
                     continue;
                 }
-            }
-            // Revisions are dense and committed in order, so anything but
-            // applied+1, applied+2, ... means rows were pruned under us.
-            let contiguous = changes
-                .iter()
-                .zip(applied + 1..)
-                .all(|((_, c), want)| c.revision == want);
-            if !contiguous {
-                applied = self.reload_all(&mut tenant_change).await?;
-                continue;
-            }
-            let count = changes.len();
-            for (entity, change) in changes {
-                applied = change.revision;
-                if entity == "tenant" {
-                    tenant_change = Some(change.revision);
+                Read::Batch(batch) => batch,
+            };
+            for entry in batch.entries {
+                applied = entry.revision;
+                if entry.change.is_tenant_change() {
+                    tenant_change = Some(entry.revision);
                 }
                 // The flag state and its subscribers see every revision, so
                 // that their revision always names a complete prefix.
-                self.flags.apply(change);
+                self.flags.apply(flag::Change::from(entry));
             }
-            if (count as i64) < BATCH {
+            if batch.undecodable.is_some() {
+                stuck = batch.undecodable;
+                break;
+            }
+            if !batch.full {
                 break;
             }
         }
@@ -131,7 +145,35 @@ impl Sync {
             self.tenants.reload().await?;
         }
         self.applied.store(applied, Ordering::SeqCst);
+        self.report(stuck);
         Ok(())
+    }
+
+    /// Publishes a readiness change, logging it once when it happens.
+    fn report(&self, stuck: Option<Undecodable>) {
+        let now = match stuck {
+            None => Readiness::Ready,
+            Some(Undecodable { revision, reason }) => Readiness::Stuck { revision, reason },
+        };
+        self.readiness.send_if_modified(|current| {
+            if *current == now {
+                return false;
+            }
+            match &now {
+                Readiness::Stuck { revision, reason } => tracing::error!(
+                    revision,
+                    reason = %reason,
+                    "cannot decode the change at this revision; not applying it or anything after it, \
+                     and reporting NOT_SERVING, until it can be read (a newer release, or a reload)"
+                ),
+                Readiness::Ready => tracing::info!(
+                    applied = self.applied(),
+                    "following the change log again"
+                ),
+            }
+            *current = now;
+            true
+        });
     }
 
     /// Reloads the whole state after the log was pruned past this replica;
@@ -172,5 +214,19 @@ impl Sync {
                 }
             }
         });
+    }
+}
+
+impl Announce for Follower {
+    fn committed<'a>(
+        &'a self,
+        change: &'a Committed,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            self.bus.publish(&ChangeEvent::from(change)).await;
+            if let Err(e) = self.catch_up().await {
+                tracing::warn!(error = %e, revision = change.revision, "catching up after a local commit failed; the poll will retry");
+            }
+        })
     }
 }

@@ -1,0 +1,354 @@
+//! The flag use cases, whatever the transport: each method takes the caller's
+//! [`Principal`] and domain types, checks the caller's scope first, then the
+//! input in the order of the rules, and announces every committed change.
+
+use std::sync::Arc;
+
+use futures_util::Stream;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    DEFAULT_PAGE_SIZE, Effective, FlagDef, FlagType, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE,
+    check_value,
+    state::Flags,
+    store::{self, FlagUpdate},
+    validate_key,
+    watch::{self, WatchItem, WatcherLimit},
+};
+use crate::{
+    auth::{Principal, Scope},
+    changelog::{Announce, Committed},
+    error::{Error, Result},
+    service::{
+        Input,
+        mask::UpdateMask,
+        page::{Page, PageRequest},
+    },
+    store::Store,
+    tenant::{self, Tenants, validate_tenant_id, validate_tenant_id_field},
+};
+
+/// A flag to create, as the caller sent it.
+#[derive(Debug, Clone)]
+pub struct NewFlag {
+    /// The key.
+    pub key: String,
+    /// The type.
+    pub value_type: Input<FlagType>,
+    /// What the flag controls.
+    pub description: String,
+    /// The declared default.
+    pub default: Input<Value>,
+    /// The stored value, if any.
+    pub stored: Input<Option<Value>>,
+}
+
+/// The fields of an update, as the caller sent them; the update mask says
+/// which ones count.
+#[derive(Debug, Clone)]
+pub struct FlagChanges {
+    /// The flag's key.
+    pub key: String,
+    /// The type the caller believes the flag has (`None`: not said).
+    pub value_type: Input<Option<FlagType>>,
+    /// A new description.
+    pub description: String,
+    /// A new default.
+    pub default: Input<Value>,
+    /// A new stored value (`None` clears it).
+    pub stored: Input<Option<Value>>,
+}
+
+/// Which tenant an evaluation is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// None named: a tenant token's own tenant, values without overrides
+    /// for an admin.
+    Caller,
+    /// The tenant with this id.
+    TenantId(String),
+    /// The tenant this key (a host) resolves to.
+    ResolveKey(String),
+}
+
+/// A flag's value for one evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// The effective value and its source.
+    pub value: Effective,
+    /// The revision the value is at.
+    pub revision: i64,
+    /// The tenant it was evaluated for, if any.
+    pub tenant: Option<String>,
+}
+
+/// One page of `ListFlags`.
+#[derive(Debug, Clone)]
+pub struct FlagList {
+    /// The effective values of the page.
+    pub values: Page<Effective>,
+    /// The definitions of the same flags, in the same order.
+    pub definitions: Vec<FlagDef>,
+    /// The revision the page is at.
+    pub revision: i64,
+}
+
+/// The flag service of a replica.
+#[derive(Clone)]
+pub struct Service {
+    store: Store,
+    flags: Arc<Flags>,
+    tenants: Arc<Tenants>,
+    resolver: tenant::service::Service,
+    watchers: WatcherLimit,
+    announce: Arc<dyn Announce>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("flag::Service").finish_non_exhaustive()
+    }
+}
+
+/// What the flag service is built over.
+pub struct Parts {
+    /// The database.
+    pub store: Store,
+    /// The replica's flag state.
+    pub flags: Arc<Flags>,
+    /// The replica's tenants.
+    pub tenants: Arc<Tenants>,
+    /// The tenant service, for evaluations by resolve key.
+    pub resolver: tenant::service::Service,
+    /// The limit on open watch streams.
+    pub watchers: WatcherLimit,
+    /// Told of every committed change.
+    pub announce: Arc<dyn Announce>,
+    /// Cancelled when the server stops: watch streams end.
+    pub shutdown: CancellationToken,
+}
+
+impl Service {
+    /// Creates the service.
+    pub fn new(p: Parts) -> Service {
+        Service {
+            store: p.store,
+            flags: p.flags,
+            tenants: p.tenants,
+            resolver: p.resolver,
+            watchers: p.watchers,
+            announce: p.announce,
+            shutdown: p.shutdown,
+        }
+    }
+
+    async fn announce(&self, c: &Committed) {
+        self.announce.committed(c).await;
+    }
+
+    /// Returns the tenant a read is for: the one named, or a tenant token's
+    /// own when none is named; checks the caller may read it and that it
+    /// exists. `None`: values without any tenant override.
+    async fn reading_tenant(
+        &self,
+        p: &Principal,
+        named: &str,
+        field: &str,
+    ) -> Result<Option<String>> {
+        let tenant = match (named.is_empty(), p.scope()) {
+            (_, Scope::Gating) => {
+                return Err(Error::permission_denied("a gating token cannot read flags"));
+            }
+            (true, Scope::Tenant(own)) => own.clone(),
+            (true, Scope::Admin) => return Ok(None),
+            (false, _) => {
+                validate_tenant_id_field(named, field)?;
+                p.require_tenant(named)?;
+                named.to_owned()
+            }
+        };
+        if !self.tenants.exists(&tenant).await? {
+            return Err(Error::not_found(format!("tenant {tenant:?}")));
+        }
+        Ok(Some(tenant))
+    }
+
+    /// Creates a flag (admin).
+    pub async fn create(&self, p: &Principal, flag: Input<NewFlag>) -> Result<FlagDef> {
+        p.require_admin()?;
+        let f = flag?;
+        validate_key("flag.key", &f.key)?;
+        let value_type = f.value_type?;
+        check_description(&f.description)?;
+        let default = f.default?;
+        check_value("flag.default_value", &default, value_type)?;
+        let stored = f.stored?;
+        if let Some(v) = &stored {
+            check_value("flag.stored_value", v, value_type)?;
+        }
+        let def = FlagDef {
+            key: f.key,
+            value_type,
+            description: f.description,
+            default,
+            stored,
+            revision: 0,
+            created_at_us: 0,
+            updated_at_us: 0,
+        };
+        let (def, committed) = store::create(&self.store, def).await?;
+        self.announce(&committed).await;
+        Ok(def)
+    }
+
+    /// Returns a flag's definition (any token that may read flags).
+    pub async fn get(&self, p: &Principal, key: &str) -> Result<FlagDef> {
+        self.reading_tenant(p, "", "tenant").await?;
+        validate_key("flag_key", key)?;
+        self.flags.get(key)
+    }
+
+    /// Returns one page of flags with their effective values for `tenant`
+    /// (empty: the caller's default, see [`Target::Caller`]).
+    pub async fn list(&self, p: &Principal, tenant: &str, page: &PageRequest) -> Result<FlagList> {
+        let tenant = self.reading_tenant(p, tenant, "tenant").await?;
+        let (size, after) = page.resolve(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let (values, definitions, more, revision) =
+            self.flags.list(tenant.as_deref(), &after, size);
+        Ok(FlagList {
+            values: Page::new(values, more, |e| &e.flag),
+            definitions,
+            revision,
+        })
+    }
+
+    /// Updates the fields `mask` names (all when empty); refuses a stale
+    /// `expected` revision (non-zero). Admin.
+    pub async fn update(
+        &self,
+        p: &Principal,
+        changes: Input<FlagChanges>,
+        mask: &[String],
+        expected: i64,
+    ) -> Result<FlagDef> {
+        p.require_admin()?;
+        let f = changes?;
+        validate_key("flag.key", &f.key)?;
+        let mask = UpdateMask::parse(
+            mask,
+            &[
+                &["description"],
+                &["default_value", "defaultValue"],
+                &["stored_value", "storedValue"],
+            ],
+            &["key", "type", "revision", "create_time", "update_time"],
+        )?;
+        let mut u = FlagUpdate::default();
+        if mask.covers("description") {
+            check_description(&f.description)?;
+            u.description = Some(f.description);
+        }
+        if mask.covers("default_value") {
+            u.default = Some(f.default?);
+        }
+        if mask.covers("stored_value") {
+            u.stored = Some(f.stored?);
+        }
+        // Checked against the stored flag inside the write transaction.
+        u.value_type = f.value_type?;
+        let (def, committed) = store::update(&self.store, &f.key, u, expected).await?;
+        self.announce(&committed).await;
+        Ok(def)
+    }
+
+    /// Deletes a flag and its overrides; returns the revision. Admin.
+    pub async fn delete(&self, p: &Principal, key: &str, expected: i64) -> Result<i64> {
+        p.require_admin()?;
+        validate_key("flag_key", key)?;
+        let committed = store::delete(&self.store, key, expected).await?;
+        self.announce(&committed).await;
+        Ok(committed.revision)
+    }
+
+    /// Sets a tenant's override of a flag; returns the revision. Admin.
+    pub async fn set_override(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        key: &str,
+        value: Input<Value>,
+        expected: i64,
+    ) -> Result<i64> {
+        p.require_admin()?;
+        validate_tenant_id(tenant)?;
+        validate_key("flag_key", key)?;
+        let committed = store::set_override(&self.store, tenant, key, value?, expected).await?;
+        self.announce(&committed).await;
+        Ok(committed.revision)
+    }
+
+    /// Removes a tenant's override of a flag; returns the revision. Admin.
+    pub async fn clear_override(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        key: &str,
+        expected: i64,
+    ) -> Result<i64> {
+        p.require_admin()?;
+        validate_tenant_id(tenant)?;
+        validate_key("flag_key", key)?;
+        let committed = store::clear_override(&self.store, tenant, key, expected).await?;
+        self.announce(&committed).await;
+        Ok(committed.revision)
+    }
+
+    /// Evaluates a flag for `target`.
+    pub async fn evaluate(&self, p: &Principal, key: &str, target: Target) -> Result<Evaluation> {
+        validate_key("flag_key", key)?;
+        let tenant = match target {
+            Target::ResolveKey(k) => Some(self.resolver.resolve(p, &k).await?.tenant.id.clone()),
+            Target::TenantId(t) => self.reading_tenant(p, &t, "tenant_id").await?,
+            Target::Caller => self.reading_tenant(p, "", "tenant_id").await?,
+        };
+        let (value, revision) = self.flags.evaluate(key, tenant.as_deref())?;
+        Ok(Evaluation {
+            value,
+            revision,
+            tenant,
+        })
+    }
+
+    /// Opens a watch of `tenant` (empty: the caller's default) from `since`
+    /// (0: a snapshot first); see [`watch::open`].
+    pub async fn watch(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        since: i64,
+    ) -> Result<impl Stream<Item = WatchItem> + Send + 'static> {
+        let tenant = self.reading_tenant(p, tenant, "tenant_id").await?;
+        let slot = self.watchers.acquire()?;
+        watch::open(
+            self.flags.clone(),
+            &self.store,
+            tenant,
+            since,
+            slot,
+            self.shutdown.clone(),
+        )
+        .await
+    }
+}
+
+fn check_description(d: &str) -> Result<()> {
+    if d.chars().count() > MAX_DESCRIPTION_LEN {
+        return Err(Error::invalid_argument(
+            "flag.description",
+            format!("must be at most {MAX_DESCRIPTION_LEN} characters"),
+        ));
+    }
+    Ok(())
+}

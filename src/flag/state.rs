@@ -1,0 +1,228 @@
+//! A replica's flag state: every flag and override at one revision, behind a
+//! lock, with the watch hub that carries each applied change to the streams.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, RwLock},
+};
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::{
+    Change, Effective, EnvOverrides, FlagDef, MAX_PART_BYTES, Payload, approx_size, effective,
+};
+use crate::error::{Error, Result};
+
+/// The whole flag state of a replica at `revision`.
+#[derive(Debug, Default, Clone)]
+pub struct FlagState {
+    /// Every change up to this revision is applied.
+    pub revision: i64,
+    /// Flags by key.
+    pub flags: BTreeMap<String, FlagDef>,
+    /// Overrides: tenant → flag → (value, revision of its last change).
+    pub overrides: HashMap<String, HashMap<String, (Value, i64)>>,
+}
+
+impl FlagState {
+    /// Applies one change. Changes must come in revision order.
+    pub fn apply(&mut self, c: &Change) {
+        debug_assert!(c.revision > self.revision, "changes are applied in order");
+        let key = c.flag_key.clone().unwrap_or_default();
+        let tenant = c.tenant_id.clone().unwrap_or_default();
+        match &c.payload {
+            Payload::FlagUpsert { flag, .. } => {
+                self.flags.insert(flag.key.clone(), flag.clone());
+            }
+            Payload::FlagDelete => {
+                self.flags.remove(&key);
+                for o in self.overrides.values_mut() {
+                    o.remove(&key);
+                }
+            }
+            Payload::OverrideUpsert { value } => {
+                self.overrides
+                    .entry(tenant)
+                    .or_default()
+                    .insert(key, (value.clone(), c.revision));
+            }
+            Payload::OverrideDelete { .. } => {
+                if let Some(o) = self.overrides.get_mut(&tenant) {
+                    o.remove(&key);
+                }
+            }
+            Payload::TenantDelete { .. } => {
+                self.overrides.remove(&tenant);
+            }
+            Payload::Other => {}
+        }
+        self.revision = c.revision;
+    }
+}
+
+/// What the watch hub broadcasts to every subscriber of a replica.
+#[derive(Debug, Clone)]
+pub enum HubMessage {
+    /// A change, applied to the state before it is sent.
+    Change(Arc<Change>),
+    /// Nothing to report; every change up to this revision has been sent.
+    Heartbeat(i64),
+    /// The state was reloaded whole: every subscriber takes a new snapshot.
+    Reset,
+}
+
+/// The flag component of a replica: the in-memory state, the `env` overrides
+/// and the watch hub.
+pub struct Flags {
+    state: RwLock<FlagState>,
+    env: EnvOverrides,
+    hub: broadcast::Sender<HubMessage>,
+}
+
+impl std::fmt::Debug for Flags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flags")
+            .field("revision", &self.revision())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Flags {
+    /// Creates the component over a loaded state; the hub keeps at most
+    /// `queue` messages for a subscriber that falls behind.
+    pub fn new(state: FlagState, env: EnvOverrides, queue: usize) -> Flags {
+        Flags {
+            state: RwLock::new(state),
+            env,
+            hub: broadcast::channel(queue.max(1)).0,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, FlagState> {
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Returns the revision of the state.
+    pub fn revision(&self) -> i64 {
+        self.read().revision
+    }
+
+    /// Returns the `env` overrides.
+    pub fn env(&self) -> &EnvOverrides {
+        &self.env
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, FlagState> {
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Applies a change to the state and sends it to every subscriber. The
+    /// send happens under the state lock, so the hub carries changes in
+    /// revision order and a heartbeat never overtakes a change.
+    pub fn apply(&self, change: Change) {
+        let mut state = self.write();
+        if change.revision <= state.revision {
+            return;
+        }
+        state.apply(&change);
+        let _ = self.hub.send(HubMessage::Change(Arc::new(change)));
+    }
+
+    /// Replaces the whole state (after the change log was pruned past this
+    /// replica's revision) and tells every subscriber to take a snapshot.
+    pub fn replace(&self, new: FlagState) {
+        let mut state = self.write();
+        *state = new;
+        let _ = self.hub.send(HubMessage::Reset);
+    }
+
+    /// Sends a heartbeat with the state's revision.
+    pub fn heartbeat(&self) {
+        let state = self.read();
+        let _ = self.hub.send(HubMessage::Heartbeat(state.revision));
+    }
+
+    /// Subscribes to the hub; subscribe before reading a snapshot so that
+    /// nothing after it is missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
+        self.hub.subscribe()
+    }
+
+    /// Returns a flag's definition.
+    pub fn get(&self, key: &str) -> Result<FlagDef> {
+        self.read()
+            .flags
+            .get(key)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("flag {key:?}")))
+    }
+
+    /// Evaluates a flag for `tenant`; returns the value and the revision.
+    pub fn evaluate(&self, key: &str, tenant: Option<&str>) -> Result<(Effective, i64)> {
+        let state = self.read();
+        let def = state
+            .flags
+            .get(key)
+            .ok_or_else(|| Error::not_found(format!("flag {key:?}")))?;
+        let over = tenant
+            .and_then(|t| state.overrides.get(t))
+            .and_then(|o| o.get(key))
+            .map(|(v, _)| v);
+        Ok((effective(&self.env, def, over), state.revision))
+    }
+
+    /// Returns every effective flag of `tenant` and the revision they are at.
+    pub fn snapshot(&self, tenant: Option<&str>) -> (Vec<Effective>, i64) {
+        let state = self.read();
+        let overrides = tenant.and_then(|t| state.overrides.get(t));
+        let flags = state
+            .flags
+            .values()
+            .map(|def| {
+                effective(
+                    &self.env,
+                    def,
+                    overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v),
+                )
+            })
+            .collect();
+        (flags, state.revision)
+    }
+
+    /// Returns one page of flags after `after` (by key): effective values for
+    /// `tenant`, definitions, whether more follow, and the revision.
+    pub fn list(
+        &self,
+        tenant: Option<&str>,
+        after: &str,
+        limit: usize,
+    ) -> (Vec<Effective>, Vec<FlagDef>, bool, i64) {
+        let state = self.read();
+        let overrides = tenant.and_then(|t| state.overrides.get(t));
+        let mut range = state
+            .flags
+            .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            .peekable();
+        let mut values = Vec::new();
+        let mut defs = Vec::new();
+        let mut bytes = 0;
+        while values.len() < limit && bytes < MAX_PART_BYTES {
+            let Some((_, def)) = range.next() else { break };
+            let e = effective(
+                &self.env,
+                def,
+                overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v),
+            );
+            bytes += approx_size(&e);
+            values.push(e);
+            defs.push(def.clone());
+        }
+        let more = range.peek().is_some();
+        (values, defs, more, state.revision)
+    }
+}

@@ -1,0 +1,83 @@
+//! The authentication middleware in front of every route.
+//!
+//! It runs once per request, gRPC or HTTP: health, reflection, `/metrics` and
+//! the OpenAPI document pass without a token; a missing or unknown bearer
+//! token is refused (UNAUTHENTICATED, or 401 with a `google.rpc.Status` body);
+//! otherwise the caller's [`Principal`] is attached to the request for the
+//! services to check scopes against.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use crate::{
+    auth::{Authenticator, Principal},
+    error::{Error, ErrorKind},
+    rest,
+};
+
+/// Returns whether `path` is served without a token.
+pub fn is_public(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
+        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
+        || path == "/metrics"
+        || path == rest::OPENAPI_PATH
+}
+
+/// The middleware: attaches a [`Principal`] or refuses the request.
+pub async fn authenticate(
+    State(auth): State<Arc<Authenticator>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if is_public(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let grpc = is_grpc(&req);
+    let header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let secret = match header {
+        None => return refuse(grpc, "missing bearer token"),
+        // The scheme is case-insensitive (RFC 7235).
+        Some(h) => match (h.get(..7), h.get(7..)) {
+            (Some(scheme), Some(rest)) if scheme.eq_ignore_ascii_case("bearer ") => rest.trim(),
+            _ => return refuse(grpc, "authorization must be \"Bearer <token>\""),
+        },
+    };
+    match auth.authenticate(secret) {
+        Some(p) => {
+            req.extensions_mut().insert::<Principal>(p);
+            next.run(req).await
+        }
+        None => refuse(grpc, "invalid bearer token"),
+    }
+}
+
+/// Returns whether `req` is a gRPC call (so refusals are gRPC statuses, not
+/// JSON bodies).
+pub fn is_grpc(req: &Request) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+fn refuse(grpc: bool, message: &str) -> Response {
+    if grpc {
+        tonic::Status::unauthenticated(message).into_http::<Body>()
+    } else {
+        let mut resp = rest::error_response(&Error::new(ErrorKind::Unauthenticated, message));
+        resp.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        resp.into_response()
+    }
+}

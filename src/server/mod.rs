@@ -1,0 +1,191 @@
+//! Serves the application on one listener: gRPC services, health,
+//! reflection, the REST shims, `/metrics`, behind the auth middleware, with
+//! graceful shutdown.
+//!
+//! `main` and the integration tests both call [`serve`]. The application
+//! itself (state, services, background tasks) is built by
+//! [`App::start`](crate::app::App::start); this module only wires it to the
+//! transports.
+
+pub mod health;
+pub mod middleware;
+
+use std::{future::Future, sync::Arc};
+
+use axum::{body::Body, extract::Request, response::Response};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{service::Routes, transport::Server};
+
+pub use crate::app::generate_token;
+use crate::{
+    api::{
+        self,
+        v1::{
+            flag_service_server::FlagServiceServer, gating_service_server::GatingServiceServer,
+            tenant_service_server::TenantServiceServer,
+        },
+    },
+    app::App,
+    config::Config,
+    error::{Error, ErrorKind},
+    grpc::{flag::FlagApi, gating::GatingApi, tenant::TenantApi},
+    rest,
+};
+pub use health::SERVICE_NAMES;
+
+/// Starts the application and serves it on `listener` until `shutdown`
+/// resolves.
+///
+/// On shutdown, health turns NOT_SERVING first (overall and per service),
+/// streams are told to end, new connections are refused, and in-flight calls
+/// get `shutdown_grace` to finish.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let app = Arc::new(App::start(config).await?);
+    let config = &app.config;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let stopping = CancellationToken::new();
+    let health_task = health::start(health, app.readiness(), stopping.clone()).await;
+    let grpc_router = grpc_routes(&app, health_service)?.into_axum_router();
+    let gateway = Arc::new(rest::Gateway::new(
+        rest::route_table()?,
+        grpc_router.clone(),
+        config.max_message_bytes,
+    ));
+    let router = rest::router()
+        .merge(grpc_router)
+        .fallback(move |req: Request| unknown_route(gateway, req))
+        .layer(axum::middleware::from_fn_with_state(
+            app.authenticator.clone(),
+            middleware::authenticate,
+        ));
+
+    if let Some(addr) = &config.metrics_listen {
+        spawn_metrics_listener(addr, app.shutdown.clone()).await?;
+    }
+
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::internal("reading the listen address", e))?;
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = {
+        let app = app.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: health NOT_SERVING, finishing in-flight calls");
+            stopping.cancel();
+            let _ = health_task.await;
+            app.shutdown.cancel();
+            let _ = stopping_tx.send(());
+        }
+    };
+    let server = Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(config.http2_keepalive_interval()))
+        .http2_keepalive_timeout(Some(config.http2_keepalive_timeout()))
+        .tcp_nodelay(true)
+        .add_routes(Routes::from(router))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            signal,
+        );
+    tracing::info!(%addr, database = ?app.store.backend(), "serving");
+
+    let grace = config.shutdown_grace();
+    let deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result.map_err(|e| Error::internal("serving", e))?,
+        () = deadline => tracing::warn!(?grace, "in-flight calls did not finish within the grace period"),
+    }
+    app.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The gRPC services: health, reflection (v1 and v1alpha) and the API, each
+/// within the configured message size.
+fn grpc_routes(
+    app: &App,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> Result<Routes, Error> {
+    let reflection = |b: tonic_reflection::server::Builder<'static>| {
+        // Both reflection versions list both reflection services, so every
+        // grpcurl version sees the same list.
+        b.include_reflection_service(false)
+            .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .map_err(|e| Error::internal("building the reflection service", e))?;
+    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .map_err(|e| Error::internal("building the reflection service", e))?;
+    let max = app.config.max_message_bytes;
+    let mut grpc = Routes::builder();
+    grpc.add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            TenantServiceServer::new(TenantApi::new(app.tenants.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            FlagServiceServer::new(FlagApi::new(app.flags.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            GatingServiceServer::new(GatingApi::new(app.gating.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        );
+    Ok(grpc.routes())
+}
+
+/// Everything that is not a gRPC method or a fixed HTTP route: a gRPC call to
+/// an unknown method is UNIMPLEMENTED; anything else goes to the REST shims.
+async fn unknown_route(gateway: Arc<rest::Gateway>, req: Request) -> Response {
+    if middleware::is_grpc(&req) {
+        tonic::Status::unimplemented(format!("unknown method {}", req.uri().path()))
+            .into_http::<Body>()
+    } else {
+        gateway.handle(req).await
+    }
+}
+
+async fn spawn_metrics_listener(addr: &str, stop: CancellationToken) -> Result<(), Error> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("cannot listen on SWITCHYARD_METRICS_LISTEN {addr}: {e}"),
+        )
+    })?;
+    tokio::spawn(async move {
+        let r = axum::serve(listener, rest::metrics_router())
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "metrics listener stopped");
+        }
+    });
+    Ok(())
+}

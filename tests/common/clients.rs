@@ -1,0 +1,174 @@
+//! Clients of a test server: the library's own gRPC client
+//! (`switchyard::client`) with a token, a plain HTTP/1.1 client for the REST
+//! shims (one connection per request, as curl would do), and a reader of
+//! newline-delimited JSON streams.
+
+use std::time::Duration;
+
+use switchyard::{
+    api::v1::{
+        flag_service_client::FlagServiceClient, gating_service_client::GatingServiceClient,
+        tenant_service_client::TenantServiceClient,
+    },
+    client::{Authed, Client, endpoint},
+};
+use tonic::transport::Channel;
+
+use super::server::TestServer;
+
+impl TestServer {
+    /// Opens a new channel (a new HTTP/2 connection).
+    pub async fn channel(&self) -> Channel {
+        endpoint(&self.url())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// A client with `token` on a new connection.
+    pub async fn client(&self, token: &str) -> Client {
+        Client::from_channel(self.channel().await, token).expect("a valid token")
+    }
+
+    pub async fn tenants(&self, token: &str) -> TenantServiceClient<Authed> {
+        self.client(token).await.tenants()
+    }
+
+    pub async fn flags(&self, token: &str) -> FlagServiceClient<Authed> {
+        self.client(token).await.flags()
+    }
+
+    pub async fn gating(&self, token: &str) -> GatingServiceClient<Authed> {
+        self.client(token).await.gating()
+    }
+}
+
+/// A REST response: status, headers and the whole body.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl HttpReply {
+    /// Parses the body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Returns a header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends `method path` with an optional bearer token and JSON body, and
+/// returns the streaming response.
+pub async fn http_send(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> http::Response<hyper::body::Incoming> {
+    let stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", server.addr.to_string());
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let payload = match body {
+        Some((content_type, bytes)) => {
+            req = req.header("content-type", content_type);
+            bytes
+        }
+        None => Vec::new(),
+    };
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(payload)))
+        .expect("request");
+    sender.send_request(req).await.expect("send")
+}
+
+/// Sends a request and reads the whole response.
+pub async fn http(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<serde_json::Value>,
+) -> HttpReply {
+    let body = json.map(|j| ("application/json", j.to_string().into_bytes()));
+    http_raw(server, method, path, token, body).await
+}
+
+/// Sends a request with a body of any media type and reads the whole response.
+pub async fn http_raw(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> HttpReply {
+    use http_body_util::BodyExt;
+    let resp = http_send(server, method, path, token, body).await;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    HttpReply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Reads newline-delimited JSON (the REST watch) from a streaming body.
+pub struct Lines {
+    body: hyper::body::Incoming,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    pub fn new(body: hyper::body::Incoming) -> Lines {
+        Lines {
+            body,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line as JSON, within 10 s.
+    pub async fn next(&mut self) -> serde_json::Value {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return serde_json::from_slice(&line).expect("a JSON line");
+            }
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.body.frame())
+                .await
+                .expect("a line within 10 s")
+                .expect("the stream continues")
+                .expect("a frame");
+            if let Ok(data) = frame.into_data() {
+                self.buf.extend_from_slice(&data);
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Values and setups the flag, watch and tenant suites share.
+
+use pbjson_types::{Value, value::Kind};
+use switchyard::{
+    api::v1::{
+        CreateFlagRequest, CreateTenantRequest, Flag, FlagType, SetTenantOverrideRequest, Tenant,
+    },
+    config::Config,
+};
+
+use super::server::{ADMIN, TestServer};
+
+/// Sets the replica-local env override of flag `key`, as
+/// `SWITCHYARD_FLAG_<KEY>=value` would.
+pub fn with_env_flag(config: &mut Config, key: &str, value: &str) {
+    config
+        .flag_overrides
+        .insert(switchyard::flag::env_name(key), value.into());
+}
+
+pub fn v_bool(b: bool) -> Value {
+    Value {
+        kind: Some(Kind::BoolValue(b)),
+    }
+}
+pub fn v_str(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.into())),
+    }
+}
+pub fn v_num(n: f64) -> Value {
+    Value {
+        kind: Some(Kind::NumberValue(n)),
+    }
+}
+
+pub fn new_flag(key: &str, ty: FlagType, default: Value) -> CreateFlagRequest {
+    CreateFlagRequest {
+        flag: Some(Flag {
+            key: key.into(),
+            r#type: ty as i32,
+            default_value: Some(default),
+            ..Default::default()
+        }),
+    }
+}
+
+pub async fn setup_tenants(server: &TestServer, ids: &[&str]) {
+    let mut t = server.tenants(ADMIN).await;
+    for id in ids {
+        t.create_tenant(CreateTenantRequest {
+            tenant: Some(Tenant {
+                id: id.to_string(),
+                patterns: vec![format!("{id}.example")],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    }
+}
+
+pub async fn set_override(server: &TestServer, tenant: &str, key: &str, value: Value) -> i64 {
+    server
+        .flags(ADMIN)
+        .await
+        .set_tenant_override(SetTenantOverrideRequest {
+            tenant_id: tenant.into(),
+            flag_key: key.into(),
+            value: Some(value),
+            expected_revision: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .revision
+}
+
+/// Returns the id of the tenant `key` resolves to (as admin), or `None`.
+pub async fn resolved_id(server: &TestServer, key: &str) -> Option<String> {
+    server
+        .tenants(ADMIN)
+        .await
+        .resolve_tenant(switchyard::api::v1::ResolveTenantRequest { key: key.into() })
+        .await
+        .ok()
+        .and_then(|r| r.into_inner().tenant.map(|t| t.id))
+}

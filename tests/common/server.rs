@@ -1,0 +1,126 @@
+//! The real server on `127.0.0.1:0` over a test database, with the test
+//! tokens.
+
+use std::{net::SocketAddr, time::Duration};
+
+use switchyard::{
+    client::Client,
+    config::{Config, Secret, TokenConfig},
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+use super::db::{Backend, TestDb};
+
+/// The admin token of every test server.
+pub const ADMIN: &str = "test-admin-token-0123456789";
+/// A gating-scoped token.
+pub const GATING: &str = "test-gating-token-0123456789";
+
+/// Returns the token scoped to `tenant` (every test server accepts it for
+/// tenants `a`, `b` and `c`).
+pub fn tenant_token(tenant: &str) -> String {
+    format!("test-tenant-{tenant}-token-0123456789")
+}
+
+/// Returns a configuration for a test server over `db`.
+pub fn test_config(db: &TestDb) -> Config {
+    let mut tokens = vec![TokenConfig {
+        scope: "gating".into(),
+        secret: Secret(GATING.into()),
+    }];
+    for t in ["a", "b", "c"] {
+        tokens.push(TokenConfig {
+            scope: format!("tenant:{t}"),
+            secret: Secret(tenant_token(t)),
+        });
+    }
+    Config {
+        listen: "127.0.0.1:0".into(),
+        database_url: db.url.clone(),
+        admin_token: Some(Secret(ADMIN.into())),
+        tokens,
+        log: "warn".into(),
+        shutdown_grace_s: 5,
+        ..Config::default()
+    }
+}
+
+/// A running server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), switchyard::error::Error>>>,
+}
+
+impl TestServer {
+    /// Starts a server with `config` and waits until it accepts connections.
+    pub async fn start(config: Config) -> TestServer {
+        switchyard::telemetry::init_logging(&config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(switchyard::serve(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let server = TestServer {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        Client::connect_patiently(&server.url(), "", Duration::from_secs(10))
+            .await
+            .expect("the server accepts connections within 10 s");
+        server
+    }
+
+    /// Returns `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends the shutdown signal without waiting.
+    pub fn signal_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Signals shutdown and returns what `serve` returned.
+    pub async fn shutdown(mut self) -> Result<(), switchyard::error::Error> {
+        self.signal_shutdown();
+        let task = self.task.take().expect("task");
+        tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .expect("serve stops within 15 s")
+            .expect("serve did not panic")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.signal_shutdown();
+    }
+}
+
+/// Creates a fresh database for `backend`, migrated, and starts a server on it;
+/// `None` when the backend is unavailable outside CI (the test then returns).
+pub async fn server_on(backend: Backend) -> Option<(TestServer, TestDb)> {
+    server_with(backend, |_| {}).await
+}
+
+/// Like [`server_on`], with the test configuration adjusted by `configure`.
+pub async fn server_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut Config),
+) -> Option<(TestServer, TestDb)> {
+    let db = TestDb::new(backend).await?;
+    if backend == Backend::Postgres {
+        db.migrate().await;
+    }
+    let mut config = test_config(&db);
+    configure(&mut config);
+    let server = TestServer::start(config).await;
+    Some((server, db))
+}
