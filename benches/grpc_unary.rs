@@ -27,10 +27,9 @@ use common::*;
 use switchyard::api::v1::{
     CreateFlagRequest, CreateTenantRequest, EvaluateFlagRequest, Flag, FlagType,
     ResolveTenantRequest, SetTenantOverrideRequest, Tenant, evaluate_flag_request,
-    flag_service_client::FlagServiceClient, tenant_service_client::TenantServiceClient,
 };
-use tonic::transport::Channel;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use switchyard::client::Client;
+use tonic_health::pb::HealthCheckRequest;
 
 const IN_FLIGHT: usize = 32;
 const CONNECTIONS: usize = 4;
@@ -43,9 +42,10 @@ enum Call {
     Evaluate,
 }
 
-async fn one(call: Call, ch: Channel, i: usize) -> bool {
+async fn one(call: Call, ch: Client, i: usize) -> bool {
     match call {
-        Call::Health => HealthClient::new(ch)
+        Call::Health => ch
+            .health()
             .check(HealthCheckRequest::default())
             .await
             .is_ok(),
@@ -55,26 +55,27 @@ async fn one(call: Call, ch: Channel, i: usize) -> bool {
             } else {
                 format!("api.t{}.example", i % TENANTS)
             };
-            TenantServiceClient::new(ch)
-                .resolve_tenant(authed(ResolveTenantRequest { key }))
+            ch.tenants()
+                .resolve_tenant(ResolveTenantRequest { key })
                 .await
                 .is_ok()
         }
-        Call::Evaluate => FlagServiceClient::new(ch)
-            .evaluate_flag(authed(EvaluateFlagRequest {
+        Call::Evaluate => ch
+            .flags()
+            .evaluate_flag(EvaluateFlagRequest {
                 flag_key: format!("flag{}", i % 10),
                 target: Some(evaluate_flag_request::Target::TenantId(format!(
                     "t{}",
                     i % TENANTS
                 ))),
-            }))
+            })
             .await
             .is_ok(),
     }
 }
 
 /// Runs `call` for `secs` with IN_FLIGHT workers; returns (calls/s, latencies in µs).
-async fn round(call: Call, channels: &[Channel], secs: u64) -> (f64, Vec<u32>) {
+async fn round(call: Call, channels: &[Client], secs: u64) -> (f64, Vec<u32>) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -123,45 +124,45 @@ async fn main() {
     for _ in 0..CONNECTIONS {
         channels.push(connect(port).await);
     }
-    let mut tenants = TenantServiceClient::new(channels[0].clone());
+    let mut tenants = channels[0].clone().tenants();
     for i in 0..TENANTS {
         tenants
-            .create_tenant(authed(CreateTenantRequest {
+            .create_tenant(CreateTenantRequest {
                 tenant: Some(Tenant {
                     id: format!("t{i}"),
                     patterns: vec![format!("t{i}.example"), format!("*.t{i}.example")],
                     ..Default::default()
                 }),
-            }))
+            })
             .await
             .expect("create tenant");
     }
     // 10 flags; every tenant overrides one of them.
-    let mut flags = FlagServiceClient::new(channels[0].clone());
+    let mut flags = channels[0].clone().flags();
     let bool_value = |b| pbjson_types::Value {
         kind: Some(pbjson_types::value::Kind::BoolValue(b)),
     };
     for f in 0..10 {
         flags
-            .create_flag(authed(CreateFlagRequest {
+            .create_flag(CreateFlagRequest {
                 flag: Some(Flag {
                     key: format!("flag{f}"),
                     r#type: FlagType::Bool as i32,
                     default_value: Some(bool_value(false)),
                     ..Default::default()
                 }),
-            }))
+            })
             .await
             .expect("create flag");
     }
     for i in 0..TENANTS {
         flags
-            .set_tenant_override(authed(SetTenantOverrideRequest {
+            .set_tenant_override(SetTenantOverrideRequest {
                 tenant_id: format!("t{i}"),
                 flag_key: format!("flag{}", i % 10),
                 value: Some(bool_value(true)),
                 expected_revision: 0,
-            }))
+            })
             .await
             .expect("set override");
     }

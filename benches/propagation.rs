@@ -21,20 +21,18 @@ use std::{
 use common::*;
 
 use sqlx::{Connection, Executor, PgConnection};
-use switchyard::api::v1::{
-    CreateFlagRequest, Flag, FlagEventType, FlagType, WatchFlagsRequest,
-    flag_service_client::FlagServiceClient,
-};
+use switchyard::api::v1::{CreateFlagRequest, Flag, FlagEventType, FlagType, WatchFlagsRequest};
+use switchyard::client::Client;
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
-fn subscribe(ch: Channel, tx: mpsc::UnboundedSender<(i64, i64)>) {
+fn subscribe(ch: Client, tx: mpsc::UnboundedSender<(i64, i64)>) {
     tokio::spawn(async move {
-        let mut s = FlagServiceClient::new(ch)
-            .watch_flags(authed(WatchFlagsRequest {
+        let mut s = ch
+            .flags()
+            .watch_flags(WatchFlagsRequest {
                 tenant_id: String::new(),
                 since_revision: 0,
-            }))
+            })
             .await
             .expect("watch")
             .into_inner();
@@ -86,16 +84,16 @@ async fn main() {
     let a = spawn(dir.path(), pa, &env);
     let b = spawn(dir.path(), pb, &env);
     let (cha, chb) = (connect(pa).await, connect(pb).await);
-    let mut writer = FlagServiceClient::new(cha.clone());
+    let mut writer = cha.clone().flags();
     writer
-        .create_flag(authed(CreateFlagRequest {
+        .create_flag(CreateFlagRequest {
             flag: Some(Flag {
                 key: "p".into(),
                 r#type: FlagType::Number as i32,
                 default_value: Some(number(0.0)),
                 ..Default::default()
             }),
-        }))
+        })
         .await
         .expect("create");
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -23,10 +23,9 @@ use std::{
 use common::*;
 use switchyard::api::v1::{
     CreateFlagRequest, CreateTenantRequest, Flag, FlagType, ListFlagsRequest,
-    SetTenantOverrideRequest, Tenant, flag_service_client::FlagServiceClient,
-    tenant_service_client::TenantServiceClient,
+    SetTenantOverrideRequest, Tenant,
 };
-use tonic::transport::Channel;
+use switchyard::client::Client;
 
 const FLAGS: usize = 1000;
 const IN_FLIGHT: usize = 32;
@@ -51,21 +50,22 @@ fn flag_type(i: usize) -> FlagType {
     }
 }
 
-async fn seed(ch: Channel) {
-    TenantServiceClient::new(ch.clone())
-        .create_tenant(authed(CreateTenantRequest {
+async fn seed(ch: Client) {
+    ch.clone()
+        .tenants()
+        .create_tenant(CreateTenantRequest {
             tenant: Some(Tenant {
                 id: "t0".into(),
                 patterns: vec!["t0.example".into()],
                 ..Default::default()
             }),
-        }))
+        })
         .await
         .expect("create tenant");
-    let mut flags = FlagServiceClient::new(ch);
+    let mut flags = ch.flags();
     for i in 0..FLAGS {
         flags
-            .create_flag(authed(CreateFlagRequest {
+            .create_flag(CreateFlagRequest {
                 flag: Some(Flag {
                     key: format!("flag-{i:04}"),
                     r#type: flag_type(i) as i32,
@@ -73,18 +73,18 @@ async fn seed(ch: Channel) {
                     default_value: Some(value(i)),
                     ..Default::default()
                 }),
-            }))
+            })
             .await
             .expect("create flag");
     }
     for i in (0..FLAGS).step_by(FLAGS / 100) {
         flags
-            .set_tenant_override(authed(SetTenantOverrideRequest {
+            .set_tenant_override(SetTenantOverrideRequest {
                 tenant_id: "t0".into(),
                 flag_key: format!("flag-{i:04}"),
                 value: Some(value(i + 3)),
                 expected_revision: 0,
-            }))
+            })
             .await
             .expect("set override");
     }
@@ -92,12 +92,13 @@ async fn seed(ch: Channel) {
 
 /// ListFlags for `secs` with IN_FLIGHT workers; returns (requests/s, sorted
 /// latencies in µs).
-async fn grpc_round(channels: &[Channel], secs: u64) -> (f64, Vec<i64>) {
+async fn grpc_round(channels: &[Client], secs: u64) -> (f64, Vec<i64>) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for w in 0..IN_FLIGHT {
-        let mut client = FlagServiceClient::new(channels[w % channels.len()].clone())
+        let mut client = channels[w % channels.len()]
+            .flags()
             .max_decoding_message_size(16 * 1024 * 1024);
         let failures = failures.clone();
         tasks.push(tokio::spawn(async move {
@@ -105,11 +106,11 @@ async fn grpc_round(channels: &[Channel], secs: u64) -> (f64, Vec<i64>) {
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let ok = client
-                    .list_flags(authed(ListFlagsRequest {
+                    .list_flags(ListFlagsRequest {
                         tenant: "t0".into(),
                         page_size: FLAGS as i32,
                         ..Default::default()
-                    }))
+                    })
                     .await
                     .is_ok_and(|r| r.get_ref().flags.len() == FLAGS);
                 if !ok {
@@ -204,12 +205,14 @@ async fn main() {
     let sources = |s: &str| array.iter().filter(|f| f["source"] == s).count();
     let grpc_bytes = {
         use prost::Message;
-        FlagServiceClient::new(channels[0].clone())
-            .list_flags(authed(ListFlagsRequest {
+        channels[0]
+            .clone()
+            .flags()
+            .list_flags(ListFlagsRequest {
                 tenant: "t0".into(),
                 page_size: FLAGS as i32,
                 ..Default::default()
-            }))
+            })
             .await
             .expect("list")
             .into_inner()

@@ -14,18 +14,15 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use switchyard::client::Client;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
 async fn serving(port: u16) -> bool {
-    let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")) else {
+    let Ok(client) = Client::connect(&format!("127.0.0.1:{port}"), "").await else {
         return false;
     };
-    let Ok(ch) = ep.connect().await else {
-        return false;
-    };
-    HealthClient::new(ch)
+    client
+        .health()
         .check(HealthCheckRequest::default())
         .await
         .is_ok_and(|r| r.get_ref().status() == ServingStatus::Serving)

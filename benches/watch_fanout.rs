@@ -25,10 +25,7 @@ use std::{
 
 use common::*;
 
-use switchyard::api::v1::{
-    CreateFlagRequest, Flag, FlagEventType, FlagType, WatchFlagsRequest,
-    flag_service_client::FlagServiceClient,
-};
+use switchyard::api::v1::{CreateFlagRequest, Flag, FlagEventType, FlagType, WatchFlagsRequest};
 use tokio::sync::mpsc;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -75,16 +72,16 @@ async fn main() {
     let port = free_port();
     let server = spawn(dir.path(), port, &[]);
     let admin_channel = connect(port).await;
-    let mut admin = FlagServiceClient::new(admin_channel);
+    let mut admin = admin_channel.flags();
     admin
-        .create_flag(authed(CreateFlagRequest {
+        .create_flag(CreateFlagRequest {
             flag: Some(Flag {
                 key: "bench".into(),
                 r#type: FlagType::Number as i32,
                 default_value: Some(number(0.0)),
                 ..Default::default()
             }),
-        }))
+        })
         .await
         .expect("create flag");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -102,12 +99,12 @@ async fn main() {
         let ready = ready.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            let mut client = FlagServiceClient::new(ch);
+            let mut client = ch.flags();
             let mut s = client
-                .watch_flags(authed(WatchFlagsRequest {
+                .watch_flags(WatchFlagsRequest {
                     tenant_id: String::new(),
                     since_revision: 0,
-                }))
+                })
                 .await
                 .expect("watch")
                 .into_inner();

@@ -179,3 +179,122 @@ async fn postgres_serves_after_migrate() {
     );
     assert!(terminate(&mut child).success());
 }
+
+/// Collects a child's stderr lines as they come.
+fn collect_lines(
+    stream: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_change_is_logged_with_its_revision_and_health_follows_it() {
+    use switchyard::store::Store;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = command(
+        dir.path(),
+        &[],
+        &[
+            ("SWITCHYARD_LISTEN", listen.as_str()),
+            ("SWITCHYARD_ADMIN_TOKEN", ADMIN),
+            ("SWITCHYARD_SYNC_INTERVAL_MS", "50"),
+        ],
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stderr = collect_lines(child.stderr.take().unwrap());
+    wait_for_port(port, &mut child);
+    let client = switchyard::client::Client::connect(&listen, "")
+        .await
+        .unwrap();
+    let health = || {
+        let mut h = client.health();
+        async move {
+            h.check(HealthCheckRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .status()
+        }
+    };
+    assert_eq!(health().await, ServingStatus::Serving);
+
+    // Another replica, of a newer release, commits a flag change this one
+    // cannot read.
+    let url = format!("sqlite://{}", dir.path().join("switchyard.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    let mut w = store.begin_write().await.unwrap();
+    let revision = w.revision;
+    sqlx::query(
+        "INSERT INTO change_log (revision, entity, op, flag_key, payload, committed_at_us) \
+         VALUES ($1, 'flag', 'delete', 'x', '{\"v\":7,\"kind\":\"flag_delete\"}', $2)",
+    )
+    .bind(revision)
+    .bind(w.now_us)
+    .execute(&mut *w.tx)
+    .await
+    .unwrap();
+    w.tx.commit().await.unwrap();
+
+    let logged = |needle: String| {
+        let stderr = stderr.clone();
+        move || {
+            let found = stderr.lock().unwrap().iter().any(|l| l.contains(&needle));
+            std::future::ready(found)
+        }
+    };
+    wait_until(
+        Duration::from_secs(10),
+        logged(format!("revision={revision}")),
+    )
+    .await;
+    let line = stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains(&format!("revision={revision}")))
+        .cloned()
+        .unwrap();
+    assert!(
+        line.contains("ERROR") && line.contains("cannot decode"),
+        "{line}"
+    );
+    assert!(
+        line.contains("newer release"),
+        "the reason is logged: {line}"
+    );
+    wait_until(Duration::from_secs(10), || async {
+        health().await == ServingStatus::NotServing
+    })
+    .await;
+
+    // Readable again: the replica goes on and says so.
+    sqlx::query("UPDATE change_log SET payload = '{\"kind\":\"flag_delete\"}' WHERE revision = $1")
+        .bind(revision)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        logged("following the change log again".into()),
+    )
+    .await;
+    wait_until(Duration::from_secs(10), || async {
+        health().await == ServingStatus::Serving
+    })
+    .await;
+    store.close().await;
+    assert!(terminate(&mut child).success());
+}

@@ -1,5 +1,6 @@
 //! What the bench binaries share: starting the release `switchyard` binary,
-//! connecting, authenticating, and reading percentiles.
+//! connecting to it with the library's client (`switchyard::client`), and
+//! reading percentiles.
 
 #![allow(dead_code)]
 
@@ -8,25 +9,17 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use switchyard::api::v1::{
-    Flag, UpdateFlagRequest, WatchFlagsResponse, flag_service_client::FlagServiceClient,
+use switchyard::{
+    api::v1::{
+        Flag, UpdateFlagRequest, WatchFlagsResponse, flag_service_client::FlagServiceClient,
+    },
+    client::{Authed, Client},
 };
-use tonic::{Request, transport::Channel};
 
 /// The binary under test (release, as `cargo bench` builds it).
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 /// The admin token every bench server is started with.
 pub const TOKEN: &str = "bench-admin-token-0123456789";
-
-/// Wraps `msg` with the admin token.
-pub fn authed<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {TOKEN}").parse().expect("ascii"),
-    );
-    r
-}
 
 /// Returns a free loopback port.
 pub fn free_port() -> u16 {
@@ -52,19 +45,12 @@ pub fn spawn(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Child 
     cmd.spawn().expect("spawn switchyard")
 }
 
-/// Connects to `port`, retrying until the server listens.
-pub async fn connect(port: u16) -> Channel {
-    let url = format!("http://127.0.0.1:{port}");
-    loop {
-        if let Ok(ch) = Channel::from_shared(url.clone())
-            .expect("url")
-            .connect()
-            .await
-        {
-            return ch;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Connects to `port` with the admin token (a new HTTP/2 connection),
+/// retrying until the server listens.
+pub async fn connect(port: u16) -> Client {
+    Client::connect_patiently(&format!("127.0.0.1:{port}"), TOKEN, Duration::from_secs(30))
+        .await
+        .expect("the bench server listens")
 }
 
 /// Stops a server with SIGTERM and waits for it.
@@ -102,9 +88,9 @@ pub fn pct_ms(sorted: &[i64], q: f64) -> f64 {
 
 /// Sets the stored value of the number flag `key` to `n`; returns the
 /// change's revision.
-pub async fn set_stored_number(client: &mut FlagServiceClient<Channel>, key: &str, n: f64) -> i64 {
+pub async fn set_stored_number(client: &mut FlagServiceClient<Authed>, key: &str, n: f64) -> i64 {
     client
-        .update_flag(authed(UpdateFlagRequest {
+        .update_flag(UpdateFlagRequest {
             flag: Some(Flag {
                 key: key.into(),
                 stored_value: Some(number(n)),
@@ -114,7 +100,7 @@ pub async fn set_stored_number(client: &mut FlagServiceClient<Channel>, key: &st
                 paths: vec!["stored_value".into()],
             }),
             expected_revision: 0,
-        }))
+        })
         .await
         .expect("update")
         .into_inner()

@@ -53,13 +53,19 @@ async fn follow(
     mut readiness: watch::Receiver<Readiness>,
     stopping: CancellationToken,
 ) {
+    // Watchers of a service are woken by every report, so only changes are
+    // reported.
+    let mut reported = ServingStatus::Serving;
     loop {
         let status = match &*readiness.borrow_and_update() {
             Readiness::Ready => ServingStatus::Serving,
             Readiness::Stuck { .. } => ServingStatus::NotServing,
         };
-        for name in REPLICATED {
-            health.set_service_status(name, status).await;
+        if status != reported {
+            for name in REPLICATED {
+                health.set_service_status(name, status).await;
+            }
+            reported = status;
         }
         tokio::select! {
             changed = readiness.changed() => if changed.is_err() { break },
