@@ -62,24 +62,29 @@ fn golden(version: u64) -> Golden {
     g
 }
 
+/// Inserts one row as it is, in `tx`.
+async fn insert_row(tx: &mut sqlx::Transaction<'static, sqlx::Any>, r: &GoldenRow) {
+    sqlx::query(
+        "INSERT INTO change_log (revision, entity, op, tenant_id, flag_key, payload, committed_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(r.revision)
+    .bind(r.entity.clone())
+    .bind(r.op.clone())
+    .bind(r.tenant_id.clone())
+    .bind(r.flag_key.clone())
+    .bind(r.payload.clone())
+    .bind(r.committed_at_us)
+    .execute(&mut **tx)
+    .await
+    .unwrap();
+}
+
 /// Inserts `rows` as another replica's commits, with the revision counter.
 async fn insert(store: &Store, rows: &[GoldenRow]) {
     let mut tx = store.pool().begin().await.unwrap();
     for r in rows {
-        sqlx::query(
-            "INSERT INTO change_log (revision, entity, op, tenant_id, flag_key, payload, committed_at_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(r.revision)
-        .bind(r.entity.clone())
-        .bind(r.op.clone())
-        .bind(r.tenant_id.clone())
-        .bind(r.flag_key.clone())
-        .bind(r.payload.clone())
-        .bind(r.committed_at_us)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+        insert_row(&mut tx, r).await;
     }
     let last = rows.last().map_or(0, |r| r.revision);
     sqlx::query("UPDATE revision_counter SET value = $1 WHERE id = 1")
@@ -238,20 +243,16 @@ async fn commit_row(
     payload: Option<String>,
 ) -> i64 {
     let mut w = store.begin_write().await.unwrap();
-    sqlx::query(
-        "INSERT INTO change_log (revision, entity, op, tenant_id, flag_key, payload, committed_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(w.revision)
-    .bind(entity.to_owned())
-    .bind(op.to_owned())
-    .bind(tenant.map(str::to_owned))
-    .bind(key.map(str::to_owned))
-    .bind(payload)
-    .bind(w.now_us)
-    .execute(&mut *w.tx)
-    .await
-    .unwrap();
+    let row = GoldenRow {
+        revision: w.revision,
+        entity: entity.to_owned(),
+        op: op.to_owned(),
+        tenant_id: tenant.map(str::to_owned),
+        flag_key: key.map(str::to_owned),
+        payload,
+        committed_at_us: w.now_us,
+    };
+    insert_row(&mut w.tx, &row).await;
     let revision = w.revision;
     w.tx.commit().await.unwrap();
     revision
