@@ -159,13 +159,11 @@ async fn postgres_serves_after_migrate() {
         .spawn()
         .unwrap();
     wait_for_port(port, &mut child);
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{listen}"))
-        .unwrap()
-        .connect()
+    let client = switchyard::client::Client::connect(&listen, "")
         .await
         .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let resp = health
+    let resp = client
+        .health()
         .check(tonic_health::pb::HealthCheckRequest::default())
         .await
         .unwrap();

@@ -244,17 +244,14 @@ async fn a_subscriber_that_stops_reading_gets_a_snapshot_instead_of_a_backlog(ba
         .unwrap();
     // A client with the HTTP/2 default windows of 64 KiB (hyper's client
     // advertises 2 MiB, which would let the client itself buffer the backlog).
-    let channel = tonic::transport::Endpoint::from_shared(server.url())
+    let endpoint = switchyard::client::endpoint(&server.url())
         .unwrap()
         .initial_stream_window_size(65_535)
-        .initial_connection_window_size(65_535)
-        .connect()
+        .initial_connection_window_size(65_535);
+    let mut client = switchyard::client::Client::connect_to(endpoint, ADMIN)
         .await
-        .unwrap();
-    let mut client = switchyard::api::v1::flag_service_client::FlagServiceClient::with_interceptor(
-        channel,
-        Bearer::new(ADMIN),
-    );
+        .unwrap()
+        .flags();
     let mut s = client
         .watch_flags(WatchFlagsRequest {
             tenant_id: "a".into(),

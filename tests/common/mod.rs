@@ -21,7 +21,6 @@ pub use clients::*;
 pub use db::*;
 pub use fixtures::*;
 pub use server::*;
-pub use switchyard::client::Bearer;
 
 /// Polls `check` every 10 ms until it holds; panics after `timeout`.
 pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F)
