@@ -121,21 +121,10 @@ fn grpc_routes(
         impl tonic_health::pb::health_server::Health,
     >,
 ) -> Result<Routes, Error> {
-    let reflection = |b: tonic_reflection::server::Builder<'static>| {
-        // Both reflection versions list both reflection services, so every
-        // grpcurl version sees the same list.
-        b.include_reflection_service(false)
-            .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(
-                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-            )
-    };
-    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+    let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| Error::internal("building the reflection service", e))?;
-    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+    let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| Error::internal("building the reflection service", e))?;
     let max = app.config.max_message_bytes;
@@ -159,6 +148,18 @@ fn grpc_routes(
                 .max_encoding_message_size(max),
         );
     Ok(grpc.routes())
+}
+
+/// A reflection builder with every descriptor set served. Both reflection
+/// versions list both reflection services, so every grpcurl version sees the
+/// same list.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
 /// Everything that is not a gRPC method or a fixed HTTP route: a gRPC call to
