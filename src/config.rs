@@ -46,6 +46,65 @@ impl Track {
     }
 }
 
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (ANSI colours on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, with the current span's fields (`trace_id`).
+    Json,
+}
+
+/// Where finished spans go (`OTEL_TRACES_EXPORTER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TracesExporter {
+    /// OTLP over gRPC to `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    Otlp,
+    /// JSON-ish text on stdout (opentelemetry-stdout), for trying it out.
+    Console,
+    /// Nowhere: spans are still made for the trace id in logs, never exported.
+    None,
+}
+
+/// Which new traces are kept (`OTEL_TRACES_SAMPLER`, the OpenTelemetry names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampler {
+    /// Every trace.
+    AlwaysOn,
+    /// None.
+    AlwaysOff,
+    /// `OTEL_TRACES_SAMPLER_ARG` of all traces, whatever the caller decided.
+    #[serde(rename = "traceidratio")]
+    TraceIdRatio,
+    /// The caller's decision, else every trace.
+    ParentbasedAlwaysOn,
+    /// The caller's decision, else none.
+    ParentbasedAlwaysOff,
+    /// The caller's decision, else `OTEL_TRACES_SAMPLER_ARG` of new traces
+    /// (the default, at 0.01).
+    #[default]
+    #[serde(rename = "parentbased_traceidratio")]
+    ParentbasedTraceIdRatio,
+}
+
+impl Sampler {
+    fn parse(s: &str) -> Option<Sampler> {
+        Some(match s {
+            "always_on" => Sampler::AlwaysOn,
+            "always_off" => Sampler::AlwaysOff,
+            "traceidratio" => Sampler::TraceIdRatio,
+            "parentbased_always_on" => Sampler::ParentbasedAlwaysOn,
+            "parentbased_always_off" => Sampler::ParentbasedAlwaysOff,
+            "parentbased_traceidratio" => Sampler::ParentbasedTraceIdRatio,
+            _ => return None,
+        })
+    }
+}
+
 /// A token secret; its `Debug` never shows the value, so configuration can be
 /// logged.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -94,6 +153,31 @@ pub struct Config {
     pub track: Track,
     /// `SWITCHYARD_LOG`: a tracing filter such as `info` or `switchyard=debug`.
     pub log: String,
+    /// `SWITCHYARD_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+    /// `SWITCHYARD_METRICS`: `on` or `off`: request metrics and every other
+    /// series of `/metrics` (off: `/metrics` is empty).
+    pub metrics: bool,
+    /// `SWITCHYARD_INJECT_LATENCY_MS`: a delay added before every call to the
+    /// `switchyard.v1` API is served. For canary drills and tests only; 0 in
+    /// production.
+    pub inject_latency_ms: u64,
+    /// `OTEL_SDK_DISABLED`: `true` turns tracing off entirely.
+    pub otel_sdk_disabled: bool,
+    /// `OTEL_TRACES_EXPORTER`: `otlp`, `console` or `none`; unset means `otlp`
+    /// when an OTLP endpoint is set, `none` otherwise.
+    pub otel_traces_exporter: Option<TracesExporter>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`:
+    /// the collector's OTLP/gRPC address (`http://host:4317`).
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME`: the `service.name` resource of every span.
+    pub otel_service_name: String,
+    /// `OTEL_TRACES_SAMPLER`: which new traces are kept.
+    pub otel_traces_sampler: Sampler,
+    /// `OTEL_TRACES_SAMPLER_ARG`: the ratio of the ratio samplers, 0 to 1.
+    pub otel_traces_sampler_arg: f64,
+    /// `OTEL_BSP_SCHEDULE_DELAY`: milliseconds between span exports.
+    pub otel_bsp_schedule_delay_ms: u64,
     /// `SWITCHYARD_MAX_MESSAGE_BYTES`: the largest gRPC message accepted or sent.
     pub max_message_bytes: usize,
     /// `SWITCHYARD_HTTP2_KEEPALIVE_INTERVAL_S`: HTTP/2 PING interval on idle connections.
@@ -135,6 +219,16 @@ impl Default for Config {
             prometheus_url: None,
             track: Track::Stable,
             log: "info".to_owned(),
+            log_format: LogFormat::Text,
+            metrics: true,
+            inject_latency_ms: 0,
+            otel_sdk_disabled: false,
+            otel_traces_exporter: None,
+            otel_exporter_otlp_endpoint: None,
+            otel_service_name: "switchyard".to_owned(),
+            otel_traces_sampler: Sampler::ParentbasedTraceIdRatio,
+            otel_traces_sampler_arg: 0.01,
+            otel_bsp_schedule_delay_ms: 5000,
             max_message_bytes: 4 * 1024 * 1024,
             http2_keepalive_interval_s: 30,
             http2_keepalive_timeout_s: 10,
@@ -249,6 +343,20 @@ impl Config {
                 "PROMETHEUS_URL" => self.prometheus_url = non_empty(v),
                 "TRACK" => self.track = parse_track(name, &v)?,
                 "LOG" => self.log = v,
+                "LOG_FORMAT" => {
+                    self.log_format = match v.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => {
+                            return Err(ConfigError::new(
+                                name,
+                                format!("{v:?}: must be text or json"),
+                            ));
+                        }
+                    }
+                }
+                "METRICS" => self.metrics = parse_switch(name, &v)?,
+                "INJECT_LATENCY_MS" => self.inject_latency_ms = parse_num(name, &v)?,
                 "MAX_MESSAGE_BYTES" => self.max_message_bytes = parse_num(name, &v)?,
                 "HTTP2_KEEPALIVE_INTERVAL_S" => {
                     self.http2_keepalive_interval_s = parse_num(name, &v)?
@@ -270,7 +378,65 @@ impl Config {
                 _ => {}
             }
         }
+        let otel = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        if let Some(v) = otel("OTEL_SDK_DISABLED") {
+            self.otel_sdk_disabled = parse_switch("OTEL_SDK_DISABLED", v)?;
+        }
+        if let Some(v) = otel("OTEL_TRACES_EXPORTER") {
+            self.otel_traces_exporter = Some(match v {
+                "otlp" => TracesExporter::Otlp,
+                "console" => TracesExporter::Console,
+                "none" => TracesExporter::None,
+                _ => {
+                    return Err(ConfigError::new(
+                        "OTEL_TRACES_EXPORTER",
+                        format!("{v:?}: must be otlp, console or none"),
+                    ));
+                }
+            });
+        }
+        for name in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ] {
+            if let Some(v) = otel(name) {
+                self.otel_exporter_otlp_endpoint = Some(v.to_owned());
+            }
+        }
+        if let Some(v) = otel("OTEL_SERVICE_NAME") {
+            self.otel_service_name = v.to_owned();
+        }
+        if let Some(v) = otel("OTEL_TRACES_SAMPLER") {
+            self.otel_traces_sampler = Sampler::parse(v).ok_or_else(|| {
+                ConfigError::new(
+                    "OTEL_TRACES_SAMPLER",
+                    format!(
+                        "{v:?}: must be always_on, always_off, traceidratio, parentbased_always_on, \
+                         parentbased_always_off or parentbased_traceidratio"
+                    ),
+                )
+            })?;
+        }
+        if let Some(v) = otel("OTEL_TRACES_SAMPLER_ARG") {
+            self.otel_traces_sampler_arg = parse_num("OTEL_TRACES_SAMPLER_ARG", v)?;
+        }
+        if let Some(v) = otel("OTEL_BSP_SCHEDULE_DELAY") {
+            self.otel_bsp_schedule_delay_ms = parse_num("OTEL_BSP_SCHEDULE_DELAY", v)?;
+        }
         Ok(())
+    }
+
+    /// Returns the span exporter in effect: the one configured, else OTLP
+    /// when an endpoint is set, else none; none when the SDK is disabled.
+    pub fn traces_exporter(&self) -> TracesExporter {
+        if self.otel_sdk_disabled {
+            return TracesExporter::None;
+        }
+        match (self.otel_traces_exporter, &self.otel_exporter_otlp_endpoint) {
+            (Some(e), _) => e,
+            (None, Some(_)) => TracesExporter::Otlp,
+            (None, None) => TracesExporter::None,
+        }
     }
 
     fn apply_overrides(&mut self, o: &Overrides) -> Result<(), ConfigError> {
@@ -381,6 +547,37 @@ impl Config {
                 "must be at least 60 seconds",
             ));
         }
+        if !(0.0..=1.0).contains(&self.otel_traces_sampler_arg) {
+            return Err(ConfigError::new(
+                "OTEL_TRACES_SAMPLER_ARG",
+                "must be a ratio between 0 and 1",
+            ));
+        }
+        if let Some(e) = &self.otel_exporter_otlp_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "must start with http:// or https://",
+            ));
+        }
+        if self.traces_exporter() == TracesExporter::Otlp
+            && self.otel_exporter_otlp_endpoint.is_none()
+        {
+            return Err(ConfigError::new(
+                "OTEL_TRACES_EXPORTER",
+                "otlp needs OTEL_EXPORTER_OTLP_ENDPOINT",
+            ));
+        }
+        if self.otel_service_name.is_empty() {
+            return Err(ConfigError::new("OTEL_SERVICE_NAME", "must not be empty"));
+        }
+        if self.inject_latency_ms > 60_000 {
+            return Err(ConfigError::new(
+                "SWITCHYARD_INJECT_LATENCY_MS",
+                "must be at most 60000",
+            ));
+        }
         if !(10..=60_000).contains(&self.sync_interval_ms) {
             return Err(ConfigError::new(
                 "SWITCHYARD_SYNC_INTERVAL_MS",
@@ -429,6 +626,14 @@ where
     v.trim()
         .parse()
         .map_err(|e| ConfigError::new(name, format!("{v:?}: {e}")))
+}
+
+fn parse_switch(name: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(ConfigError::new(name, format!("{v:?}: must be on or off"))),
+    }
 }
 
 fn parse_track(name: &str, v: &str) -> Result<Track, ConfigError> {

@@ -37,6 +37,7 @@ use crate::{
     error::Result,
     flag::{self, state::Flags},
     store::Store,
+    telemetry::metrics,
     tenant::Tenants,
 };
 
@@ -65,6 +66,8 @@ pub struct Follower {
     tenants: Arc<Tenants>,
     flags: Arc<Flags>,
     applied: AtomicI64,
+    /// The highest revision this replica has heard of (bus events, rows read).
+    latest_known: AtomicI64,
     lock: tokio::sync::Mutex<()>,
     readiness: watch::Sender<Readiness>,
 }
@@ -92,6 +95,7 @@ impl Follower {
             tenants,
             flags,
             applied: AtomicI64::new(applied),
+            latest_known: AtomicI64::new(applied),
             lock: tokio::sync::Mutex::new(()),
             readiness: watch::Sender::new(Readiness::Ready),
         }
@@ -123,8 +127,11 @@ impl Follower {
                 }
                 Read::Batch(batch) => batch,
             };
+            let now_us = crate::store::now_us();
             for entry in batch.entries {
                 applied = entry.revision;
+                let lag_us = now_us.saturating_sub(entry.committed_at_us).max(0);
+                metrics::propagation(Duration::from_micros(lag_us.unsigned_abs()));
                 if entry.change.is_tenant_change() {
                     tenant_change = Some(entry.revision);
                 }
@@ -145,6 +152,16 @@ impl Follower {
             self.tenants.reload().await?;
         }
         self.applied.store(applied, Ordering::SeqCst);
+        let mut latest = self
+            .latest_known
+            .fetch_max(applied, Ordering::SeqCst)
+            .max(applied);
+        if stuck.is_some() {
+            // Nothing after the stuck row is read: ask how far the log goes.
+            latest = latest.max(self.store.current_revision().await.unwrap_or(latest));
+            self.latest_known.fetch_max(latest, Ordering::SeqCst);
+        }
+        metrics::follower(latest - applied, stuck.is_none());
         self.report(stuck);
         Ok(())
     }
@@ -201,8 +218,16 @@ impl Follower {
                     () = stop.cancelled() => break,
                     _ = tick.tick() => true,
                     msg = rx.recv() => match msg {
-                        Ok(BusMessage::Event(ev)) => ev.revision > self.applied(),
-                        Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => true,
+                        Ok(BusMessage::Event(ev)) => {
+                            metrics::event_received("event");
+                            self.latest_known.fetch_max(ev.revision, Ordering::SeqCst);
+                            ev.revision > self.applied()
+                        }
+                        Ok(BusMessage::Resync) => {
+                            metrics::event_received("resync");
+                            true
+                        }
+                        Err(RecvError::Lagged(_)) => true,
                         Err(RecvError::Closed) => break,
                     },
                 };

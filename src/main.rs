@@ -67,7 +67,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    switchyard::telemetry::init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -78,12 +77,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let telemetry = match switchyard::telemetry::init(&config, runtime.handle()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("switchyard: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
         }
     });
+    // Flushed from this thread while the runtime's workers still run the
+    // exports.
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -150,12 +159,13 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     }
 }
 
-/// Collects the `SWITCHYARD_*` variables; errs with the name of one that is not UTF-8.
+/// Collects the `SWITCHYARD_*` and `OTEL_*` variables; errs with the name of
+/// one that is not UTF-8.
 fn switchyard_env() -> Result<BTreeMap<String, String>, String> {
     let mut env = BTreeMap::new();
     for (k, v) in std::env::vars_os() {
         let Some(k) = k.to_str() else { continue };
-        if !k.starts_with("SWITCHYARD_") {
+        if !k.starts_with("SWITCHYARD_") && !k.starts_with("OTEL_") {
             continue;
         }
         let v = v.into_string().map_err(|_| k.to_owned())?;

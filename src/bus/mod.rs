@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::changelog::Committed;
+use crate::{changelog::Committed, telemetry::metrics};
 
 /// The channel name, after the configured prefix.
 pub const CHANNEL: &str = "feature_flags_events";
@@ -100,6 +100,7 @@ impl Bus {
     /// Announces a committed change. A failed publish is logged; the other
     /// replicas still learn of the change by polling the change log.
     pub async fn publish(&self, event: &ChangeEvent) {
+        metrics::event_published();
         match &self.redis {
             None => {
                 let _ = self.local.send(BusMessage::Event(event.clone()));

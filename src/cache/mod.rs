@@ -82,6 +82,11 @@ impl ResolutionCache {
         format!("{prefix}tenants:resolve:{FORMAT_VERSION}:{generation}:{key}")
     }
 
+    /// Returns whether there is a shared cache (Redis) at all.
+    pub fn is_enabled(&self) -> bool {
+        matches!(self, ResolutionCache::Redis { .. })
+    }
+
     /// Returns the cached resolution of `key` at `generation`, if any.
     pub async fn get(&self, generation: i64, key: &str) -> Option<CachedResolution> {
         let ResolutionCache::Redis { conn, prefix } = self else {

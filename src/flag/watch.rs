@@ -31,6 +31,7 @@ use crate::{
     changelog::{ChangeLog, Read},
     error::{Error, ErrorKind, Result},
     store::Store,
+    telemetry::metrics,
 };
 
 /// Change-log rows read per page while replaying a resume. Pages are read
@@ -91,6 +92,7 @@ pub struct WatcherSlot(Arc<AtomicUsize>);
 impl Drop for WatcherSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+        metrics::watch_streams(-1.0);
     }
 }
 
@@ -106,6 +108,7 @@ impl WatcherLimit {
     /// Takes a slot, or RESOURCE_EXHAUSTED when all are taken.
     pub fn acquire(&self) -> Result<WatcherSlot> {
         let prev = self.open.fetch_add(1, Ordering::SeqCst);
+        metrics::watch_streams(1.0);
         let slot = WatcherSlot(self.open.clone());
         if prev >= self.max {
             return Err(Error::new(

@@ -20,7 +20,7 @@ use axum::{
     routing::get,
 };
 
-pub use gateway::Gateway;
+pub use gateway::{Gateway, RestCall};
 pub use routes::RouteTable;
 
 use crate::{
@@ -133,6 +133,11 @@ impl From<Error> for Refusal {
     }
 }
 
+/// Set on every refused REST response: the gRPC code of its
+/// `google.rpc.Status` body, for the request layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedWith(pub tonic::Code);
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let body = self.body();
@@ -142,6 +147,7 @@ impl IntoResponse for Refusal {
             body,
         )
             .into_response();
+        resp.extensions_mut().insert(RefusedWith(self.code));
         if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
             resp.headers_mut().insert(header::ALLOW, allow);
         }

@@ -9,6 +9,7 @@
 
 pub mod health;
 pub mod middleware;
+pub mod observe;
 
 use std::{future::Future, sync::Arc};
 
@@ -52,8 +53,9 @@ pub async fn serve(
     let stopping = CancellationToken::new();
     let health_task = health::start(health, app.readiness(), stopping.clone()).await;
     let grpc_router = grpc_routes(&app, health_service)?.into_axum_router();
+    let routes = rest::route_table()?;
     let gateway = Arc::new(rest::Gateway::new(
-        rest::route_table()?,
+        routes.clone(),
         grpc_router.clone(),
         config.max_message_bytes,
     ));
@@ -63,7 +65,12 @@ pub async fn serve(
         .layer(axum::middleware::from_fn_with_state(
             app.authenticator.clone(),
             middleware::authenticate,
-        ));
+        ))
+        .layer(observe::Observe {
+            metrics: config.metrics,
+            inject_latency: std::time::Duration::from_millis(config.inject_latency_ms),
+            routes: Arc::new(routes),
+        });
 
     if let Some(addr) = &config.metrics_listen {
         spawn_metrics_listener(addr, app.shutdown.clone()).await?;

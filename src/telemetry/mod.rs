@@ -1,56 +1,139 @@
-//! Logs and metrics start here, once per process.
+//! Logs, traces and metrics start here, once per process.
+//!
+//! [`init`] (the binary) sets up logging on stderr (text or JSON), the
+//! OpenTelemetry tracer the configuration asks for, and returns a
+//! [`Telemetry`] guard whose [`Telemetry::shutdown`] flushes the spans left.
+//! [`start_metrics`] installs the Prometheus recorder with `track` as a
+//! process-wide label. Tests, which start many servers in one process, call
+//! [`init_logging`] instead; the first configuration to install the recorder
+//! wins.
+
+pub mod metrics;
+pub mod traces;
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::{EnvFilter, fmt};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::Level;
+use tracing_subscriber::{
+    EnvFilter, Layer, Registry, filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 
 static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Starts logging to stderr with the configured filter. Later calls do nothing
-/// (tests start many servers in one process).
-pub fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+/// What [`init`] started; shut it down before the runtime stops.
+pub struct Telemetry {
+    tracing: Option<traces::Tracing>,
 }
 
-/// Installs the Prometheus recorder (once per process) and returns its handle.
-/// `None` when another recorder was installed first.
-pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+impl Telemetry {
+    /// Exports the spans not exported yet (best effort: an unreachable
+    /// collector is not an error at exit).
+    pub fn shutdown(self) {
+        if let Some(t) = self.tracing
+            && let Err(e) = t.provider.shutdown()
+        {
+            tracing::debug!(error = %e, "flushing spans at exit failed");
+        }
+    }
+}
+
+/// Starts logging and tracing for the process; `runtime` is where OTLP
+/// exports run. Errs (one line naming the setting) when the tracer cannot be
+/// built.
+pub fn init(config: &Config, runtime: &tokio::runtime::Handle) -> Result<Telemetry, String> {
+    let tracing = traces::build(config, runtime)?;
+    let otel = tracing.as_ref().map(|t| {
+        tracing_opentelemetry::layer()
+            .with_tracer(t.tracer.clone())
+            .with_filter(Targets::new().with_target(traces::REQUEST_TARGET, Level::INFO))
+            .boxed()
+    });
+    install(config, otel);
+    Ok(Telemetry { tracing })
+}
+
+/// Starts logging to stderr with the configured filter and format, without
+/// tracing. Later calls do nothing (tests start many servers in one process).
+pub fn init_logging(config: &Config) {
+    install(config, None);
+}
+
+fn install(config: &Config, otel: Option<Box<dyn Layer<Registry> + Send + Sync>>) {
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = fmt::layer().with_writer(std::io::stderr);
+    let fmt = match config.log_format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> =
+        std::iter::once(fmt).chain(otel).collect();
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+}
+
+/// Installs the Prometheus recorder once per process (unless metrics are
+/// off) and sets `switchyard_build_info`.
+pub fn start_metrics(config: &Config) {
+    if config.metrics {
+        install_recorder(config);
+        metrics::describe();
+        metrics::zero();
+        ::metrics::gauge!(
+            metrics::BUILD_INFO,
+            "version" => env!("CARGO_PKG_VERSION")
+        )
+        .set(1.0);
+    }
+}
+
+fn install_recorder(config: &Config) -> Option<&'static PrometheusHandle> {
     METRICS
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let builder = PrometheusBuilder::new()
+                .add_global_label("track", config.track.as_str())
+                .set_buckets_for_metric(
+                    Matcher::Full(metrics::REQUEST_DURATION.into()),
+                    metrics::REQUEST_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(metrics::PROPAGATION.into()),
+                        metrics::PROPAGATION_BUCKETS,
+                    )
+                })
+                .ok()?;
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).ok().map(|()| handle)
+            ::metrics::set_global_recorder(recorder)
+                .ok()
+                .map(|()| handle)
         })
         .as_ref()
 }
 
-/// Installs the metrics recorder and sets `switchyard_build_info`.
-pub fn start_metrics(config: &Config) {
-    metrics_handle();
-    metrics::gauge!(
-        "switchyard_build_info",
-        "version" => env!("CARGO_PKG_VERSION"),
-        "track" => config.track.as_str()
-    )
-    .set(1.0);
-}
-
 /// Runs the recorder's periodic upkeep (call every few seconds).
 pub fn metrics_upkeep() {
-    if let Some(h) = metrics_handle() {
+    if let Some(h) = METRICS.get().and_then(Option::as_ref) {
         h.run_upkeep();
     }
 }
 
-/// Returns the Prometheus text exposition of every metric.
+/// Returns the Prometheus text exposition of every metric (empty when
+/// metrics are off).
 pub fn render_metrics() -> String {
-    metrics_handle().map(|h| h.render()).unwrap_or_default()
+    METRICS
+        .get()
+        .and_then(Option::as_ref)
+        .map(|h| h.render())
+        .unwrap_or_default()
 }

@@ -32,6 +32,7 @@ use crate::{
     error::{Error, Result},
     service::mask::UpdateMask as FieldMask,
     store::Store,
+    telemetry::metrics,
 };
 use matcher::Matcher;
 use pattern::Pattern;
@@ -277,6 +278,7 @@ impl Tenants {
     pub async fn resolve(&self, raw_key: &str) -> Result<Resolution> {
         let key = pattern::normalize_key(raw_key)?;
         let guard = self.matcher.load();
+        metrics::tenant_cache("local", guard.is_some());
         if let Some(m) = guard.as_ref() {
             return match m.lookup(&key) {
                 Some(e) => enabled(Resolution {
@@ -295,7 +297,11 @@ impl Tenants {
     /// Resolution without the matcher: Redis, then the database.
     async fn resolve_cold(&self, key: Cow<'_, str>) -> Result<Resolution> {
         let generation = self.generation.load(Ordering::SeqCst);
-        let (cached, source) = match self.cache.get(generation, &key).await {
+        let cached = self.cache.get(generation, &key).await;
+        if self.cache.is_enabled() {
+            metrics::tenant_cache("redis", cached.is_some());
+        }
+        let (cached, source) = match cached {
             Some(c) => (c, ResolvedFrom::Redis),
             None => {
                 let hit = store::resolve(&self.store, &key).await?;

@@ -5,10 +5,12 @@
 //! - `server`: the real `serve` with the test tokens.
 //! - `clients`: gRPC clients from the library's own `switchyard::client`, a
 //!   plain HTTP/1.1 client and an NDJSON reader for the REST suites.
+//! - `binary`: the real binary as an operator runs it.
 //! - `fixtures`: values and setups the suites share.
 
 #![allow(dead_code, unused_imports)]
 
+pub mod binary;
 pub mod clients;
 pub mod db;
 pub mod fixtures;
@@ -17,6 +19,7 @@ pub mod server;
 use std::future::Future;
 use std::time::Duration;
 
+pub use binary::*;
 pub use clients::*;
 pub use db::*;
 pub use fixtures::*;

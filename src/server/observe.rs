@@ -1,0 +1,413 @@
+//! The request layer, outermost around the one router: every gRPC call and
+//! every REST call gets one span and is counted once, when it ends.
+//!
+//! - gRPC: the service and method come from the path, the code from
+//!   `grpc-status` (in the headers of a trailers-only answer, else in the
+//!   trailers).
+//! - REST: the gateway names the RPC it routed to ([`RestCall`]) and the code
+//!   of a refusal ([`RefusedWith`]); the transcoded in-process call does not
+//!   pass through this layer, so it is neither counted nor traced twice, and
+//!   its work is inside the REST call's span.
+//! - A request ends when its answer's body does: the last byte of a unary
+//!   answer, or the end of a stream. A body dropped before its end (the
+//!   client went away) ends as CANCELLED. Only unary calls go into the
+//!   latency histogram.
+//!
+//! The span joins an incoming W3C `traceparent` (gRPC metadata and HTTP
+//! headers are both headers here) and records the trace id for the logs.
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, OnceLock},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use axum::{body::Body, extract::Request, response::Response};
+use futures_util::future::BoxFuture;
+use http::HeaderMap;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use opentelemetry::propagation::Extractor;
+use prost_reflect::DescriptorPool;
+use tracing::{Instrument, Span, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{
+    api,
+    rest::{RefusedWith, RestCall, RouteTable, routes::Lookup},
+    telemetry::{metrics, traces::REQUEST_TARGET},
+};
+
+/// What the layer knows of an RPC.
+#[derive(Debug, Clone, Copy)]
+struct Rpc {
+    service: &'static str,
+    method: &'static str,
+    streaming: bool,
+    /// One of the `switchyard.v1` services (what `inject_latency_ms` delays).
+    api: bool,
+}
+
+/// Every RPC this binary serves, by gRPC path; built once per process.
+fn rpcs() -> &'static HashMap<&'static str, Rpc> {
+    static RPCS: OnceLock<HashMap<&'static str, Rpc>> = OnceLock::new();
+    RPCS.get_or_init(|| {
+        let mut table = HashMap::new();
+        for set in [
+            api::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(pool) = DescriptorPool::decode(set) else {
+                continue;
+            };
+            for service in pool.services() {
+                let name: &'static str = Box::leak(service.full_name().into());
+                for m in service.methods() {
+                    let path: &'static str = Box::leak(format!("/{name}/{}", m.name()).into());
+                    table.insert(
+                        path,
+                        Rpc {
+                            service: name,
+                            method: Box::leak(m.name().into()),
+                            streaming: m.is_server_streaming() || m.is_client_streaming(),
+                            api: service.package_name() == "switchyard.v1",
+                        },
+                    );
+                }
+            }
+        }
+        table
+    })
+}
+
+/// The layer's settings.
+#[derive(Debug, Clone)]
+pub struct Observe {
+    /// Record metrics (off: spans only).
+    pub metrics: bool,
+    /// Delay every `switchyard.v1` call by this much (canary drills, tests).
+    pub inject_latency: Duration,
+    /// The REST routes, to name the RPC of a REST call refused before the
+    /// gateway saw it (no token).
+    pub routes: Arc<RouteTable>,
+}
+
+impl<S> tower::Layer<S> for Observe {
+    type Service = Observed<S>;
+
+    fn layer(&self, inner: S) -> Observed<S> {
+        Observed {
+            inner,
+            settings: self.clone(),
+        }
+    }
+}
+
+/// The layer around a service.
+#[derive(Debug, Clone)]
+pub struct Observed<S> {
+    inner: S,
+    settings: Observe,
+}
+
+impl<S> tower::Service<Request> for Observed<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, Result<Response, std::convert::Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let start = Instant::now();
+        let grpc = super::middleware::is_grpc(&req);
+        let path = req.uri().path();
+        let rpc = if grpc {
+            rpcs().get(path).copied()
+        } else {
+            None
+        };
+        let span = request_span(&req, grpc, rpc);
+        let delay = match rpc {
+            Some(r) if r.api => self.settings.inject_latency,
+            None if !grpc && (path.starts_with("/v1/") || path.starts_with("/admin/")) => {
+                self.settings.inject_latency
+            }
+            _ => Duration::ZERO,
+        };
+        let http_kind = match path {
+            "/metrics" => "metrics",
+            "/openapi.json" => "openapi",
+            _ => "unrouted",
+        };
+        let metrics_on = self.settings.metrics;
+        let routes = self.settings.routes.clone();
+        let method = req.method().clone();
+        let uri_path = req.uri().path().to_owned();
+        // The service that was polled ready serves this call (tower's contract).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(
+            async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let resp = inner.call(req).await?;
+                let (parts, body) = resp.into_parts();
+                let (rpc, protocol, code) = if grpc {
+                    let code = parts
+                        .headers
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok());
+                    (rpc, "grpc", code)
+                } else {
+                    let routed = match parts.extensions.get::<RestCall>() {
+                        Some(c) => Some(c.grpc_path.clone()),
+                        None => match routes.find(&method, &uri_path) {
+                            Lookup::Found(route, _) => Some(route.grpc_path.clone()),
+                            _ => None,
+                        },
+                    };
+                    let rpc = routed.and_then(|p| rpcs().get(p.path()).copied());
+                    let code = match parts.extensions.get::<RefusedWith>() {
+                        Some(RefusedWith(c)) => *c as i32,
+                        None if parts.status.is_success() => 0,
+                        None => 2,
+                    };
+                    (rpc, "http", Some(code))
+                };
+                let labels = match rpc {
+                    Some(r) => metrics::Request {
+                        service: r.service,
+                        method: r.method,
+                        protocol,
+                    },
+                    None if grpc => metrics::Request {
+                        service: "unknown",
+                        method: "unknown",
+                        protocol,
+                    },
+                    None => metrics::Request {
+                        service: "http",
+                        method: http_kind,
+                        protocol,
+                    },
+                };
+                let streaming = rpc.is_some_and(|r| r.streaming);
+                let finish = Finish {
+                    labels,
+                    code,
+                    streaming,
+                    start,
+                    span: Span::current(),
+                    metrics: metrics_on,
+                };
+                if !grpc && rpc.is_some() {
+                    let s = &finish.span;
+                    s.record("otel.name", format!("{}/{}", labels.service, labels.method));
+                    s.record("rpc.service", labels.service);
+                    s.record("rpc.method", labels.method);
+                }
+                let body = ObservedBody {
+                    inner: body,
+                    finish: Some(finish),
+                };
+                Ok(Response::from_parts(parts, Body::new(body)))
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// The request's span: named by RPC, joined to the caller's trace context.
+fn request_span(req: &Request, grpc: bool, rpc: Option<Rpc>) -> Span {
+    let name = match rpc {
+        Some(r) => format!("{}/{}", r.service, r.method),
+        None if grpc => "unknown gRPC method".to_owned(),
+        None => format!("{} {}", req.method(), req.uri().path()),
+    };
+    let span = tracing::info_span!(
+        target: REQUEST_TARGET,
+        "request",
+        otel.name = %name,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        rpc.system = if grpc { "grpc" } else { "http" },
+        rpc.service = rpc.map_or("", |r| r.service),
+        rpc.method = rpc.map_or("", |r| r.method),
+        rpc.grpc.status_code = Empty,
+        http.request.method = %req.method(),
+        url.path = %req.uri().path(),
+        trace_id = Empty,
+    );
+    let parent = opentelemetry::global::get_text_map_propagator(|p| {
+        p.extract(&HeaderExtractor(req.headers()))
+    });
+    let _ = span.set_parent(parent);
+    let trace_id = {
+        use opentelemetry::trace::TraceContextExt as _;
+        span.context().span().span_context().trace_id()
+    };
+    if trace_id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
+    span
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// What is recorded when a request ends.
+struct Finish {
+    labels: metrics::Request<'static>,
+    /// The gRPC code once known (headers, trailers, or the REST outcome).
+    code: Option<i32>,
+    streaming: bool,
+    start: Instant,
+    span: Span,
+    metrics: bool,
+}
+
+impl Finish {
+    /// Records the request with `code` (missing: UNKNOWN, as gRPC clients
+    /// read an answer without a status).
+    fn done(self, code: Option<i32>) {
+        let code = code.unwrap_or(2);
+        let name = code_name(code);
+        if self.metrics {
+            let duration = (!self.streaming).then(|| self.start.elapsed());
+            metrics::request(self.labels, name, duration);
+        }
+        self.span.record("rpc.grpc.status_code", code);
+        if is_server_error(code) {
+            self.span.record("otel.status_code", "ERROR");
+        }
+        tracing::debug!(parent: &self.span, code = name, elapsed_ms = self.start.elapsed().as_secs_f64() * 1e3, "request finished");
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer's body that records its request when it ends.
+    struct ObservedBody {
+        #[pin]
+        inner: Body,
+        finish: Option<Finish>,
+    }
+
+    impl PinnedDrop for ObservedBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(f) = this.finish.take() {
+                // Never polled to its end: complete if there was nothing left
+                // to send, else the client went away.
+                let code = if this.inner.is_end_stream() { f.code } else { Some(1) };
+                f.done(code);
+            }
+        }
+    }
+}
+
+impl HttpBody for ObservedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref()
+                    && let Some(f) = this.finish.as_mut()
+                    && let Some(code) = trailers
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                {
+                    f.code = Some(code);
+                }
+                if this.inner.is_end_stream()
+                    && let Some(f) = this.finish.take()
+                {
+                    let code = f.code;
+                    f.done(code);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(f) = this.finish.take() {
+                    let code = f.code;
+                    f.done(code);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(f) = this.finish.take() {
+                    f.done(Some(2));
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The canonical name of a gRPC code, as in `grpc-status` documentation.
+pub fn code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Whether a code means the server failed, by OpenTelemetry's gRPC server
+/// convention: these spans are marked as errors. (The error budget counts the
+/// same codes but UNIMPLEMENTED, see `observability/prometheus/rules.yml`.)
+pub fn is_server_error(code: i32) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}

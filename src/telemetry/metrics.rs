@@ -1,0 +1,185 @@
+//! Every metric of `/metrics`: its name, type, help text and buckets, in one
+//! place, and the functions the rest of the code records through.
+//!
+//! Names follow Prometheus conventions (`switchyard_` prefix, base units,
+//! `_total` counters) and pass `promtool check metrics`. Every series carries
+//! `track` (`stable`, `baseline` or `canary`) as a process-wide label. No
+//! series has a tenant label: their number does not grow with tenants.
+//! `docs/observability.md` is the user's list.
+
+use std::time::Duration;
+
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+
+/// Requests by `service`, `method`, `code` (gRPC code name) and `protocol`
+/// (`grpc` or `http`), counted once each when they end.
+pub const REQUESTS: &str = "switchyard_requests_total";
+/// Time to serve a unary request, by `service`, `method` and `protocol`.
+pub const REQUEST_DURATION: &str = "switchyard_request_duration_seconds";
+/// Tenant resolutions by the `layer` that answered or missed (`local`,
+/// `redis`) and `result` (`hit`, `miss`).
+pub const TENANT_CACHE: &str = "switchyard_tenant_cache_requests_total";
+/// Open `WatchFlags` streams (gRPC and REST).
+pub const WATCH_STREAMS: &str = "switchyard_watch_streams";
+/// Change announcements this replica sent on the bus.
+pub const EVENTS_PUBLISHED: &str = "switchyard_change_events_published_total";
+/// Bus messages this replica received, by `kind` (`event`, `resync`).
+pub const EVENTS_RECEIVED: &str = "switchyard_change_events_received_total";
+/// Commit (on any replica) to applied on this one.
+pub const PROPAGATION: &str = "switchyard_change_propagation_seconds";
+/// Revisions committed that this replica has not applied yet.
+pub const FOLLOWER_LAG: &str = "switchyard_follower_lag_revisions";
+/// 1 while this replica follows the change log, 0 while it is stuck before a
+/// change it cannot decode.
+pub const FOLLOWER_READY: &str = "switchyard_follower_ready";
+/// 1, with `version` and `track`.
+pub const BUILD_INFO: &str = "switchyard_build_info";
+
+/// Buckets of [`REQUEST_DURATION`], in seconds: fine around 1 ms (where the
+/// API's calls are) and around 400–450 ms (where the smoke thresholds are),
+/// so that `histogram_quantile` reads a p95 there within a few percent.
+pub const REQUEST_BUCKETS: &[f64] = &[
+    0.000_25, 0.0005, 0.000_75, 0.001, 0.001_25, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015,
+    0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.38, 0.4, 0.41, 0.42, 0.43, 0.44, 0.45,
+    0.46, 0.48, 0.5, 0.6, 0.75, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets of [`PROPAGATION`], in seconds: from a local apply (sub-ms) to a
+/// replica that heard of a change only at its poll (seconds).
+pub const PROPAGATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Registers the help text and unit of every metric.
+pub fn describe() {
+    describe_counter!(
+        REQUESTS,
+        Unit::Count,
+        "Requests served, by service, method, gRPC code and protocol; counted once each when they end (a REST call is counted as its RPC, protocol http)."
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Time to serve a unary request, from arrival to the last byte of the answer, by service, method and protocol (server streams are not in it)."
+    );
+    describe_counter!(
+        TENANT_CACHE,
+        Unit::Count,
+        "Tenant resolutions by the layer asked (local matcher, Redis) and whether it answered."
+    );
+    describe_gauge!(WATCH_STREAMS, Unit::Count, "Open WatchFlags streams.");
+    describe_counter!(
+        EVENTS_PUBLISHED,
+        Unit::Count,
+        "Change announcements this replica published on the bus."
+    );
+    describe_counter!(
+        EVENTS_RECEIVED,
+        Unit::Count,
+        "Bus messages received, by kind (event: a change somewhere; resync: after a reconnect)."
+    );
+    describe_histogram!(
+        PROPAGATION,
+        Unit::Seconds,
+        "From a change's commit (on any replica, by its clock) to its being applied on this replica."
+    );
+    describe_gauge!(
+        FOLLOWER_LAG,
+        Unit::Count,
+        "Committed revisions this replica knows of and has not applied yet."
+    );
+    describe_gauge!(
+        FOLLOWER_READY,
+        Unit::Count,
+        "1 while this replica follows the change log; 0 while it is stuck before a change it cannot decode."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        Unit::Count,
+        "Always 1; the version and track of this replica."
+    );
+}
+
+/// Creates the series of bounded label sets at 0, so that dashboards and
+/// rules see 0 rather than no data before the first event.
+pub fn zero() {
+    for layer in ["local", "redis"] {
+        for result in ["hit", "miss"] {
+            counter!(TENANT_CACHE, "layer" => layer, "result" => result).increment(0);
+        }
+    }
+    counter!(EVENTS_PUBLISHED).increment(0);
+    for kind in ["event", "resync"] {
+        counter!(EVENTS_RECEIVED, "kind" => kind).increment(0);
+    }
+    gauge!(WATCH_STREAMS).increment(0.0);
+}
+
+/// The labels of one finished request.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The gRPC service (`switchyard.v1.FlagService`), or `http` for a route
+    /// that is not an RPC.
+    pub service: &'a str,
+    /// The method (`EvaluateFlag`), or what the HTTP route is.
+    pub method: &'a str,
+    /// `grpc` or `http`.
+    pub protocol: &'static str,
+}
+
+/// Records a finished request: always in [`REQUESTS`], and in
+/// [`REQUEST_DURATION`] when `duration` is given (unary calls).
+pub fn request(r: Request<'_>, code: &'static str, duration: Option<Duration>) {
+    counter!(
+        REQUESTS,
+        "service" => r.service.to_owned(),
+        "method" => r.method.to_owned(),
+        "code" => code,
+        "protocol" => r.protocol
+    )
+    .increment(1);
+    if let Some(d) = duration {
+        histogram!(
+            REQUEST_DURATION,
+            "service" => r.service.to_owned(),
+            "method" => r.method.to_owned(),
+            "protocol" => r.protocol
+        )
+        .record(d.as_secs_f64());
+    }
+}
+
+/// Records a tenant resolution asked of `layer` (`local` or `redis`).
+pub fn tenant_cache(layer: &'static str, hit: bool) {
+    counter!(TENANT_CACHE, "layer" => layer, "result" => if hit { "hit" } else { "miss" })
+        .increment(1);
+}
+
+/// Records a watch stream opening (`+1`) or closing (`-1`).
+pub fn watch_streams(delta: f64) {
+    gauge!(WATCH_STREAMS).increment(delta);
+}
+
+/// Records a change announcement published on the bus.
+pub fn event_published() {
+    counter!(EVENTS_PUBLISHED).increment(1);
+}
+
+/// Records a bus message received (`event` or `resync`).
+pub fn event_received(kind: &'static str) {
+    counter!(EVENTS_RECEIVED, "kind" => kind).increment(1);
+}
+
+/// Records a change applied here `lag` after its commit.
+pub fn propagation(lag: Duration) {
+    histogram!(PROPAGATION).record(lag.as_secs_f64());
+}
+
+/// Records how many known revisions are not applied yet, and whether the
+/// follower is stuck.
+pub fn follower(lag: i64, ready: bool) {
+    gauge!(FOLLOWER_LAG).set(lag.max(0) as f64);
+    gauge!(FOLLOWER_READY).set(if ready { 1.0 } else { 0.0 });
+}

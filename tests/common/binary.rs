@@ -1,0 +1,152 @@
+//! The real `switchyard` binary as an operator runs it: a clean
+//! `SWITCHYARD_*` / `OTEL_*` environment plus what the test sets, its stderr
+//! collected line by line, stopped with SIGTERM.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// Returns a free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the binary in `dir` with a clean `SWITCHYARD_*` and `OTEL_*`
+/// environment plus `env`.
+pub fn command(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SWITCHYARD_") || k.starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// Waits until `port` accepts connections; panics if the child exits first.
+pub fn wait_for_port(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends SIGTERM and waits (at most 15 s) for the exit status.
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Collects a stream's lines as they come.
+pub fn collect_lines(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// A running binary on a loopback port, over a SQLite file in its own
+/// directory, with the test admin token; stopped when dropped.
+pub struct Running {
+    pub port: u16,
+    pub child: Child,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Starts the binary with `env` (on top of listen address and admin
+    /// token) and waits until it listens.
+    pub fn start(env: &[(&str, &str)]) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec![
+            ("SWITCHYARD_LISTEN", listen.as_str()),
+            ("SWITCHYARD_ADMIN_TOKEN", super::ADMIN),
+        ];
+        all.extend_from_slice(env);
+        let mut child = command(dir.path(), &[], &all)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = collect_lines(child.stderr.take().unwrap());
+        wait_for_port(port, &mut child);
+        Running {
+            port,
+            child,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A client with `token`.
+    pub async fn client(&self, token: &str) -> switchyard::client::Client {
+        switchyard::client::Client::connect(&self.addr(), token)
+            .await
+            .unwrap()
+    }
+
+    /// `GET path` over HTTP/1.1 with an optional token: status and body.
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nhost: test\r\n{auth}connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
