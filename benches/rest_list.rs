@@ -133,47 +133,6 @@ async fn grpc_round(channels: &[Client], secs: u64) -> (f64, Vec<i64>) {
     (all.len() as f64 / elapsed, all)
 }
 
-/// One wrk run; returns (requests/s, p50 ms, p99 ms).
-fn wrk_round(url: &str, secs: u64) -> (f64, f64, f64) {
-    let out = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{IN_FLIGHT}"),
-            &format!("-d{secs}s"),
-            "--latency",
-        ])
-        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
-        .arg(url)
-        .output()
-        .expect("wrk runs (apt-get install wrk)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "wrk failed: {text}");
-    assert!(
-        !text.contains("Non-2xx"),
-        "wrk saw non-2xx responses: {text}"
-    );
-    let field = |prefix: &str| -> &str {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .unwrap_or_else(|| panic!("no {prefix:?} in wrk output: {text}"))
-            .trim()
-    };
-    let ms = |s: &str| -> f64 {
-        let s = s.trim();
-        if let Some(v) = s.strip_suffix("us") {
-            v.parse::<f64>().expect("number") / 1000.0
-        } else if let Some(v) = s.strip_suffix("ms") {
-            v.parse().expect("number")
-        } else if let Some(v) = s.strip_suffix('s') {
-            v.parse::<f64>().expect("number") * 1000.0
-        } else {
-            panic!("unknown unit in {s:?}")
-        }
-    };
-    let rate: f64 = field("Requests/sec:").parse().expect("requests/sec");
-    (rate, ms(field("50%")), ms(field("99%")))
-}
-
 #[tokio::main]
 async fn main() {
     let secs: u64 = std::env::args()
@@ -221,12 +180,12 @@ async fn main() {
 
     // Warm-up, then interleaved rounds.
     grpc_round(&channels, 1).await;
-    wrk_round(&url, 1);
+    wrk_round(&url, 1, IN_FLIGHT);
     let mut grpc = Vec::new();
     let mut rest = Vec::new();
     for _ in 0..2 {
         grpc.push(grpc_round(&channels, secs).await);
-        rest.push(wrk_round(&url, secs));
+        rest.push(wrk_round(&url, secs, IN_FLIGHT));
     }
     let mut lat: Vec<i64> = grpc.iter().flat_map(|(_, l)| l.iter().copied()).collect();
     lat.sort_unstable();
@@ -251,30 +210,4 @@ async fn main() {
         r_rate / g_rate
     );
     stop(server);
-}
-
-/// One blocking HTTP/1.1 GET with the admin token; returns the body.
-fn http_get(port: u16, path: &str) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {TOKEN}\r\nconnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).expect("read");
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a header block");
-    let head = String::from_utf8_lossy(&buf[..split]);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "expected a content-length body: {head}"
-    );
-    buf[split + 4..].to_vec()
 }

@@ -35,14 +35,6 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// response (`response_body`) is not the whole collection.
 pub const NEXT_PAGE_TOKEN_HEADER: &str = "x-next-page-token";
 
-/// Set on a REST response: the gRPC path of the RPC the request was routed
-/// to (whatever the answer).
-#[derive(Debug, Clone)]
-pub struct RestCall {
-    /// `/package.Service/Method`.
-    pub grpc_path: http::uri::PathAndQuery,
-}
-
 /// The REST side of the API.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -63,25 +55,15 @@ impl Gateway {
         }
     }
 
-    /// Serves one REST request. The response carries a [`RestCall`]
-    /// extension naming the RPC it was routed to, for the request layer.
+    /// Serves one REST request.
     pub async fn handle(&self, req: Request) -> Response {
-        let mut rpc = None;
-        let mut resp = match self.try_handle(req, &mut rpc).await {
+        match self.try_handle(req).await {
             Ok(r) => r,
             Err(refusal) => refusal.into_response(),
-        };
-        if let Some(grpc_path) = rpc {
-            resp.extensions_mut().insert(RestCall { grpc_path });
         }
-        resp
     }
 
-    async fn try_handle(
-        &self,
-        req: Request,
-        rpc: &mut Option<http::uri::PathAndQuery>,
-    ) -> Result<Response, Refusal> {
+    async fn try_handle(&self, req: Request) -> Result<Response, Refusal> {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         let query = parts.uri.query().unwrap_or("");
@@ -105,7 +87,6 @@ impl Gateway {
                 ));
             }
         };
-        *rpc = Some(route.grpc_path.clone());
         let body = self.read_body(route, &parts.headers, body).await?;
         let request = request::build_request(route, vars, query, &body)?;
         let principal = parts.extensions.get::<Principal>().cloned();

@@ -20,7 +20,7 @@ use axum::{
     routing::get,
 };
 
-pub use gateway::{Gateway, RestCall};
+pub use gateway::Gateway;
 pub use routes::RouteTable;
 
 use crate::{

@@ -4,10 +4,12 @@
 //! - gRPC: the service and method come from the path, the code from
 //!   `grpc-status` (in the headers of a trailers-only answer, else in the
 //!   trailers).
-//! - REST: the gateway names the RPC it routed to ([`RestCall`]) and the code
-//!   of a refusal ([`RefusedWith`]); the transcoded in-process call does not
-//!   pass through this layer, so it is neither counted nor traced twice, and
-//!   its work is inside the REST call's span.
+//! - REST: the service and method are those of the annotated RPC the route
+//!   table finds for the request (before the auth middleware may refuse it),
+//!   the code that of a refusal's `google.rpc.Status` ([`RefusedWith`]); the
+//!   transcoded in-process call does not pass through this layer, so it is
+//!   neither counted nor traced twice, and its work is inside the REST call's
+//!   span.
 //! - A request ends when its answer's body does: the last byte of a unary
 //!   answer, or the end of a stream. A body dropped before its end (the
 //!   client went away) ends as CANCELLED. Only unary calls go into the
@@ -35,18 +37,57 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     api,
-    rest::{RefusedWith, RestCall, RouteTable, routes::Lookup},
-    telemetry::{metrics, traces::REQUEST_TARGET},
+    rest::{RefusedWith, RouteTable, routes::Lookup},
+    telemetry::{
+        metrics::{CODE_NAMES, Protocol, RequestSeries},
+        traces::{Decider, REQUEST_TARGET, UNSAMPLED_TARGET},
+    },
 };
 
-/// What the layer knows of an RPC.
-#[derive(Debug, Clone, Copy)]
+/// What the layer knows of an RPC (or of a route that is not one).
+#[derive(Debug)]
 struct Rpc {
+    /// `service/method`, the span's name.
+    name: &'static str,
     service: &'static str,
     method: &'static str,
     streaming: bool,
     /// One of the `switchyard.v1` services (what `inject_latency_ms` delays).
     api: bool,
+    series: RequestSeries,
+}
+
+impl Rpc {
+    fn new(service: &'static str, method: &'static str, streaming: bool, api: bool) -> Rpc {
+        Rpc {
+            name: Box::leak(format!("{service}/{method}").into_boxed_str()),
+            service,
+            method,
+            streaming,
+            api,
+            series: RequestSeries::new(service, method),
+        }
+    }
+}
+
+/// What is not an RPC: a gRPC path nobody serves, the fixed HTTP routes,
+/// anything else over HTTP.
+fn other(kind: &str) -> &'static Rpc {
+    static OTHER: OnceLock<[Rpc; 4]> = OnceLock::new();
+    let o = OTHER.get_or_init(|| {
+        [
+            Rpc::new("unknown", "unknown", false, false),
+            Rpc::new("http", "metrics", false, false),
+            Rpc::new("http", "openapi", false, false),
+            Rpc::new("http", "unrouted", false, false),
+        ]
+    });
+    match kind {
+        "grpc" => &o[0],
+        "/metrics" => &o[1],
+        "/openapi.json" => &o[2],
+        _ => &o[3],
+    }
 }
 
 /// Every RPC this binary serves, by gRPC path; built once per process.
@@ -69,12 +110,12 @@ fn rpcs() -> &'static HashMap<&'static str, Rpc> {
                     let path: &'static str = Box::leak(format!("/{name}/{}", m.name()).into());
                     table.insert(
                         path,
-                        Rpc {
-                            service: name,
-                            method: Box::leak(m.name().into()),
-                            streaming: m.is_server_streaming() || m.is_client_streaming(),
-                            api: service.package_name() == "switchyard.v1",
-                        },
+                        Rpc::new(
+                            name,
+                            Box::leak(m.name().into()),
+                            m.is_server_streaming() || m.is_client_streaming(),
+                            service.package_name() == "switchyard.v1",
+                        ),
                     );
                 }
             }
@@ -90,8 +131,7 @@ pub struct Observe {
     pub metrics: bool,
     /// Delay every `switchyard.v1` call by this much (canary drills, tests).
     pub inject_latency: Duration,
-    /// The REST routes, to name the RPC of a REST call refused before the
-    /// gateway saw it (no token).
+    /// The REST routes, to name the RPC of a REST call.
     pub routes: Arc<RouteTable>,
 }
 
@@ -133,28 +173,23 @@ where
         let start = Instant::now();
         let grpc = super::middleware::is_grpc(&req);
         let path = req.uri().path();
-        let rpc = if grpc {
-            rpcs().get(path).copied()
+        let found = if grpc {
+            rpcs().get(path)
         } else {
-            None
-        };
-        let span = request_span(&req, grpc, rpc);
-        let delay = match rpc {
-            Some(r) if r.api => self.settings.inject_latency,
-            None if !grpc && (path.starts_with("/v1/") || path.starts_with("/admin/")) => {
-                self.settings.inject_latency
+            match self.settings.routes.find(req.method(), path) {
+                Lookup::Found(route, _) => rpcs().get(route.grpc_path.path()),
+                _ => None,
             }
-            _ => Duration::ZERO,
         };
-        let http_kind = match path {
-            "/metrics" => "metrics",
-            "/openapi.json" => "openapi",
-            _ => "unrouted",
+        let rpc: &'static Rpc = found.unwrap_or_else(|| other(if grpc { "grpc" } else { path }));
+        let span = request_span(&req, grpc, rpc);
+        let delay = if rpc.api {
+            self.settings.inject_latency
+        } else {
+            Duration::ZERO
         };
+        let protocol = if grpc { Protocol::Grpc } else { Protocol::Http };
         let metrics_on = self.settings.metrics;
-        let routes = self.settings.routes.clone();
-        let method = req.method().clone();
-        let uri_path = req.uri().path().to_owned();
         // The service that was polled ready serves this call (tower's contract).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -165,61 +200,27 @@ where
                 }
                 let resp = inner.call(req).await?;
                 let (parts, body) = resp.into_parts();
-                let (rpc, protocol, code) = if grpc {
-                    let code = parts
+                let code = if grpc {
+                    parts
                         .headers
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok());
-                    (rpc, "grpc", code)
+                        .and_then(|v| v.parse::<i32>().ok())
                 } else {
-                    let routed = match parts.extensions.get::<RestCall>() {
-                        Some(c) => Some(c.grpc_path.clone()),
-                        None => match routes.find(&method, &uri_path) {
-                            Lookup::Found(route, _) => Some(route.grpc_path.clone()),
-                            _ => None,
-                        },
-                    };
-                    let rpc = routed.and_then(|p| rpcs().get(p.path()).copied());
-                    let code = match parts.extensions.get::<RefusedWith>() {
+                    Some(match parts.extensions.get::<RefusedWith>() {
                         Some(RefusedWith(c)) => *c as i32,
                         None if parts.status.is_success() => 0,
                         None => 2,
-                    };
-                    (rpc, "http", Some(code))
+                    })
                 };
-                let labels = match rpc {
-                    Some(r) => metrics::Request {
-                        service: r.service,
-                        method: r.method,
-                        protocol,
-                    },
-                    None if grpc => metrics::Request {
-                        service: "unknown",
-                        method: "unknown",
-                        protocol,
-                    },
-                    None => metrics::Request {
-                        service: "http",
-                        method: http_kind,
-                        protocol,
-                    },
-                };
-                let streaming = rpc.is_some_and(|r| r.streaming);
                 let finish = Finish {
-                    labels,
+                    rpc,
+                    protocol,
                     code,
-                    streaming,
                     start,
                     span: Span::current(),
                     metrics: metrics_on,
                 };
-                if !grpc && rpc.is_some() {
-                    let s = &finish.span;
-                    s.record("otel.name", format!("{}/{}", labels.service, labels.method));
-                    s.record("rpc.service", labels.service);
-                    s.record("rpc.method", labels.method);
-                }
                 let body = ObservedBody {
                     inner: body,
                     finish: Some(finish),
@@ -231,38 +232,51 @@ where
     }
 }
 
-/// The request's span: named by RPC, joined to the caller's trace context.
-fn request_span(req: &Request, grpc: bool, rpc: Option<Rpc>) -> Span {
-    let name = match rpc {
-        Some(r) => format!("{}/{}", r.service, r.method),
-        None if grpc => "unknown gRPC method".to_owned(),
-        None => format!("{} {}", req.method(), req.uri().path()),
+/// The request's span. A sampled one (the caller's decision, else the
+/// configured ratio) is exported, joined to the caller's trace; any other is
+/// a plain span for the logs, with the caller's trace id when there is one.
+fn request_span(req: &Request, grpc: bool, rpc: &'static Rpc) -> Span {
+    let parent = opentelemetry::global::get_text_map_propagator(|p| {
+        p.extract(&HeaderExtractor(req.headers()))
+    });
+    let caller = {
+        use opentelemetry::trace::TraceContextExt as _;
+        let span = parent.span();
+        let cx = span.span_context();
+        cx.is_valid().then(|| (cx.trace_id(), cx.is_sampled()))
     };
+    let system = if grpc { "grpc" } else { "http" };
+    if !Decider::sample(caller.map(|(_, sampled)| sampled)) {
+        return match caller {
+            Some((trace_id, _)) => tracing::info_span!(
+                target: UNSAMPLED_TARGET,
+                "request",
+                rpc = rpc.name,
+                trace_id = %trace_id,
+            ),
+            None => tracing::info_span!(target: UNSAMPLED_TARGET, "request", rpc = rpc.name),
+        };
+    }
     let span = tracing::info_span!(
         target: REQUEST_TARGET,
         "request",
-        otel.name = %name,
+        otel.name = rpc.name,
         otel.kind = "server",
         otel.status_code = Empty,
-        rpc.system = if grpc { "grpc" } else { "http" },
-        rpc.service = rpc.map_or("", |r| r.service),
-        rpc.method = rpc.map_or("", |r| r.method),
+        rpc.system = system,
+        rpc.service = rpc.service,
+        rpc.method = rpc.method,
         rpc.grpc.status_code = Empty,
         http.request.method = %req.method(),
         url.path = %req.uri().path(),
         trace_id = Empty,
     );
-    let parent = opentelemetry::global::get_text_map_propagator(|p| {
-        p.extract(&HeaderExtractor(req.headers()))
-    });
     let _ = span.set_parent(parent);
     let trace_id = {
         use opentelemetry::trace::TraceContextExt as _;
         span.context().span().span_context().trace_id()
     };
-    if trace_id != opentelemetry::trace::TraceId::INVALID {
-        span.record("trace_id", tracing::field::display(trace_id));
-    }
+    span.record("trace_id", tracing::field::display(trace_id));
     span
 }
 
@@ -280,10 +294,10 @@ impl Extractor for HeaderExtractor<'_> {
 
 /// What is recorded when a request ends.
 struct Finish {
-    labels: metrics::Request<'static>,
+    rpc: &'static Rpc,
+    protocol: Protocol,
     /// The gRPC code once known (headers, trailers, or the REST outcome).
     code: Option<i32>,
-    streaming: bool,
     start: Instant,
     span: Span,
     metrics: bool,
@@ -294,16 +308,20 @@ impl Finish {
     /// read an answer without a status).
     fn done(self, code: Option<i32>) {
         let code = code.unwrap_or(2);
-        let name = code_name(code);
         if self.metrics {
-            let duration = (!self.streaming).then(|| self.start.elapsed());
-            metrics::request(self.labels, name, duration);
+            let duration = (!self.rpc.streaming).then(|| self.start.elapsed());
+            self.rpc.series.record(self.protocol, code, duration);
         }
         self.span.record("rpc.grpc.status_code", code);
         if is_server_error(code) {
             self.span.record("otel.status_code", "ERROR");
         }
-        tracing::debug!(parent: &self.span, code = name, elapsed_ms = self.start.elapsed().as_secs_f64() * 1e3, "request finished");
+        tracing::debug!(
+            parent: &self.span,
+            code = code_name(code),
+            elapsed_ms = self.start.elapsed().as_secs_f64() * 1e3,
+            "request finished"
+        );
     }
 }
 
@@ -383,26 +401,11 @@ impl HttpBody for ObservedBody {
 
 /// The canonical name of a gRPC code, as in `grpc-status` documentation.
 pub fn code_name(code: i32) -> &'static str {
-    match code {
-        0 => "OK",
-        1 => "CANCELLED",
-        2 => "UNKNOWN",
-        3 => "INVALID_ARGUMENT",
-        4 => "DEADLINE_EXCEEDED",
-        5 => "NOT_FOUND",
-        6 => "ALREADY_EXISTS",
-        7 => "PERMISSION_DENIED",
-        8 => "RESOURCE_EXHAUSTED",
-        9 => "FAILED_PRECONDITION",
-        10 => "ABORTED",
-        11 => "OUT_OF_RANGE",
-        12 => "UNIMPLEMENTED",
-        13 => "INTERNAL",
-        14 => "UNAVAILABLE",
-        15 => "DATA_LOSS",
-        16 => "UNAUTHENTICATED",
-        _ => "UNKNOWN",
-    }
+    usize::try_from(code)
+        .ok()
+        .and_then(|c| CODE_NAMES.get(c))
+        .copied()
+        .unwrap_or("UNKNOWN")
 }
 
 /// Whether a code means the server failed, by OpenTelemetry's gRPC server

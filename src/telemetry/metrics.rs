@@ -7,10 +7,11 @@
 //! series has a tenant label: their number does not grow with tenants.
 //! `docs/observability.md` is the user's list.
 
-use std::time::Duration;
+use std::{sync::OnceLock, time::Duration};
 
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
 };
 
 /// Requests by `service`, `method`, `code` (gRPC code name) and `protocol`
@@ -117,39 +118,98 @@ pub fn zero() {
     gauge!(WATCH_STREAMS).increment(0.0);
 }
 
-/// The labels of one finished request.
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
-    /// The gRPC service (`switchyard.v1.FlagService`), or `http` for a route
-    /// that is not an RPC.
-    pub service: &'a str,
-    /// The method (`EvaluateFlag`), or what the HTTP route is.
-    pub method: &'a str,
-    /// `grpc` or `http`.
-    pub protocol: &'static str,
+/// The protocol a request came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// gRPC.
+    Grpc,
+    /// HTTP: the REST shims and the fixed routes.
+    Http,
 }
 
-/// Records a finished request: always in [`REQUESTS`], and in
-/// [`REQUEST_DURATION`] when `duration` is given (unary calls).
-pub fn request(r: Request<'_>, code: &'static str, duration: Option<Duration>) {
-    counter!(
-        REQUESTS,
-        "service" => r.service.to_owned(),
-        "method" => r.method.to_owned(),
-        "code" => code,
-        "protocol" => r.protocol
-    )
-    .increment(1);
-    if let Some(d) = duration {
-        histogram!(
-            REQUEST_DURATION,
-            "service" => r.service.to_owned(),
-            "method" => r.method.to_owned(),
-            "protocol" => r.protocol
-        )
-        .record(d.as_secs_f64());
+impl Protocol {
+    fn label(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::Http => "http",
+        }
     }
 }
+
+/// The request series of one service and method: the handles are made once,
+/// at the first request with each code and protocol, so recording a request
+/// is a few atomic operations rather than a registry lookup.
+#[derive(Debug)]
+pub struct RequestSeries {
+    service: &'static str,
+    method: &'static str,
+    counters: [[OnceLock<Counter>; 17]; 2],
+    durations: [OnceLock<Histogram>; 2],
+}
+
+impl RequestSeries {
+    /// The series of `service` / `method` (`http` and what the route is, for
+    /// a route that is not an RPC).
+    pub fn new(service: &'static str, method: &'static str) -> RequestSeries {
+        RequestSeries {
+            service,
+            method,
+            counters: Default::default(),
+            durations: Default::default(),
+        }
+    }
+
+    /// Records a finished request with gRPC `code`: in [`REQUESTS`], and in
+    /// [`REQUEST_DURATION`] when `duration` is given (unary calls).
+    pub fn record(&self, protocol: Protocol, code: i32, duration: Option<Duration>) {
+        let p = protocol as usize;
+        let code = usize::try_from(code).ok().filter(|c| *c < 17).unwrap_or(2);
+        self.counters[p][code]
+            .get_or_init(|| {
+                counter!(
+                    REQUESTS,
+                    "service" => self.service,
+                    "method" => self.method,
+                    "code" => CODE_NAMES[code],
+                    "protocol" => protocol.label()
+                )
+            })
+            .increment(1);
+        if let Some(d) = duration {
+            self.durations[p]
+                .get_or_init(|| {
+                    histogram!(
+                        REQUEST_DURATION,
+                        "service" => self.service,
+                        "method" => self.method,
+                        "protocol" => protocol.label()
+                    )
+                })
+                .record(d.as_secs_f64());
+        }
+    }
+}
+
+/// The canonical names of the gRPC codes, by number.
+pub const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
 
 /// Records a tenant resolution asked of `layer` (`local` or `redis`).
 pub fn tenant_cache(layer: &'static str, hit: bool) {

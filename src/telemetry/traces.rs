@@ -20,8 +20,43 @@ use opentelemetry_sdk::{
 
 use crate::config::{Config, Sampler, TracesExporter};
 
-/// The target of the per-request spans, the only ones exported.
+/// The target of the per-request spans that are sampled, the only ones
+/// exported.
 pub const REQUEST_TARGET: &str = "switchyard::request";
+/// The target of the per-request spans that are not sampled: in the logs,
+/// never seen by the OpenTelemetry layer (so they cost what a plain span
+/// costs). Not under [`REQUEST_TARGET`]: target filters match prefixes.
+pub const UNSAMPLED_TARGET: &str = "switchyard::unsampled";
+
+/// The sampling decision, made by the request layer before it creates a span
+/// (`tracing-opentelemetry` would build the span's data whatever the
+/// sampler then says). The SDK itself samples every span it is given.
+#[derive(Debug, Clone, Copy)]
+pub struct Decider {
+    sampler: Sampler,
+    ratio: f64,
+}
+
+static DECIDER: std::sync::OnceLock<Decider> = std::sync::OnceLock::new();
+
+impl Decider {
+    /// Whether a request is traced, given its caller's decision (`None`: no
+    /// caller trace). Without a tracer (tests, `OTEL_SDK_DISABLED`), never.
+    pub fn sample(parent: Option<bool>) -> bool {
+        let Some(d) = DECIDER.get() else {
+            return false;
+        };
+        let ratio = || d.ratio >= 1.0 || (d.ratio > 0.0 && rand::random::<f64>() < d.ratio);
+        match d.sampler {
+            Sampler::AlwaysOn => true,
+            Sampler::AlwaysOff => false,
+            Sampler::TraceIdRatio => ratio(),
+            Sampler::ParentbasedAlwaysOn => parent.unwrap_or(true),
+            Sampler::ParentbasedAlwaysOff => parent.unwrap_or(false),
+            Sampler::ParentbasedTraceIdRatio => parent.unwrap_or_else(ratio),
+        }
+    }
+}
 
 /// The tracer of the request spans, and its provider (to flush at exit).
 pub struct Tracing {
@@ -48,9 +83,10 @@ pub fn build(config: &Config, runtime: &tokio::runtime::Handle) -> Result<Option
             KeyValue::new("switchyard.track", config.track.as_str()),
         ])
         .build();
+    // The request layer decides (Decider); every span it hands over is kept.
     let mut builder = SdkTracerProvider::builder()
         .with_resource(resource)
-        .with_sampler(sampler(config));
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn);
     let batch = || {
         BatchConfigBuilder::default()
             .with_scheduled_delay(Duration::from_millis(config.otel_bsp_schedule_delay_ms))
@@ -88,22 +124,13 @@ pub fn build(config: &Config, runtime: &tokio::runtime::Handle) -> Result<Option
         }
     }
     let provider = builder.build();
+    let _ = DECIDER.set(Decider {
+        sampler: config.otel_traces_sampler,
+        ratio: config.otel_traces_sampler_arg,
+    });
     global::set_text_map_propagator(TraceContextPropagator::new());
     let tracer = provider.tracer("switchyard");
     Ok(Some(Tracing { provider, tracer }))
-}
-
-fn sampler(config: &Config) -> opentelemetry_sdk::trace::Sampler {
-    use opentelemetry_sdk::trace::Sampler as S;
-    let ratio = || S::TraceIdRatioBased(config.otel_traces_sampler_arg);
-    match config.otel_traces_sampler {
-        Sampler::AlwaysOn => S::AlwaysOn,
-        Sampler::AlwaysOff => S::AlwaysOff,
-        Sampler::TraceIdRatio => ratio(),
-        Sampler::ParentbasedAlwaysOn => S::ParentBased(Box::new(S::AlwaysOn)),
-        Sampler::ParentbasedAlwaysOff => S::ParentBased(Box::new(S::AlwaysOff)),
-        Sampler::ParentbasedTraceIdRatio => S::ParentBased(Box::new(ratio())),
-    }
 }
 
 /// An exporter whose exports run on a Tokio runtime, whoever calls them.
