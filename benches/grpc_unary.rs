@@ -124,48 +124,11 @@ async fn main() {
     for _ in 0..CONNECTIONS {
         channels.push(connect(port).await);
     }
-    let mut tenants = channels[0].clone().tenants();
-    for i in 0..TENANTS {
-        tenants
-            .create_tenant(CreateTenantRequest {
-                tenant: Some(Tenant {
-                    id: format!("t{i}"),
-                    patterns: vec![format!("t{i}.example"), format!("*.t{i}.example")],
-                    ..Default::default()
-                }),
-            })
-            .await
-            .expect("create tenant");
-    }
     // 10 flags; every tenant overrides one of them.
-    let mut flags = channels[0].clone().flags();
-    let bool_value = |b| pbjson_types::Value {
-        kind: Some(pbjson_types::value::Kind::BoolValue(b)),
-    };
-    for f in 0..10 {
-        flags
-            .create_flag(CreateFlagRequest {
-                flag: Some(Flag {
-                    key: format!("flag{f}"),
-                    r#type: FlagType::Bool as i32,
-                    default_value: Some(bool_value(false)),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .expect("create flag");
-    }
-    for i in 0..TENANTS {
-        flags
-            .set_tenant_override(SetTenantOverrideRequest {
-                tenant_id: format!("t{i}"),
-                flag_key: format!("flag{}", i % 10),
-                value: Some(bool_value(true)),
-                expected_revision: 0,
-            })
-            .await
-            .expect("set override");
-    }
+    seed_tenants_and_flags(&channels[0], TENANTS, 10, |i| {
+        vec![format!("t{i}.example"), format!("*.t{i}.example")]
+    })
+    .await;
     // Warm-up.
     for call in [Call::Health, Call::Resolve, Call::Evaluate] {
         round(call, &channels, 1).await;

@@ -33,51 +33,6 @@ const CONNECTIONS: usize = 4;
 const TENANTS: usize = 100;
 const FLAGS: usize = 20;
 
-fn bool_value(b: bool) -> pbjson_types::Value {
-    pbjson_types::Value {
-        kind: Some(pbjson_types::value::Kind::BoolValue(b)),
-    }
-}
-
-async fn seed(c: &Client) {
-    for i in 0..TENANTS {
-        c.tenants()
-            .create_tenant(CreateTenantRequest {
-                tenant: Some(Tenant {
-                    id: format!("t{i}"),
-                    patterns: vec![format!("t{i}.example")],
-                    ..Default::default()
-                }),
-            })
-            .await
-            .expect("create tenant");
-    }
-    for f in 0..FLAGS {
-        c.flags()
-            .create_flag(CreateFlagRequest {
-                flag: Some(Flag {
-                    key: format!("flag{f}"),
-                    r#type: FlagType::Bool as i32,
-                    default_value: Some(bool_value(false)),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .expect("create flag");
-    }
-    for i in 0..TENANTS {
-        c.flags()
-            .set_tenant_override(SetTenantOverrideRequest {
-                tenant_id: format!("t{i}"),
-                flag_key: format!("flag{}", i % FLAGS),
-                value: Some(bool_value(true)),
-                expected_revision: 0,
-            })
-            .await
-            .expect("override");
-    }
-}
-
 /// EvaluateFlag for `secs` with IN_FLIGHT workers; returns calls/s.
 async fn evaluate_round(clients: &[Client], secs: u64) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -127,7 +82,10 @@ async fn start(env: &[(&str, String)]) -> Server {
     for _ in 0..CONNECTIONS {
         clients.push(connect(port).await);
     }
-    seed(&clients[0]).await;
+    seed_tenants_and_flags(&clients[0], TENANTS, FLAGS, |i| {
+        vec![format!("t{i}.example")]
+    })
+    .await;
     Server {
         port,
         child,

@@ -9,8 +9,7 @@ use std::{collections::BTreeMap, process::Command, time::Duration};
 
 use common::*;
 use switchyard::api::v1::{
-    CreateFlagRequest, CreateTenantRequest, EvaluateFlagRequest, Flag, FlagType,
-    ResolveTenantRequest, Tenant, WatchFlagsRequest,
+    CreateTenantRequest, EvaluateFlagRequest, ResolveTenantRequest, Tenant, WatchFlagsRequest,
 };
 use tonic::Code;
 
@@ -87,18 +86,7 @@ async fn every_call_is_counted_once_with_its_labels_and_the_exposition_passes_pr
         })
         .await
         .unwrap();
-    admin
-        .flags()
-        .create_flag(CreateFlagRequest {
-            flag: Some(Flag {
-                key: "new-ui".into(),
-                r#type: FlagType::Bool as i32,
-                default_value: Some(v_bool(false)),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    create_bool_flag(&admin, "new-ui", false).await;
     for _ in 0..3 {
         admin
             .flags()

@@ -22,7 +22,7 @@ use std::{
 
 use common::*;
 use serde_json::Value as Json;
-use switchyard::api::v1::{CreateFlagRequest, EvaluateFlagRequest, Flag, FlagType};
+use switchyard::api::v1::EvaluateFlagRequest;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// Calls per server, at [`RATE`] a second: bounded traffic, spread over
@@ -145,18 +145,7 @@ impl Prometheus {
 
 async fn drive(server: &Running) {
     let client = server.client(ADMIN).await;
-    client
-        .flags()
-        .create_flag(CreateFlagRequest {
-            flag: Some(Flag {
-                key: "new-ui".into(),
-                r#type: FlagType::Bool as i32,
-                default_value: Some(v_bool(true)),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    create_bool_flag(&client, "new-ui", true).await;
     // Open model: one call every 1/RATE s, whatever the server's pace.
     let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
     let mut calls = Vec::with_capacity(CALLS);

@@ -11,7 +11,8 @@ use std::{
 
 use switchyard::{
     api::v1::{
-        Flag, UpdateFlagRequest, WatchFlagsResponse, flag_service_client::FlagServiceClient,
+        CreateFlagRequest, CreateTenantRequest, Flag, FlagType, SetTenantOverrideRequest, Tenant,
+        UpdateFlagRequest, WatchFlagsResponse, flag_service_client::FlagServiceClient,
     },
     client::{Authed, Client},
 };
@@ -182,4 +183,61 @@ pub fn http_get(port: u16, path: &str) -> Vec<u8> {
         "expected a content-length body: {head}"
     );
     buf[split + 4..].to_vec()
+}
+
+/// A bool `Value`.
+pub fn boolean(b: bool) -> pbjson_types::Value {
+    pbjson_types::Value {
+        kind: Some(pbjson_types::value::Kind::BoolValue(b)),
+    }
+}
+
+/// Creates tenants `t0`, `t1`, ... with `patterns(i)`, bool flags `flag0`,
+/// `flag1`, ... defaulting to false, and for every tenant `i` an override
+/// `true` of `flag{i % flags}`.
+pub async fn seed_tenants_and_flags(
+    client: &Client,
+    tenants: usize,
+    flags: usize,
+    patterns: impl Fn(usize) -> Vec<String>,
+) {
+    for i in 0..tenants {
+        client
+            .tenants()
+            .create_tenant(CreateTenantRequest {
+                tenant: Some(Tenant {
+                    id: format!("t{i}"),
+                    patterns: patterns(i),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("create tenant");
+    }
+    for f in 0..flags {
+        client
+            .flags()
+            .create_flag(CreateFlagRequest {
+                flag: Some(Flag {
+                    key: format!("flag{f}"),
+                    r#type: FlagType::Bool as i32,
+                    default_value: Some(boolean(false)),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("create flag");
+    }
+    for i in 0..tenants {
+        client
+            .flags()
+            .set_tenant_override(SetTenantOverrideRequest {
+                tenant_id: format!("t{i}"),
+                flag_key: format!("flag{}", i % flags),
+                value: Some(boolean(true)),
+                expected_revision: 0,
+            })
+            .await
+            .expect("set override");
+    }
 }

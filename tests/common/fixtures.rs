@@ -86,3 +86,12 @@ pub async fn resolved_id(server: &TestServer, key: &str) -> Option<String> {
         .ok()
         .and_then(|r| r.into_inner().tenant.map(|t| t.id))
 }
+
+/// Creates the bool flag `key` with `default` through `client` (an admin's).
+pub async fn create_bool_flag(client: &switchyard::client::Client, key: &str, default: bool) {
+    client
+        .flags()
+        .create_flag(new_flag(key, FlagType::Bool, v_bool(default)))
+        .await
+        .unwrap();
+}
