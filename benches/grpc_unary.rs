@@ -24,10 +24,7 @@ use std::{
 
 use common::*;
 
-use switchyard::api::v1::{
-    CreateFlagRequest, CreateTenantRequest, EvaluateFlagRequest, Flag, FlagType,
-    ResolveTenantRequest, SetTenantOverrideRequest, Tenant, evaluate_flag_request,
-};
+use switchyard::api::v1::{EvaluateFlagRequest, ResolveTenantRequest, evaluate_flag_request};
 use switchyard::client::Client;
 use tonic_health::pb::HealthCheckRequest;
 

@@ -21,10 +21,7 @@ use std::{
 
 use common::*;
 use switchyard::{
-    api::v1::{
-        CreateFlagRequest, CreateTenantRequest, EvaluateFlagRequest, Flag, FlagType,
-        ResolveTenantRequest, SetTenantOverrideRequest, Tenant, evaluate_flag_request,
-    },
+    api::v1::{EvaluateFlagRequest, ResolveTenantRequest, evaluate_flag_request},
     client::Client,
 };
 
