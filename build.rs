@@ -50,6 +50,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     tonic_prost_build::configure()
+        // Maps in key order: deterministic encodings, so JSON and golden
+        // files are too.
+        .btree_map(".")
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
         .build_client(true)
@@ -58,6 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
+        .btree_map(["."])
         .extern_path(".google.protobuf", "::pbjson_types")
         .build(&[".switchyard", ".google.api"])?;
     Ok(())

@@ -18,6 +18,7 @@ use crate::{
     flag::{self, EnvOverrides, state::Flags, watch::WatcherLimit},
     follower::{Follower, Readiness},
     gating,
+    prometheus::Prometheus,
     store::{Backend, Store},
     tenant::{self, Tenants},
 };
@@ -102,6 +103,36 @@ impl App {
             shutdown: shutdown.clone(),
         });
 
+        let gating = gating::service::Service::new(gating::service::Parts {
+            store: store.clone(),
+            flags: flag_state.clone(),
+            tenants: tenant_state.clone(),
+            slos: config
+                .slos
+                .iter()
+                .map(|s| gating::budget::Slo {
+                    name: s.name.clone(),
+                    query: s.query.clone(),
+                    base_p95_ms: s.base_p95_ms,
+                    tiers: s
+                        .tiers
+                        .iter()
+                        .map(|t| gating::report::BudgetTier {
+                            below: t.below,
+                            p95_ms: t.p95_ms,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            default_slo: config.default_slo.clone(),
+            prometheus: config.prometheus_url.as_deref().map(|url| {
+                Arc::new(Prometheus::new(
+                    url,
+                    Duration::from_millis(config.prometheus_timeout_ms),
+                )) as Arc<dyn gating::budget::BudgetQuery>
+            }),
+        });
+
         spawn_initial_load(tenant_state, shutdown.clone());
         follower
             .clone()
@@ -113,6 +144,14 @@ impl App {
             shutdown.clone(),
         );
         crate::telemetry::start_metrics(&config);
+        {
+            // The smoke threshold and budget gauges, for dashboard lines.
+            let gating = gating.clone();
+            spawn_every(Duration::from_secs(30), shutdown.clone(), move || {
+                let gating = gating.clone();
+                async move { gating.refresh().await }
+            });
+        }
         spawn_every(Duration::from_secs(5), shutdown.clone(), || {
             crate::telemetry::metrics_upkeep();
             std::future::ready(())
@@ -124,7 +163,7 @@ impl App {
             store,
             tenants,
             flags,
-            gating: gating::service::Service::new(),
+            gating,
             follower,
             shutdown,
         })

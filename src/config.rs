@@ -105,6 +105,59 @@ impl Sampler {
     }
 }
 
+/// One tier of an SLO's table: with less budget left than `below`, the smoke
+/// p95 threshold is `p95_ms`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// A budget-left ratio, above 0 and at most 1.
+    pub below: f64,
+    /// The threshold, ms.
+    pub p95_ms: f64,
+}
+
+/// An SLO whose error budget sets the smoke threshold (`[[slos]]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SloConfig {
+    /// Its name, as `GetSmokeThreshold` and `switchyard smoke --slo` give it.
+    pub name: String,
+    /// A PromQL instant query answering the budget left as a ratio (1: all
+    /// left, 0: spent).
+    pub query: String,
+    /// The threshold while the budget is above every tier, ms.
+    #[serde(default = "default_base_p95_ms")]
+    pub base_p95_ms: f64,
+    /// The tiers.
+    #[serde(default)]
+    pub tiers: Vec<TierConfig>,
+}
+
+fn default_base_p95_ms() -> f64 {
+    450.0
+}
+
+/// The built-in SLO: 99.9 % of API requests not failing on the server over
+/// 30 days, the budget series of `observability/prometheus/rules.yml`; base
+/// 450 ms, below 0.80 ⇒ 420 ms, below 0.60 ⇒ 400 ms.
+pub fn default_slos() -> Vec<SloConfig> {
+    vec![SloConfig {
+        name: "availability".into(),
+        query: "slo:switchyard_error_budget:remaining_ratio{slo=\"availability\"}".into(),
+        base_p95_ms: 450.0,
+        tiers: vec![
+            TierConfig {
+                below: 0.8,
+                p95_ms: 420.0,
+            },
+            TierConfig {
+                below: 0.6,
+                p95_ms: 400.0,
+            },
+        ],
+    }]
+}
+
 /// A token secret; its `Debug` never shows the value, so configuration can be
 /// logged.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -147,8 +200,16 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// `SWITCHYARD_TOKENS` (`scope=secret,scope=secret`) or `[[tokens]]` tables.
     pub tokens: Vec<TokenConfig>,
-    /// `SWITCHYARD_PROMETHEUS_URL`: where the error budget is read from.
+    /// `SWITCHYARD_PROMETHEUS_URL`: where the error budget is read from
+    /// (`http://host:9090`).
     pub prometheus_url: Option<String>,
+    /// `SWITCHYARD_PROMETHEUS_TIMEOUT_MS`: the longest a budget query may
+    /// take before the fallback tier applies.
+    pub prometheus_timeout_ms: u64,
+    /// `[[slos]]` (file only): the SLOs whose budget sets the smoke threshold.
+    pub slos: Vec<SloConfig>,
+    /// `SWITCHYARD_DEFAULT_SLO`: the SLO of a request that names none.
+    pub default_slo: String,
     /// `SWITCHYARD_TRACK`: `stable`, `baseline` or `canary`.
     pub track: Track,
     /// `SWITCHYARD_LOG`: a tracing filter such as `info` or `switchyard=debug`.
@@ -217,6 +278,9 @@ impl Default for Config {
             admin_token: None,
             tokens: Vec::new(),
             prometheus_url: None,
+            prometheus_timeout_ms: 2000,
+            slos: default_slos(),
+            default_slo: "availability".to_owned(),
             track: Track::Stable,
             log: "info".to_owned(),
             log_format: LogFormat::Text,
@@ -341,6 +405,8 @@ impl Config {
                 "ADMIN_TOKEN" => self.admin_token = non_empty(v).map(Secret),
                 "TOKENS" => self.tokens = parse_tokens(name, &v)?,
                 "PROMETHEUS_URL" => self.prometheus_url = non_empty(v),
+                "PROMETHEUS_TIMEOUT_MS" => self.prometheus_timeout_ms = parse_num(name, &v)?,
+                "DEFAULT_SLO" => self.default_slo = v,
                 "TRACK" => self.track = parse_track(name, &v)?,
                 "LOG" => self.log = v,
                 "LOG_FORMAT" => {
@@ -486,14 +552,30 @@ impl Config {
                 "must start with redis://, rediss:// or redis+unix://",
             ));
         }
-        if let Some(p) = &self.prometheus_url
-            && !(p.starts_with("http://") || p.starts_with("https://"))
-        {
+        if let Some(p) = &self.prometheus_url {
+            if p.starts_with("https://") {
+                return Err(ConfigError::new(
+                    "SWITCHYARD_PROMETHEUS_URL",
+                    "https is not supported: reach Prometheus over http (on loopback, or through a TLS-terminating proxy)",
+                ));
+            }
+            if !p.starts_with("http://")
+                || p.len() <= "http://".len()
+                || p.contains(char::is_whitespace)
+            {
+                return Err(ConfigError::new(
+                    "SWITCHYARD_PROMETHEUS_URL",
+                    "must be an http:// URL",
+                ));
+            }
+        }
+        if !(10..=60_000).contains(&self.prometheus_timeout_ms) {
             return Err(ConfigError::new(
-                "SWITCHYARD_PROMETHEUS_URL",
-                "must start with http:// or https://",
+                "SWITCHYARD_PROMETHEUS_TIMEOUT_MS",
+                "must be between 10 and 60000",
             ));
         }
+        self.validate_slos()?;
         if let Some(t) = &self.admin_token {
             check_secret("SWITCHYARD_ADMIN_TOKEN", &t.0)?;
         }
@@ -582,6 +664,52 @@ impl Config {
             return Err(ConfigError::new(
                 "SWITCHYARD_SYNC_INTERVAL_MS",
                 "must be between 10 and 60000",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_slos(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, slo) in self.slos.iter().enumerate() {
+            let field = format!("slos[{i}]");
+            if slo.name.is_empty() || !names.insert(slo.name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("{field}.name"),
+                    format!("{:?}: must be a name no other SLO has", slo.name),
+                ));
+            }
+            if slo.query.trim().is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.query"),
+                    "must not be empty",
+                ));
+            }
+            if !(slo.base_p95_ms.is_finite() && slo.base_p95_ms > 0.0) {
+                return Err(ConfigError::new(
+                    format!("{field}.base_p95_ms"),
+                    "must be a positive number of ms",
+                ));
+            }
+            for (j, t) in slo.tiers.iter().enumerate() {
+                if !(t.below > 0.0 && t.below <= 1.0) {
+                    return Err(ConfigError::new(
+                        format!("{field}.tiers[{j}].below"),
+                        "must be a ratio above 0 and at most 1",
+                    ));
+                }
+                if !(t.p95_ms.is_finite() && t.p95_ms > 0.0) {
+                    return Err(ConfigError::new(
+                        format!("{field}.tiers[{j}].p95_ms"),
+                        "must be a positive number of ms",
+                    ));
+                }
+            }
+        }
+        if !names.contains(self.default_slo.as_str()) {
+            return Err(ConfigError::new(
+                "SWITCHYARD_DEFAULT_SLO",
+                format!("{:?} is not one of the configured SLOs", self.default_slo),
             ));
         }
         Ok(())

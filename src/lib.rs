@@ -19,6 +19,7 @@ pub mod flag;
 pub mod follower;
 pub mod gating;
 pub mod grpc;
+pub mod prometheus;
 pub mod rest;
 pub mod server;
 pub mod service;

@@ -5,7 +5,8 @@
 //!   `crate::…` and `super::…` path in `src/` (in `use` trees and in
 //!   expressions alike, test modules included) has no cycle;
 //! - the layering: only the transport edges (`grpc/`, `rest/`, `server/`,
-//!   `client.rs`, the generated `api.rs`) name tonic, axum, hyper, tower,
+//!   the outgoing clients `client.rs` and `prometheus.rs`, the generated
+//!   `api.rs`) name tonic, axum, hyper, tower,
 //!   http, prost or pbjson, or the generated proto types; capability modules,
 //!   storage and the rest never do.
 //!
@@ -423,8 +424,19 @@ const TRANSPORT: &[&str] = &[
     "pbjson_types",
 ];
 
-/// Modules allowed to name transports and generated proto types.
+/// Modules allowed to name transports and generated proto types: the
+/// transport edges, and the Prometheus client (an HTTP adapter, like the
+/// store is an SQL one).
 fn is_edge(module: &[String]) -> bool {
+    matches!(
+        module.first().map(String::as_str),
+        Some("grpc" | "rest" | "server" | "client" | "prometheus" | "api")
+    )
+}
+
+/// Modules only the edges may use: the generated proto types and the
+/// transports themselves.
+fn is_transport(module: &[String]) -> bool {
     matches!(
         module.first().map(String::as_str),
         Some("grpc" | "rest" | "server" | "client" | "api")
@@ -447,7 +459,7 @@ fn layering_violations(files: &[SourceFile]) -> Vec<String> {
         }
         for r in references(f) {
             if let Some(target) = file_of(&r, &known)
-                && is_edge(target)
+                && is_transport(target)
             {
                 found.push(format!("{}: crate::{}", name(&f.module), name(&r)));
             }
@@ -519,8 +531,8 @@ fn only_the_transport_edges_name_tonic_axum_or_proto_types() {
     let found = layering_violations(&this_crate());
     assert!(
         found.is_empty(),
-        "modules outside grpc/, rest/, server/, client.rs and api.rs that name a transport \
-         or the generated proto types:\n  {}",
+        "modules outside grpc/, rest/, server/, client.rs, prometheus.rs and api.rs that name \
+         a transport or the generated proto types:\n  {}",
         found.join("\n  ")
     );
 }

@@ -14,9 +14,7 @@ mod common;
 
 use std::{
     collections::BTreeSet,
-    io::{Read, Write},
     path::Path,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -32,116 +30,6 @@ const CALLS: usize = 720;
 const RATE: u64 = 60;
 /// The canary's injected delay.
 const CANARY_DELAY_MS: u64 = 40;
-
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    /// Starts Prometheus scraping `targets` every second and evaluating the
-    /// repo's rules every second; `None` when there is no binary (outside CI).
-    fn start(targets: &[String]) -> Option<Prometheus> {
-        if Command::new("prometheus")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(!in_ci(), "CI=true but prometheus is not installed");
-            eprintln!("note: prometheus not found; skipping (CI installs the Debian package)");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let rules = Path::new(REPO).join("observability/prometheus");
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - {}\n  - {}\n\
-             scrape_configs:\n  - job_name: switchyard\n    static_configs:\n      - targets: [{}]\n",
-            rules.join("rules.yml").display(),
-            rules.join("alerts.yml").display(),
-            targets
-                .iter()
-                .map(|t| format!("'{t}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Some(Prometheus {
-            child,
-            port,
-            _dir: dir,
-        })
-    }
-
-    /// `GET /api/v1/<path>?<query>`: the JSON answer (`status`, `data`, ...).
-    fn api(&self, path: &str, params: &[(&str, &str)]) -> Json {
-        let query: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params)
-            .finish();
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return Json::Null; // not listening yet
-        };
-        write!(
-            s,
-            "GET /api/v1/{path}?{query} HTTP/1.1\r\nhost: prometheus\r\nconnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        serde_json::from_str(body).unwrap_or(Json::Null)
-    }
-
-    /// Evaluates `expr` now: (labels, value) of each series.
-    fn query(&self, expr: &str) -> Vec<(serde_json::Map<String, Json>, f64)> {
-        let r = self.api("query", &[("query", expr)]);
-        r["data"]["result"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|s| {
-                        let value = s["value"][1]
-                            .as_str()
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(f64::NAN);
-                        (s["metric"].as_object().cloned().unwrap_or_default(), value)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The value of the series of `expr` with `track`.
-    fn on_track(&self, expr: &str, track: &str) -> Option<f64> {
-        self.query(expr)
-            .into_iter()
-            .find(|(l, _)| l.get("track").and_then(Json::as_str) == Some(track))
-            .map(|(_, v)| v)
-    }
-}
 
 async fn drive(server: &Running) {
     let client = server.client(ADMIN).await;
@@ -297,7 +185,7 @@ async fn rules_alerts_and_dashboards_answer_from_a_real_prometheus() {
         ("SWITCHYARD_TRACK", "canary"),
         ("SWITCHYARD_INJECT_LATENCY_MS", &delay),
     ]);
-    let Some(prom) = Prometheus::start(&[baseline.addr(), canary.addr()]) else {
+    let Some(prom) = Prometheus::start(&[baseline.addr(), canary.addr()], None) else {
         return;
     };
     // Prometheus up and both targets scraped before the traffic starts.

@@ -836,13 +836,7 @@ async fn every_annotated_rpc_has_a_route_and_every_route_an_annotation() {
                 .starts_with("no route"),
             "{what}: {j}"
         );
-        if rpc.starts_with("GatingService/") {
-            assert_eq!(
-                (r.status, j["code"].as_i64()),
-                (501, Some(12)),
-                "{what}: {j}"
-            );
-        }
+        assert_ne!(r.status, 501, "every RPC is served: {what}: {j}");
     }
     server.shutdown().await.unwrap();
 }

@@ -206,31 +206,84 @@ fn script() -> Vec<Step> {
         case("DeleteFlag.error", "DELETE", "/v1/flags/limit", None),
         case("DeleteTenant.ok", "DELETE", "/v1/tenants/b", None),
         case("DeleteTenant.error", "DELETE", "/v1/tenants/b", None),
-        // GatingService: part of the API, not served by this version yet.
+        // GatingService (no Prometheus configured: the base threshold).
         case(
-            "GetSmokeThreshold.error",
+            "GetSmokeThreshold.ok",
             "GET",
             "/v1/gating/smoke-threshold",
             None,
         ),
         case(
+            "GetSmokeThreshold.error",
+            "GET",
+            "/v1/gating/smoke-threshold?slo=latency",
+            None,
+        ),
+        case(
+            "EvaluateSmoke.ok",
+            "POST",
+            "/v1/gating/smoke:evaluate",
+            Some(json!({
+                "target": "127.0.0.1:50051",
+                "runId": "ci-1",
+                "results": {
+                    "count": 6000, "ok": 5994, "errors": 6, "error_rate": 0.001, "rps": 199.8,
+                    "latency_ms": {"min": 0.3, "med": 0.9, "avg": 1.1, "p(90)": 1.8, "p(95)": 2.4, "p(99)": 5.1, "max": 30.2, "p(50)": 0.9},
+                    "statusCodeDistribution": {"UNAVAILABLE": 6, "OK": 5994},
+                    "errorDistribution": {"UNAVAILABLE": 6},
+                    "percentileMethod": "hdr", "duration_s": 30
+                },
+                "config": {"calls": ["switchyard.v1.FlagService/EvaluateFlag"], "rate": 200, "duration_s": 30, "warmup_s": 3, "percentileMethod": "hdr"}
+            })),
+        ),
+        case(
             "EvaluateSmoke.error",
             "POST",
             "/v1/gating/smoke:evaluate",
-            Some(json!({})),
+            Some(json!({"results": {"count": 10, "errors": 11}})),
         ),
-        case("ListGateRuns.error", "GET", "/v1/gating/runs", None),
+        case("ListGateRuns.ok", "GET", "/v1/gating/runs?kind=smoke", None),
+        case(
+            "ListGateRuns.error",
+            "GET",
+            "/v1/gating/runs?kind=deploy",
+            None,
+        ),
+        case(
+            "CompareCanary.ok",
+            "POST",
+            "/v1/gating/canary:compare",
+            Some(json!({
+                "baseline": {"count": 6010, "errors": 3, "latency_ms": {"p(50)": 60.2, "p(95)": 210.0, "p(99)": 380.1}},
+                "canary": {"count": 5995, "errors": 9, "latency_ms": {"p(50)": 61.0, "p(95)": 238.5, "p(99)": 401.0}},
+                "config": {"interleaved": true, "percentileMethod": "hdr", "baseline": "10.0.0.1:50051", "canary": "10.0.0.2:50051"}
+            })),
+        ),
         case(
             "CompareCanary.error",
             "POST",
             "/v1/gating/canary:compare",
-            Some(json!({})),
+            Some(
+                json!({"baseline": {"count": 10}, "canary": {"count": 10, "latency_ms": {"p(95)": -1}}}),
+            ),
+        ),
+        case(
+            "RecordNlpOutcomes.ok",
+            "POST",
+            "/v1/nlp/outcomes:record",
+            Some(json!({"outcomes": [
+                {"tenantId": "a", "confidence": 0.31, "intent": "billing"},
+                {"tenantId": "a", "confidence": 0.92, "intent": "billing"},
+                {"tenantId": "a", "confidence": 0.77}
+            ]})),
         ),
         case(
             "RecordNlpOutcomes.error",
             "POST",
             "/v1/nlp/outcomes:record",
-            Some(json!({})),
+            Some(
+                json!({"outcomes": [{"tenantId": "a", "confidence": 0.5}, {"tenantId": "nobody", "confidence": 0.5}]}),
+            ),
         ),
         // Refusals of the HTTP layer itself.
         as_token(
@@ -330,16 +383,14 @@ async fn every_route_answers_its_golden_bodies(backend: Backend) {
         mismatches.len(),
         mismatches.join("\n")
     );
-    // Every route has an error case, and every served route a success case.
+    // Every route has an error case and a success case.
     for r in table.routes() {
         let key = format!("{} {}", r.method, r.template);
         assert!(
             error_routes.contains(&key),
             "no golden error body for {key}"
         );
-        if r.rpc.parent_service().name() != "GatingService" {
-            assert!(ok_routes.contains(&key), "no golden success body for {key}");
-        }
+        assert!(ok_routes.contains(&key), "no golden success body for {key}");
     }
 }
 
@@ -350,13 +401,27 @@ async fn first_stream_line(server: &TestServer, path: &str) -> (u16, Json) {
     (status, Lines::new(resp.into_body()).next().await)
 }
 
-/// Replaces RFC 3339 UTC timestamps by `"<timestamp>"`; any other timestamp
-/// shape stays and fails the comparison.
+/// Replaces RFC 3339 UTC timestamps by `"<timestamp>"` and gate run ids (24
+/// hex digits, random) by `"<gate-run-id>"`; any other timestamp shape stays
+/// and fails the comparison.
 fn normalise(v: Json) -> Json {
     match v {
         Json::String(s) if is_utc_timestamp(&s) => Json::String("<timestamp>".into()),
         Json::Array(items) => Json::Array(items.into_iter().map(normalise).collect()),
-        Json::Object(m) => Json::Object(m.into_iter().map(|(k, v)| (k, normalise(v))).collect()),
+        Json::Object(m) => Json::Object(
+            m.into_iter()
+                .map(|(k, v)| match v {
+                    Json::String(id)
+                        if k == "id"
+                            && id.len() == 24
+                            && id.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                    {
+                        (k, Json::String("<gate-run-id>".into()))
+                    }
+                    v => (k, normalise(v)),
+                })
+                .collect(),
+        ),
         other => other,
     }
 }

@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::{
     common::v1::any_value::Value as AnyValue,
     trace::v1::{Span, span::SpanKind, status::StatusCode},
 };
-use switchyard::api::v1::{EvaluateFlagRequest, GetSmokeThresholdRequest};
+use switchyard::api::v1::EvaluateFlagRequest;
 use tonic::{Code, Request, Response, Status};
 
 /// Spans received, with the `service.name` of their resource.
@@ -200,15 +200,27 @@ async fn sampled_callers_are_joined_unsampled_ones_are_not_and_new_traces_follow
         "switchyard-under-test"
     );
 
-    // A server-side failure is an error span.
+    // A server-side failure (here UNIMPLEMENTED, a method nobody serves) is
+    // an error span.
     let (trace, parent) = traceparent(true);
-    let mut req = Request::new(GetSmokeThresholdRequest::default());
+    let mut req = Request::new(EvaluateFlagRequest::default());
     req.metadata_mut()
         .insert("traceparent", parent.parse().unwrap());
-    let e = client.gating().get_smoke_threshold(req).await.unwrap_err();
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+    let mut grpc = tonic::client::Grpc::new(client.channel());
+    grpc.ready().await.unwrap();
+    let e = grpc
+        .unary::<_, EvaluateFlagRequest, _>(
+            req,
+            "/switchyard.v1.FlagService/NoSuchMethod".parse().unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
     let s = &sink.wait_for(&trace).await[0];
-    assert_eq!(s.name, "switchyard.v1.GatingService/GetSmokeThreshold");
+    assert_eq!(s.name, "unknown/unknown");
     assert_eq!(
         s.status.as_ref().map(|st| st.code),
         Some(StatusCode::Error as i32)

@@ -4,11 +4,13 @@
 //! The output is byte for byte what `prost_reflect`'s serde serialisation
 //! writes with the gateway's options (every field without presence, number
 //! order, 64-bit integers as strings, integral doubles without a fraction), but
-//! without building a `DynamicMessage` tree first. It covers the encodings our
-//! own services produce; anything else (a repeated singular field, bytes, maps,
-//! well-known types other than `Timestamp`, `Value`, `Struct`, `ListValue`,
-//! invalid UTF-8, non-finite `Value` numbers) returns `None`, and the caller
-//! falls back to the `DynamicMessage` path, which handles or refuses it.
+//! without building a `DynamicMessage` tree first; maps (string keys) are
+//! written in key order, where that path writes them in hash order. It covers
+//! the encodings our own services produce; anything else (a repeated singular
+//! field, bytes, maps with other keys, well-known types other than
+//! `Timestamp`, `Value`, `Struct`, `ListValue`, invalid UTF-8, non-finite
+//! `Value` numbers) returns `None`, and the caller falls back to the
+//! `DynamicMessage` path, which handles or refuses it.
 
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, SerializeOptions};
 use serde_json::ser::Formatter;
@@ -108,8 +110,9 @@ fn message_at(desc: &MessageDescriptor, bytes: &[u8], out: &mut Vec<u8>, depth: 
         let number = field.number();
         let mut entries = raw.iter().filter(|(n, _)| *n == number).map(|(_, r)| *r);
         if field.is_map() {
-            // Never produced by our services; the fallback orders keys.
-            return None;
+            key(&field, out, &mut first);
+            write_map(&field, entries, out, depth)?;
+            continue;
         }
         if field.is_list() {
             key(&field, out, &mut first);
@@ -145,6 +148,53 @@ fn message_at(desc: &MessageDescriptor, bytes: &[u8], out: &mut Vec<u8>, depth: 
                 key(&field, out, &mut first);
                 write_single(&field.kind(), r, out, depth)?;
             }
+        }
+    }
+    out.push(b'}');
+    Some(())
+}
+
+/// A map with string keys, as a JSON object in key order (the
+/// `DynamicMessage` path writes maps in hash order, so this path is the one
+/// that makes map replies deterministic). A key repeated on the wire keeps
+/// its last value, as the decoder does.
+fn write_map<'a>(
+    field: &FieldDescriptor,
+    entries: impl Iterator<Item = Raw<'a>>,
+    out: &mut Vec<u8>,
+    depth: u32,
+) -> Option<()> {
+    let Kind::Message(entry) = field.kind() else {
+        return None;
+    };
+    if entry.map_entry_key_field().kind() != Kind::String {
+        return None;
+    }
+    let value_field = entry.map_entry_value_field();
+    let mut map: std::collections::BTreeMap<&str, Option<Raw<'a>>> =
+        std::collections::BTreeMap::new();
+    for r in entries {
+        let Raw::Bytes(bytes) = r else { return None };
+        let (mut k, mut v) = ("", None);
+        for (n, raw) in fields(bytes)? {
+            match (n, raw) {
+                (1, Raw::Bytes(b)) => k = std::str::from_utf8(b).ok()?,
+                (1, _) => return None,
+                (2, raw) => v = Some(raw),
+                _ => {}
+            }
+        }
+        map.insert(k, v);
+    }
+    out.push(b'{');
+    let mut first = true;
+    for (k, v) in map {
+        comma(out, &mut first);
+        write_str(k, out);
+        out.push(b':');
+        match v {
+            Some(r) => write_single(&value_field.kind(), r, out, depth)?,
+            None => write_default(&value_field, out)?,
         }
     }
     out.push(b'}');

@@ -37,6 +37,18 @@ pub const FOLLOWER_LAG: &str = "switchyard_follower_lag_revisions";
 pub const FOLLOWER_READY: &str = "switchyard_follower_ready";
 /// 1, with `version` and `track`.
 pub const BUILD_INFO: &str = "switchyard_build_info";
+/// The smoke p95 threshold that applies now, by `slo`, seconds.
+pub const SMOKE_THRESHOLD: &str = "switchyard_smoke_threshold_seconds";
+/// The error budget left as last read, by `slo` (NaN when unread).
+pub const BUDGET_REMAINING: &str = "switchyard_error_budget_remaining_ratio";
+/// Budget reads by `slo` and `source` (`prometheus`, `fallback`, `disabled`).
+pub const BUDGET_READS: &str = "switchyard_error_budget_reads_total";
+/// Gate runs kept, by `kind` and `verdict`.
+pub const GATE_RUNS: &str = "switchyard_gate_runs_total";
+/// NLP outcomes recorded, by `tenant` and `intent`.
+pub const NLP_OUTCOMES: &str = "switchyard_nlp_outcomes_total";
+/// Of those, low-confidence fallbacks.
+pub const NLP_FALLBACKS: &str = "switchyard_nlp_fallbacks_total";
 
 /// Buckets of [`REQUEST_DURATION`], in seconds: fine around 1 ms (where the
 /// API's calls are) and around 400–450 ms (where the smoke thresholds are),
@@ -97,6 +109,36 @@ pub fn describe() {
         "1 while this replica follows the change log; 0 while it is stuck before a change it cannot decode."
     );
     describe_gauge!(
+        SMOKE_THRESHOLD,
+        Unit::Seconds,
+        "The smoke p95 threshold that applies now, by SLO (refreshed from Prometheus every 30 s)."
+    );
+    describe_gauge!(
+        BUDGET_REMAINING,
+        Unit::Count,
+        "The error budget left of an SLO as last read from Prometheus (a ratio; NaN when it could not be read)."
+    );
+    describe_counter!(
+        BUDGET_READS,
+        Unit::Count,
+        "Error budget reads by SLO and source (prometheus, fallback, disabled)."
+    );
+    describe_counter!(
+        GATE_RUNS,
+        Unit::Count,
+        "Gate runs kept, by kind and verdict."
+    );
+    describe_counter!(
+        NLP_OUTCOMES,
+        Unit::Count,
+        "NLP outcomes recorded, by tenant and intent (at most 50 intents, then other)."
+    );
+    describe_counter!(
+        NLP_FALLBACKS,
+        Unit::Count,
+        "NLP outcomes below their tenant's confidence threshold (low-confidence fallbacks), by tenant and intent."
+    );
+    describe_gauge!(
         BUILD_INFO,
         Unit::Count,
         "Always 1; the version and track of this replica."
@@ -116,6 +158,32 @@ pub fn zero() {
         counter!(EVENTS_RECEIVED, "kind" => kind).increment(0);
     }
     gauge!(WATCH_STREAMS).increment(0.0);
+    for kind in ["smoke", "canary"] {
+        for verdict in ["PASS", "FAIL", "INCONCLUSIVE", "NO_DATA"] {
+            counter!(GATE_RUNS, "kind" => kind, "verdict" => verdict).increment(0);
+        }
+    }
+}
+
+/// Records the threshold and budget an SLO was last read at.
+pub fn budget(slo: &str, source: &'static str, threshold_ms: f64, remaining: Option<f64>) {
+    gauge!(SMOKE_THRESHOLD, "slo" => slo.to_owned()).set(threshold_ms / 1000.0);
+    gauge!(BUDGET_REMAINING, "slo" => slo.to_owned()).set(remaining.unwrap_or(f64::NAN));
+    counter!(BUDGET_READS, "slo" => slo.to_owned(), "source" => source).increment(1);
+}
+
+/// Records a gate run kept.
+pub fn gate_run(kind: &'static str, verdict: &'static str) {
+    counter!(GATE_RUNS, "kind" => kind, "verdict" => verdict).increment(1);
+}
+
+/// Records `n` NLP outcomes of `tenant` and `intent`, `fallbacks` of them
+/// below the threshold.
+pub fn nlp(tenant: &str, intent: &str, n: u64, fallbacks: u64) {
+    counter!(NLP_OUTCOMES, "tenant" => tenant.to_owned(), "intent" => intent.to_owned())
+        .increment(n);
+    counter!(NLP_FALLBACKS, "tenant" => tenant.to_owned(), "intent" => intent.to_owned())
+        .increment(fallbacks);
 }
 
 /// The protocol a request came in by.

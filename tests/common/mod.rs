@@ -7,6 +7,7 @@
 //!   plain HTTP/1.1 client and an NDJSON reader for the REST suites.
 //! - `binary`: the real binary as an operator runs it.
 //! - `fixtures`: values and setups the suites share.
+//! - `prometheus`: a real Prometheus with the repo's rules, and backfills.
 
 #![allow(dead_code, unused_imports)]
 
@@ -14,6 +15,7 @@ pub mod binary;
 pub mod clients;
 pub mod db;
 pub mod fixtures;
+pub mod prometheus;
 pub mod server;
 
 use std::future::Future;
@@ -23,6 +25,7 @@ pub use binary::*;
 pub use clients::*;
 pub use db::*;
 pub use fixtures::*;
+pub use prometheus::Prometheus;
 pub use server::*;
 
 /// Polls `check` every 10 ms until it holds; panics after `timeout`.
