@@ -331,7 +331,8 @@ impl Generator {
     fn message_schema_inline(&mut self, m: &MessageDescriptor) -> Value {
         let mut props = Map::new();
         for f in m.fields() {
-            let mut s = self.field_schema(&f);
+            // proto3 JSON reads null as the field's default, for every field.
+            let mut s = or_null(self.field_schema(&f));
             let doc = comments(&f.parent_file(), f.path());
             if !doc.is_empty() {
                 s = match s {
@@ -350,6 +351,36 @@ impl Generator {
             "properties": props,
             "additionalProperties": false,
         })
+    }
+}
+
+/// `s`, or null: proto3 JSON parsers read null as the default of any field
+/// (the server never writes one, but clients may send it).
+fn or_null(s: Value) -> Value {
+    let none = json!({"type": "null"});
+    match s {
+        Value::Object(mut o) if !o.contains_key("$ref") => {
+            match o.get_mut("type") {
+                Some(Value::String(t)) => {
+                    let t = t.clone();
+                    o.insert("type".into(), json!([t, "null"]));
+                }
+                Some(Value::Array(ts)) => {
+                    if !ts.contains(&json!("null")) {
+                        ts.push(json!("null"));
+                    }
+                }
+                Some(_) => {}
+                // No type and no anyOf: any JSON value, null included.
+                None => {
+                    if let Some(Value::Array(any)) = o.get_mut("anyOf") {
+                        any.push(none);
+                    }
+                }
+            }
+            Value::Object(o)
+        }
+        other => json!({"anyOf": [other, none]}),
     }
 }
 

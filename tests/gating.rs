@@ -461,6 +461,27 @@ async fn bad_input_is_refused_by_field_and_nothing_of_it_is_kept() {
             .unwrap_err();
         assert_eq!((e.code(), e.message()), (Code::InvalidArgument, message));
     }
+    // The run's configuration is kept with it, so it is checked too.
+    let e = server
+        .gating(GATING)
+        .await
+        .evaluate_smoke(EvaluateSmokeRequest {
+            results: Some(stats(100, 0, 1.0)),
+            config: Some(SmokeConfig {
+                warmup_s: f64::NEG_INFINITY,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            Code::InvalidArgument,
+            "config.warmup_s: must be a finite number, not -inf"
+        )
+    );
     let e = server
         .gating(GATING)
         .await

@@ -99,6 +99,19 @@ pub fn check_ratio(field: &str, v: f64) -> Result<()> {
     Ok(())
 }
 
+/// Checks a smoke run's configuration (named `field`): its numbers are
+/// finite and not negative.
+pub fn validate_smoke_config(field: &str, c: &crate::gating::report::SmokeConfig) -> Result<()> {
+    for (name, v) in [
+        ("rate", c.rate),
+        ("duration_s", c.duration_s),
+        ("warmup_s", c.warmup_s),
+    ] {
+        check_number(&format!("{field}.{name}"), v, "")?;
+    }
+    Ok(())
+}
+
 /// Checks the rules of a comparison (named `field`).
 pub fn validate_rules(field: &str, r: &CanaryRules) -> Result<()> {
     for (name, v) in [
@@ -301,15 +314,19 @@ fn check(
     classification: Classification,
     reason: String,
 ) -> CanaryCheck {
-    let ratio = (control != 0.0 && control.is_finite() && experiment.is_finite())
-        .then(|| experiment / control);
+    // A ratio or percentage too large for a double is left out, like one
+    // against a zero baseline: a report holds finite numbers only.
+    let finite = |v: f64| v.is_finite().then_some(v);
+    let ratio = (control != 0.0)
+        .then(|| experiment / control)
+        .and_then(finite);
     CanaryCheck {
         name: name.into(),
         control,
         experiment,
         delta: experiment - control,
         ratio,
-        delta_pct: ratio.map(|r| (r - 1.0) * 100.0),
+        delta_pct: ratio.map(|r| (r - 1.0) * 100.0).and_then(finite),
         limit,
         samples,
         ok: classification == Classification::Pass,
@@ -591,6 +608,23 @@ mod tests {
             b2.label = "other".into();
             prop_assert_eq!(compare(&b, &c, &CanaryRules::default()), compare(&b2, &c2, &CanaryRules::default()));
             prop_assert_eq!(rank(status(&b, &c)), rank(status(&b2, &c2)));
+        }
+
+        /// Any pair of valid sides, however far apart, gives checks of finite
+        /// numbers that read back from the JSON they are kept as.
+        #[test]
+        fn checks_hold_finite_numbers_that_read_back(
+            b in 0.0f64..f64::MAX, c in 0.0f64..f64::MAX, tiny in any::<bool>()
+        ) {
+            let b = if tiny { b * f64::MIN_POSITIVE } else { b };
+            let (checks, _) = compare(&stats(6000, 0, b), &stats(6000, 0, c), &CanaryRules::default());
+            for check in &checks {
+                let json = serde_json::to_string(check).unwrap();
+                let back: CanaryCheck = serde_json::from_str(&json).unwrap();
+                prop_assert_eq!(&back.ratio, &check.ratio);
+                prop_assert!(check.ratio.is_none_or(f64::is_finite), "{check:?}");
+                prop_assert!(check.delta_pct.is_none_or(f64::is_finite), "{check:?}");
+            }
         }
 
         /// Nothing that is not a number passes.

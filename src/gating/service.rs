@@ -232,6 +232,7 @@ impl Service {
                 "must not be negative",
             ));
         }
+        judge::validate_smoke_config("config", &i.config)?;
         check_label("target", &i.target)?;
         check_label("run_id", &i.run_id)?;
         let budget = self.threshold(&i.slo).await?;

@@ -115,6 +115,10 @@ pub async fn insert(
     };
     let json = serde_json::to_string(&run.report)
         .map_err(|e| Error::internal("encoding a gate run", e))?;
+    // What is kept must read back: a report that would not is refused here
+    // rather than breaking every later listing.
+    serde_json::from_str::<Report>(&json)
+        .map_err(|e| Error::internal("encoding a gate run that reads back", e))?;
     sqlx::query(
         "INSERT INTO gate_runs (id, kind, verdict, run_id, report, created_at_us, target, revision) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -649,6 +649,47 @@ mod tests {
     }
 
     #[test]
+    fn maps_are_written_in_key_order_with_the_dynamic_paths_values() {
+        let stats = TrafficStats {
+            count: 10,
+            errors: 3,
+            status_code_distribution: [
+                ("UNAVAILABLE".into(), 2),
+                ("OK".into(), 7),
+                ("DEADLINE_EXCEEDED".into(), 1),
+            ]
+            .into(),
+            error_distribution: [("b".into(), 1), ("a".into(), 2)].into(),
+            ..Default::default()
+        };
+        let (fast, slow) = both("switchyard.v1.TrafficStats", &stats);
+        let fast = fast.expect("maps of string keys are written");
+        assert!(
+            fast.contains(
+                r#""statusCodeDistribution":{"DEADLINE_EXCEEDED":1,"OK":7,"UNAVAILABLE":2}"#
+            ),
+            "{fast}"
+        );
+        // The same JSON as the dynamic path, which orders keys by hash.
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(parse(&fast), parse(&slow));
+        // A key repeated on the wire keeps its last value, as the decoder does.
+        let desc = pool()
+            .get_message_by_name("switchyard.v1.TrafficStats")
+            .unwrap();
+        let entry = |v: u8| [0x42, 0x06, 0x0a, 0x02, b'O', b'K', 0x10, v];
+        let mut twice = entry(1).to_vec();
+        twice.extend(entry(5));
+        let mut out = Vec::new();
+        write_message(&desc, &twice, &mut out).unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains(r#""statusCodeDistribution":{"OK":5}"#)
+        );
+    }
+
+    #[test]
     fn declines_what_it_does_not_cover() {
         // A non-finite number in a Value is an error on the dynamic path; the
         // fast path leaves it to that path.
