@@ -219,10 +219,14 @@ pub struct Config {
     /// `SWITCHYARD_METRICS`: `on` or `off`: request metrics and every other
     /// series of `/metrics` (off: `/metrics` is empty).
     pub metrics: bool,
-    /// `SWITCHYARD_INJECT_LATENCY_MS`: a delay added before every call to the
-    /// `switchyard.v1` API is served. For canary drills and tests only; 0 in
-    /// production.
-    pub inject_latency_ms: u64,
+    /// `SWITCHYARD_FAULT_DELAY_MS` (`serve --fault-delay-ms`): a delay added
+    /// before every call to the `switchyard.v1` API is served. A drill tool
+    /// (rehearsing a release pipeline against a slow canary); 0 in production.
+    pub fault_delay_ms: u64,
+    /// `SWITCHYARD_FAULT_ERROR_RATE` (`serve --fault-error-rate`): the share of
+    /// `switchyard.v1` calls refused as UNAVAILABLE ("injected fault"), 0 to
+    /// 1. A drill tool; 0 in production.
+    pub fault_error_rate: f64,
     /// `OTEL_SDK_DISABLED`: `true` turns tracing off entirely.
     pub otel_sdk_disabled: bool,
     /// `OTEL_TRACES_EXPORTER`: `otlp`, `console` or `none`; unset means `otlp`
@@ -285,7 +289,8 @@ impl Default for Config {
             log: "info".to_owned(),
             log_format: LogFormat::Text,
             metrics: true,
-            inject_latency_ms: 0,
+            fault_delay_ms: 0,
+            fault_error_rate: 0.0,
             otel_sdk_disabled: false,
             otel_traces_exporter: None,
             otel_exporter_otlp_endpoint: None,
@@ -353,6 +358,10 @@ pub struct Overrides {
     pub track: Option<String>,
     /// `--log`.
     pub log: Option<String>,
+    /// `serve --fault-delay-ms`.
+    pub fault_delay_ms: Option<u64>,
+    /// `serve --fault-error-rate`.
+    pub fault_error_rate: Option<f64>,
 }
 
 impl Config {
@@ -422,7 +431,8 @@ impl Config {
                     }
                 }
                 "METRICS" => self.metrics = parse_switch(name, &v)?,
-                "INJECT_LATENCY_MS" => self.inject_latency_ms = parse_num(name, &v)?,
+                "FAULT_DELAY_MS" => self.fault_delay_ms = parse_num(name, &v)?,
+                "FAULT_ERROR_RATE" => self.fault_error_rate = parse_num(name, &v)?,
                 "MAX_MESSAGE_BYTES" => self.max_message_bytes = parse_num(name, &v)?,
                 "HTTP2_KEEPALIVE_INTERVAL_S" => {
                     self.http2_keepalive_interval_s = parse_num(name, &v)?
@@ -520,6 +530,24 @@ impl Config {
         }
         if let Some(v) = &o.log {
             self.log = v.clone();
+        }
+        if let Some(v) = o.fault_delay_ms {
+            if v > 60_000 {
+                return Err(ConfigError::new(
+                    "--fault-delay-ms",
+                    "must be at most 60000",
+                ));
+            }
+            self.fault_delay_ms = v;
+        }
+        if let Some(v) = o.fault_error_rate {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ConfigError::new(
+                    "--fault-error-rate",
+                    format!("{v}: must be between 0 and 1"),
+                ));
+            }
+            self.fault_error_rate = v;
         }
         Ok(())
     }
@@ -654,10 +682,16 @@ impl Config {
         if self.otel_service_name.is_empty() {
             return Err(ConfigError::new("OTEL_SERVICE_NAME", "must not be empty"));
         }
-        if self.inject_latency_ms > 60_000 {
+        if self.fault_delay_ms > 60_000 {
             return Err(ConfigError::new(
-                "SWITCHYARD_INJECT_LATENCY_MS",
+                "SWITCHYARD_FAULT_DELAY_MS",
                 "must be at most 60000",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.fault_error_rate) {
+            return Err(ConfigError::new(
+                "SWITCHYARD_FAULT_ERROR_RATE",
+                format!("{}: must be between 0 and 1", self.fault_error_rate),
             ));
         }
         if !(10..=60_000).contains(&self.sync_interval_ms) {

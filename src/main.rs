@@ -6,7 +6,10 @@
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use switchyard::config::{Config, Overrides};
+use switchyard::{
+    client::commands::{CanaryArgs, SmokeArgs},
+    config::{Config, Overrides},
+};
 
 /// A gRPC control plane: tenant routing, feature flags with a lossless watch,
 /// release gating.
@@ -39,31 +42,52 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Apply database migrations to the configured database, then exit.
     Migrate,
+    /// Drive synthetic traffic at a server and judge it against the smoke
+    /// threshold that applies now; writes smoke-summary.json. Exits 0 PASS,
+    /// 1 FAIL, 2 usage error, 3 INCONCLUSIVE or NO_DATA.
+    Smoke(SmokeArgs),
+    /// Drive the same interleaved traffic at a baseline and a canary and
+    /// compare them; writes canary-report.json. Exits as smoke does.
+    Canary(CanaryArgs),
+}
+
+/// Drill options of `serve`.
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// DRILL ONLY: delay every switchyard.v1 call by this many ms [env:
+    /// SWITCHYARD_FAULT_DELAY_MS; default 0].
+    #[arg(long, value_name = "MS")]
+    fault_delay_ms: Option<u64>,
+    /// DRILL ONLY: refuse this share (0 to 1) of switchyard.v1 calls as
+    /// UNAVAILABLE [env: SWITCHYARD_FAULT_ERROR_RATE; default 0].
+    #[arg(long, value_name = "RATIO")]
+    fault_error_rate: Option<f64>,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let env = match switchyard_env() {
-        Ok(env) => env,
-        Err(name) => {
-            eprintln!("switchyard: invalid configuration: {name}: not valid UTF-8");
-            return ExitCode::from(2);
-        }
-    };
-    let overrides = Overrides {
-        listen: cli.listen,
-        database_url: cli.database_url,
-        redis_url: cli.redis_url,
-        track: cli.track,
-        log: cli.log,
-    };
-    let config = match Config::load(cli.config.as_deref(), &env, &overrides) {
-        Ok(c) => c,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(e) => {
-            eprintln!("switchyard: {e}");
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || matches!(
+                    e.kind(),
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                )
+            {
+                e.exit();
+            }
+            // One line: what is wrong, without the usage block.
+            let text = e.render().to_string();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ");
+            eprintln!("switchyard: {line} (see switchyard --help)");
             return ExitCode::from(2);
         }
     };
@@ -77,6 +101,44 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The client commands read no server configuration.
+    match cli.command {
+        Some(Command::Smoke(args)) => {
+            return ExitCode::from(runtime.block_on(switchyard::client::commands::smoke(args)));
+        }
+        Some(Command::Canary(args)) => {
+            return ExitCode::from(runtime.block_on(switchyard::client::commands::canary(args)));
+        }
+        _ => {}
+    }
+    let (command, serve_args) = match cli.command {
+        None => (Command::Serve(ServeArgs::default()), ServeArgs::default()),
+        Some(Command::Serve(a)) => (Command::Serve(ServeArgs::default()), a),
+        Some(c) => (c, ServeArgs::default()),
+    };
+    let env = match switchyard_env() {
+        Ok(env) => env,
+        Err(name) => {
+            eprintln!("switchyard: invalid configuration: {name}: not valid UTF-8");
+            return ExitCode::from(2);
+        }
+    };
+    let overrides = Overrides {
+        listen: cli.listen,
+        database_url: cli.database_url,
+        redis_url: cli.redis_url,
+        track: cli.track,
+        log: cli.log,
+        fault_delay_ms: serve_args.fault_delay_ms,
+        fault_error_rate: serve_args.fault_error_rate,
+    };
+    let config = match Config::load(cli.config.as_deref(), &env, &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchyard: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let telemetry = match switchyard::telemetry::init(&config, runtime.handle()) {
         Ok(t) => t,
         Err(e) => {
@@ -85,9 +147,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(config).await,
+        match command {
             Command::Migrate => migrate(config).await,
+            _ => serve(config).await,
         }
     });
     // Flushed from this thread while the runtime's workers still run the

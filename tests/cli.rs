@@ -29,6 +29,23 @@ fn bad_configuration_is_one_line_and_a_non_zero_exit() {
         (&[], &[("SWITCHYARD_TRACK", "purple")], "SWITCHYARD_TRACK"),
         (&["--track", "purple"], &[], "--track"),
         (&["--config", "missing.toml"], &[], "missing.toml"),
+        (
+            &["serve", "--fault-error-rate", "2"],
+            &[],
+            "--fault-error-rate",
+        ),
+        (
+            &["serve", "--fault-delay-ms", "60001"],
+            &[],
+            "--fault-delay-ms",
+        ),
+        (
+            &[],
+            &[("SWITCHYARD_FAULT_ERROR_RATE", "-0.1")],
+            "SWITCHYARD_FAULT_ERROR_RATE",
+        ),
+        (&["serve", "--no-such-flag"], &[], "--no-such-flag"),
+        (&["frobnicate"], &[], "frobnicate"),
     ];
     for (args, env, setting) in cases {
         let out = command(dir.path(), args, env).output().unwrap();

@@ -28,34 +28,6 @@ fn stats(count: i32, errors: i32, p95: f64) -> TrafficStats {
     }
 }
 
-fn now_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// Backfills an hour of the per-track request and error rates (the inputs of
-/// the repo's SLO rules) at `requests`/s and `errors`/s, one sample a minute.
-fn rates(dir: &std::path::Path, requests: f64, errors: f64) {
-    let now = now_s();
-    let mut lines = vec!["# TYPE track:switchyard_requests:rate5m gauge".to_owned()];
-    for m in (2..=60).rev() {
-        lines.push(format!(
-            "track:switchyard_requests:rate5m{{track=\"stable\"}} {requests} {:.3}",
-            now - f64::from(m) * 60.0
-        ));
-    }
-    lines.push("# TYPE track:switchyard_request_errors:rate5m gauge".to_owned());
-    for m in (2..=60).rev() {
-        lines.push(format!(
-            "track:switchyard_request_errors:rate5m{{track=\"stable\"}} {errors} {:.3}",
-            now - f64::from(m) * 60.0
-        ));
-    }
-    common::prometheus::backfill(dir, &lines);
-}
-
 async fn threshold(server: &TestServer, slo: &str) -> GetSmokeThresholdResponse {
     server
         .gating(GATING)
@@ -80,7 +52,7 @@ async fn the_threshold_follows_the_budget_prometheus_reports_and_falls_back_to_t
         (0.005, 0.5, 400.0, "below_0.6"),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        rates(dir.path(), 10.0, errors);
+        common::prometheus::backfill_rates(dir.path(), 10.0, errors);
         let prom = Prometheus::start(&[], Some(&dir.path().join("data"))).unwrap();
         let budget = prom
             .wait_for("slo:switchyard_error_budget:remaining_ratio", 30)

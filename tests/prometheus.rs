@@ -1,7 +1,7 @@
 //! The rules and dashboards against a real Prometheus (Debian's `prometheus`,
 //! started here on loopback with the repo's rule files): it scrapes a
 //! `baseline` and a `canary` server, the canary made slower with the
-//! drill-only `SWITCHYARD_INJECT_LATENCY_MS`; after bounded traffic the
+//! drill-only `SWITCHYARD_FAULT_DELAY_MS`; after bounded traffic the
 //! recording rules, the canary deltas and the error budget answer through the
 //! HTTP API with the expected values, the soft latency alert is pending or
 //! firing, and every query of every dashboard panel parses, evaluates and
@@ -183,7 +183,7 @@ async fn rules_alerts_and_dashboards_answer_from_a_real_prometheus() {
     let baseline = Running::start(&[("SWITCHYARD_TRACK", "baseline")]);
     let canary = Running::start(&[
         ("SWITCHYARD_TRACK", "canary"),
-        ("SWITCHYARD_INJECT_LATENCY_MS", &delay),
+        ("SWITCHYARD_FAULT_DELAY_MS", &delay),
     ]);
     let Some(prom) = Prometheus::start(&[baseline.addr(), canary.addr()], None) else {
         return;

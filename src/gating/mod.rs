@@ -3,12 +3,14 @@
 //!
 //! - `report.rs`: the documents (smoke summary, canary report, budget).
 //! - `judge.rs`: the pure judges every verdict comes from.
+//! - `document.rs`: the summary and report built from a caller's input.
 //! - `budget.rs`: SLOs, tiers, and the threshold from the budget left.
 //! - `store.rs`: gate runs kept for history.
 //! - `nlp.rs`: low-confidence fallback counting.
 //! - `service.rs`: the use cases, with their scope checks.
 
 pub mod budget;
+pub mod document;
 pub mod judge;
 pub mod nlp;
 pub mod report;

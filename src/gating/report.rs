@@ -271,6 +271,9 @@ pub struct SmokeSummary {
     pub thresholds: BTreeMap<String, ThresholdCheck>,
     /// The verdict.
     pub verdict: VerdictBlock,
+    /// The run was stopped before its end.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// The rules of a canary comparison, every default filled in.
@@ -431,6 +434,9 @@ pub struct CanaryReport {
     pub results: Vec<CanaryCheck>,
     /// The verdict.
     pub verdict: VerdictBlock,
+    /// The run was stopped before its end.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// Serialises an optional float that may be NaN or infinite (which JSON

@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
+pub use super::document::{
+    CanaryInput, DEFAULT_MAX_ERROR_RATE, DEFAULT_MIN_REQUESTS, MAX_LABEL_LEN, RulesInput,
+    SmokeInput,
+};
 use super::{
     budget::{self, BudgetQuery, Slo},
-    judge,
+    document,
     nlp::{self, Outcome},
-    report::{
-        Budget, CanaryConfig, CanaryPhases, CanaryReport, CanaryRules, DOCUMENT_VERSION,
-        PhaseStats, RunMetadata, SmokeConfig, SmokeSummary, TrafficStats,
-    },
+    report::{Budget, CanaryReport},
     store::{self, Cursor, GateRun, Kind, Report},
 };
 use crate::{
@@ -26,85 +27,6 @@ use crate::{
     telemetry::metrics,
     tenant::Tenants,
 };
-
-/// The error-rate limit of a smoke run when none is given.
-pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.01;
-/// The fewest requests a smoke run needs when none is given.
-pub const DEFAULT_MIN_REQUESTS: i32 = 200;
-/// The longest target or run id kept.
-pub const MAX_LABEL_LEN: usize = 256;
-
-/// A smoke run to judge, as the caller sent it.
-#[derive(Debug, Clone, Default)]
-pub struct SmokeInput {
-    /// What it measured (required).
-    pub results: Option<TrafficStats>,
-    /// The target exercised.
-    pub target: String,
-    /// The caller's run id.
-    pub run_id: String,
-    /// The SLO whose budget sets the threshold (empty: the default).
-    pub slo: String,
-    /// The error-rate limit.
-    pub max_error_rate: Option<f64>,
-    /// The fewest requests to judge.
-    pub min_requests: Option<i32>,
-    /// How the traffic was generated.
-    pub config: SmokeConfig,
-    /// Who ran it.
-    pub metadata: RunMetadata,
-}
-
-/// A canary comparison, as the caller sent it.
-#[derive(Debug, Clone, Default)]
-pub struct CanaryInput {
-    /// The baseline's statistics (required).
-    pub baseline: Option<TrafficStats>,
-    /// The canary's (required).
-    pub canary: Option<TrafficStats>,
-    /// Rules given; the rest take their defaults.
-    pub rules: RulesInput,
-    /// Keep the verdict as a gate run.
-    pub record: bool,
-    /// The baseline before the canary.
-    pub baseline_before: Option<TrafficStats>,
-    /// How the traffic was generated (its `rules` are ignored).
-    pub config: CanaryConfig,
-    /// Who ran it.
-    pub metadata: RunMetadata,
-}
-
-/// Canary rules as given: each left out takes its default.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RulesInput {
-    /// See [`CanaryRules::p95_ratio`].
-    pub p95_ratio: Option<f64>,
-    /// See [`CanaryRules::p95_floor_ms`].
-    pub p95_floor_ms: Option<f64>,
-    /// See [`CanaryRules::error_rate_ratio`].
-    pub error_rate_ratio: Option<f64>,
-    /// See [`CanaryRules::error_rate_floor`].
-    pub error_rate_floor: Option<f64>,
-    /// See [`CanaryRules::min_error_count`].
-    pub min_error_count: Option<i32>,
-    /// See [`CanaryRules::min_requests`].
-    pub min_requests: Option<i32>,
-}
-
-impl RulesInput {
-    /// The rules, defaults filled in.
-    pub fn resolve(self) -> CanaryRules {
-        let d = CanaryRules::default();
-        CanaryRules {
-            p95_ratio: self.p95_ratio.unwrap_or(d.p95_ratio),
-            p95_floor_ms: self.p95_floor_ms.unwrap_or(d.p95_floor_ms),
-            error_rate_ratio: self.error_rate_ratio.unwrap_or(d.error_rate_ratio),
-            error_rate_floor: self.error_rate_floor.unwrap_or(d.error_rate_floor),
-            min_error_count: self.min_error_count.unwrap_or(d.min_error_count),
-            min_requests: self.min_requests.unwrap_or(d.min_requests),
-        }
-    }
-}
 
 /// The gating service of a replica. Cheap to clone.
 #[derive(Clone)]
@@ -142,16 +64,6 @@ pub struct Parts {
     pub default_slo: String,
     /// Where budgets are read; `None` without Prometheus.
     pub prometheus: Option<Arc<dyn BudgetQuery>>,
-}
-
-fn check_label(field: &str, v: &str) -> Result<()> {
-    if v.len() > MAX_LABEL_LEN {
-        return Err(Error::invalid_argument(
-            field,
-            format!("must be at most {MAX_LABEL_LEN} bytes"),
-        ));
-    }
-    Ok(())
 }
 
 impl Service {
@@ -214,74 +126,22 @@ impl Service {
     pub async fn evaluate_smoke(&self, p: &Principal, input: Input<SmokeInput>) -> Result<GateRun> {
         p.require_gating()?;
         let i = input?;
-        let mut results = i
-            .results
-            .ok_or_else(|| Error::invalid_argument("results", "is required"))?;
-        judge::validate_stats("results", &results)?;
-        let max_error_rate = i.max_error_rate.unwrap_or(DEFAULT_MAX_ERROR_RATE);
-        if !(max_error_rate > 0.0 && max_error_rate <= 1.0) {
-            return Err(Error::invalid_argument(
-                "max_error_rate",
-                format!("must be a ratio above 0 and at most 1, not {max_error_rate}"),
-            ));
-        }
-        let min_requests = i.min_requests.unwrap_or(DEFAULT_MIN_REQUESTS);
-        if min_requests < 0 {
-            return Err(Error::invalid_argument(
-                "min_requests",
-                "must not be negative",
-            ));
-        }
-        judge::validate_smoke_config("config", &i.config)?;
-        check_label("target", &i.target)?;
-        check_label("run_id", &i.run_id)?;
+        document::check_smoke(&i)?;
         let budget = self.threshold(&i.slo).await?;
-        if results.label.is_empty() {
-            results.label.clone_from(&i.target);
-        }
-        let (thresholds, verdict) = judge::smoke(
-            &results,
-            budget.applied_p95_ms,
-            max_error_rate,
-            min_requests,
-        );
-        let mut config = i.config;
-        if config.target.is_empty() {
-            config.target.clone_from(&i.target);
-        }
-        let summary = SmokeSummary {
-            version: DOCUMENT_VERSION.into(),
-            metadata: self.metadata(i.metadata, &i.run_id),
-            config,
-            budget,
-            results,
-            thresholds,
-            verdict,
-        };
+        let target = i.target.clone();
+        let run_id = i.run_id.clone();
+        let summary = document::smoke_summary(i, budget)?;
         let status = summary.verdict.status;
         let run = store::insert(
             &self.store,
             Report::Smoke(Box::new(summary)),
-            &i.run_id,
-            &i.target,
+            &run_id,
+            &target,
             self.flags.revision(),
         )
         .await?;
         metrics::gate_run("smoke", status.as_str());
         Ok(run)
-    }
-
-    fn metadata(&self, mut m: RunMetadata, run_id: &str) -> RunMetadata {
-        if m.generated_at_us == 0 {
-            m.generated_at_us = crate::store::now_us();
-        }
-        if m.run_id.is_empty() {
-            m.run_id = run_id.to_owned();
-        }
-        if m.tool_version.is_empty() {
-            m.tool_version = concat!("switchyard ", env!("CARGO_PKG_VERSION")).to_owned();
-        }
-        m
     }
 
     /// `ListGateRuns`: newest first, of `kind` and `target` when given.
@@ -327,49 +187,11 @@ impl Service {
     ) -> Result<(CanaryReport, Option<GateRun>)> {
         p.require_gating()?;
         let i = input?;
-        let mut baseline = i
-            .baseline
-            .ok_or_else(|| Error::invalid_argument("baseline", "is required"))?;
-        judge::validate_stats("baseline", &baseline)?;
-        let mut canary = i
-            .canary
-            .ok_or_else(|| Error::invalid_argument("canary", "is required"))?;
-        judge::validate_stats("canary", &canary)?;
-        if let Some(before) = &i.baseline_before {
-            judge::validate_stats("baseline_before", before)?;
-        }
-        let rules = i.rules.resolve();
-        judge::validate_rules("policy", &rules)?;
-        check_label("config.canary", &i.config.canary)?;
-        check_label("metadata.run_id", &i.metadata.run_id)?;
-        for (s, label) in [(&mut baseline, "baseline"), (&mut canary, "canary")] {
-            if s.label.is_empty() {
-                s.label = label.into();
-            }
-        }
-        let (results, verdict) = judge::compare(&baseline, &canary, &rules);
+        let record = i.record;
         let run_id = i.metadata.run_id.clone();
         let target = i.config.canary.clone();
-        let report = CanaryReport {
-            version: DOCUMENT_VERSION.into(),
-            metadata: self.metadata(i.metadata, &run_id),
-            config: CanaryConfig { rules, ..i.config },
-            phases: CanaryPhases {
-                before: PhaseStats {
-                    baseline: i.baseline_before,
-                    canary: None,
-                },
-                during: PhaseStats {
-                    baseline: Some(baseline.clone()),
-                    canary: Some(canary.clone()),
-                },
-            },
-            control: baseline,
-            experiment: canary,
-            results,
-            verdict,
-        };
-        if !i.record {
+        let report = document::canary_report(i)?;
+        if !record {
             return Ok((report, None));
         }
         let status = report.verdict.status;

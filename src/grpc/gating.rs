@@ -121,7 +121,8 @@ pub fn metadata_from_proto(m: &pb::RunMetadata) -> d::RunMetadata {
     }
 }
 
-fn metadata_to_proto(m: &d::RunMetadata) -> pb::RunMetadata {
+/// Run metadata as its message.
+pub fn metadata_to_proto(m: &d::RunMetadata) -> pb::RunMetadata {
     pb::RunMetadata {
         generated_at: Some(timestamp(m.generated_at_us)),
         tool_version: m.tool_version.clone(),
@@ -142,7 +143,8 @@ pub fn smoke_config_from_proto(c: &pb::SmokeConfig) -> d::SmokeConfig {
     }
 }
 
-fn smoke_config_to_proto(c: &d::SmokeConfig) -> pb::SmokeConfig {
+/// A smoke run's configuration as its message.
+pub fn smoke_config_to_proto(c: &d::SmokeConfig) -> pb::SmokeConfig {
     pb::SmokeConfig {
         target: c.target.clone(),
         calls: c.calls.clone(),
@@ -166,6 +168,35 @@ pub fn budget_to_proto(b: &d::Budget) -> pb::Budget {
             .tiers
             .iter()
             .map(|t| pb::BudgetTier {
+                below: t.below,
+                p95_ms: t.p95_ms,
+            })
+            .collect(),
+        base_p95_ms: b.base_p95_ms,
+        applied_p95_ms: b.applied_p95_ms,
+        tier: b.tier.clone(),
+        reason: b.reason.clone(),
+    }
+}
+
+/// The budget block from its message (as `GetSmokeThreshold` answers it);
+/// an unknown source reads as the fallback.
+pub fn budget_from_proto(b: &pb::Budget) -> d::Budget {
+    d::Budget {
+        source: match b.source.as_str() {
+            "prometheus" => d::BudgetSource::Prometheus,
+            "disabled" => d::BudgetSource::Disabled,
+            _ => d::BudgetSource::Fallback,
+        },
+        slo: b.slo.clone(),
+        query: b.query.clone(),
+        evaluated_at_us: timestamp_us(b.evaluated_at.as_ref()),
+        remaining_ratio: b.remaining_ratio,
+        clamped_ratio: b.clamped_ratio,
+        tiers: b
+            .tiers
+            .iter()
+            .map(|t| d::BudgetTier {
                 below: t.below,
                 p95_ms: t.p95_ms,
             })
@@ -211,6 +242,7 @@ pub fn smoke_to_proto(s: &d::SmokeSummary) -> pb::SmokeSummary {
             })
             .collect(),
         verdict: Some(verdict_block_to_proto(&s.verdict)),
+        interrupted: s.interrupted,
     }
 }
 
@@ -240,6 +272,18 @@ fn rules_to_proto(r: &d::CanaryRules) -> pb::CanaryPolicy {
     }
 }
 
+/// Rules as given, as the policy message (left out stays left out).
+pub fn rules_input_to_proto(r: &RulesInput) -> pb::CanaryPolicy {
+    pb::CanaryPolicy {
+        p95_ratio: r.p95_ratio,
+        p95_floor_ms: r.p95_floor_ms,
+        error_rate_ratio: r.error_rate_ratio,
+        error_rate_floor: r.error_rate_floor,
+        min_error_count: r.min_error_count,
+        min_requests: r.min_requests,
+    }
+}
+
 /// A canary run's configuration from its message (its rules are separate).
 pub fn canary_config_from_proto(c: &pb::CanaryConfig) -> d::CanaryConfig {
     d::CanaryConfig {
@@ -258,19 +302,24 @@ fn phase_to_proto(p: &d::PhaseStats) -> pb::PhaseStats {
     }
 }
 
+/// A canary run's configuration as its message.
+pub fn canary_config_to_proto(c: &d::CanaryConfig) -> pb::CanaryConfig {
+    pb::CanaryConfig {
+        interleaved: c.interleaved,
+        percentile_method: c.percentile_method.clone(),
+        rules: Some(rules_to_proto(&c.rules)),
+        baseline: c.baseline.clone(),
+        canary: c.canary.clone(),
+    }
+}
+
 /// A canary report as its message.
 pub fn canary_to_proto(r: &d::CanaryReport) -> pb::CanaryReport {
     pb::CanaryReport {
         version: r.version.clone(),
         kind: "CanaryReport".into(),
         metadata: Some(metadata_to_proto(&r.metadata)),
-        config: Some(pb::CanaryConfig {
-            interleaved: r.config.interleaved,
-            percentile_method: r.config.percentile_method.clone(),
-            rules: Some(rules_to_proto(&r.config.rules)),
-            baseline: r.config.baseline.clone(),
-            canary: r.config.canary.clone(),
-        }),
+        config: Some(canary_config_to_proto(&r.config)),
         phases: Some(pb::CanaryPhases {
             before: Some(phase_to_proto(&r.phases.before)),
             during: Some(phase_to_proto(&r.phases.during)),
@@ -279,6 +328,7 @@ pub fn canary_to_proto(r: &d::CanaryReport) -> pb::CanaryReport {
         experiment: Some(stats_to_proto(&r.experiment)),
         results: r.results.iter().map(check_to_proto).collect(),
         verdict: Some(verdict_block_to_proto(&r.verdict)),
+        interrupted: r.interrupted,
     }
 }
 
@@ -377,6 +427,7 @@ impl GatingService for GatingApi {
                 .as_ref()
                 .map(metadata_from_proto)
                 .unwrap_or_default(),
+            interrupted: r.interrupted,
         };
         let run = self.gating.evaluate_smoke(&p, Ok(input)).await?;
         Ok(Response::new(EvaluateSmokeResponse {
@@ -426,6 +477,7 @@ impl GatingService for GatingApi {
                 .as_ref()
                 .map(metadata_from_proto)
                 .unwrap_or_default(),
+            interrupted: r.interrupted,
         };
         let (report, run) = self.gating.compare_canary(&p, Ok(input)).await?;
         let report_verdict = report.verdict.status;

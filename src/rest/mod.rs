@@ -75,6 +75,30 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
+/// Writes `message` as the REST shims write their bodies: proto3 JSON with
+/// every field present (defaults included), integral doubles without a
+/// fraction, maps in key order, timestamps in UTC (`...Z`). The CLI's
+/// reports are written this way, so a file and a REST answer read alike.
+pub fn message_json<M: prost::Message>(full_name: &str, message: &M) -> Result<String, Error> {
+    use std::sync::OnceLock;
+    static POOL: OnceLock<Option<prost_reflect::DescriptorPool>> = OnceLock::new();
+    let pool = POOL
+        .get_or_init(|| prost_reflect::DescriptorPool::decode(crate::api::FILE_DESCRIPTOR_SET).ok())
+        .as_ref()
+        .ok_or_else(|| Error::internal("reading the descriptors", "not decodable"))?;
+    let desc = pool
+        .get_message_by_name(full_name)
+        .ok_or_else(|| Error::internal("writing JSON", format!("no message {full_name}")))?;
+    let bytes = message.encode_to_vec();
+    let mut out = Vec::new();
+    if json::write_message(&desc, &bytes, &mut out).is_some() {
+        return String::from_utf8(out).map_err(|e| Error::internal("writing JSON", e));
+    }
+    let dynamic = prost_reflect::DynamicMessage::decode(desc, bytes.as_slice())
+        .map_err(|e| Error::internal("writing JSON", e))?;
+    json::to_json(&dynamic).map_err(|r| Error::internal("writing JSON", r.message))
+}
+
 /// Renders `e` as a `google.rpc.Status` JSON body with the grpc-gateway status.
 pub fn error_response(e: &Error) -> Response {
     Refusal::new(e.kind().http_status(), e.kind().grpc_code(), e.message()).into_response()

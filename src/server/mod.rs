@@ -54,6 +54,18 @@ pub async fn serve(
     let health_task = health::start(health, app.readiness(), stopping.clone()).await;
     let grpc_router = grpc_routes(&app, health_service)?.into_axum_router();
     let routes = rest::route_table()?;
+    let fault = observe::Fault {
+        delay: std::time::Duration::from_millis(config.fault_delay_ms),
+        error_rate: config.fault_error_rate,
+    };
+    if fault.is_on() {
+        tracing::warn!(
+            fault = %fault.describe(),
+            "FAULT INJECTION IS ON: switchyard.v1 calls are delayed and/or refused on purpose \
+             (a drill tool: --fault-delay-ms, --fault-error-rate); never run a production \
+             replica like this"
+        );
+    }
     let gateway = Arc::new(rest::Gateway::new(
         routes.clone(),
         grpc_router.clone(),
@@ -66,11 +78,11 @@ pub async fn serve(
             app.authenticator.clone(),
             middleware::authenticate,
         ))
-        .layer(observe::Observe {
-            metrics: config.metrics,
-            inject_latency: std::time::Duration::from_millis(config.inject_latency_ms),
-            routes: Arc::new(routes),
-        });
+        .layer(observe::Observe::new(
+            config.metrics,
+            fault,
+            Arc::new(routes),
+        ));
 
     if let Some(addr) = &config.metrics_listen {
         spawn_metrics_listener(addr, app.shutdown.clone()).await?;

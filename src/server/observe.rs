@@ -52,7 +52,8 @@ struct Rpc {
     service: &'static str,
     method: &'static str,
     streaming: bool,
-    /// One of the `switchyard.v1` services (what `inject_latency_ms` delays).
+    /// One of the `switchyard.v1` services (what the fault drill delays and
+    /// refuses).
     api: bool,
     series: RequestSeries,
 }
@@ -129,10 +130,28 @@ fn rpcs() -> &'static HashMap<&'static str, Rpc> {
 pub struct Observe {
     /// Record metrics (off: spans only).
     pub metrics: bool,
-    /// Delay every `switchyard.v1` call by this much (canary drills, tests).
-    pub inject_latency: Duration,
+    /// The fault drill (off by default).
+    pub fault: Fault,
     /// The REST routes, to name the RPC of a REST call.
     pub routes: Arc<RouteTable>,
+    /// `fault` described, when it is on.
+    pub fault_header: Option<http::HeaderValue>,
+}
+
+impl Observe {
+    /// The layer's settings; `fault` is described in a header when on.
+    pub fn new(metrics: bool, fault: Fault, routes: Arc<RouteTable>) -> Observe {
+        let fault_header = fault
+            .is_on()
+            .then(|| http::HeaderValue::from_str(&fault.describe()).ok())
+            .flatten();
+        Observe {
+            metrics,
+            fault,
+            routes,
+            fault_header,
+        }
+    }
 }
 
 impl<S> tower::Layer<S> for Observe {
@@ -143,6 +162,66 @@ impl<S> tower::Layer<S> for Observe {
             inner,
             settings: self.clone(),
         }
+    }
+}
+
+/// Faults injected on purpose, to rehearse a release pipeline against a bad
+/// canary: every `switchyard.v1` call is delayed, and a share of them refused
+/// as UNAVAILABLE. Every response (health included) then carries
+/// `x-switchyard-fault-injection` saying so.
+#[derive(Debug, Clone, Default)]
+pub struct Fault {
+    /// Added before each call is served.
+    pub delay: Duration,
+    /// The share of calls refused, 0 to 1.
+    pub error_rate: f64,
+}
+
+/// The header naming the faults injected.
+pub const FAULT_HEADER: &str = "x-switchyard-fault-injection";
+
+impl Fault {
+    /// Whether any fault is injected.
+    pub fn is_on(&self) -> bool {
+        !self.delay.is_zero() || self.error_rate > 0.0
+    }
+
+    /// What the header says: `delay_ms=20, error_rate=0.05`.
+    pub fn describe(&self) -> String {
+        format!(
+            "delay_ms={}, error_rate={}",
+            self.delay.as_millis(),
+            self.error_rate
+        )
+    }
+
+    fn refuses(&self) -> bool {
+        self.error_rate > 0.0 && rand::random::<f64>() < self.error_rate
+    }
+}
+
+/// The refusal of a call the drill fails: UNAVAILABLE, as a trailers-only
+/// gRPC answer or a REST `google.rpc.Status`.
+fn injected_refusal(grpc: bool) -> Response {
+    const MESSAGE: &str = "injected fault (serve --fault-error-rate)";
+    if grpc {
+        let mut resp = Response::new(Body::empty());
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        h.insert("grpc-status", http::HeaderValue::from_static("14"));
+        h.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("injected%20fault%20(serve%20--fault-error-rate)"),
+        );
+        resp
+    } else {
+        crate::rest::error_response(&crate::error::Error::new(
+            crate::error::ErrorKind::Unavailable,
+            MESSAGE,
+        ))
     }
 }
 
@@ -183,11 +262,13 @@ where
         };
         let rpc: &'static Rpc = found.unwrap_or_else(|| other(if grpc { "grpc" } else { path }));
         let span = request_span(&req, grpc, rpc);
-        let delay = if rpc.api {
-            self.settings.inject_latency
+        let fault = &self.settings.fault;
+        let (delay, refuse) = if rpc.api {
+            (fault.delay, fault.refuses())
         } else {
-            Duration::ZERO
+            (Duration::ZERO, false)
         };
+        let fault_header = self.settings.fault_header.clone();
         let protocol = if grpc { Protocol::Grpc } else { Protocol::Http };
         let metrics_on = self.settings.metrics;
         // The service that was polled ready serves this call (tower's contract).
@@ -198,8 +279,16 @@ where
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                let resp = inner.call(req).await?;
-                let (parts, body) = resp.into_parts();
+                let resp = if refuse {
+                    drop(req);
+                    injected_refusal(grpc)
+                } else {
+                    inner.call(req).await?
+                };
+                let (mut parts, body) = resp.into_parts();
+                if let Some(v) = fault_header {
+                    parts.headers.insert(FAULT_HEADER, v);
+                }
                 let code = if grpc {
                     parts
                         .headers

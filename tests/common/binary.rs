@@ -87,6 +87,11 @@ impl Running {
     /// Starts the binary with `env` (on top of listen address and admin
     /// token) and waits until it listens.
     pub fn start(env: &[(&str, &str)]) -> Running {
+        Running::start_with(&[], env)
+    }
+
+    /// Starts the binary with `args` and `env`, as [`Running::start`].
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
@@ -95,7 +100,7 @@ impl Running {
             ("SWITCHYARD_ADMIN_TOKEN", super::ADMIN),
         ];
         all.extend_from_slice(env);
-        let mut child = command(dir.path(), &[], &all)
+        let mut child = command(dir.path(), args, &all)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

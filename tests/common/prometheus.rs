@@ -175,3 +175,27 @@ impl Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// Backfills an hour of the per-track request and error rates (the inputs of
+/// the repo's SLO rules) at `requests`/s and `errors`/s, one sample a minute.
+pub fn backfill_rates(dir: &std::path::Path, requests: f64, errors: f64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let mut lines = vec!["# TYPE track:switchyard_requests:rate5m gauge".to_owned()];
+    for m in (2..=60).rev() {
+        lines.push(format!(
+            "track:switchyard_requests:rate5m{{track=\"stable\"}} {requests} {:.3}",
+            now - f64::from(m) * 60.0
+        ));
+    }
+    lines.push("# TYPE track:switchyard_request_errors:rate5m gauge".to_owned());
+    for m in (2..=60).rev() {
+        lines.push(format!(
+            "track:switchyard_request_errors:rate5m{{track=\"stable\"}} {errors} {:.3}",
+            now - f64::from(m) * 60.0
+        ));
+    }
+    backfill(dir, &lines);
+}

@@ -2,6 +2,9 @@
 //! token on every call, and retries of calls refused as UNAVAILABLE.
 //!
 //! The CLI's client commands, the benches and the test harness all use it.
+//! Around it: [`traffic`] (the open-model traffic generator), [`commands`]
+//! (`switchyard smoke` and `switchyard canary`), [`summary`] (their JSON and
+//! Markdown) and [`progress`] (their terminal line).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), switchyard::client::ClientError> {
@@ -27,6 +30,11 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 use tonic_health::pb::health_client::HealthClient;
+
+pub mod commands;
+pub mod progress;
+pub mod summary;
+pub mod traffic;
 
 use crate::api::v1::{
     flag_service_client::FlagServiceClient, gating_service_client::GatingServiceClient,
@@ -68,6 +76,29 @@ impl From<Status> for ClientError {
     fn from(s: Status) -> Self {
         ClientError::Call(s)
     }
+}
+
+/// The name of `code` as gRPC spells it (`UNAVAILABLE`).
+pub fn code_name(code: Code) -> &'static str {
+    crate::telemetry::metrics::CODE_NAMES
+        .get(code as usize)
+        .copied()
+        .unwrap_or("UNKNOWN")
+}
+
+/// `e` and its causes, in one line (a transport error says little alone).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !line.contains(&s_text) {
+            line.push_str(": ");
+            line.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    line
 }
 
 /// Returns the endpoint of `target`: `host:port` (plain HTTP/2) or a URL.
@@ -146,7 +177,7 @@ impl Client {
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+            .map_err(|e| ClientError::Connect(error_chain(&e)))?;
         Ok(Client { channel, bearer })
     }
 
