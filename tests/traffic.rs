@@ -36,6 +36,7 @@ fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("GITHUB_STEP_SUMMARY")
         .env_remove("GITHUB_RUN_ID")
         .env_remove("GITHUB_SHA")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -264,15 +265,21 @@ async fn canary_verdicts_against_real_servers_drilled_with_faults() {
 
     // The drill is said loudly: a warning at start, a header on every
     // response, health included.
-    assert!(
-        slow.stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("FAULT INJECTION IS ON")),
-        "{:?}",
-        slow.stderr.lock().unwrap()
-    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !slow
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("FAULT INJECTION IS ON"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no warning: {:?}",
+            slow.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     for (server, says) in [
         (&slow, Some("delay_ms=20, error_rate=0")),
         (&failing, Some("delay_ms=0, error_rate=0.05")),
