@@ -2,7 +2,7 @@
 //! (`GET /api/v1/query`) answered within a bounded timeout, and every way it
 //! can fail turned into a reason for the fallback tier.
 //!
-//! An outgoing transport edge, like `client.rs`: it names hyper and http;
+//! An outgoing transport edge, like `client/`: it names hyper and http;
 //! the gating capability sees only [`BudgetQuery`].
 
 use std::{future::Future, pin::Pin, time::Duration};

@@ -5,7 +5,7 @@
 //!   `crate::…` and `super::…` path in `src/` (in `use` trees and in
 //!   expressions alike, test modules included) has no cycle;
 //! - the layering: only the transport edges (`grpc/`, `rest/`, `server/`,
-//!   the outgoing clients `client.rs` and `prometheus.rs`, the generated
+//!   the outgoing clients `client/` and `prometheus.rs`, the generated
 //!   `api.rs`) name tonic, axum, hyper, tower,
 //!   http, prost or pbjson, or the generated proto types; capability modules,
 //!   storage and the rest never do.
@@ -531,7 +531,7 @@ fn only_the_transport_edges_name_tonic_axum_or_proto_types() {
     let found = layering_violations(&this_crate());
     assert!(
         found.is_empty(),
-        "modules outside grpc/, rest/, server/, client.rs, prometheus.rs and api.rs that name \
+        "modules outside grpc/, rest/, server/, client/, prometheus.rs and api.rs that name \
          a transport or the generated proto types:\n  {}",
         found.join("\n  ")
     );
