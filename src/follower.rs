@@ -10,8 +10,9 @@
 //! heard nothing for a while all converge by the next poll.
 //!
 //! The replica that commits a change announces it ([`Announce`]): the
-//! follower publishes it and catches up before returning, so a caller reads
-//! its own writes on the replica it wrote to.
+//! follower catches up before returning, so a caller reads its own writes on
+//! the replica it wrote to, then publishes it in the background within a
+//! bounded time: a write never waits on Redis.
 //!
 //! A row this release cannot decode is never skipped: the follower stops
 //! before it, reports [`Readiness::Stuck`] (health turns NOT_SERVING) and logs
@@ -242,16 +243,37 @@ impl Follower {
     }
 }
 
+/// The longest a change announcement may take to publish.
+const PUBLISH_TIMEOUT: Duration = Duration::from_millis(250);
+
 impl Announce for Follower {
     fn committed<'a>(
         &'a self,
         change: &'a Committed,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            self.bus.publish(&ChangeEvent::from(change)).await;
+            // Applied here first (the caller reads its own write, and this
+            // replica's subscribers are not behind the others'); the
+            // doorbell is rung after, off the caller's path and bounded, so a
+            // Redis outage never holds a write: a replica that misses it
+            // reads the change at its next poll.
             if let Err(e) = self.catch_up().await {
                 tracing::warn!(error = %e, revision = change.revision, "catching up after a local commit failed; the poll will retry");
             }
+            let bus = self.bus.clone();
+            let event = ChangeEvent::from(change);
+            tokio::spawn(async move {
+                if tokio::time::timeout(PUBLISH_TIMEOUT, bus.publish(&event))
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        revision = event.revision,
+                        timeout_ms = PUBLISH_TIMEOUT.as_millis() as u64,
+                        "publishing the change timed out; replicas will catch up by polling"
+                    );
+                }
+            });
         })
     }
 }
