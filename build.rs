@@ -55,6 +55,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .btree_map(".")
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
+        // Decode errors are the caller's (INVALID_ARGUMENT), not INTERNAL.
+        .codec_path("crate::api::codec::ProtoCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(compiler.file_descriptor_set())?;

@@ -209,14 +209,14 @@ async fn refusals_have_precise_statuses_and_write_nothing(backend: Backend) {
             "no route for GET /v1/nothing",
         ),
         ("GET", "/v1/flags/f/extra", None, 404, 5, "no route"),
-        ("POST", ADMIN_FLAGS, None, 405, 12, "allowed: GET"),
+        ("POST", ADMIN_FLAGS, None, 405, 12, "allowed: GET, HEAD"),
         (
             "PUT",
             "/v1/flags/f",
             Some(("application/json", b"{}".to_vec())),
             405,
             12,
-            "allowed: GET, PATCH, DELETE",
+            "allowed: GET, HEAD, PATCH, DELETE",
         ),
         // Media type and size.
         (
@@ -368,7 +368,7 @@ async fn refusals_have_precise_statuses_and_write_nothing(backend: Backend) {
             3,
             "flag.descripton: no such field",
         ),
-        ("POST", "/openapi.json", None, 405, 12, "allowed: GET"),
+        ("POST", "/openapi.json", None, 405, 12, "allowed: GET, HEAD"),
         // Rules enforced by the service, reached through the shim.
         ("DELETE", "/v1/tenants/nobody", None, 404, 5, "not found"),
         (
@@ -426,7 +426,7 @@ async fn refusals_have_precise_statuses_and_write_nothing(backend: Backend) {
     // The evaluate route's path belongs to it alone: OPTIONS lists only GET,
     // not the methods of a flag named "f:evaluate".
     let r = http(&server, "OPTIONS", "/v1/flags/f:evaluate", admin, None).await;
-    assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
     // A URL over 8 KiB: 414.
     let long = format!("/v1/flags?tenant={}", "a".repeat(9000));
     let r = http(&server, "GET", &long, admin, None).await;

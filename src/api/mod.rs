@@ -3,15 +3,17 @@
 //! Messages serialise to proto3 JSON through serde (pbjson), which the REST
 //! shims use.
 
-#![allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod codec;
 
 /// `switchyard.v1`: the public API.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("switchyard.v1");
     include!(concat!(env!("OUT_DIR"), "/switchyard.v1.serde.rs"));
 }
 
 /// `google.api`: the HTTP annotations that map RPCs to REST paths.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod google_api {
     include!(concat!(env!("OUT_DIR"), "/google.api.rs"));
     include!(concat!(env!("OUT_DIR"), "/google.api.serde.rs"));

@@ -28,6 +28,26 @@ use crate::{
 
 /// The largest flag value, as compact JSON.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// The deepest a value may nest objects and lists (`{"a":{"b":1}}` is 2),
+/// on every transport.
+pub const MAX_VALUE_DEPTH: usize = 32;
+
+/// How deep `v` nests objects and lists (a scalar is 0).
+fn depth(v: &Value) -> usize {
+    // Iterative, so a hostile value cannot overflow the stack here.
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(d + 1);
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    deepest
+}
 /// The longest flag key.
 pub const MAX_KEY_LEN: usize = 128;
 /// The longest description, in characters.
@@ -118,6 +138,13 @@ pub fn check_value(field: &str, v: &Value, ty: FlagType) -> Result<()> {
             ));
         }
     }
+    let nesting = depth(v);
+    if nesting > MAX_VALUE_DEPTH {
+        return Err(Error::invalid_argument(
+            field,
+            format!("nests objects and lists {nesting} deep; the limit is {MAX_VALUE_DEPTH}"),
+        ));
+    }
     let size = serde_json::to_string(v)
         .map(|s| s.len())
         .unwrap_or(usize::MAX);
@@ -148,6 +175,14 @@ pub fn validate_key(field: &str, key: &str) -> Result<()> {
         return Err(Error::invalid_argument(
             field,
             "may contain only A-Z, a-z, 0-9, '.', '_' and '-'",
+        ));
+    }
+    // A URL path segment of "." or ".." is removed by HTTP clients before it
+    // is sent, so such a flag could never be reached over REST.
+    if key == "." || key == ".." {
+        return Err(Error::invalid_argument(
+            field,
+            "must not be \".\" or \"..\" (HTTP clients remove such path segments)",
         ));
     }
     Ok(())
@@ -516,6 +551,42 @@ mod tests {
         assert!(check_value("v", &Value::Null, FlagType::Bool).is_err());
         let big = Value::String("x".repeat(MAX_VALUE_BYTES));
         assert!(check_value("v", &big, FlagType::String).is_err());
+    }
+
+    fn nested(levels: usize, list: bool) -> Value {
+        (0..levels).fold(json!(true), |v, _| {
+            if list { json!([v]) } else { json!({ "a": v }) }
+        })
+    }
+
+    #[test]
+    fn values_nest_at_most_32_deep_in_objects_and_lists() {
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!({"a": [1, {"b": 2}], "c": 3})), 3);
+        for list in [false, true] {
+            let ty = if list {
+                FlagType::List
+            } else {
+                FlagType::Object
+            };
+            assert!(check_value("v", &nested(MAX_VALUE_DEPTH, list), ty).is_ok());
+            let e = check_value("v", &nested(MAX_VALUE_DEPTH + 1, list), ty).unwrap_err();
+            assert_eq!(
+                e.message(),
+                "v: nests objects and lists 33 deep; the limit is 32"
+            );
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_not_keys() {
+        for key in [".", ".."] {
+            let e = validate_key("flag.key", key).unwrap_err();
+            assert!(e.message().contains("HTTP clients"), "{}", e.message());
+        }
+        for key in ["...", ".a", "a.", "a..b"] {
+            assert!(validate_key("flag.key", key).is_ok(), "{key}");
+        }
     }
 
     #[test]

@@ -158,9 +158,7 @@ impl Service {
         field: &str,
     ) -> Result<Option<String>> {
         let tenant = match (named.is_empty(), p.scope()) {
-            (_, Scope::Gating) => {
-                return Err(Error::permission_denied("a gating token cannot read flags"));
-            }
+            (_, Scope::Gating) => return may_read_flags(p).map(|()| None),
             (true, Scope::Tenant(own)) => own.clone(),
             (true, Scope::Admin) => return Ok(None),
             (false, _) => {
@@ -307,6 +305,8 @@ impl Service {
 
     /// Evaluates a flag for `target`.
     pub async fn evaluate(&self, p: &Principal, key: &str, target: Target) -> Result<Evaluation> {
+        // The caller's scope first, then the request (as every call does).
+        may_read_flags(p)?;
         validate_key("flag_key", key)?;
         let tenant = match target {
             Target::ResolveKey(k) => Some(self.resolver.resolve(p, &k).await?.tenant.id.clone()),
@@ -340,6 +340,14 @@ impl Service {
             self.shutdown.clone(),
         )
         .await
+    }
+}
+
+/// Refuses gating tokens, which read no flags.
+fn may_read_flags(p: &Principal) -> Result<()> {
+    match p.scope() {
+        Scope::Gating => Err(Error::permission_denied("a gating token cannot read flags")),
+        _ => Ok(()),
     }
 }
 

@@ -207,7 +207,20 @@ impl FlagService for FlagApi {
                 &page(r.page_size, &r.page_token),
             )
             .await?;
-        let full = r.view == FlagView::Full as i32;
+        let full = match FlagView::try_from(r.view) {
+            Ok(FlagView::Full) => true,
+            Ok(FlagView::Basic | FlagView::Unspecified) => false,
+            Err(_) => {
+                return Err(Error::invalid_argument(
+                    "view",
+                    format!(
+                        "unknown view {}; the views are BASIC (1) and FULL (2)",
+                        r.view
+                    ),
+                )
+                .into());
+            }
+        };
         Ok(Response::new(ListFlagsResponse {
             flags: list.values.items.iter().map(effective_to_proto).collect(),
             next_page_token: list.values.next_token,

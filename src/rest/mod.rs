@@ -43,10 +43,15 @@ pub fn router() -> Router {
         .method_not_allowed_fallback(fixed_route_method_not_allowed)
 }
 
-/// The fixed routes are GET-only; any other method gets the same 405 as the
-/// annotated routes.
+/// The fixed routes are GET (and so HEAD) only; any other method gets the
+/// same 405 as the annotated routes.
 async fn fixed_route_method_not_allowed(method: http::Method, uri: http::Uri) -> Response {
-    Refusal::method_not_allowed(&method, uri.path(), &[http::Method::GET]).into_response()
+    Refusal::method_not_allowed(
+        &method,
+        uri.path(),
+        &[http::Method::GET, http::Method::HEAD],
+    )
+    .into_response()
 }
 
 /// Returns the routes of the optional metrics-only listener: `/metrics` alone.

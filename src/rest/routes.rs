@@ -82,7 +82,15 @@ impl RouteTable {
     /// Finds the route for a request. Only the most specific templates that
     /// match the path count: `/v1/flags/x:evaluate` is the evaluate route's
     /// path, never also a flag named `x:evaluate`.
+    ///
+    /// HEAD is served wherever GET is, as HTTP says (the answer is GET's,
+    /// without its body).
     pub fn find(&self, method: &Method, path: &str) -> Lookup<'_> {
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
         let mut allowed = Vec::new();
         let mut best = None;
         for r in &self.routes {
@@ -97,6 +105,9 @@ impl RouteTable {
                 }
                 if !allowed.contains(&r.method) {
                     allowed.push(r.method.clone());
+                    if r.method == Method::GET {
+                        allowed.push(Method::HEAD);
+                    }
                 }
             }
         }

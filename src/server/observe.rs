@@ -225,6 +225,25 @@ fn injected_refusal(grpc: bool) -> Response {
     }
 }
 
+/// UNIMPLEMENTED for a gRPC path no service serves, naming it.
+fn unknown_method_refusal(path: &str) -> Response {
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or((path, ""));
+    let message = if method.is_empty() {
+        format!("{path:?} is not a gRPC method path (/package.Service/Method)")
+    } else if rpcs()
+        .keys()
+        .any(|p| p.starts_with(&format!("/{service}/")))
+    {
+        format!("{service} has no method {method:?}")
+    } else {
+        format!("unknown service {service:?}")
+    };
+    tonic::Status::unimplemented(message).into_http::<Body>()
+}
+
 /// The layer around a service.
 #[derive(Debug, Clone)]
 pub struct Observed<S> {
@@ -262,6 +281,9 @@ where
         };
         let rpc: &'static Rpc = found.unwrap_or_else(|| other(if grpc { "grpc" } else { path }));
         let span = request_span(&req, grpc, rpc);
+        // A method no service has: tonic's own answer for an unknown method
+        // of a known service says nothing, so it is answered here.
+        let unknown_method = grpc && found.is_none();
         let fault = &self.settings.fault;
         let (delay, refuse) = if rpc.api {
             (fault.delay, fault.refuses())
@@ -279,7 +301,11 @@ where
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                let resp = if refuse {
+                let resp = if unknown_method {
+                    let path = req.uri().path().to_owned();
+                    drop(req);
+                    unknown_method_refusal(&path)
+                } else if refuse {
                     drop(req);
                     injected_refusal(grpc)
                 } else {

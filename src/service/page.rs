@@ -54,9 +54,23 @@ fn page_size(requested: i32, default: usize, max: usize) -> Result<usize> {
     }
 }
 
-/// Page tokens are the hex of the last key of the previous page.
+/// A page token is the hex of the last key of the previous page and of the
+/// first 4 bytes of its SHA-256 (under a fixed prefix): opaque to callers,
+/// and a token this server did not hand out (edited, truncated, made up) is
+/// refused rather than read as some key.
 fn encode_token(last: &str) -> String {
-    hex::encode(last)
+    let mut t = hex::encode(last);
+    t.push_str(&hex::encode(check(last)));
+    t
+}
+
+fn check(key: &str) -> [u8; 4] {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"switchyard page token v1\0")
+        .chain_update(key.as_bytes())
+        .finalize();
+    [digest[0], digest[1], digest[2], digest[3]]
 }
 
 /// Decodes a page token; empty means the first page.
@@ -64,12 +78,15 @@ fn decode_token(token: &str) -> Result<String> {
     if token.is_empty() {
         return Ok(String::new());
     }
-    hex::decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| {
-            Error::invalid_argument("page_token", "is not a token returned by this server")
-        })
+    let refused =
+        || Error::invalid_argument("page_token", "is not a token returned by this server");
+    let bytes = hex::decode(token).map_err(|_| refused())?;
+    let (key, sum) = bytes.split_last_chunk::<4>().ok_or_else(refused)?;
+    let key = std::str::from_utf8(key).map_err(|_| refused())?;
+    if key.is_empty() || check(key) != *sum {
+        return Err(refused());
+    }
+    Ok(key.to_owned())
 }
 
 #[cfg(test)]
@@ -96,15 +113,24 @@ mod tests {
         };
         assert_eq!(next.resolve(1, 1).unwrap().1, "b");
         assert!(Page::new(vec!["a"], false, |s| s).next_token.is_empty());
-        let bad = PageRequest {
-            size: 0,
-            token: "zz".into(),
-        };
-        assert!(
-            bad.resolve(1, 1)
-                .unwrap_err()
-                .message()
-                .starts_with("page_token")
-        );
+        // Not hex; hex of a key without its check (what tokens used to be);
+        // a real token edited by one character; too short.
+        for token in [
+            "zz".to_owned(),
+            hex::encode("b"),
+            {
+                let mut t = encode_token("b");
+                t.replace_range(0..1, "7");
+                t
+            },
+            "00".into(),
+        ] {
+            let bad = PageRequest { size: 0, token };
+            assert_eq!(
+                bad.resolve(1, 1).unwrap_err().message(),
+                "page_token: is not a token returned by this server",
+                "{bad:?}"
+            );
+        }
     }
 }

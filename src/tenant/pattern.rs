@@ -49,11 +49,11 @@ impl Pattern {
             return Ok(Pattern::Exact(ipv6_literal(raw, field)?));
         }
         if let Some(rest) = raw.strip_prefix("*.") {
-            let fixed = normalize_host(rest, field)?;
+            let fixed = normalize_host(rest, raw, field)?;
             return Ok(Pattern::Suffix(fixed.into_owned()));
         }
         if let Some(rest) = raw.strip_suffix(".*") {
-            let fixed = normalize_host(rest, field)?;
+            let fixed = normalize_host(rest, raw, field)?;
             return Ok(Pattern::Prefix(fixed.into_owned()));
         }
         if raw.contains('*') {
@@ -65,7 +65,9 @@ impl Pattern {
                 ),
             ));
         }
-        Ok(Pattern::Exact(normalize_host(raw, field)?.into_owned()))
+        Ok(Pattern::Exact(
+            normalize_host(raw, raw, field)?.into_owned(),
+        ))
     }
 
     /// Returns the stored text form (`*.x`, `x.*`, `*` or the host).
@@ -121,7 +123,7 @@ pub fn normalize_key(raw: &str) -> Result<Cow<'_, str>> {
         // An IPv6 literal, in canonical form: only exact patterns name it.
         return Ok(Cow::Owned(ipv6_literal(host, field)?));
     }
-    normalize_host(host, field)
+    normalize_host(host, raw, field)
 }
 
 /// Refuses an empty input, or one too long to be a host even in Unicode form
@@ -146,20 +148,29 @@ fn is_normal_host(raw: &str) -> bool {
     if raw.is_empty() || raw.len() > MAX_KEY_LEN {
         return false;
     }
+    // Labels of a-z, 0-9 and '-', not at either end; anything else, and
+    // any label with "--" at its third and fourth characters (punycode
+    // among them), takes the full check.
     let mut label = 0usize;
+    let mut last = b'.';
     for &c in raw.as_bytes() {
         match c {
-            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {
+            b'a'..=b'z' | b'0'..=b'9' => label += 1,
+            b'-' if label > 0 => {
                 label += 1;
-                if label > MAX_LABEL_LEN {
+                if label == 4 && last == b'-' {
                     return false;
                 }
             }
-            b'.' if label > 0 => label = 0,
+            b'.' if label > 0 && last != b'-' => label = 0,
             _ => return false,
         }
+        if label > MAX_LABEL_LEN {
+            return false;
+        }
+        last = c;
     }
-    label > 0
+    label > 0 && last != b'-'
 }
 
 fn strip_port(raw: &str) -> Result<&str> {
@@ -203,11 +214,22 @@ fn ipv6_literal(raw: &str, field: &str) -> Result<String> {
 }
 
 /// Lowercases, strips one trailing dot, converts to punycode and validates the
-/// labels of a host name (or the fixed part of a wildcard pattern).
-fn normalize_host<'a>(raw: &'a str, field: &str) -> Result<Cow<'a, str>> {
+/// labels of a host name (or the fixed part of a wildcard pattern `whole`,
+/// which errors quote).
+///
+/// The rules (RFC 1123 host names, with IDNA): at most 253 characters once
+/// in ASCII form; labels of 1 to 63 characters of `a-z`, `0-9` and `-`, not
+/// starting or ending with `-`; a label starting with `xn--` must be valid
+/// punycode; international names are converted to punycode first.
+fn normalize_host<'a>(raw: &'a str, whole: &str, field: &str) -> Result<Cow<'a, str>> {
     let trimmed = raw.strip_suffix('.').unwrap_or(raw);
     if trimmed.is_empty() {
-        return Err(Error::invalid_argument(field, "must not be empty"));
+        let what = if whole == raw {
+            "must not be empty".to_owned()
+        } else {
+            format!("{whole:?}: a wildcard needs a host name beside it (*.example.com, example.*)")
+        };
+        return Err(Error::invalid_argument(field, what));
     }
     let ascii: Cow<'a, str> = if trimmed.is_ascii() {
         if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -217,7 +239,7 @@ fn normalize_host<'a>(raw: &'a str, field: &str) -> Result<Cow<'a, str>> {
         }
     } else {
         Cow::Owned(idna::domain_to_ascii(trimmed).map_err(|_| {
-            Error::invalid_argument(field, format!("{raw:?}: not a valid international name"))
+            Error::invalid_argument(field, format!("{whole:?}: not a valid international name"))
         })?)
     };
     if ascii.len() > MAX_KEY_LEN {
@@ -226,29 +248,39 @@ fn normalize_host<'a>(raw: &'a str, field: &str) -> Result<Cow<'a, str>> {
             format!("must be at most {MAX_KEY_LEN} characters once normalised"),
         ));
     }
+    let bad = |what: String| Error::invalid_argument(field, format!("{whole:?}: {what}"));
     for label in ascii.split('.') {
         if label.is_empty() {
-            return Err(Error::invalid_argument(
-                field,
-                format!("{raw:?}: empty label (two dots in a row, or a leading dot)"),
+            return Err(bad(
+                "empty label (two dots in a row, or a leading dot)".into()
             ));
         }
         if label.len() > MAX_LABEL_LEN {
-            return Err(Error::invalid_argument(
-                field,
-                format!("{raw:?}: a label is longer than {MAX_LABEL_LEN} characters"),
-            ));
+            return Err(bad(format!(
+                "a label is longer than {MAX_LABEL_LEN} characters"
+            )));
         }
         if let Some(c) = label
             .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
         {
-            let what = if c == '*' {
+            return Err(bad(if c == '*' {
                 "a wildcard may only be the whole first or last label".to_owned()
             } else {
-                format!("character {c:?} is not allowed in a host name")
-            };
-            return Err(Error::invalid_argument(field, format!("{raw:?}: {what}")));
+                format!("character {c:?} is not allowed in a host name (a-z, 0-9 and '-')")
+            }));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad(format!("label {label:?} starts or ends with '-'")));
+        }
+        if let Some(puny) = label.strip_prefix("xn--") {
+            let decoded = idna::punycode::decode_to_string(puny);
+            let valid = decoded.as_deref().is_some_and(|u| {
+                !u.is_empty() && idna::domain_to_ascii(u).is_ok_and(|a| a == label)
+            });
+            if !valid {
+                return Err(bad(format!("label {label:?} is not valid punycode")));
+            }
         }
     }
     Ok(ascii)
@@ -313,6 +345,59 @@ mod tests {
         );
         for bad in ["", "a.*.b", "*a.b", "a*", "**", "*.", ".*", "*.*", "a..b"] {
             assert!(Pattern::parse(bad, "p").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn host_labels_follow_the_dns_rules_and_errors_quote_the_pattern_given() {
+        let e = |s: &str| Pattern::parse(s, "p").unwrap_err().message().to_owned();
+        assert_eq!(
+            e("-a.example"),
+            "p: \"-a.example\": label \"-a\" starts or ends with '-'"
+        );
+        assert_eq!(
+            e("a-.example"),
+            "p: \"a-.example\": label \"a-\" starts or ends with '-'"
+        );
+        assert_eq!(
+            e("a_b.example"),
+            "p: \"a_b.example\": character '_' is not allowed in a host name (a-z, 0-9 and '-')"
+        );
+        assert_eq!(
+            e("xn--zz.example"),
+            "p: \"xn--zz.example\": label \"xn--zz\" is not valid punycode"
+        );
+        assert_eq!(
+            e("*.*"),
+            "p: \"*.*\": a wildcard may only be the whole first or last label"
+        );
+        assert_eq!(
+            e("*.*.example"),
+            "p: \"*.*.example\": a wildcard may only be the whole first or last label"
+        );
+        assert_eq!(
+            e("*."),
+            "p: \"*.\": a wildcard needs a host name beside it (*.example.com, example.*)"
+        );
+        // What the rules allow.
+        let ok = |s: &str| Pattern::parse(s, "p").unwrap().as_text();
+        assert_eq!(ok("xn--bcher-kva.example"), "xn--bcher-kva.example");
+        assert_eq!(ok("bücher.example"), "xn--bcher-kva.example");
+        assert_eq!(ok("a-b.example"), "a-b.example");
+        assert_eq!(ok("ab--c.example"), "ab--c.example");
+        assert_eq!(ok("10.0.0.1"), "10.0.0.1");
+        // Keys take the same rules, on the fast path and off it.
+        for bad in [
+            "-a.example",
+            "a-.example",
+            "a_b.example",
+            "xn--zz.example",
+            "a.-b",
+        ] {
+            assert!(normalize_key(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a-b.example", "xn--bcher-kva.example", "ab--c.x", "a.b-c"] {
+            assert_eq!(normalize_key(good).unwrap(), good);
         }
     }
 

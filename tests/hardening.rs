@@ -1,0 +1,340 @@
+//! What trying the server as an adversary found (issue 19), each kept found:
+//! malformed messages are the caller's error, values nest to a documented
+//! depth on both transports, unknown methods are named, HEAD is served
+//! wherever GET is, unreachable keys and forged page tokens are refused, and
+//! the caller's scope is checked before its request.
+
+mod common;
+
+use bytes::{Buf, BufMut};
+use common::*;
+use pbjson_types::{ListValue, Struct, Value, value::Kind};
+use switchyard::api::v1::{
+    CreateFlagRequest, CreateTenantRequest, EvaluateFlagRequest, Flag, FlagType, ListFlagsRequest,
+    ListTenantsRequest, Tenant,
+};
+use tonic::{
+    Code, Request, Status,
+    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+};
+
+/// Sends and receives raw message bytes, so a test can send what no
+/// generated client would.
+#[derive(Debug, Clone, Default)]
+struct Raw;
+
+impl Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
+    }
+}
+
+/// Calls `path` with `bytes` as the request message, as the admin.
+async fn raw_call(server: &TestServer, path: &'static str, bytes: Vec<u8>) -> Status {
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.unwrap();
+    let mut req = Request::new(bytes);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+    match grpc
+        .unary(req, http::uri::PathAndQuery::from_static(path), Raw)
+        .await
+    {
+        Ok(_) => Status::ok(""),
+        Err(s) => s,
+    }
+}
+
+fn value_nested(levels: usize, list: bool) -> Value {
+    (0..levels).fold(
+        Value {
+            kind: Some(Kind::BoolValue(true)),
+        },
+        |v, _| Value {
+            kind: Some(if list {
+                Kind::ListValue(ListValue { values: vec![v] })
+            } else {
+                Kind::StructValue(Struct {
+                    fields: [("a".to_owned(), v)].into(),
+                })
+            }),
+        },
+    )
+}
+
+fn json_nested(levels: usize, list: bool) -> serde_json::Value {
+    (0..levels).fold(serde_json::json!(true), |v, _| {
+        if list {
+            serde_json::json!([v])
+        } else {
+            serde_json::json!({ "a": v })
+        }
+    })
+}
+
+fn object_flag(key: &str, default: Value, ty: FlagType) -> CreateFlagRequest {
+    CreateFlagRequest {
+        flag: Some(Flag {
+            key: key.into(),
+            r#type: ty as i32,
+            default_value: Some(default),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn malformed_messages_are_invalid_argument_with_a_short_message(backend: Backend) {
+    let Some((server, _db)) = server_on(backend).await else {
+        return;
+    };
+    const EVALUATE: &str = "/switchyard.v1.FlagService/EvaluateFlag";
+    for (what, bytes, says) in [
+        (
+            "invalid UTF-8 in a string",
+            vec![0x0a, 0x02, 0xff, 0xfe],
+            "data is not UTF-8 encoded (in EvaluateFlagRequest.flag_key)",
+        ),
+        (
+            "a truncated field",
+            vec![0x0a, 0x05, b'a'],
+            "buffer underflow",
+        ),
+        (
+            "a wrong wire type",
+            vec![0x08, 0x01],
+            "invalid wire type: Varint (expected LengthDelimited) (in EvaluateFlagRequest.flag_key)",
+        ),
+    ] {
+        let s = raw_call(&server, EVALUATE, bytes).await;
+        assert_eq!(s.code(), Code::InvalidArgument, "{what}: {s:?}");
+        assert!(s.message().contains(says), "{what}: {}", s.message());
+        assert!(s.message().len() < 200, "{what}: {}", s.message());
+    }
+
+    // Values: 32 levels of objects or lists are a flag; 33 are refused by
+    // name, short, on gRPC and REST alike; nothing is created.
+    let mut flags = server.flags(ADMIN).await;
+    for list in [false, true] {
+        let ty = if list {
+            FlagType::List
+        } else {
+            FlagType::Object
+        };
+        let key = if list { "deep-list" } else { "deep-object" };
+        flags
+            .create_flag(object_flag(key, value_nested(32, list), ty))
+            .await
+            .unwrap_or_else(|e| panic!("32 deep ({key}): {e:?}"));
+        let e = flags
+            .create_flag(object_flag(&format!("{key}-2"), value_nested(33, list), ty))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{key}: {e:?}");
+        assert!(e.message().len() < 200, "{}", e.message());
+        assert!(
+            e.message().contains("32"),
+            "the limit is named: {}",
+            e.message()
+        );
+        // A hundred levels: beyond the decoder's own limit.
+        let e = flags
+            .create_flag(object_flag(
+                &format!("{key}-3"),
+                value_nested(100, list),
+                ty,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{key}: {e:?}");
+        assert!(e.message().len() < 200, "{}", e.message());
+
+        for (levels, status) in [(33, 400), (60, 400), (120, 400)] {
+            let body = serde_json::json!({
+                "key": format!("{key}-rest-{levels}"),
+                "type": if list { "FLAG_TYPE_LIST" } else { "FLAG_TYPE_OBJECT" },
+                "defaultValue": json_nested(levels, list),
+            });
+            let r = http(&server, "POST", "/v1/flags", Some(ADMIN), Some(body)).await;
+            assert_eq!(r.status, status, "REST {levels} deep: {:?}", r.body);
+            assert_eq!(r.json()["code"], 3, "{:?}", r.body);
+            assert!(r.json()["message"].as_str().unwrap().len() < 200);
+        }
+        let body = serde_json::json!({
+            "key": format!("{key}-rest-32"),
+            "type": if list { "FLAG_TYPE_LIST" } else { "FLAG_TYPE_OBJECT" },
+            "defaultValue": json_nested(32, list),
+        });
+        let r = http(&server, "POST", "/v1/flags", Some(ADMIN), Some(body)).await;
+        assert_eq!(r.status, 200, "REST 32 deep: {:?}", r.body);
+    }
+    let listed: Vec<String> = flags
+        .list_flags(ListFlagsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .flags
+        .into_iter()
+        .map(|f| f.flag)
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "deep-list",
+            "deep-list-rest-32",
+            "deep-object",
+            "deep-object-rest-32"
+        ]
+    );
+    server.shutdown().await.unwrap();
+}
+
+async fn small_findings_are_refused_precisely(backend: Backend) {
+    let Some((server, _db)) = server_on(backend).await else {
+        return;
+    };
+    let mut flags = server.flags(ADMIN).await;
+    // "." and ".." cannot be reached over REST: they are not keys.
+    for key in [".", ".."] {
+        let e = flags
+            .create_flag(object_flag(key, value_nested(0, false), FlagType::Bool))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{key:?}");
+        assert!(e.message().starts_with("flag.key: "), "{}", e.message());
+    }
+    // Host labels follow the DNS rules, and errors quote the pattern given.
+    let mut tenants = server.tenants(ADMIN).await;
+    for (pattern, says) in [
+        (
+            "-a.example",
+            "\"-a.example\": label \"-a\" starts or ends with '-'",
+        ),
+        (
+            "a_b.example",
+            "\"a_b.example\": character '_' is not allowed",
+        ),
+        (
+            "xn--zz.example",
+            "\"xn--zz.example\": label \"xn--zz\" is not valid punycode",
+        ),
+        ("*.*", "\"*.*\": a wildcard may only be"),
+        ("*.*.example", "\"*.*.example\": a wildcard may only be"),
+        ("*.", "\"*.\": a wildcard needs a host name"),
+    ] {
+        let e = tenants
+            .create_tenant(CreateTenantRequest {
+                tenant: Some(Tenant {
+                    id: "t".into(),
+                    patterns: vec![pattern.into()],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{pattern}");
+        assert!(e.message().contains(says), "{pattern}: {}", e.message());
+    }
+    // A page token this server did not hand out (the hex of a key, which is
+    // what tokens used to be) and an unknown view.
+    let e = tenants
+        .list_tenants(ListTenantsRequest {
+            page_token: hex::encode("a"),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            Code::InvalidArgument,
+            "page_token: is not a token returned by this server"
+        )
+    );
+    let e = flags
+        .list_flags(ListFlagsRequest {
+            view: 7,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().starts_with("view: unknown view 7"),
+        "{}",
+        e.message()
+    );
+    let r = http(&server, "GET", "/v1/flags?view=7", Some(ADMIN), None).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    // Scope before the request: a gating token with a bad key is refused
+    // for its scope.
+    let e = server
+        .flags(GATING)
+        .await
+        .evaluate_flag(EvaluateFlagRequest {
+            flag_key: "not a key!".into(),
+            target: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    // An unknown method of a known service, and an unknown service, are named.
+    let s = raw_call(&server, "/switchyard.v1.FlagService/Nope", Vec::new()).await;
+    assert_eq!(
+        (s.code(), s.message()),
+        (
+            Code::Unimplemented,
+            "switchyard.v1.FlagService has no method \"Nope\""
+        )
+    );
+    let s = raw_call(&server, "/nope.v1.Nothing/Call", Vec::new()).await;
+    assert_eq!(
+        (s.code(), s.message()),
+        (Code::Unimplemented, "unknown service \"nope.v1.Nothing\"")
+    );
+    // HEAD is served wherever GET is: GET's status and headers, no body.
+    let get = http(&server, "GET", "/admin/feature-flags", Some(ADMIN), None).await;
+    let head = http(&server, "HEAD", "/admin/feature-flags", Some(ADMIN), None).await;
+    assert_eq!((head.status, get.status), (200, 200));
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.headers.get("content-type"),
+        get.headers.get("content-type")
+    );
+    for path in ["/openapi.json", "/v1/flags"] {
+        let head = http(&server, "HEAD", path, Some(ADMIN), None).await;
+        assert_eq!(head.status, 200, "HEAD {path}");
+    }
+    let r = http(&server, "PUT", "/admin/feature-flags", Some(ADMIN), None).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    server.shutdown().await.unwrap();
+}
+
+on_both_backends!(
+    malformed_messages_are_invalid_argument_with_a_short_message,
+    small_findings_are_refused_precisely,
+);
