@@ -16,6 +16,7 @@ on_both_backends!(
     a_subscriber_that_stops_reading_gets_a_snapshot_instead_of_a_backlog,
     heartbeats_carry_the_current_revision_and_shutdown_ends_streams_cleanly,
     a_large_flag_set_is_sent_in_parts_that_fit_the_message_limit,
+    an_upsert_is_sent_only_where_the_effective_value_changed,
 );
 
 pub async fn watch(
@@ -397,5 +398,125 @@ async fn a_large_flag_set_is_sent_in_parts_that_fit_the_message_limit(backend: B
         token = page.next_page_token;
     }
     assert_eq!(listed, count);
+    server.shutdown().await.unwrap();
+}
+
+/// UPSERT means "created or its effective value changed": a description-only
+/// update, or a new default under a stored value, is heard by nobody (the
+/// revision still moves, as heartbeats show); a stored value is heard by
+/// every audience without an override of it.
+async fn an_upsert_is_sent_only_where_the_effective_value_changed(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    if backend == Backend::Postgres {
+        db.migrate().await;
+    }
+    let mut config = test_config(&db);
+    config.watch_heartbeat_s = 1;
+    let server = TestServer::start(config).await;
+    setup_tenants(&server, &["a"]).await;
+    let mut flags = server.flags(ADMIN).await;
+    flags
+        .create_flag(new_flag("f", FlagType::Number, v_num(1.0)))
+        .await
+        .unwrap();
+    let update = |flag: Flag, path: &str| UpdateFlagRequest {
+        flag: Some(Flag {
+            key: "f".into(),
+            ..flag
+        }),
+        update_mask: Some(pbjson_types::FieldMask {
+            paths: vec![path.into()],
+        }),
+        ..Default::default()
+    };
+    let set = |flags: &mut switchyard::api::v1::flag_service_client::FlagServiceClient<_>, req| {
+        let mut flags = flags.clone();
+        async move {
+            flags
+                .update_flag(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .flag
+                .unwrap()
+                .revision
+        }
+    };
+    set(
+        &mut flags,
+        update(
+            Flag {
+                stored_value: Some(v_num(5.0)),
+                ..Default::default()
+            },
+            "stored_value",
+        ),
+    )
+    .await;
+    let mut none = watch(&server, ADMIN, "", 0).await;
+    let mut a = watch(&server, ADMIN, "a", 0).await;
+    next(&mut none).await;
+    next(&mut a).await;
+
+    set(
+        &mut flags,
+        update(
+            Flag {
+                description: "documented".into(),
+                ..Default::default()
+            },
+            "description",
+        ),
+    )
+    .await;
+    let quiet = set(
+        &mut flags,
+        update(
+            Flag {
+                default_value: Some(v_num(2.0)),
+                ..Default::default()
+            },
+            "default_value",
+        ),
+    )
+    .await;
+    // Both subscribers hear only heartbeats up to that revision.
+    for s in [&mut none, &mut a] {
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(10), s.message())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                ev.r#type(),
+                FlagEventType::Heartbeat,
+                "nothing changed: {ev:?}"
+            );
+            if ev.revision >= quiet {
+                break;
+            }
+        }
+    }
+    let loud = set(
+        &mut flags,
+        update(
+            Flag {
+                stored_value: Some(v_num(6.0)),
+                ..Default::default()
+            },
+            "stored_value",
+        ),
+    )
+    .await;
+    for s in [&mut none, &mut a] {
+        let ev = next(s).await;
+        assert_eq!(
+            (ev.r#type(), ev.revision, ev.flag.unwrap().value),
+            (FlagEventType::Upsert, loud, Some(v_num(6.0)))
+        );
+    }
     server.shutdown().await.unwrap();
 }

@@ -307,6 +307,22 @@ pub struct Change {
     pub flag_key: Option<String>,
     /// What happened.
     pub payload: Payload,
+    /// What the replica's state held before it, filled in as the change is
+    /// applied; `None` for a change read back from the log (a resumed
+    /// watch's replay), whose events are then sent as if every value had
+    /// changed.
+    pub prior: Option<Prior>,
+}
+
+/// The state a change replaced, so that an audience hears of it only when
+/// its effective value changed.
+#[derive(Debug, Clone, Default)]
+pub struct Prior {
+    /// The flag's definition before (`None`: it did not exist).
+    pub flag: Option<FlagDef>,
+    /// The tenant's overrides before: of the flag concerned, or all of them
+    /// for a tenant deletion, by flag key.
+    pub overrides: BTreeMap<String, Value>,
 }
 
 impl From<Entry> for Change {
@@ -334,6 +350,7 @@ impl From<Entry> for Change {
             tenant_id,
             flag_key,
             payload,
+            prior: None,
         }
     }
 }
@@ -453,9 +470,25 @@ pub fn effective(env: &EnvOverrides, def: &FlagDef, tenant_value: Option<&Value>
     }
 }
 
-/// Returns the events a subscriber of `tenant` (`None`: no tenant) sees for `c`.
+/// Returns the events a subscriber of `tenant` (`None`: no tenant) sees for
+/// `c`: an UPSERT only where the flag is new or its effective value (or the
+/// value's source) changed for that audience, when the prior state is known.
 pub fn events_for(env: &EnvOverrides, c: &Change, tenant: Option<&str>) -> Vec<Event> {
     let mine = c.tenant_id.as_deref().is_some_and(|t| Some(t) == tenant);
+    let prior = c.prior.as_ref();
+    // The audience's value of `key` before the change, when known: `None`
+    // when unknown, `Some(None)` when the flag did not exist.
+    let before = |key: &str, tenant_override: Option<&Value>| -> Option<Option<Effective>> {
+        let p = prior?;
+        Some(p.flag.as_ref().map(|d| {
+            debug_assert_eq!(d.key, key);
+            effective(env, d, tenant_override)
+        }))
+    };
+    let upsert_if_changed = |old: Option<Option<Effective>>, new: Effective| match old {
+        Some(Some(old)) if old == new => None,
+        _ => Some(Event::Upsert(new)),
+    };
     match &c.payload {
         Payload::FlagUpsert { flag, overridden } => {
             // A tenant whose override hides the change sees nothing (with an
@@ -463,22 +496,43 @@ pub fn events_for(env: &EnvOverrides, c: &Change, tenant: Option<&str>) -> Vec<E
             if tenant.is_some_and(|t| overridden.iter().any(|o| o == t)) {
                 Vec::new()
             } else {
-                vec![Event::Upsert(effective(env, flag, None))]
+                upsert_if_changed(before(&flag.key, None), effective(env, flag, None))
+                    .into_iter()
+                    .collect()
             }
         }
         Payload::FlagDelete => c.flag_key.clone().map(Event::Delete).into_iter().collect(),
-        Payload::OverrideUpsert { value } if mine => vec![Event::Upsert(env_first(
-            env,
-            Effective {
-                flag: c.flag_key.clone().unwrap_or_default(),
-                value: value.clone(),
-                source: ValueSource::Tenant,
-            },
-        ))],
-        Payload::OverrideDelete { flag } if mine => vec![Event::Upsert(effective(env, flag, None))],
+        Payload::OverrideUpsert { value } if mine => {
+            let key = c.flag_key.clone().unwrap_or_default();
+            let old = prior.map(|p| p.overrides.get(&key));
+            let new = env_first(
+                env,
+                Effective {
+                    flag: key.clone(),
+                    value: value.clone(),
+                    source: ValueSource::Tenant,
+                },
+            );
+            upsert_if_changed(old.and_then(|o| before(&key, o)), new)
+                .into_iter()
+                .collect()
+        }
+        Payload::OverrideDelete { flag } if mine => {
+            let old = prior.map(|p| p.overrides.get(&flag.key));
+            upsert_if_changed(
+                old.and_then(|o| before(&flag.key, o)),
+                effective(env, flag, None),
+            )
+            .into_iter()
+            .collect()
+        }
         Payload::TenantDelete { restored } if mine => restored
             .iter()
-            .map(|f| Event::Upsert(effective(env, f, None)))
+            .filter_map(|f| {
+                let old =
+                    prior.map(|p| p.overrides.get(&f.key).map(|v| effective(env, f, Some(v))));
+                upsert_if_changed(old, effective(env, f, None))
+            })
             .collect(),
         _ => Vec::new(),
     }
@@ -590,6 +644,91 @@ mod tests {
     }
 
     #[test]
+    fn an_upsert_is_sent_only_where_the_effective_value_changed() {
+        let env = EnvOverrides::default();
+        let old = def("f", json!(1), Some(json!(5)));
+        let upsert = |flag: FlagDef, prior: &FlagDef| Change {
+            revision: 7,
+            committed_at_us: 0,
+            tenant_id: None,
+            flag_key: Some("f".into()),
+            payload: Payload::FlagUpsert {
+                flag,
+                overridden: Vec::new(),
+            },
+            prior: Some(Prior {
+                flag: Some(prior.clone()),
+                overrides: BTreeMap::new(),
+            }),
+        };
+        // The description, or the default under a stored value: nobody's
+        // value changed.
+        let mut described = old.clone();
+        described.description = "now documented".into();
+        assert!(events_for(&env, &upsert(described, &old), None).is_empty());
+        let new_default = def("f", json!(2), Some(json!(5)));
+        assert!(events_for(&env, &upsert(new_default, &old), Some("a")).is_empty());
+        // The stored value: everyone's did.
+        let stored = def("f", json!(1), Some(json!(6)));
+        assert_eq!(
+            events_for(&env, &upsert(stored.clone(), &old), None).len(),
+            1
+        );
+        // A replayed change (prior unknown) is sent.
+        let mut replayed = upsert(def("f", json!(2), Some(json!(5))), &old);
+        replayed.prior = None;
+        assert_eq!(events_for(&env, &replayed, None).len(), 1);
+        // An override set to the value the tenant already had from the store
+        // changes its source, so it is sent; set again to the same, it is not.
+        let set = |prior_override: Option<Value>| Change {
+            revision: 8,
+            committed_at_us: 0,
+            tenant_id: Some("a".into()),
+            flag_key: Some("f".into()),
+            payload: Payload::OverrideUpsert { value: json!(6) },
+            prior: Some(Prior {
+                flag: Some(stored.clone()),
+                overrides: prior_override
+                    .map(|v| ("f".to_owned(), v))
+                    .into_iter()
+                    .collect(),
+            }),
+        };
+        assert_eq!(events_for(&env, &set(None), Some("a")).len(), 1);
+        assert!(events_for(&env, &set(Some(json!(6))), Some("a")).is_empty());
+        // A tenant deletion restores only the flags whose value differs.
+        let other = def("g", json!("x"), None);
+        let deleted = Change {
+            revision: 9,
+            committed_at_us: 0,
+            tenant_id: Some("a".into()),
+            flag_key: None,
+            payload: Payload::TenantDelete {
+                restored: vec![stored.clone(), other.clone()],
+            },
+            prior: Some(Prior {
+                flag: None,
+                overrides: [("f".to_owned(), json!(6)), ("g".to_owned(), json!("y"))].into(),
+            }),
+        };
+        let events = events_for(&env, &deleted, Some("a"));
+        assert_eq!(
+            events.len(),
+            2,
+            "sources change from tenant back to store/default"
+        );
+        let mut same_source = deleted.clone();
+        same_source.payload = Payload::TenantDelete {
+            restored: vec![other],
+        };
+        same_source.prior = Some(Prior {
+            flag: None,
+            overrides: [("g".to_owned(), json!("y"))].into(),
+        });
+        assert_eq!(events_for(&env, &same_source, Some("a")).len(), 1);
+    }
+
+    #[test]
     fn subscribers_see_only_their_tenant() {
         let env = EnvOverrides::default();
         let c = Change {
@@ -598,6 +737,7 @@ mod tests {
             tenant_id: Some("a".into()),
             flag_key: Some("f".into()),
             payload: Payload::OverrideUpsert { value: json!(true) },
+            prior: None,
         };
         assert_eq!(events_for(&env, &c, Some("a")).len(), 1);
         assert!(events_for(&env, &c, Some("b")).is_empty());
@@ -611,6 +751,7 @@ mod tests {
                 flag: def("f", json!(false), Some(json!(true))),
                 overridden: vec!["a".into()],
             },
+            prior: None,
         };
         assert!(
             events_for(&env, &c, Some("a")).is_empty(),

@@ -10,7 +10,8 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::{
-    Change, Effective, EnvOverrides, FlagDef, MAX_PART_BYTES, Payload, approx_size, effective,
+    Change, Effective, EnvOverrides, FlagDef, MAX_PART_BYTES, Payload, Prior, approx_size,
+    effective,
 };
 use crate::error::{Error, Result};
 
@@ -26,6 +27,29 @@ pub struct FlagState {
 }
 
 impl FlagState {
+    /// What `c` replaces in this state (read before applying it).
+    pub fn prior(&self, c: &Change) -> Prior {
+        let key = c.flag_key.as_deref().unwrap_or_default();
+        let tenant = self
+            .overrides
+            .get(c.tenant_id.as_deref().unwrap_or_default());
+        let overrides = match (&c.payload, tenant) {
+            (Payload::TenantDelete { .. }, Some(o)) => {
+                o.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect()
+            }
+            (Payload::OverrideUpsert { .. } | Payload::OverrideDelete { .. }, Some(o)) => o
+                .get(key)
+                .map(|(v, _)| (key.to_owned(), v.clone()))
+                .into_iter()
+                .collect(),
+            _ => Default::default(),
+        };
+        Prior {
+            flag: self.flags.get(key).cloned(),
+            overrides,
+        }
+    }
+
     /// Applies one change. Changes must come in revision order.
     pub fn apply(&mut self, c: &Change) {
         debug_assert!(c.revision > self.revision, "changes are applied in order");
@@ -124,11 +148,12 @@ impl Flags {
     /// Applies a change to the state and sends it to every subscriber. The
     /// send happens under the state lock, so the hub carries changes in
     /// revision order and a heartbeat never overtakes a change.
-    pub fn apply(&self, change: Change) {
+    pub fn apply(&self, mut change: Change) {
         let mut state = self.write();
         if change.revision <= state.revision {
             return;
         }
+        change.prior = Some(state.prior(&change));
         state.apply(&change);
         let _ = self.hub.send(HubMessage::Change(Arc::new(change)));
     }
