@@ -17,6 +17,7 @@ on_both_backends!(
     heartbeats_carry_the_current_revision_and_shutdown_ends_streams_cleanly,
     a_large_flag_set_is_sent_in_parts_that_fit_the_message_limit,
     an_upsert_is_sent_only_where_the_effective_value_changed,
+    a_subscriber_cut_off_inside_a_change_to_several_flags_gets_all_of_it,
 );
 
 pub async fn watch(
@@ -373,8 +374,12 @@ async fn a_large_flag_set_is_sent_in_parts_that_fit_the_message_limit(backend: B
         parts += 1;
         flags += ev.flags.len();
         if !ev.snapshot_continues {
+            assert!(ev.revision >= count as i64, "the last part completes it");
             break;
         }
+        // A part before the last completes nothing: resuming from it (0, a
+        // fresh watch) gives a new snapshot, never a half cache.
+        assert_eq!(ev.revision, 0);
     }
     assert_eq!(flags, count);
     assert!(parts >= 5, "about 1 MiB per part: {parts} parts");
@@ -518,5 +523,62 @@ async fn an_upsert_is_sent_only_where_the_effective_value_changed(backend: Backe
             (FlagEventType::Upsert, loud, Some(v_num(6.0)))
         );
     }
+    server.shutdown().await.unwrap();
+}
+
+/// Deleting a tenant restores every flag it overrode, at one revision. A
+/// subscriber cut off after the first of those events and resuming from the
+/// last revision it received gets every one of them.
+async fn a_subscriber_cut_off_inside_a_change_to_several_flags_gets_all_of_it(backend: Backend) {
+    let Some((server, _db)) = server_on(backend).await else {
+        return;
+    };
+    setup_tenants(&server, &["a"]).await;
+    let mut flags = server.flags(ADMIN).await;
+    for key in ["f1", "f2", "f3"] {
+        flags
+            .create_flag(new_flag(key, FlagType::Bool, v_bool(false)))
+            .await
+            .unwrap();
+        set_override(&server, "a", key, v_bool(true)).await;
+    }
+    let mut s = watch(&server, ADMIN, "a", 0).await;
+    let snap = next(&mut s).await;
+    server
+        .tenants(ADMIN)
+        .await
+        .delete_tenant(DeleteTenantRequest {
+            tenant_id: "a".into(),
+            expected_revision: 0,
+        })
+        .await
+        .unwrap();
+    // The first event of the group; then the subscriber goes away.
+    let first = next(&mut s).await;
+    assert_eq!(first.r#type(), FlagEventType::Upsert);
+    assert_eq!(
+        first.revision, snap.revision,
+        "an event that does not complete its revision carries the one before"
+    );
+    drop(s);
+    // (Created again, so that it can be watched: a deleted tenant cannot.)
+    setup_tenants(&server, &["a"]).await;
+    let mut resumed = watch(&server, ADMIN, "a", first.revision).await;
+    let mut got = Vec::new();
+    let last = loop {
+        let ev = next(&mut resumed).await;
+        assert_eq!(ev.r#type(), FlagEventType::Upsert, "{ev:?}");
+        let f = ev.flag.unwrap();
+        assert_eq!(
+            (f.value, f.source.as_str()),
+            (Some(v_bool(false)), "default")
+        );
+        got.push(f.flag);
+        if ev.revision > snap.revision {
+            break ev.revision;
+        }
+    };
+    assert_eq!(got, ["f1", "f2", "f3"], "the whole change, once");
+    assert_eq!(last, snap.revision + 1);
     server.shutdown().await.unwrap();
 }

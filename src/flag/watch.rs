@@ -77,6 +77,18 @@ pub enum WatchItem {
     },
 }
 
+impl WatchItem {
+    /// The revision the item carries: the one to resume from after it.
+    pub fn revision(&self) -> i64 {
+        match self {
+            WatchItem::Snapshot { revision, .. }
+            | WatchItem::Upsert { revision, .. }
+            | WatchItem::Delete { revision, .. }
+            | WatchItem::Heartbeat { revision } => *revision,
+        }
+    }
+}
+
 /// Counts open watch streams against a limit; a slot is freed when its stream
 /// is dropped (the subscriber went away or the server is stopping).
 #[derive(Debug, Clone)]
@@ -133,17 +145,31 @@ struct Watcher {
     rx: tokio::sync::broadcast::Receiver<HubMessage>,
     tenant: Option<String>,
     last: i64,
+    /// The revision of the last item the stream yielded: what the
+    /// subscriber holds whole, and would resume from.
+    yielded: i64,
     pending: VecDeque<WatchItem>,
     stop: CancellationToken,
     _slot: WatcherSlot,
 }
 
 impl Watcher {
+    /// The revision the subscriber will hold whole once everything pending
+    /// is delivered.
+    fn resume_point(&self) -> i64 {
+        self.pending
+            .back()
+            .map_or(self.yielded, WatchItem::revision)
+    }
+
     fn snapshot(&mut self) {
         self.replay = None;
         let (flags, revision) = self.flags.snapshot(self.tenant.as_deref());
         self.last = revision;
         self.pending.clear();
+        // The parts before the last carry what the subscriber held before
+        // (a resume from it is correct): only the last completes `revision`.
+        let before = self.yielded;
         let mut part = Vec::new();
         let mut bytes = 0;
         for f in flags {
@@ -151,7 +177,7 @@ impl Watcher {
             if !part.is_empty() && bytes + size > MAX_PART_BYTES {
                 self.pending.push_back(WatchItem::Snapshot {
                     flags: std::mem::take(&mut part),
-                    revision,
+                    revision: before,
                     continues: true,
                 });
                 bytes = 0;
@@ -192,8 +218,15 @@ impl Watcher {
         }
     }
 
+    /// Queues the events of the change at `revision`. When it has several
+    /// (a tenant deletion restoring its flags), all but the last carry the
+    /// revision before it, so a subscriber cut off in the middle resumes
+    /// from a revision it holds whole and gets the whole change again.
     fn push_events(&mut self, events: Vec<Event>, revision: i64, committed_at_us: i64) {
-        for e in events {
+        let before = self.resume_point();
+        let n = events.len();
+        for (i, e) in events.into_iter().enumerate() {
+            let revision = if i + 1 < n { before } else { revision };
             self.pending.push_back(match e {
                 Event::Upsert(flag) => WatchItem::Upsert {
                     flag,
@@ -237,6 +270,7 @@ pub async fn open(
         rx,
         tenant,
         last: since,
+        yielded: since,
         pending: VecDeque::new(),
         stop,
         _slot: slot,
@@ -265,6 +299,7 @@ pub async fn open(
     Ok(futures_util::stream::unfold(w, |mut w| async move {
         loop {
             if let Some(item) = w.pending.pop_front() {
+                w.yielded = item.revision();
                 return Some((item, w));
             }
             if w.replay.is_some() {
