@@ -249,6 +249,12 @@ pub struct Config {
     pub http2_keepalive_interval_s: u64,
     /// `SWITCHYARD_HTTP2_KEEPALIVE_TIMEOUT_S`: a PING unanswered this long closes the connection.
     pub http2_keepalive_timeout_s: u64,
+    /// `SWITCHYARD_MAX_CONNECTIONS`: connections open at once on the listener;
+    /// one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// `SWITCHYARD_CONNECTION_IDLE_TIMEOUT_S`: a connection that sends nothing
+    /// (not even an answer to a keepalive PING) this long is closed; 0 never.
+    pub connection_idle_timeout_s: u64,
     /// `SWITCHYARD_SHUTDOWN_GRACE_S`: how long in-flight calls may run after a
     /// shutdown signal before the process stops anyway.
     pub shutdown_grace_s: u64,
@@ -301,6 +307,8 @@ impl Default for Config {
             max_message_bytes: 4 * 1024 * 1024,
             http2_keepalive_interval_s: 30,
             http2_keepalive_timeout_s: 10,
+            max_connections: 16_384,
+            connection_idle_timeout_s: 300,
             shutdown_grace_s: 10,
             sync_interval_ms: 1000,
             flag_overrides: BTreeMap::new(),
@@ -441,6 +449,10 @@ impl Config {
                     self.http2_keepalive_timeout_s = parse_num(name, &v)?
                 }
                 "SHUTDOWN_GRACE_S" => self.shutdown_grace_s = parse_num(name, &v)?,
+                "MAX_CONNECTIONS" => self.max_connections = parse_num(name, &v)?,
+                "CONNECTION_IDLE_TIMEOUT_S" => {
+                    self.connection_idle_timeout_s = parse_num(name, &v)?
+                }
                 "SYNC_INTERVAL_MS" => self.sync_interval_ms = parse_num(name, &v)?,
                 "WATCH_HEARTBEAT_S" => self.watch_heartbeat_s = parse_num(name, &v)?,
                 "WATCH_QUEUE" => self.watch_queue = parse_num(name, &v)?,
@@ -633,6 +645,22 @@ impl Config {
                 "must be at least 1 second",
             ));
         }
+        if self.max_connections == 0 {
+            return Err(ConfigError::new(
+                "SWITCHYARD_MAX_CONNECTIONS",
+                "must be at least 1",
+            ));
+        }
+        let ping = self.http2_keepalive_interval_s + self.http2_keepalive_timeout_s;
+        if self.connection_idle_timeout_s != 0 && self.connection_idle_timeout_s <= ping {
+            return Err(ConfigError::new(
+                "SWITCHYARD_CONNECTION_IDLE_TIMEOUT_S",
+                format!(
+                    "must be 0 (never) or above the keepalive interval plus its timeout \
+                     ({ping} s), so that a healthy connection answering PINGs is never closed"
+                ),
+            ));
+        }
         if self.watch_heartbeat_s == 0 {
             return Err(ConfigError::new(
                 "SWITCHYARD_WATCH_HEARTBEAT_S",
@@ -754,6 +782,12 @@ impl Config {
         self.listen
             .parse()
             .map_err(|e| ConfigError::new("SWITCHYARD_LISTEN", format!("{:?}: {e}", self.listen)))
+    }
+
+    /// The idle timeout of connections, `None` when off.
+    pub fn connection_idle_timeout(&self) -> Option<Duration> {
+        (self.connection_idle_timeout_s > 0)
+            .then(|| Duration::from_secs(self.connection_idle_timeout_s))
     }
 
     /// Returns the HTTP/2 keepalive interval.

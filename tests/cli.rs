@@ -45,6 +45,16 @@ fn bad_configuration_is_one_line_and_a_non_zero_exit() {
             "SWITCHYARD_FAULT_ERROR_RATE",
         ),
         (&["serve", "--no-such-flag"], &[], "--no-such-flag"),
+        (
+            &[],
+            &[("SWITCHYARD_CONNECTION_IDLE_TIMEOUT_S", "40")],
+            "SWITCHYARD_CONNECTION_IDLE_TIMEOUT_S",
+        ),
+        (
+            &[],
+            &[("SWITCHYARD_MAX_CONNECTIONS", "0")],
+            "SWITCHYARD_MAX_CONNECTIONS",
+        ),
         (&["frobnicate"], &[], "frobnicate"),
     ];
     for (args, env, setting) in cases {

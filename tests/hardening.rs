@@ -334,6 +334,94 @@ async fn small_findings_are_refused_precisely(backend: Backend) {
     server.shutdown().await.unwrap();
 }
 
+/// Whether the server closed `s` within `within` (EOF or an error), rather
+/// than keeping it open.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(within, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            // The server's side of an HTTP/2 handshake, or the GOAWAY it
+            // sends on closing: read on.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A socket that never speaks is closed after the idle timeout while a quiet
+/// watch on another connection (whose client only answers PINGs) lives on;
+/// at the connection limit a new connection is closed at once, and once one
+/// goes away a new one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_and_connections_are_limited() {
+    use std::time::Duration;
+    let Some((server, _db)) = server_with(Backend::Sqlite, |c| {
+        c.max_connections = 3;
+        c.connection_idle_timeout_s = 3;
+        c.http2_keepalive_interval_s = 1;
+        c.http2_keepalive_timeout_s = 1;
+        c.watch_heartbeat_s = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut watch = server
+        .flags(ADMIN)
+        .await
+        .watch_flags(switchyard::api::v1::WatchFlagsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    watch.message().await.unwrap().unwrap();
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(15)).await,
+        "a socket that sends nothing is closed"
+    );
+    // The watch outlived it: its connection answered PINGs all along.
+    let after = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("the watch goes on")
+        .unwrap()
+        .expect("still open");
+    assert_eq!(
+        after.r#type(),
+        switchyard::api::v1::FlagEventType::Heartbeat
+    );
+
+    // The watch's connection and two more: the next one is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        assert!(
+            !closed_within(&mut s, Duration::from_millis(300)).await,
+            "within the limit"
+        );
+        held.push(s);
+    }
+    let mut over = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        closed_within(&mut over, Duration::from_secs(2)).await,
+        "beyond the limit: closed at once"
+    );
+    drop(held.pop());
+    wait_until(Duration::from_secs(5), || async {
+        match switchyard::client::Client::connect(&server.url(), "").await {
+            Ok(c) => c
+                .health()
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await;
+    server.shutdown().await.unwrap();
+}
+
 on_both_backends!(
     malformed_messages_are_invalid_argument_with_a_short_message,
     small_findings_are_refused_precisely,

@@ -7,6 +7,7 @@
 //! [`App::start`](crate::app::App::start); this module only wires it to the
 //! transports.
 
+pub mod conn;
 pub mod health;
 pub mod middleware;
 pub mod observe;
@@ -110,7 +111,13 @@ pub async fn serve(
         .tcp_nodelay(true)
         .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            conn::incoming(
+                listener,
+                conn::Limits {
+                    max_connections: config.max_connections,
+                    idle_timeout: config.connection_idle_timeout(),
+                },
+            ),
             signal,
         );
     tracing::info!(%addr, database = ?app.store.backend(), "serving");

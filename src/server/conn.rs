@@ -1,0 +1,168 @@
+//! The listener's connections: at most `max_connections` at once (one more
+//! is closed as soon as it is accepted), and a connection that sends nothing
+//! for `connection_idle_timeout_s` is closed.
+//!
+//! "Sends nothing" counts every byte read: a live HTTP/2 client answers the
+//! server's keepalive PINGs (every `http2_keepalive_interval_s`), so a healthy
+//! watch, however quiet, is never cut; configuration refuses an idle timeout
+//! that is not longer than the PING interval plus its timeout. What is cut is
+//! a socket that never speaks (one that never even sends the HTTP/2 preface)
+//! and an HTTP/1.1 keep-alive connection left unused.
+
+use std::{
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures_util::Stream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::{Instant, Sleep},
+};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// The limits on the listener's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Closes a connection that sent nothing this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Accepts connections from `listener` within `limits`.
+pub fn incoming(
+    listener: TcpListener,
+    limits: Limits,
+) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let last_warning = Arc::new(AtomicU64::new(0));
+    futures_util::stream::unfold(listener, move |listener| {
+        let open = open.clone();
+        let last_warning = last_warning.clone();
+        async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, go on.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = open.clone().try_acquire_owned() else {
+                    // At the limit: closed at once (dropped), said at most
+                    // once a second.
+                    let now = crate::store::now_us() as u64 / 1_000_000;
+                    if last_warning.swap(now, Ordering::Relaxed) != now {
+                        tracing::warn!(
+                            max_connections = limits.max_connections,
+                            "connection limit reached (SWITCHYARD_MAX_CONNECTIONS): closing new connections"
+                        );
+                    }
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = Conn {
+                    io: stream,
+                    idle: limits
+                        .idle_timeout
+                        .map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+                    _permit: permit,
+                };
+                return Some((Ok(conn), listener));
+            }
+        }
+    })
+}
+
+/// One accepted connection, holding its place under the limit.
+#[derive(Debug)]
+pub struct Conn {
+    io: TcpStream,
+    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if let Some((d, timer)) = &mut this.idle
+                    && buf.filled().len() > before
+                {
+                    timer.as_mut().reset(Instant::now() + *d);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let idle = this
+                    .idle
+                    .as_mut()
+                    .is_some_and(|(_, timer)| timer.as_mut().poll(cx).is_ready());
+                if idle {
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "idle connection closed",
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.io.connect_info()
+    }
+}
