@@ -101,6 +101,7 @@ impl App {
             watchers: WatcherLimit::new(config.max_watchers),
             announce,
             shutdown: shutdown.clone(),
+            max_message_bytes: config.max_message_bytes,
         });
 
         let gating = gating::service::Service::new(gating::service::Parts {

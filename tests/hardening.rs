@@ -9,6 +9,7 @@ mod common;
 use bytes::{Buf, BufMut};
 use common::*;
 use pbjson_types::{ListValue, Struct, Value, value::Kind};
+use prost::Message;
 use switchyard::api::v1::{
     CreateFlagRequest, CreateTenantRequest, EvaluateFlagRequest, Flag, FlagType, ListFlagsRequest,
     ListTenantsRequest, Tenant,
@@ -422,7 +423,150 @@ async fn silent_connections_are_closed_and_connections_are_limited() {
     server.shutdown().await.unwrap();
 }
 
+/// With a message limit well under the default, pages and snapshot parts are
+/// cut by it, counting everything encoded (the FULL view's definitions too),
+/// on gRPC and REST; a flag that alone cannot fit is named; a request over the
+/// limit is RESOURCE_EXHAUSTED.
+async fn pages_and_parts_are_cut_by_the_configured_message_limit(backend: Backend) {
+    const LIMIT: usize = 256 * 1024;
+    let Some((server, _db)) = server_with(backend, |c| c.max_message_bytes = LIMIT).await else {
+        return;
+    };
+    let mut flags = server.flags(ADMIN).await;
+    let big = "v".repeat(60 * 1024);
+    let count = 12; // 720 KiB of values, twice that with definitions
+    for i in 0..count {
+        flags
+            .create_flag(CreateFlagRequest {
+                flag: Some(Flag {
+                    key: format!("big{i:02}"),
+                    r#type: FlagType::String as i32,
+                    default_value: Some(Value {
+                        kind: Some(Kind::StringValue(big.clone())),
+                    }),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+    }
+    for view in [1, 2] {
+        let (mut listed, mut defs, mut pages) = (0, 0, 0);
+        let mut token = String::new();
+        loop {
+            let page = flags
+                .list_flags(ListFlagsRequest {
+                    page_token: token.clone(),
+                    view,
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|e| panic!("view {view}, page {pages}: {e:?}"))
+                .into_inner();
+            assert!(page.encoded_len() <= LIMIT, "{} bytes", page.encoded_len());
+            pages += 1;
+            listed += page.flags.len();
+            defs += page.definitions.len();
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(listed, count, "view {view}");
+        assert_eq!(defs, if view == 2 { count } else { 0 });
+        assert!(
+            pages >= if view == 2 { 6 } else { 3 },
+            "view {view}: {pages} pages"
+        );
+    }
+    let r = http(&server, "GET", "/admin/feature-flags", Some(ADMIN), None).await;
+    assert_eq!(
+        r.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&r.body[..200.min(r.body.len())])
+    );
+    assert_eq!(r.json().as_array().unwrap().len(), count);
+    // The watch's snapshot comes in parts that each fit.
+    let mut watch = flags
+        .watch_flags(switchyard::api::v1::WatchFlagsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = 0;
+    loop {
+        let ev = watch.message().await.unwrap().unwrap();
+        assert!(ev.encoded_len() <= LIMIT);
+        seen += ev.flags.len();
+        if !ev.snapshot_continues {
+            break;
+        }
+    }
+    assert_eq!(seen, count);
+    drop(watch);
+
+    // Under a limit of 100 KiB a 60 KiB flag fits alone, but not with its
+    // definition: the FULL view names it.
+    server.shutdown().await.unwrap();
+    let Some((server, _db)) = server_with(backend, |c| c.max_message_bytes = 100 * 1024).await
+    else {
+        return;
+    };
+    let mut flags = server.flags(ADMIN).await;
+    let huge = "v".repeat(40 * 1024);
+    flags
+        .create_flag(CreateFlagRequest {
+            flag: Some(Flag {
+                key: "huge".into(),
+                r#type: FlagType::String as i32,
+                default_value: Some(Value {
+                    kind: Some(Kind::StringValue(huge.clone())),
+                }),
+                stored_value: Some(Value {
+                    kind: Some(Kind::StringValue(huge.clone())),
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let basic = flags.list_flags(ListFlagsRequest::default()).await.unwrap();
+    assert_eq!(basic.into_inner().flags.len(), 1);
+    let e = flags
+        .list_flags(ListFlagsRequest {
+            view: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(
+        e.message().starts_with("flag \"huge\" takes up to"),
+        "{}",
+        e.message()
+    );
+    // A request over the limit.
+    let e = flags
+        .create_flag(CreateFlagRequest {
+            flag: Some(Flag {
+                key: "over".into(),
+                r#type: FlagType::String as i32,
+                description: "d".repeat(120 * 1024),
+                default_value: Some(Value {
+                    kind: Some(Kind::StringValue("x".into())),
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("max_message_bytes"), "{}", e.message());
+    server.shutdown().await.unwrap();
+}
+
 on_both_backends!(
+    pages_and_parts_are_cut_by_the_configured_message_limit,
     malformed_messages_are_invalid_argument_with_a_short_message,
     small_findings_are_refused_precisely,
 );

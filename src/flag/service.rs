@@ -104,6 +104,7 @@ pub struct Service {
     watchers: WatcherLimit,
     announce: Arc<dyn Announce>,
     shutdown: CancellationToken,
+    part_budget: usize,
 }
 
 impl std::fmt::Debug for Service {
@@ -128,6 +129,9 @@ pub struct Parts {
     pub announce: Arc<dyn Announce>,
     /// Cancelled when the server stops: watch streams end.
     pub shutdown: CancellationToken,
+    /// The largest message sent (`max_message_bytes`): pages and snapshot
+    /// parts are cut to fit it.
+    pub max_message_bytes: usize,
 }
 
 impl Service {
@@ -141,6 +145,7 @@ impl Service {
             watchers: p.watchers,
             announce: p.announce,
             shutdown: p.shutdown,
+            part_budget: super::part_budget(p.max_message_bytes),
         }
     }
 
@@ -210,11 +215,23 @@ impl Service {
 
     /// Returns one page of flags with their effective values for `tenant`
     /// (empty: the caller's default, see [`Target::Caller`]).
-    pub async fn list(&self, p: &Principal, tenant: &str, page: &PageRequest) -> Result<FlagList> {
+    pub async fn list(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        page: &PageRequest,
+        with_definitions: Input<bool>,
+    ) -> Result<FlagList> {
         let tenant = self.reading_tenant(p, tenant, "tenant").await?;
+        let with_definitions = with_definitions?;
         let (size, after) = page.resolve(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
-        let (values, definitions, more, revision) =
-            self.flags.list(tenant.as_deref(), &after, size);
+        let (values, definitions, more, revision) = self.flags.list(
+            tenant.as_deref(),
+            &after,
+            size,
+            self.part_budget,
+            with_definitions,
+        )?;
         Ok(FlagList {
             values: Page::new(values, more, |e| &e.flag),
             definitions,
@@ -338,6 +355,7 @@ impl Service {
             since,
             slot,
             self.shutdown.clone(),
+            self.part_budget,
         )
         .await
     }

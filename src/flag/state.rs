@@ -10,8 +10,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::{
-    Change, Effective, EnvOverrides, FlagDef, MAX_PART_BYTES, Payload, Prior, approx_size,
-    effective,
+    Change, Effective, EnvOverrides, FlagDef, Payload, Prior, def_bound, effective, encoded_bound,
 };
 use crate::error::{Error, Result};
 
@@ -220,13 +219,18 @@ impl Flags {
     }
 
     /// Returns one page of flags after `after` (by key): effective values for
-    /// `tenant`, definitions, whether more follow, and the revision.
+    /// `tenant`, definitions, whether more follow, and the revision. The page
+    /// holds at most `limit` flags and `budget` bytes of their encoding
+    /// (definitions counted when `with_definitions`); a flag that alone does
+    /// not fit is RESOURCE_EXHAUSTED, naming it.
     pub fn list(
         &self,
         tenant: Option<&str>,
         after: &str,
         limit: usize,
-    ) -> (Vec<Effective>, Vec<FlagDef>, bool, i64) {
+        budget: usize,
+        with_definitions: bool,
+    ) -> Result<(Vec<Effective>, Vec<FlagDef>, bool, i64)> {
         let state = self.read();
         let overrides = tenant.and_then(|t| state.overrides.get(t));
         let mut range = state
@@ -236,18 +240,38 @@ impl Flags {
         let mut values = Vec::new();
         let mut defs = Vec::new();
         let mut bytes = 0;
-        while values.len() < limit && bytes < MAX_PART_BYTES {
-            let Some((_, def)) = range.next() else { break };
+        while values.len() < limit {
+            let Some((_, def)) = range.peek() else { break };
             let e = effective(
                 &self.env,
                 def,
                 overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v),
             );
-            bytes += approx_size(&e);
+            let size = encoded_bound(&e) + if with_definitions { def_bound(def) } else { 0 };
+            if bytes + size > budget {
+                if values.is_empty() {
+                    return Err(too_large(&def.key, size, budget));
+                }
+                break;
+            }
+            bytes += size;
             values.push(e);
-            defs.push(def.clone());
+            defs.push((*def).clone());
+            range.next();
         }
         let more = range.peek().is_some();
-        (values, defs, more, state.revision)
+        Ok((values, defs, more, state.revision))
     }
+}
+
+/// RESOURCE_EXHAUSTED for a flag that does not fit in one message.
+pub fn too_large(key: &str, size: usize, budget: usize) -> Error {
+    Error::new(
+        crate::error::ErrorKind::ResourceExhausted,
+        format!(
+            "flag {key:?} takes up to {size} bytes encoded, more than one message holds \
+             ({budget} bytes under max_message_bytes): raise max_message_bytes, or make \
+             the value smaller"
+        ),
+    )
 }

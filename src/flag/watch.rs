@@ -24,7 +24,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Change, Effective, Event, MAX_PART_BYTES, approx_size, events_for,
+    Change, Effective, Event, encoded_bound, events_for,
     state::{Flags, HubMessage},
 };
 use crate::{
@@ -42,8 +42,8 @@ const REPLAY_PAGE: i64 = 100;
 /// What a subscriber receives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchItem {
-    /// Every effective flag at `revision`, in parts of at most about
-    /// [`MAX_PART_BYTES`] of values; `continues` is set on every part but the last.
+    /// Every effective flag at `revision`, in parts that each fit in one
+    /// message; `continues` is set on every part but the last.
     Snapshot {
         /// The flags (of this part).
         flags: Vec<Effective>,
@@ -75,6 +75,9 @@ pub enum WatchItem {
         /// The replica's revision.
         revision: i64,
     },
+    /// The stream cannot go on (a flag that does not fit in one message);
+    /// it ends after this.
+    Failed(Error),
 }
 
 impl WatchItem {
@@ -85,6 +88,7 @@ impl WatchItem {
             | WatchItem::Upsert { revision, .. }
             | WatchItem::Delete { revision, .. }
             | WatchItem::Heartbeat { revision } => *revision,
+            WatchItem::Failed(_) => 0,
         }
     }
 }
@@ -150,6 +154,10 @@ struct Watcher {
     yielded: i64,
     pending: VecDeque<WatchItem>,
     stop: CancellationToken,
+    /// The most flag bytes in one snapshot part.
+    part_budget: usize,
+    /// A `Failed` item was yielded: the stream ends.
+    ended: bool,
     _slot: WatcherSlot,
 }
 
@@ -173,8 +181,17 @@ impl Watcher {
         let mut part = Vec::new();
         let mut bytes = 0;
         for f in flags {
-            let size = approx_size(&f);
-            if !part.is_empty() && bytes + size > MAX_PART_BYTES {
+            let size = encoded_bound(&f);
+            if size > self.part_budget {
+                self.pending
+                    .push_back(WatchItem::Failed(super::state::too_large(
+                        &f.flag,
+                        size,
+                        self.part_budget,
+                    )));
+                return;
+            }
+            if !part.is_empty() && bytes + size > self.part_budget {
                 self.pending.push_back(WatchItem::Snapshot {
                     flags: std::mem::take(&mut part),
                     revision: before,
@@ -256,6 +273,7 @@ pub async fn open(
     since: i64,
     slot: WatcherSlot,
     stop: CancellationToken,
+    part_budget: usize,
 ) -> Result<impl Stream<Item = WatchItem> + Send + 'static> {
     if since < 0 {
         return Err(Error::invalid_argument(
@@ -273,6 +291,8 @@ pub async fn open(
         yielded: since,
         pending: VecDeque::new(),
         stop,
+        part_budget,
+        ended: false,
         _slot: slot,
     };
     let current = flags.revision();
@@ -298,8 +318,14 @@ pub async fn open(
     }
     Ok(futures_util::stream::unfold(w, |mut w| async move {
         loop {
+            if w.ended {
+                return None;
+            }
             if let Some(item) = w.pending.pop_front() {
-                w.yielded = item.revision();
+                match &item {
+                    WatchItem::Failed(_) => w.ended = true,
+                    _ => w.yielded = item.revision(),
+                }
                 return Some((item, w));
             }
             if w.replay.is_some() {

@@ -84,8 +84,8 @@ pub fn effective_to_proto(e: &Effective) -> EffectiveFlag {
     }
 }
 
-fn watch_to_proto(item: WatchItem) -> WatchFlagsResponse {
-    match item {
+fn watch_to_proto(item: WatchItem) -> Result<WatchFlagsResponse, Status> {
+    Ok(match item {
         WatchItem::Snapshot {
             flags,
             revision,
@@ -128,7 +128,8 @@ fn watch_to_proto(item: WatchItem) -> WatchFlagsResponse {
             revision,
             ..Default::default()
         },
-    }
+        WatchItem::Failed(e) => return Err(e.into()),
+    })
 }
 
 /// Converts an optional stored value: absent is none, present must convert.
@@ -199,28 +200,28 @@ impl FlagService for FlagApi {
         req: Request<ListFlagsRequest>,
     ) -> Result<Response<ListFlagsResponse>, Status> {
         let r = req.get_ref();
+        let full = match FlagView::try_from(r.view) {
+            Ok(FlagView::Full) => Ok(true),
+            Ok(FlagView::Basic | FlagView::Unspecified) => Ok(false),
+            Err(_) => Err(Error::invalid_argument(
+                "view",
+                format!(
+                    "unknown view {}; the views are BASIC (1) and FULL (2)",
+                    r.view
+                ),
+            )),
+        };
+        let with_definitions = full.as_ref().is_ok_and(|f| *f);
         let list = self
             .flags
             .list(
                 principal(&req)?,
                 &r.tenant,
                 &page(r.page_size, &r.page_token),
+                full,
             )
             .await?;
-        let full = match FlagView::try_from(r.view) {
-            Ok(FlagView::Full) => true,
-            Ok(FlagView::Basic | FlagView::Unspecified) => false,
-            Err(_) => {
-                return Err(Error::invalid_argument(
-                    "view",
-                    format!(
-                        "unknown view {}; the views are BASIC (1) and FULL (2)",
-                        r.view
-                    ),
-                )
-                .into());
-            }
-        };
+        let full = with_definitions;
         Ok(Response::new(ListFlagsResponse {
             flags: list.values.items.iter().map(effective_to_proto).collect(),
             next_page_token: list.values.next_token,
@@ -328,8 +329,6 @@ impl FlagService for FlagApi {
             .flags
             .watch(principal(&req)?, &r.tenant_id, r.since_revision)
             .await?;
-        Ok(Response::new(Box::pin(
-            stream.map(|item| Ok(watch_to_proto(item))),
-        )))
+        Ok(Response::new(Box::pin(stream.map(watch_to_proto))))
     }
 }

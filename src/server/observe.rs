@@ -225,6 +225,72 @@ fn injected_refusal(grpc: bool) -> Response {
     }
 }
 
+/// tonic refuses a request message over the limit as OUT_OF_RANGE ("decoded
+/// message length too large"); gRPC's own servers say RESOURCE_EXHAUSTED,
+/// and so does this one, naming the setting. Applied to the status of a
+/// trailers-only answer and to trailers.
+fn oversize_is_resource_exhausted(h: &mut HeaderMap) {
+    const TONIC: &str = "Error, decoded message length too large: found ";
+    if h.get("grpc-status").map(http::HeaderValue::as_bytes) != Some(b"11") {
+        return;
+    }
+    let Some(message) = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(percent_decode)
+    else {
+        return;
+    };
+    let Some(rest) = message.strip_prefix(TONIC) else {
+        return;
+    };
+    let mut numbers = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|n| !n.is_empty());
+    let (Some(found), Some(limit)) = (numbers.next(), numbers.next()) else {
+        return;
+    };
+    let text =
+        format!("the request message is {found} bytes; the limit is {limit} (max_message_bytes)");
+    h.insert("grpc-status", http::HeaderValue::from_static("8"));
+    if let Ok(v) = http::HeaderValue::from_str(&percent_encode(&text)) {
+        h.insert("grpc-message", v);
+    }
+}
+
+/// Decodes gRPC's percent-encoding of `grpc-message`.
+fn percent_decode(m: &str) -> String {
+    let bytes = m.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Ok(b) = u8::from_str_radix(m.get(i + 1..i + 3).unwrap_or(""), 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// gRPC's percent-encoding of `grpc-message`: printable ASCII but `%` as is.
+fn percent_encode(m: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(m.len());
+    for b in m.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// UNIMPLEMENTED for a gRPC path no service serves, naming it.
 fn unknown_method_refusal(path: &str) -> Response {
     let (service, method) = path
@@ -312,6 +378,9 @@ where
                     inner.call(req).await?
                 };
                 let (mut parts, body) = resp.into_parts();
+                if grpc {
+                    oversize_is_resource_exhausted(&mut parts.headers);
+                }
                 if let Some(v) = fault_header {
                     parts.headers.insert(FAULT_HEADER, v);
                 }
@@ -470,7 +539,12 @@ impl HttpBody for ObservedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
+        let mut polled = this.inner.as_mut().poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &mut polled
+            && let Some(trailers) = frame.trailers_mut()
+        {
+            oversize_is_resource_exhausted(trailers);
+        }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref()
