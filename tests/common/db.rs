@@ -131,6 +131,26 @@ impl TestDb {
         }
     }
 
+    /// Terminates every PostgreSQL backend connected to this database (what
+    /// a failover or an operator's `pg_terminate_backend` does); returns how
+    /// many.
+    pub async fn terminate_backends(&self) -> u64 {
+        let Some(name) = &self.pg_name else { return 0 };
+        let mut conn = PgConnection::connect(&postgres_admin_url())
+            .await
+            .expect("connect as admin");
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()) t",
+        )
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("terminate backends");
+        let _ = conn.close().await;
+        u64::try_from(n).unwrap_or(0)
+    }
+
     /// Applies the migrations (what `switchyard migrate` does).
     pub async fn migrate(&self) {
         let store = switchyard::store::Store::connect(&self.url)

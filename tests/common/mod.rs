@@ -15,6 +15,7 @@ pub mod binary;
 pub mod clients;
 pub mod db;
 pub mod fixtures;
+pub mod own_redis;
 pub mod prometheus;
 pub mod server;
 
@@ -25,6 +26,7 @@ pub use binary::*;
 pub use clients::*;
 pub use db::*;
 pub use fixtures::*;
+pub use own_redis::OwnRedis;
 pub use prometheus::Prometheus;
 pub use server::*;
 
