@@ -134,6 +134,9 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::Database(d) if is_transient(d.code().as_deref()) => {
                 Error::unavailable("the database (busy)", e)
             }
+            sqlx::Error::Database(d) if is_connection_lost(d.code().as_deref()) => {
+                Error::unavailable("the database", e)
+            }
             _ => Error::internal("talking to the database", e),
         }
     }
@@ -152,12 +155,30 @@ fn is_transient(code: Option<&str>) -> bool {
     }
 }
 
+/// PostgreSQL's SQLSTATEs for a connection that went away under the call: a
+/// backend terminated by an operator or a failover (57P01, 57P02, 57P03), or
+/// any connection exception (class 08). The transaction was rolled back; a
+/// retry on a new connection is the cure.
+fn is_connection_lost(code: Option<&str>) -> bool {
+    code.is_some_and(|c| matches!(c, "57P01" | "57P02" | "57P03") || c.starts_with("08"))
+}
+
 /// The result type of domain and store code.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_database_connection_is_unavailable() {
+        for code in ["57P01", "57P02", "57P03", "08006", "08003"] {
+            assert!(is_connection_lost(Some(code)), "{code}");
+        }
+        for code in ["23505", "42601", "57014"] {
+            assert!(!is_connection_lost(Some(code)), "{code}");
+        }
+    }
 
     #[test]
     fn driver_errors_do_not_reach_the_client() {

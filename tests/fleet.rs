@@ -370,9 +370,10 @@ async fn the_fleet_loses_repeats_and_reorders_nothing_under_faults() {
         latencies.len()
     );
     assert!(by(Phase::RedisDown).len() >= 20 && by(Phase::RedisFrozen).len() >= 20);
-    // Within 2x of normal, with a 25 ms floor for a normal p99 of a few ms on a
-    // loaded machine; a write that waited on its publish took 0.5 s to 1 s.
-    let bound = (normal * 2).max(Duration::from_millis(25));
+    // Within 2x of normal, with a 100 ms floor: a normal p99 of a few ms on a
+    // busy 2-core machine jitters by tens of ms, while a write that waited on
+    // its publish took 0.5 s to 1 s (the figures are printed above).
+    let bound = (normal * 2).max(Duration::from_millis(100));
     assert!(
         down <= bound && frozen <= bound,
         "p99 {down:?} / {frozen:?} against {bound:?}"
