@@ -398,6 +398,32 @@ async fn canary_verdicts_against_real_servers_drilled_with_faults() {
     assert_eq!(text(&doc.unwrap(), &["verdict", "status"]), "INCONCLUSIVE");
 }
 
+/// Starts `switchyard smoke` at 100 calls/s with no warm-up against
+/// `target`, with `extra` options, and returns once its run has started
+/// (its first line), with its standard error's lines.
+fn start_smoke(
+    dir: &Path,
+    target: &str,
+    extra: &[&str],
+) -> (std::process::Child, std::sync::Arc<Mutex<Vec<String>>>) {
+    let mut args = vec![
+        "smoke", "--target", target, "--setup", "--rate", "100", "--warmup", "0",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = command(dir, &args, &[("SWITCHYARD_TOKEN", ADMIN)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = collect_lines(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lines.lock().unwrap().iter().any(|l| l.contains("warm-up")) {
+        assert!(Instant::now() < deadline, "{:?}", lines.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child, lines)
+}
+
 #[test]
 fn a_server_that_stalls_shows_in_p99_and_max() {
     let _turn = turn();
@@ -405,36 +431,12 @@ fn a_server_that_stalls_shows_in_p99_and_max() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("stall.json");
     let target = server.addr();
-    let mut child = command(
+    // Freeze the server for 2 s two seconds into the run.
+    let (mut child, lines) = start_smoke(
         dir.path(),
-        &[
-            "smoke",
-            "--target",
-            &target,
-            "--setup",
-            "--rate",
-            "100",
-            "--duration",
-            "6s",
-            "--warmup",
-            "0",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[("SWITCHYARD_TOKEN", ADMIN)],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    // Wait for the run to start (its first line), then freeze the server
-    // for 2 s two seconds in.
-    let lines = collect_lines(child.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !lines.lock().unwrap().iter().any(|l| l.contains("warm-up")) {
-        assert!(Instant::now() < deadline, "{:?}", lines.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        &target,
+        &["--duration", "6s", "--out", out.to_str().unwrap()],
+    );
     std::thread::sleep(Duration::from_secs(2));
     let pid = server.child.id().to_string();
     assert!(
@@ -477,36 +479,18 @@ fn ctrl_c_writes_an_interrupted_report_that_is_never_a_pass() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("interrupted.json");
     let target = server.addr();
-    let mut child = command(
+    let (mut child, lines) = start_smoke(
         dir.path(),
+        &target,
         &[
-            "smoke",
-            "--target",
-            &target,
-            "--setup",
-            "--rate",
-            "100",
             "--duration",
             "30s",
-            "--warmup",
-            "0",
             "--min-requests",
             "10",
             "--out",
             out.to_str().unwrap(),
         ],
-        &[("SWITCHYARD_TOKEN", ADMIN)],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let lines = collect_lines(child.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !lines.lock().unwrap().iter().any(|l| l.contains("warm-up")) {
-        assert!(Instant::now() < deadline, "{:?}", lines.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    );
     std::thread::sleep(Duration::from_secs(2));
     let started = Instant::now();
     let pid = child.id().to_string();

@@ -659,15 +659,25 @@ async fn run_smoke(args: SmokeArgs) -> Run<u8> {
         &runs,
         join_notes(&[note, history_note]).as_deref(),
     );
-    let published = summary::publish(&markdown).map_err(Usage)?;
-    let verdict = summary.verdict.unwrap_or_default();
-    say(
+    finish(
         "smoke",
+        &markdown,
+        summary.verdict.unwrap_or_default(),
+        &args.out,
+    )
+}
+
+/// Publishes the Markdown, says the verdict in one line and returns its exit
+/// code.
+fn finish(command: &str, markdown: &str, verdict: pb::VerdictBlock, out: &Path) -> Run<u8> {
+    let published = summary::publish(markdown).map_err(Usage)?;
+    say(
+        command,
         &format!(
             "{}{} — wrote {}{}",
             verdict.status,
             reasons(&verdict.reasons),
-            args.out.display(),
+            out.display(),
             published.map_or_else(String::new, |p| format!(", appended to {}", p.display()))
         ),
     );
@@ -844,19 +854,12 @@ async fn run_canary(args: CanaryArgs) -> Run<u8> {
     };
     let markdown =
         summary::canary_markdown(&report, &runs, join_notes(&[note, history_note]).as_deref());
-    let published = summary::publish(&markdown).map_err(Usage)?;
-    let verdict = report.verdict.unwrap_or_default();
-    say(
+    finish(
         "canary",
-        &format!(
-            "{}{} — wrote {}{}",
-            verdict.status,
-            reasons(&verdict.reasons),
-            args.out.display(),
-            published.map_or_else(String::new, |p| format!(", appended to {}", p.display()))
-        ),
-    );
-    Ok(exit_code(verdict.exit_code))
+        &markdown,
+        report.verdict.unwrap_or_default(),
+        &args.out,
+    )
 }
 
 #[cfg(test)]

@@ -75,9 +75,7 @@ pub fn incoming(
                 let _ = stream.set_nodelay(true);
                 let conn = Conn {
                     io: stream,
-                    idle: limits
-                        .idle_timeout
-                        .map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+                    idle: limits.idle_timeout.map(Idle::new),
                     _permit: permit,
                 };
                 return Some((Ok(conn), listener));
@@ -90,7 +88,7 @@ pub fn incoming(
 #[derive(Debug)]
 pub struct Conn {
     io: TcpStream,
-    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    idle: Option<Idle>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -104,19 +102,17 @@ impl AsyncRead for Conn {
         let this = &mut *self;
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                if let Some((d, timer)) = &mut this.idle
+                // Only the time of the read is kept here (no timer work on
+                // every read); the timer is moved when it fires.
+                if let Some(idle) = &mut this.idle
                     && buf.filled().len() > before
                 {
-                    timer.as_mut().reset(Instant::now() + *d);
+                    idle.last_read = Instant::now();
                 }
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                let idle = this
-                    .idle
-                    .as_mut()
-                    .is_some_and(|(_, timer)| timer.as_mut().poll(cx).is_ready());
-                if idle {
+                if this.idle.as_mut().is_some_and(|idle| idle.expired(cx)) {
                     Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "idle connection closed",
@@ -125,6 +121,39 @@ impl AsyncRead for Conn {
                     Poll::Pending
                 }
             }
+        }
+    }
+}
+
+/// The idle timer of a connection.
+#[derive(Debug)]
+struct Idle {
+    timeout: Duration,
+    last_read: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Idle {
+    fn new(timeout: Duration) -> Idle {
+        Idle {
+            timeout,
+            last_read: Instant::now(),
+            timer: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    /// Whether nothing was read for the timeout; otherwise the timer is set
+    /// to the timeout after the last read (and registered with `cx`).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let deadline = self.last_read + self.timeout;
+            if deadline <= Instant::now() {
+                return true;
+            }
+            self.timer.as_mut().reset(deadline);
         }
     }
 }
