@@ -119,11 +119,15 @@ impl Follower {
         let _one_at_a_time = self.lock.lock().await;
         let mut applied = self.applied();
         let mut tenant_change = None;
+        // The tenants changed, to apply to the matcher one by one; `None`
+        // after a full reload (the matcher is loaded whole).
+        let mut changed_tenants: Option<Vec<String>> = Some(Vec::new());
         let mut stuck = None;
         loop {
             let batch = match self.store.changes_after(applied, BATCH).await? {
                 Read::Pruned => {
                     applied = self.reload_all(&mut tenant_change).await?;
+                    changed_tenants = None;
                     continue;
                 }
                 Read::Batch(batch) => batch,
@@ -135,6 +139,12 @@ impl Follower {
                 metrics::propagation(Duration::from_micros(lag_us.unsigned_abs()));
                 if entry.change.is_tenant_change() {
                     tenant_change = Some(entry.revision);
+                    if let (Some(ids), Some(id)) =
+                        (changed_tenants.as_mut(), entry.change.tenant_id())
+                        && !ids.iter().any(|i| i == id)
+                    {
+                        ids.push(id.to_owned());
+                    }
                 }
                 // The flag state and its subscribers see every revision, so
                 // that their revision always names a complete prefix.
@@ -150,7 +160,10 @@ impl Follower {
         }
         if let Some(revision) = tenant_change {
             self.tenants.changed(revision);
-            self.tenants.reload().await?;
+            match &changed_tenants {
+                Some(ids) => self.tenants.apply_changes(ids).await?,
+                None => self.tenants.reload().await?,
+            }
         }
         self.applied.store(applied, Ordering::SeqCst);
         let mut latest = self

@@ -17,6 +17,7 @@ on_both_backends!(
     tenant_tokens_cannot_cross_tenants,
     the_mapping_survives_a_restart,
     replicas_without_a_shared_bus_converge_by_polling,
+    a_long_run_of_writes_resolves_as_a_full_rebuild_would,
 );
 
 fn tenant(id: &str, patterns: &[&str]) -> CreateTenantRequest {
@@ -586,4 +587,113 @@ async fn replicas_without_a_shared_bus_converge_by_polling(backend: Backend) {
     .await;
     one.shutdown().await.unwrap();
     two.shutdown().await.unwrap();
+}
+
+/// Hundreds of tenant writes, each applied to the matcher by itself (and
+/// merged into its base in the background now and then): every key resolves
+/// as the written patterns say, on the replica that wrote them and, after a
+/// restart (one full build), the same.
+async fn a_long_run_of_writes_resolves_as_a_full_rebuild_would(backend: Backend) {
+    let Some((server, db)) = server_on(backend).await else {
+        return;
+    };
+    const N: usize = 300;
+    let mut admin = server.tenants(ADMIN).await;
+    admin
+        .create_tenant(tenant("wide", &["*.example"]))
+        .await
+        .unwrap();
+    for i in 0..N {
+        let exact = format!("t{i}.example");
+        let wild = format!("*.t{i}.example");
+        admin
+            .create_tenant(tenant(&format!("t{i}"), &[&exact, &wild]))
+            .await
+            .unwrap();
+    }
+    for i in 0..50 {
+        let moved = format!("moved{i}.example");
+        admin
+            .update_tenant(UpdateTenantRequest {
+                tenant: Some(Tenant {
+                    id: format!("t{i}"),
+                    patterns: vec![moved],
+                    ..Default::default()
+                }),
+                update_mask: Some(pbjson_types::FieldMask {
+                    paths: vec!["patterns".into()],
+                }),
+                expected_revision: 0,
+            })
+            .await
+            .unwrap();
+    }
+    for i in 50..70 {
+        admin
+            .delete_tenant(DeleteTenantRequest {
+                tenant_id: format!("t{i}"),
+                expected_revision: 0,
+            })
+            .await
+            .unwrap();
+    }
+    // A pattern of a deleted tenant goes to another.
+    admin
+        .update_tenant(UpdateTenantRequest {
+            tenant: Some(Tenant {
+                id: "t70".into(),
+                patterns: vec![
+                    "t70.example".into(),
+                    "*.t70.example".into(),
+                    "t50.example".into(),
+                ],
+                ..Default::default()
+            }),
+            update_mask: Some(pbjson_types::FieldMask {
+                paths: vec!["patterns".into()],
+            }),
+            expected_revision: 0,
+        })
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..N)
+        .flat_map(|i| [format!("t{i}.example"), format!("x.t{i}.example")])
+        .chain((0..50).map(|i| format!("moved{i}.example")))
+        .collect();
+    resolves_as_written(&server, &keys).await;
+    server.shutdown().await.unwrap();
+    let server = TestServer::start(test_config(&db)).await;
+    wait_until(Duration::from_secs(10), || async {
+        resolved_id(&server, "t299.example").await.as_deref() == Some("t299")
+    })
+    .await;
+    resolves_as_written(&server, &keys).await;
+    server.shutdown().await.unwrap();
+}
+
+/// Checks every key against what the writes of the long run say.
+async fn resolves_as_written(server: &TestServer, keys: &[String]) {
+    let expected = |key: &str| -> String {
+        if key == "t50.example" {
+            return "t70".into();
+        }
+        if let Some(i) = key
+            .strip_prefix("moved")
+            .and_then(|k| k.strip_suffix(".example"))
+        {
+            return format!("t{i}");
+        }
+        let label = key.trim_end_matches(".example").rsplit('.').next().unwrap();
+        match label[1..].parse::<usize>().unwrap() {
+            0..70 => "wide".to_owned(),
+            i => format!("t{i}"),
+        }
+    };
+    for key in keys {
+        assert_eq!(
+            resolved_id(server, key).await.as_deref(),
+            Some(expected(key).as_str()),
+            "{key}"
+        );
+    }
 }

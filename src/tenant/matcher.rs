@@ -4,8 +4,10 @@
 //! number of labels in the key (at most 127), never with the number of tenants
 //! or patterns.
 //!
-//! A matcher is immutable; changes build a new one that replaces the old one
-//! atomically (see `Tenants::reload`).
+//! A matcher is immutable. A replica's is a [`Layered`] one: a large base and
+//! a small matcher of the tenants changed since it was built, which each
+//! tenant change rebuilds and swaps in atomically (`Tenants::apply_changes`);
+//! the two are merged into a new base in the background now and then.
 
 use std::{
     collections::HashMap,
@@ -189,30 +191,23 @@ impl Matcher {
 
     /// Returns the most specific entry matching the normalised `key`.
     pub fn lookup(&self, key: &str) -> Option<&Entry> {
-        if let Some(e) = self.probe(Kind::Exact, key) {
-            return Some(e);
-        }
-        if !self.tables[Kind::Suffix as usize].by_hash.is_empty() {
-            // Left to right: the suffix after the first dot is the longest.
-            for (i, b) in key.bytes().enumerate() {
-                if b == b'.'
-                    && let Some(e) = self.probe(Kind::Suffix, &key[i + 1..])
-                {
-                    return Some(e);
-                }
-            }
-        }
-        if !self.tables[Kind::Prefix as usize].by_hash.is_empty() {
-            // Right to left: the prefix before the last dot is the longest.
-            for (i, b) in key.bytes().enumerate().rev() {
-                if b == b'.'
-                    && let Some(e) = self.probe(Kind::Prefix, &key[..i])
-                {
-                    return Some(e);
-                }
-            }
-        }
-        self.catch_all.as_ref()
+        search(
+            key,
+            self.has(Kind::Suffix),
+            self.has(Kind::Prefix),
+            |kind, fixed| self.probe(kind, fixed),
+        )
+        .or(self.catch_all.as_ref())
+    }
+
+    fn has(&self, kind: Kind) -> bool {
+        let t = &self.tables[kind as usize];
+        !t.by_hash.is_empty() || !t.collided.is_empty()
+    }
+
+    /// Every tenant, patterns or not.
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<TenantRecord>> {
+        self.tenants.values()
     }
 
     /// Returns the tenant with `id`, patterns or not.
@@ -228,6 +223,178 @@ impl Matcher {
     /// Returns whether there are no patterns.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Probes the places a pattern matching `key` could be, most specific first
+/// (the exact key, suffixes longest first, prefixes longest first; not the
+/// catch-all), and returns the first entry `probe` finds.
+fn search<'a>(
+    key: &str,
+    suffixes: bool,
+    prefixes: bool,
+    mut probe: impl FnMut(Kind, &str) -> Option<&'a Entry>,
+) -> Option<&'a Entry> {
+    if let Some(e) = probe(Kind::Exact, key) {
+        return Some(e);
+    }
+    if suffixes {
+        // Left to right: the suffix after the first dot is the longest.
+        for (i, b) in key.bytes().enumerate() {
+            if b == b'.'
+                && let Some(e) = probe(Kind::Suffix, &key[i + 1..])
+            {
+                return Some(e);
+            }
+        }
+    }
+    if prefixes {
+        // Right to left: the prefix before the last dot is the longest.
+        for (i, b) in key.bytes().enumerate().rev() {
+            if b == b'.'
+                && let Some(e) = probe(Kind::Prefix, &key[..i])
+            {
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
+/// The matcher of a replica: a large base, built off the hot path, and the
+/// tenants changed since, in a small matcher of their own that each tenant
+/// write rebuilds. A lookup asks both, pattern place by pattern place, and
+/// skips the base's entries of changed tenants; the answer is the one a
+/// matcher built over everything would give (a pattern belongs to one tenant).
+#[derive(Debug)]
+pub struct Layered {
+    base: Arc<Matcher>,
+    /// Every tenant changed since `base` was built: its record now (`None`:
+    /// deleted) and the sequence number of the change that brought it.
+    changed: HashMap<String, (u64, Option<Arc<TenantRecord>>)>,
+    /// The patterns of the changed tenants that exist.
+    delta: Matcher,
+    /// Which full load the base descends from.
+    epoch: u64,
+}
+
+impl Layered {
+    /// A matcher of `base` alone, from full load `epoch`.
+    pub fn new(base: Matcher, epoch: u64) -> Layered {
+        Layered {
+            base: Arc::new(base),
+            changed: HashMap::new(),
+            delta: Matcher::build([]),
+            epoch,
+        }
+    }
+
+    /// Returns the most specific entry matching the normalised `key`.
+    pub fn lookup(&self, key: &str) -> Option<&Entry> {
+        if self.changed.is_empty() {
+            return self.base.lookup(key);
+        }
+        let live = |e: &&Entry| !self.changed.contains_key(&e.tenant.id);
+        search(
+            key,
+            self.base.has(Kind::Suffix) || self.delta.has(Kind::Suffix),
+            self.base.has(Kind::Prefix) || self.delta.has(Kind::Prefix),
+            |kind, fixed| {
+                self.delta
+                    .probe(kind, fixed)
+                    .or_else(|| self.base.probe(kind, fixed).filter(live))
+            },
+        )
+        .or(self.delta.catch_all.as_ref())
+        .or_else(|| self.base.catch_all.as_ref().filter(live))
+    }
+
+    /// Returns the tenant with `id`, patterns or not.
+    pub fn tenant(&self, id: &str) -> Option<&Arc<TenantRecord>> {
+        match self.changed.get(id) {
+            Some((_, t)) => t.as_ref(),
+            None => self.base.tenant(id),
+        }
+    }
+
+    /// The number of patterns.
+    pub fn len(&self) -> usize {
+        let stale: usize = self
+            .changed
+            .keys()
+            .filter_map(|id| self.base.tenant(id))
+            .map(|t| t.patterns.len())
+            .sum();
+        self.base.len() + self.delta.len() - stale.min(self.base.len())
+    }
+
+    /// Whether there are no patterns.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many tenants changed since the base was built, and how many
+    /// patterns the small matcher holds.
+    pub fn pending(&self) -> (usize, usize) {
+        (self.changed.len(), self.delta.len())
+    }
+
+    /// Which full load the base descends from.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// This matcher with `records` (each tenant's record now, `None` when it
+    /// no longer exists) applied as change `seq`: the small matcher is
+    /// rebuilt, the base is shared.
+    pub fn with_changes(&self, records: Vec<(String, Option<TenantRecord>)>, seq: u64) -> Layered {
+        let mut changed = self.changed.clone();
+        for (id, r) in records {
+            changed.insert(id, (seq, r.map(Arc::new)));
+        }
+        self.over(self.base.clone(), changed)
+    }
+
+    fn over(
+        &self,
+        base: Arc<Matcher>,
+        changed: HashMap<String, (u64, Option<Arc<TenantRecord>>)>,
+    ) -> Layered {
+        let delta = Matcher::build(changed.values().filter_map(|(_, t)| t.as_deref().cloned()));
+        Layered {
+            base,
+            changed,
+            delta,
+            epoch: self.epoch,
+        }
+    }
+
+    /// One matcher over everything, and the last change it holds. It costs
+    /// what a full build does: call it off the async workers.
+    pub fn merged(&self) -> (Matcher, u64) {
+        let upto = self.changed.values().map(|(s, _)| *s).max().unwrap_or(0);
+        let unchanged = self
+            .base
+            .tenants()
+            .filter(|t| !self.changed.contains_key(&t.id))
+            .map(|t| (**t).clone());
+        let changed = self
+            .changed
+            .values()
+            .filter_map(|(_, t)| t.as_deref().cloned());
+        (Matcher::build(unchanged.chain(changed)), upto)
+    }
+
+    /// `merged` (holding every change up to `upto`) as the new base, with the
+    /// changes since in the small matcher.
+    pub fn rebased(&self, merged: Matcher, upto: u64) -> Layered {
+        let later = self
+            .changed
+            .iter()
+            .filter(|(_, (s, _))| *s > upto)
+            .map(|(id, v)| (id.clone(), v.clone()))
+            .collect();
+        self.over(Arc::new(merged), later)
     }
 }
 
@@ -356,7 +523,38 @@ mod tests {
                     patterns: vec![p.clone()],
                     ..TenantRecord::default()
                 }));
+                // The same answers from a layered matcher that got half of
+                // the tenants (and a deleted one) as changes after its base.
+                let (first, second) = patterns.split_at(patterns.len() / 2);
+                let record = |(p, t): &(String, String)| TenantRecord {
+                    id: t.clone(),
+                    patterns: vec![p.clone()],
+                    ..TenantRecord::default()
+                };
+                let mut base: Vec<TenantRecord> = first.iter().map(record).collect();
+                base.push(TenantRecord {
+                    id: "gone".into(),
+                    patterns: second.first().map(|(p, _)| p.clone()).into_iter().collect(),
+                    ..TenantRecord::default()
+                });
+                let layered = Layered::new(Matcher::build(base), 0).with_changes(
+                    second
+                        .iter()
+                        .map(|pt| (pt.1.clone(), Some(record(pt))))
+                        .chain([("gone".to_owned(), None)])
+                        .collect(),
+                    1,
+                );
+                let (merged, upto) = layered.merged();
+                prop_assert_eq!(upto, 1);
+                let rebased = layered.rebased(merged, upto);
+                prop_assert_eq!(rebased.pending(), (0, 0));
                 for key in &keys {
+                    for l in [&layered, &rebased] {
+                        let got = l.lookup(key).map(|e| e.tenant.id.as_str());
+                        prop_assert_eq!(got, reference(&patterns, key), "layered, key {}", key);
+                    }
+                    prop_assert_eq!(layered.len(), m.len());
                     let got = m.lookup(key).map(|e| e.tenant.id.as_str());
                     prop_assert_eq!(got, reference(&patterns, key), "key {}", key);
                     // The database path picks the same answer from its candidates.

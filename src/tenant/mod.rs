@@ -3,7 +3,9 @@
 //!
 //! Writes go to the `tenants` and `tenant_patterns` tables in one transaction
 //! that also takes the next global revision and records the change in the
-//! change log (see `store.rs`). Resolution never touches the database while the
+//! change log (see `store.rs`). A replica applies a tenant change to its
+//! matcher by rebuilding only that tenant's patterns ([`matcher::Layered`]).
+//! Resolution never touches the database while the
 //! in-process [`matcher::Matcher`] is loaded; until it is (the first seconds of
 //! a replica over a large table), answers come from the shared Redis cache of
 //! resolutions, then from a database query whose answer is cached there.
@@ -34,7 +36,13 @@ use crate::{
     store::Store,
     telemetry::metrics,
 };
-use matcher::Matcher;
+use matcher::{Layered, Matcher};
+
+/// The small matcher of changed tenants is merged into the base once it
+/// holds more tenants than this …
+const MERGE_AFTER_TENANTS: usize = 256;
+/// … or more patterns than this.
+const MERGE_AFTER_PATTERNS: usize = 2048;
 use pattern::Pattern;
 
 /// The longest display name, in characters.
@@ -207,7 +215,15 @@ impl From<&TenantRecord> for CachedTenant {
 pub struct Tenants {
     store: Store,
     cache: ResolutionCache,
-    matcher: ArcSwap<Option<Matcher>>,
+    matcher: ArcSwap<Option<Layered>>,
+    /// Held while a new matcher is made from the current one and stored.
+    swapping: std::sync::Mutex<()>,
+    /// Numbers the tenant changes applied to the matcher.
+    seq: AtomicU64,
+    /// Full loads so far.
+    epoch: AtomicU64,
+    /// A merge of the changes into the base runs.
+    merging: Arc<std::sync::atomic::AtomicBool>,
     /// The revision of the last tenant change this replica knows of; part of
     /// every Redis cache key, so a change makes older entries unreachable.
     generation: AtomicI64,
@@ -237,6 +253,10 @@ impl Tenants {
             store,
             cache,
             matcher: ArcSwap::from_pointee(None),
+            swapping: std::sync::Mutex::new(()),
+            seq: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            merging: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             generation: AtomicI64::new(generation),
             reload_requested: AtomicU64::new(0),
             reload_done: tokio::sync::Mutex::new(0),
@@ -253,11 +273,83 @@ impl Tenants {
         }
         let covers = self.reload_requested.load(Ordering::SeqCst);
         let tenants = store::load_all(&self.store).await?;
-        let matcher = Matcher::build(tenants);
+        let matcher = tokio::task::spawn_blocking(move || Matcher::build(tenants))
+            .await
+            .map_err(|e| Error::internal("building the tenant matcher", e))?;
         tracing::debug!(patterns = matcher.len(), "tenant matcher reloaded");
-        self.matcher.store(Arc::new(Some(matcher)));
+        {
+            let _swap = self.swapping.lock().unwrap_or_else(|p| p.into_inner());
+            let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+            self.matcher
+                .store(Arc::new(Some(Layered::new(matcher, epoch))));
+        }
         *done = covers;
         Ok(())
+    }
+
+    /// Applies the changes of tenants `ids` to the matcher: their records are
+    /// read again and only they are rebuilt, the rest of the matcher is
+    /// shared (a reload when none is loaded yet). Once enough changes add up,
+    /// one matcher over everything is built in the background and swapped
+    /// in; lookups never wait for it.
+    pub async fn apply_changes(self: &Arc<Self>, ids: &[String]) -> Result<()> {
+        if !self.is_loaded() {
+            return self.reload().await;
+        }
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            records.push((id.clone(), store::get(&self.store, id).await?));
+        }
+        let pending = {
+            let _swap = self.swapping.lock().unwrap_or_else(|p| p.into_inner());
+            let current = self.matcher.load();
+            let Some(m) = current.as_ref() else {
+                return Ok(());
+            };
+            let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+            let next = m.with_changes(records, seq);
+            let pending = next.pending();
+            self.matcher.store(Arc::new(Some(next)));
+            pending
+        };
+        if pending.0 > MERGE_AFTER_TENANTS || pending.1 > MERGE_AFTER_PATTERNS {
+            self.merge_in_background();
+        }
+        Ok(())
+    }
+
+    /// Builds one matcher over the base and the changes, off the async
+    /// workers, and swaps it in with the changes made meanwhile on top.
+    fn merge_in_background(self: &Arc<Self>) {
+        if self.merging.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let snapshot = self.matcher.load_full();
+        if snapshot.is_none() {
+            self.merging.store(false, Ordering::SeqCst);
+            return;
+        }
+        let merging = self.merging.clone();
+        let this = self.clone();
+        tokio::spawn(async move {
+            let snap = snapshot.clone();
+            let merged =
+                tokio::task::spawn_blocking(move || snap.as_ref().as_ref().map(Layered::merged))
+                    .await;
+            if let (Ok(Some((merged, upto))), Some(snapshot)) = (merged, snapshot.as_ref()) {
+                let _swap = this.swapping.lock().unwrap_or_else(|p| p.into_inner());
+                let current = this.matcher.load();
+                // A full reload meanwhile replaced the base: drop this one.
+                if let Some(m) = current.as_ref()
+                    && m.epoch() == snapshot.epoch()
+                {
+                    let next = m.rebased(merged, upto);
+                    tracing::debug!(patterns = next.len(), "tenant matcher merged");
+                    this.matcher.store(Arc::new(Some(next)));
+                }
+            }
+            merging.store(false, Ordering::SeqCst);
+        });
     }
 
     /// Records that a tenant change at `revision` is committed: Redis entries of
