@@ -3,11 +3,18 @@
 //!
 //! Starts the release `switchyard` binary on the embedded default with 1 000
 //! flags (bool, number and string, a third each), a tenant overriding 100 of
-//! them and an env override, then runs interleaved rounds (gRPC, REST, gRPC,
-//! REST) of the tenant's effective values: all 1 000 in one response each
-//! way. Both use 32 requests in flight: `wrk -t2 -c32` (32 HTTP/1.1
-//! connections) and 32 tonic workers over 4 HTTP/2 connections. Reports
-//! requests/s, p50/p99 and the response size.
+//! them and an env override, and a second one with 5 flags, then runs
+//! interleaved rounds of the tenant's effective values:
+//! - gRPC `ListFlags`, all 1 000 in one response;
+//! - REST `GET /admin/feature-flags?tenant=t0`, the same 1 000;
+//! - the same GET with `If-None-Match` holding the answer's `ETag` (a 304
+//!   each), when the server answers with one;
+//! - the same GET against the 5-flag server.
+//!
+//! All use 32 requests in flight: `wrk -t2 -c32` (32 HTTP/1.1 connections)
+//! and 32 tonic workers over 4 HTTP/2 connections. Reports requests/s,
+//! p50/p99 and the response size. `SWITCHYARD_BENCH_BIN=<older binary>` runs
+//! the same rounds against another build.
 //!
 //! Needs `wrk` (Debian package `wrk`).
 //! `cargo bench --bench rest_list [-- SECONDS_PER_ROUND]`
@@ -50,7 +57,7 @@ fn flag_type(i: usize) -> FlagType {
     }
 }
 
-async fn seed(ch: Client) {
+async fn seed(ch: Client, flags_n: usize) {
     ch.clone()
         .tenants()
         .create_tenant(CreateTenantRequest {
@@ -63,7 +70,7 @@ async fn seed(ch: Client) {
         .await
         .expect("create tenant");
     let mut flags = ch.flags();
-    for i in 0..FLAGS {
+    for i in 0..flags_n {
         flags
             .create_flag(CreateFlagRequest {
                 flag: Some(Flag {
@@ -77,7 +84,7 @@ async fn seed(ch: Client) {
             .await
             .expect("create flag");
     }
-    for i in (0..FLAGS).step_by(FLAGS / 100) {
+    for i in (0..flags_n).step_by((flags_n / 100).max(1)) {
         flags
             .set_tenant_override(SetTenantOverrideRequest {
                 tenant_id: "t0".into(),
@@ -143,25 +150,37 @@ async fn main() {
         eprintln!("rest_list needs wrk: apt-get install wrk");
         std::process::exit(2);
     }
+    let env = [("SWITCHYARD_FLAG_FLAG_0001", "99".to_owned())];
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let server = spawn(
-        dir.path(),
-        port,
-        &[("SWITCHYARD_FLAG_FLAG_0001", "99".into())],
-    );
+    let server = spawn(dir.path(), port, &env);
+    let small_dir = tempfile::tempdir().expect("temp dir");
+    let small_port = free_port();
+    let small = spawn(small_dir.path(), small_port, &env);
     let mut channels = Vec::new();
     for _ in 0..CONNECTIONS {
         channels.push(connect(port).await);
     }
-    seed(channels[0].clone()).await;
+    seed(channels[0].clone(), FLAGS).await;
+    seed(connect(small_port).await, 5).await;
 
-    let url = format!("http://127.0.0.1:{port}/admin/feature-flags?tenant=t0");
-    let rest_body = http_get(port, "/admin/feature-flags?tenant=t0");
+    let path = "/admin/feature-flags?tenant=t0";
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let small_url = format!("http://127.0.0.1:{small_port}{path}");
+    let (head, rest_body) = http_get_with(port, path, &[]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let array: serde_json::Value = serde_json::from_slice(&rest_body).expect("JSON");
     let array = array.as_array().expect("a bare array");
     assert_eq!(array.len(), FLAGS);
     let sources = |s: &str| array.iter().filter(|f| f["source"] == s).count();
+    let small_body = http_get(small_port, path);
+    // The 304 round, when the server tags its answers.
+    let conditional = header_value(&head, "etag").map(|etag| {
+        let h = vec![format!("If-None-Match: {etag}")];
+        let (head, _) = http_get_with(port, path, &h);
+        assert!(head.starts_with("HTTP/1.1 304"), "{head}");
+        h
+    });
     let grpc_bytes = {
         use prost::Message;
         channels[0]
@@ -181,18 +200,31 @@ async fn main() {
     // Warm-up, then interleaved rounds.
     grpc_round(&channels, 1).await;
     wrk_round(&url, 1, IN_FLIGHT);
+    wrk_round(&small_url, 1, IN_FLIGHT);
     let mut grpc = Vec::new();
     let mut rest = Vec::new();
+    let mut not_modified = Vec::new();
+    let mut five = Vec::new();
     for _ in 0..2 {
         grpc.push(grpc_round(&channels, secs).await);
         rest.push(wrk_round(&url, secs, IN_FLIGHT));
+        if let Some(h) = &conditional {
+            not_modified.push(wrk_round_with(&url, secs, IN_FLIGHT, h));
+        }
+        five.push(wrk_round(&small_url, secs, IN_FLIGHT));
     }
     let mut lat: Vec<i64> = grpc.iter().flat_map(|(_, l)| l.iter().copied()).collect();
     lat.sort_unstable();
     let g_rate = grpc.iter().map(|(r, _)| r).sum::<f64>() / grpc.len() as f64;
-    let r_rate = rest.iter().map(|(r, _, _)| r).sum::<f64>() / rest.len() as f64;
-    let r50 = rest.iter().map(|(_, p, _)| *p).fold(0.0, f64::max);
-    let r99 = rest.iter().map(|(_, _, p)| *p).fold(0.0, f64::max);
+    type Round = (f64, f64, f64);
+    let summary = |rounds: &[Round]| {
+        let rate = rounds.iter().map(|(r, _, _)| r).sum::<f64>() / rounds.len() as f64;
+        let p50 = rounds.iter().map(|(_, p, _)| *p).fold(0.0, f64::max);
+        let p99 = rounds.iter().map(|(_, _, p)| *p).fold(0.0, f64::max);
+        (rate, p50, p99)
+    };
+    let (r_rate, r50, r99) = summary(&rest);
+    let (f_rate, f50, f99) = summary(&five);
     println!(
         "{FLAGS} flags for tenant t0 ({} tenant, {} env, {} default), {IN_FLIGHT} requests in flight, 2 interleaved rounds of {secs} s, client and server on the same 2 cores",
         sources("tenant"),
@@ -209,5 +241,19 @@ async fn main() {
         rest_body.len(),
         r_rate / g_rate
     );
+    if !not_modified.is_empty() {
+        let (n_rate, n50, n99) = summary(&not_modified);
+        println!(
+            "REST, If-None-Match: the ETag (304):          {n_rate:>7.0} req/s, p50 {n50:.2} ms, p99 {n99:.2} ms (worst round); {:.2} of the 5-flag listing's throughput",
+            n_rate / f_rate
+        );
+    } else {
+        println!("REST, If-None-Match: no ETag in the answer, no 304 round");
+    }
+    println!(
+        "REST, the same GET with 5 flags:              {f_rate:>7.0} req/s, p50 {f50:.2} ms, p99 {f99:.2} ms (worst round), {} bytes of JSON",
+        small_body.len()
+    );
     stop(server);
+    stop(small);
 }

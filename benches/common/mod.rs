@@ -32,8 +32,12 @@ pub fn free_port() -> u16 {
 
 /// Starts the binary listening on `port`, in `dir` (its SQLite file goes
 /// there), with the admin token, quiet logs and `env`.
+///
+/// `SWITCHYARD_BENCH_BIN` names another binary to start instead (an older
+/// build, for a before/after comparison in one session).
 pub fn spawn(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(BIN);
+    let bin = std::env::var("SWITCHYARD_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned());
+    let mut cmd = Command::new(bin);
     cmd.current_dir(dir)
         .env("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"))
         .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
@@ -120,6 +124,16 @@ pub fn since_commit_us(ev: &WatchFlagsResponse) -> i64 {
 /// One wrk run with `in_flight` connections and the admin token; returns
 /// (requests/s, p50 ms, p99 ms). Panics on any non-2xx answer.
 pub fn wrk_round(url: &str, secs: u64, in_flight: usize) -> (f64, f64, f64) {
+    wrk_round_with(url, secs, in_flight, &[])
+}
+
+/// [`wrk_round`] with more request headers (`name: value`).
+pub fn wrk_round_with(
+    url: &str,
+    secs: u64,
+    in_flight: usize,
+    headers: &[String],
+) -> (f64, f64, f64) {
     let out = Command::new("wrk")
         .args([
             "-t2",
@@ -128,6 +142,7 @@ pub fn wrk_round(url: &str, secs: u64, in_flight: usize) -> (f64, f64, f64) {
             "--latency",
         ])
         .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+        .args(headers.iter().flat_map(|h| ["-H", h.as_str()]))
         .arg(url)
         .output()
         .expect("wrk runs (apt-get install wrk)");
@@ -161,11 +176,20 @@ pub fn wrk_round(url: &str, secs: u64, in_flight: usize) -> (f64, f64, f64) {
 
 /// One blocking HTTP/1.1 GET with the admin token; returns the body.
 pub fn http_get(port: u16, path: &str) -> Vec<u8> {
+    let (head, body) = http_get_with(port, path, &[]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body
+}
+
+/// One blocking HTTP/1.1 GET with the admin token and more headers
+/// (`name: value`); returns the header block and the body.
+pub fn http_get_with(port: u16, path: &str, headers: &[String]) -> (String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {TOKEN}\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {TOKEN}\r\n{extra}connection: close\r\n\r\n"
     )
     .expect("write");
     let mut buf = Vec::new();
@@ -174,15 +198,27 @@ pub fn http_get(port: u16, path: &str) -> Vec<u8> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .expect("a header block");
-    let head = String::from_utf8_lossy(&buf[..split]);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    if !head.starts_with("HTTP/1.1 200") {
+        return (head, Vec::new());
+    }
     assert!(
         !head
             .to_ascii_lowercase()
             .contains("transfer-encoding: chunked"),
         "expected a content-length body: {head}"
     );
-    buf[split + 4..].to_vec()
+    (head, buf[split + 4..].to_vec())
+}
+
+/// The value of header `name` in a header block.
+pub fn header_value(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
 }
 
 /// A bool `Value`.

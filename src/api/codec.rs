@@ -77,6 +77,57 @@ impl<U: Message + Default> Decoder for ProtoDecoder<U> {
     }
 }
 
+/// An answer encoded ahead of time (a cached listing), written as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded(pub bytes::Bytes);
+
+/// The codec of a method whose answers are [`Encoded`]; requests decode as
+/// with [`ProtoCodec`].
+#[derive(Debug, Clone)]
+pub struct EncodedCodec<U>(PhantomData<U>);
+
+impl<U> Default for EncodedCodec<U> {
+    fn default() -> Self {
+        EncodedCodec(PhantomData)
+    }
+}
+
+impl<U> Codec for EncodedCodec<U>
+where
+    U: Message + Default + Send + 'static,
+{
+    type Encode = Encoded;
+    type Decode = U;
+    type Encoder = EncodedWriter;
+    type Decoder = ProtoDecoder<U>;
+
+    fn encoder(&mut self) -> EncodedWriter {
+        EncodedWriter
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProtoDecoder(tonic_prost::ProstCodec::<U, U>::default().decoder())
+    }
+}
+
+/// Writes an [`Encoded`] answer's bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedWriter;
+
+impl tonic::codec::Encoder for EncodedWriter {
+    type Item = Encoded;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: Encoded,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        bytes::BufMut::put_slice(dst, &item.0);
+        Ok(())
+    }
+}
+
 /// One short sentence for a decode error: prost writes
 /// `failed to decode Protobuf message: Msg.field: Msg.field: ...: cause`;
 /// this keeps the cause and the outermost field.

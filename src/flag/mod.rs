@@ -12,6 +12,7 @@
 //! through the same function. `service.rs` holds the rules of every flag use
 //! case, whatever the transport.
 
+pub mod listing;
 pub mod service;
 pub mod state;
 pub mod store;
@@ -493,6 +494,22 @@ impl EnvOverrides {
                 })
                 .collect(),
         )
+    }
+
+    /// A digest of every override, in name order: replicas with the same
+    /// overrides have the same one (part of every listing's entity tag).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        let mut h = sha2::Sha256::new();
+        for n in names {
+            h.update(n.as_bytes());
+            h.update(b"\0");
+            h.update(self.0[n].to_string().as_bytes());
+            h.update(b"\0");
+        }
+        h.finalize().into()
     }
 
     /// Returns the override of `def` when one is set and has the flag's type.

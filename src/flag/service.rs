@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::{
     DEFAULT_PAGE_SIZE, Effective, FlagDef, FlagType, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE,
     check_value,
-    state::Flags,
+    listing::{ListCache, ListKey, Listed},
+    state::{Flags, ViewTag},
     store::{self, FlagUpdate},
     validate_key,
     watch::{self, WatchItem, WatcherLimit},
@@ -88,10 +89,27 @@ pub struct Evaluation {
 pub struct FlagList {
     /// The effective values of the page.
     pub values: Page<Effective>,
-    /// The definitions of the same flags, in the same order.
+    /// The definitions of the same flags, in the same order (only when
+    /// asked for).
     pub definitions: Vec<FlagDef>,
-    /// The revision the page is at.
-    pub revision: i64,
+    /// The version of the view the page shows: its revision is that of the
+    /// view's last change.
+    pub tag: ViewTag,
+}
+
+/// A `ListFlags` call as the caller sent it.
+#[derive(Debug, Clone)]
+pub struct ListRequest {
+    /// The tenant named (empty: the caller's default, see [`Target::Caller`]).
+    pub tenant: String,
+    /// The page asked for.
+    pub page: PageRequest,
+    /// Whether definitions come with the values.
+    pub with_definitions: Input<bool>,
+    /// An entity tag of an earlier answer (or a list of them, or `*`, as in
+    /// HTTP's `If-None-Match`): when it names the view's current version,
+    /// the answer is [`Listed::NotModified`].
+    pub if_none_match: String,
 }
 
 /// The flag service of a replica.
@@ -213,30 +231,48 @@ impl Service {
         self.flags.get(key)
     }
 
-    /// Returns one page of flags with their effective values for `tenant`
-    /// (empty: the caller's default, see [`Target::Caller`]).
-    pub async fn list(
+    /// Returns one page of flags with their effective values for the
+    /// tenant `r` names, encoded by `encode` (which also gives the size of
+    /// the encoding), or [`Listed::NotModified`]. The encoding is kept in
+    /// `cache` and served again until the view changes.
+    pub async fn list<E: Clone>(
         &self,
         p: &Principal,
-        tenant: &str,
-        page: &PageRequest,
-        with_definitions: Input<bool>,
-    ) -> Result<FlagList> {
-        let tenant = self.reading_tenant(p, tenant, "tenant").await?;
-        let with_definitions = with_definitions?;
-        let (size, after) = page.resolve(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
-        let (values, definitions, more, revision) = self.flags.list(
-            tenant.as_deref(),
-            &after,
+        r: ListRequest,
+        cache: &ListCache<E>,
+        encode: impl FnOnce(&FlagList) -> (E, usize),
+    ) -> Result<Listed<E>> {
+        let tenant = self.reading_tenant(p, &r.tenant, "tenant").await?;
+        let with_definitions = r.with_definitions?;
+        let (size, after) = r.page.resolve(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let tag = self.flags.view_tag(tenant.as_deref());
+        if !r.if_none_match.is_empty() && tag.matches(&r.if_none_match) {
+            return Ok(Listed::NotModified(tag));
+        }
+        let key = ListKey {
+            tenant,
+            after,
+            size,
+            with_definitions,
+        };
+        if let Some(encoded) = cache.get(&key, &tag) {
+            return Ok(Listed::Page(tag, encoded));
+        }
+        let (values, definitions, more, tag) = self.flags.list(
+            key.tenant.as_deref(),
+            &key.after,
             size,
             self.part_budget,
             with_definitions,
         )?;
-        Ok(FlagList {
+        let list = FlagList {
             values: Page::new(values, more, |e| &e.flag),
             definitions,
-            revision,
-        })
+            tag,
+        };
+        let (encoded, bytes) = encode(&list);
+        cache.put(key, list.tag.clone(), encoded.clone(), bytes);
+        Ok(Listed::Page(list.tag, encoded))
     }
 
     /// Updates the fields `mask` names (all when empty); refuses a stale

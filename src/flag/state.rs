@@ -23,9 +23,38 @@ pub struct FlagState {
     pub flags: BTreeMap<String, FlagDef>,
     /// Overrides: tenant → flag → (value, revision of its last change).
     pub overrides: HashMap<String, HashMap<String, (Value, i64)>>,
+    /// The revision this state was loaded at: every view is at least this
+    /// recent (what changed before it is not known one by one).
+    pub loaded_at: i64,
+    /// The last revision that created, changed or deleted a flag: every
+    /// view changes with it.
+    pub flags_changed: i64,
+    /// Per tenant, the last revision that changed one of its overrides or
+    /// deleted it: only that tenant's view changes with it.
+    pub tenant_changed: HashMap<String, i64>,
 }
 
 impl FlagState {
+    /// The state loaded at `revision`, before anything is put in it.
+    pub fn loaded(revision: i64) -> FlagState {
+        FlagState {
+            revision,
+            loaded_at: revision,
+            ..FlagState::default()
+        }
+    }
+
+    /// The revision of the last change to `tenant`'s view (`None`: values
+    /// without overrides): its answers at the current revision are the same
+    /// as at this one.
+    pub fn view_revision(&self, tenant: Option<&str>) -> i64 {
+        let own = tenant
+            .and_then(|t| self.tenant_changed.get(t))
+            .copied()
+            .unwrap_or(0);
+        self.loaded_at.max(self.flags_changed).max(own)
+    }
+
     /// What `c` replaces in this state (read before applying it).
     pub fn prior(&self, c: &Change) -> Prior {
         let key = c.flag_key.as_deref().unwrap_or_default();
@@ -54,6 +83,15 @@ impl FlagState {
         debug_assert!(c.revision > self.revision, "changes are applied in order");
         let key = c.flag_key.clone().unwrap_or_default();
         let tenant = c.tenant_id.clone().unwrap_or_default();
+        match &c.payload {
+            Payload::FlagUpsert { .. } | Payload::FlagDelete => self.flags_changed = c.revision,
+            Payload::OverrideUpsert { .. }
+            | Payload::OverrideDelete { .. }
+            | Payload::TenantDelete { .. } => {
+                self.tenant_changed.insert(tenant.clone(), c.revision);
+            }
+            Payload::Other => {}
+        }
         match &c.payload {
             Payload::FlagUpsert { flag, .. } => {
                 self.flags.insert(flag.key.clone(), flag.clone());
@@ -84,6 +122,29 @@ impl FlagState {
     }
 }
 
+/// Which version of a view an answer shows: the revision of the view's
+/// last change and an entity tag that names the view (which tenant, this
+/// replica's version and `env` overrides) at that revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewTag {
+    /// The revision of the view's last change: the answer is the same at
+    /// every revision from this one to the current.
+    pub revision: i64,
+    /// A strong entity tag, quoted as HTTP writes it.
+    pub etag: String,
+}
+
+impl ViewTag {
+    /// Whether an `If-None-Match` value (one tag, a comma-separated list,
+    /// or `*`) names this tag; weak tags (`W/"..."`) compare by their value.
+    pub fn matches(&self, if_none_match: &str) -> bool {
+        if_none_match
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == self.etag)
+    }
+}
+
 /// What the watch hub broadcasts to every subscriber of a replica.
 #[derive(Debug, Clone)]
 pub enum HubMessage {
@@ -100,6 +161,9 @@ pub enum HubMessage {
 pub struct Flags {
     state: RwLock<FlagState>,
     env: EnvOverrides,
+    /// What every entity tag of this replica's listings starts from: the
+    /// server version and the `env` overrides.
+    tag_seed: [u8; 32],
     hub: broadcast::Sender<HubMessage>,
 }
 
@@ -115,8 +179,16 @@ impl Flags {
     /// Creates the component over a loaded state; the hub keeps at most
     /// `queue` messages for a subscriber that falls behind.
     pub fn new(state: FlagState, env: EnvOverrides, queue: usize) -> Flags {
+        use sha2::Digest;
+        let tag_seed = sha2::Sha256::new()
+            .chain_update(b"switchyard listing v1\0")
+            .chain_update(env!("CARGO_PKG_VERSION").as_bytes())
+            .chain_update(env.fingerprint())
+            .finalize()
+            .into();
         Flags {
             state: RwLock::new(state),
+            tag_seed,
             env,
             hub: broadcast::channel(queue.max(1)).0,
         }
@@ -131,6 +203,28 @@ impl Flags {
     /// Returns the revision of the state.
     pub fn revision(&self) -> i64 {
         self.read().revision
+    }
+
+    /// Returns the tag of `tenant`'s view (`None`: values without overrides)
+    /// as it is now.
+    pub fn view_tag(&self, tenant: Option<&str>) -> ViewTag {
+        let revision = self.read().view_revision(tenant);
+        self.tag(tenant, revision)
+    }
+
+    fn tag(&self, tenant: Option<&str>, revision: i64) -> ViewTag {
+        use sha2::Digest;
+        let digest = sha2::Sha256::new()
+            .chain_update(self.tag_seed)
+            .chain_update(match tenant {
+                Some(t) => [b"t:", t.as_bytes()].concat(),
+                None => b"-".to_vec(),
+            })
+            .finalize();
+        ViewTag {
+            revision,
+            etag: format!("\"{revision}-{}\"", hex::encode(&digest[..8])),
+        }
     }
 
     /// Returns the `env` overrides.
@@ -230,7 +324,7 @@ impl Flags {
         limit: usize,
         budget: usize,
         with_definitions: bool,
-    ) -> Result<(Vec<Effective>, Vec<FlagDef>, bool, i64)> {
+    ) -> Result<(Vec<Effective>, Vec<FlagDef>, bool, ViewTag)> {
         let state = self.read();
         let overrides = tenant.and_then(|t| state.overrides.get(t));
         let mut range = state
@@ -256,11 +350,14 @@ impl Flags {
             }
             bytes += size;
             values.push(e);
-            defs.push((*def).clone());
+            if with_definitions {
+                defs.push((*def).clone());
+            }
             range.next();
         }
         let more = range.peek().is_some();
-        Ok((values, defs, more, state.revision))
+        let tag = self.tag(tenant, state.view_revision(tenant));
+        Ok((values, defs, more, tag))
     }
 }
 

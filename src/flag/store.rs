@@ -53,10 +53,7 @@ pub async fn load_state(store: &Store) -> Result<FlagState> {
     let revision: i64 = sqlx::query_scalar("SELECT value FROM revision_counter WHERE id = 1")
         .fetch_one(&mut *tx)
         .await?;
-    let mut state = FlagState {
-        revision,
-        ..FlagState::default()
-    };
+    let mut state = FlagState::loaded(revision);
     let rows = sqlx::query(AssertSqlSafe(format!("SELECT {FLAG_COLUMNS} FROM flags")))
         .fetch_all(&mut *tx)
         .await?;

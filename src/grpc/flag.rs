@@ -1,8 +1,10 @@
 //! `switchyard.v1.FlagService`: converts, calls `flag::service`, converts.
 
-use std::pin::Pin;
+use std::{pin::Pin, sync::Arc};
 
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -10,11 +12,15 @@ use super::{
     principal,
 };
 use crate::{
-    api::v1::{flag_service_server::FlagService, *},
+    api::{
+        codec::{Encoded, EncodedCodec},
+        v1::{flag_service_server::FlagService, *},
+    },
     error::Error,
     flag::{
         self, Effective, FlagDef,
-        service::{FlagChanges, NewFlag, Service, Target},
+        listing::{DEFAULT_CACHE_BYTES, ListCache, Listed},
+        service::{FlagChanges, FlagList, ListRequest, NewFlag, Service, Target},
         watch::WatchItem,
     },
     service::Input,
@@ -24,12 +30,133 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct FlagApi {
     flags: Service,
+    /// Encoded `ListFlags` answers, by request and view version.
+    listings: Arc<ListCache<Encoded>>,
 }
 
 impl FlagApi {
     /// Creates the service over the flag use cases.
     pub fn new(flags: Service) -> Self {
-        FlagApi { flags }
+        FlagApi {
+            flags,
+            listings: Arc::new(ListCache::new(DEFAULT_CACHE_BYTES)),
+        }
+    }
+
+    /// `ListFlags`, encoded: from the cache when the view has not changed
+    /// since the same request was last answered.
+    async fn list_encoded(&self, req: Request<ListFlagsRequest>) -> Result<Encoded, Status> {
+        let r = req.get_ref();
+        let full = match FlagView::try_from(r.view) {
+            Ok(FlagView::Full) => Ok(true),
+            Ok(FlagView::Basic | FlagView::Unspecified) => Ok(false),
+            Err(_) => Err(Error::invalid_argument(
+                "view",
+                format!(
+                    "unknown view {}; the views are BASIC (1) and FULL (2)",
+                    r.view
+                ),
+            )),
+        };
+        let request = ListRequest {
+            tenant: r.tenant.clone(),
+            page: page(r.page_size, &r.page_token),
+            with_definitions: full,
+            if_none_match: r.if_none_match.clone(),
+        };
+        let listed = self
+            .flags
+            .list(principal(&req)?, request, &self.listings, |list| {
+                let bytes = Bytes::from(list_to_proto(list).encode_to_vec());
+                let n = bytes.len();
+                (Encoded(bytes), n)
+            })
+            .await?;
+        Ok(match listed {
+            Listed::Page(_, encoded) => encoded,
+            Listed::NotModified(tag) => Encoded(Bytes::from(
+                ListFlagsResponse {
+                    revision: tag.revision,
+                    etag: tag.etag,
+                    not_modified: true,
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            )),
+        })
+    }
+}
+
+/// Converts a page of `ListFlags`.
+fn list_to_proto(list: &FlagList) -> ListFlagsResponse {
+    ListFlagsResponse {
+        flags: list.values.items.iter().map(effective_to_proto).collect(),
+        next_page_token: list.values.next_token.clone(),
+        revision: list.tag.revision,
+        definitions: list.definitions.iter().map(def_to_proto).collect(),
+        etag: list.tag.etag.clone(),
+        not_modified: false,
+    }
+}
+
+/// `FlagService/ListFlags` as the server routes it: the same call as
+/// [`FlagService::list_flags`], but the answer is written from its cached
+/// encoding instead of being encoded again. Mounted at [`Self::PATH`], in
+/// front of the generated service.
+#[derive(Debug, Clone)]
+pub struct ListFlagsRoute {
+    api: FlagApi,
+    max_message_bytes: usize,
+}
+
+impl ListFlagsRoute {
+    /// The method's path.
+    pub const PATH: &'static str = "/switchyard.v1.FlagService/ListFlags";
+
+    /// The route over `api` (the one the generated service also serves),
+    /// within the message limit.
+    pub fn new(api: FlagApi, max_message_bytes: usize) -> Self {
+        ListFlagsRoute {
+            api,
+            max_message_bytes,
+        }
+    }
+}
+
+impl tower::Service<http::Request<axum::body::Body>> for ListFlagsRoute {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
+        let call = ListFlagsCall(self.api.clone());
+        let max = self.max_message_bytes;
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(EncodedCodec::<ListFlagsRequest>::default())
+                .apply_max_message_size_config(Some(max), Some(max));
+            Ok(grpc.unary(call, req).await)
+        })
+    }
+}
+
+struct ListFlagsCall(FlagApi);
+
+impl tonic::server::UnaryService<ListFlagsRequest> for ListFlagsCall {
+    type Response = Encoded;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Response<Encoded>, Status>> + Send>>;
+
+    fn call(&mut self, req: Request<ListFlagsRequest>) -> Self::Future {
+        let api = self.0.clone();
+        Box::pin(async move { api.list_encoded(req).await.map(Response::new) })
     }
 }
 
@@ -195,43 +322,16 @@ impl FlagService for FlagApi {
         }))
     }
 
+    /// Served by [`ListFlagsRoute`] on the server; this is the same call,
+    /// decoded, for whoever calls the trait directly.
     async fn list_flags(
         &self,
         req: Request<ListFlagsRequest>,
     ) -> Result<Response<ListFlagsResponse>, Status> {
-        let r = req.get_ref();
-        let full = match FlagView::try_from(r.view) {
-            Ok(FlagView::Full) => Ok(true),
-            Ok(FlagView::Basic | FlagView::Unspecified) => Ok(false),
-            Err(_) => Err(Error::invalid_argument(
-                "view",
-                format!(
-                    "unknown view {}; the views are BASIC (1) and FULL (2)",
-                    r.view
-                ),
-            )),
-        };
-        let with_definitions = full.as_ref().is_ok_and(|f| *f);
-        let list = self
-            .flags
-            .list(
-                principal(&req)?,
-                &r.tenant,
-                &page(r.page_size, &r.page_token),
-                full,
-            )
-            .await?;
-        let full = with_definitions;
-        Ok(Response::new(ListFlagsResponse {
-            flags: list.values.items.iter().map(effective_to_proto).collect(),
-            next_page_token: list.values.next_token,
-            revision: list.revision,
-            definitions: if full {
-                list.definitions.iter().map(def_to_proto).collect()
-            } else {
-                Vec::new()
-            },
-        }))
+        let encoded = self.list_encoded(req).await?;
+        ListFlagsResponse::decode(encoded.0)
+            .map(Response::new)
+            .map_err(|e| Error::internal("decoding a cached listing", e).into())
     }
 
     async fn update_flag(

@@ -6,6 +6,8 @@
 //! Every rule of the API (validation, scopes, isolation) therefore lives once,
 //! in the services; this module only maps HTTP to messages and back.
 
+use std::sync::Arc;
+
 use axum::{
     body::Body,
     extract::Request,
@@ -26,7 +28,7 @@ use super::{
     request,
     routes::{BodyRule, Lookup, Route, RouteTable},
 };
-use crate::auth::Principal;
+use crate::{auth::Principal, service::cache::Bounded};
 
 /// The longest path and query accepted, in bytes (414 beyond).
 pub const MAX_URI_BYTES: usize = 8 * 1024;
@@ -43,7 +45,28 @@ pub struct Gateway {
     /// authenticated when its HTTP request arrived.
     grpc: axum::Router,
     max_body_bytes: usize,
+    /// The JSON of answers that carry an entity tag, by the tag: an answer
+    /// is transcoded once for as long as it stays the same.
+    transcoded: Arc<Bounded<Transcoding, Transcoded>>,
 }
+
+/// A reply as the service encoded it, its JSON, and how many list elements
+/// the JSON holds.
+type Transcoded = (Bytes, Arc<str>, usize);
+
+/// What picks a cached transcoding; the answer's bytes, kept beside its
+/// JSON, are compared before the JSON is used.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Transcoding {
+    method: http::uri::PathAndQuery,
+    /// The repeated field written as a bare array, or 0 for the whole answer.
+    field: u32,
+    etag: String,
+    len: usize,
+}
+
+/// At most this many bytes of answers and their JSON are kept.
+const TRANSCODED_BYTES: usize = 32 * 1024 * 1024;
 
 impl Gateway {
     /// Creates the gateway over `grpc`, the router of the tonic services.
@@ -52,6 +75,7 @@ impl Gateway {
             routes,
             grpc,
             max_body_bytes,
+            transcoded: Arc::new(Bounded::new(TRANSCODED_BYTES)),
         }
     }
 
@@ -93,7 +117,12 @@ impl Gateway {
         if route.rpc.is_server_streaming() {
             self.stream(route, request, principal).await
         } else {
-            self.unary(route, request, principal, query).await
+            let if_none_match = parts
+                .headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok());
+            self.unary(route, request, principal, query, if_none_match)
+                .await
         }
     }
 
@@ -180,14 +209,28 @@ impl Gateway {
         mut request: DynamicMessage,
         principal: Option<Principal>,
         query: &str,
+        if_none_match: Option<&str>,
     ) -> Result<Response, Refusal> {
+        // An RPC that answers by version: the header is its `if_none_match`,
+        // its `etag` the header of the answer, `not_modified` a 304.
+        let conditional = Conditional::of(route);
+        if let (Some(c), Some(v)) = (&conditional, if_none_match) {
+            request.set_field(&c.if_none_match, Value::String(v.to_owned()));
+        }
         let Some(field) = route.response_body.as_ref().filter(|f| f.is_list()) else {
             let reply = self.call(route, &request, principal.as_ref()).await?;
+            let etag = match &conditional {
+                Some(c) => match reply.version(c)? {
+                    (etag, true) => return Ok(not_modified(&etag)),
+                    (etag, false) => etag,
+                },
+                None => String::new(),
+            };
             let json = match &route.response_body {
-                None => reply.json()?,
+                None => self.transcode(route, &reply, None, &etag)?.0.to_string(),
                 Some(f) => single_field_json(&reply.dynamic()?, f)?,
             };
-            return Ok(json_response(json));
+            return Ok(with_etag(json_response(json), &etag));
         };
         // A bare array cannot carry a page token. When the caller asked for no
         // particular page, the array is the whole collection (pages are
@@ -206,11 +249,29 @@ impl Gateway {
             request.set_field(&p.page_size, Value::I32(i32::MAX));
         }
         let mut out = String::from("[");
-        let mut first = true;
         let mut seen = Vec::new();
+        // The tag of every page; the array has one only when all agree.
+        let mut etags: Vec<String> = Vec::new();
         let next_token = loop {
             let reply = self.call(route, &request, principal.as_ref()).await?;
-            let added = reply.append_list(field, &mut out, &mut first)?;
+            let mut etag = String::new();
+            if let Some(c) = &conditional {
+                let (tag, unchanged) = reply.version(c)?;
+                if unchanged {
+                    return Ok(not_modified(&tag));
+                }
+                etag = tag;
+                // Later pages are wanted whatever the caller holds.
+                request.clear_field(&c.if_none_match);
+            }
+            let (text, added) = self.transcode(route, &reply, Some(field), &etag)?;
+            if added > 0 {
+                if out.len() > 1 {
+                    out.push(',');
+                }
+                out.push_str(&text);
+            }
+            etags.push(etag);
             let token = paging
                 .as_ref()
                 .map(|p| reply.string_field(&p.next_page_token))
@@ -230,13 +291,54 @@ impl Gateway {
             request.set_field(&p.page_token, Value::String(token));
         };
         out.push(']');
-        let mut resp = json_response(out);
+        let etag = match etags.split_first() {
+            Some((first, rest)) if rest.iter().all(|e| e == first) => first.as_str(),
+            _ => "",
+        };
+        let mut resp = with_etag(json_response(out), etag);
         if !next_token.is_empty()
             && let Ok(v) = HeaderValue::from_str(&next_token)
         {
             resp.headers_mut().insert(NEXT_PAGE_TOKEN_HEADER, v);
         }
         Ok(resp)
+    }
+
+    /// The JSON of a reply: of the elements of the repeated `list` (as many
+    /// as the count says), or of the whole reply. A reply with an entity tag
+    /// is transcoded once for as long as it stays byte for byte the same.
+    fn transcode(
+        &self,
+        route: &Route,
+        reply: &Reply,
+        list: Option<&FieldDescriptor>,
+        etag: &str,
+    ) -> Result<(Arc<str>, usize), Refusal> {
+        let key = (!etag.is_empty()).then(|| Transcoding {
+            method: route.grpc_path.clone(),
+            field: list.map_or(0, FieldDescriptor::number),
+            etag: etag.to_owned(),
+            len: reply.bytes.len(),
+        });
+        if let Some(k) = &key
+            && let Some((bytes, json, n)) = self.transcoded.get(k)
+            && bytes == reply.bytes
+        {
+            return Ok((json, n));
+        }
+        let (json, n): (Arc<str>, usize) = match list {
+            Some(f) => {
+                let (text, n) = reply.list_json(f)?;
+                (text.into(), n)
+            }
+            None => (reply.json()?.into(), 1),
+        };
+        if let Some(k) = key {
+            let size = reply.bytes.len() + json.len();
+            self.transcoded
+                .put(k, (reply.bytes.clone(), json.clone(), n), size, |_| false);
+        }
+        Ok((json, n))
     }
 
     /// Streams the RPC's messages as newline-delimited JSON, grpc-gateway's
@@ -332,14 +434,9 @@ impl Reply {
         to_json(&self.dynamic()?)
     }
 
-    /// Appends the elements of the repeated `field` to the JSON array being
-    /// written in `out`; returns how many.
-    fn append_list(
-        &self,
-        field: &FieldDescriptor,
-        out: &mut String,
-        first: &mut bool,
-    ) -> Result<usize, Refusal> {
+    /// The JSON of the elements of the repeated `field`, comma-separated,
+    /// and how many there are.
+    fn list_json(&self, field: &FieldDescriptor) -> Result<(String, usize), Refusal> {
         if let (Kind::Message(elem), Some(raw)) = (field.kind(), json::fields(&self.bytes)) {
             let mut buf = Vec::new();
             let mut n = 0;
@@ -356,17 +453,26 @@ impl Reply {
                 })
                 && self.rest_is_well_formed(&raw, field);
             if let (true, Ok(text)) = (all, String::from_utf8(buf)) {
-                if n > 0 {
-                    if !*first {
-                        out.push(',');
-                    }
-                    *first = false;
-                    out.push_str(&text);
-                }
-                return Ok(n);
+                return Ok((text, n));
             }
         }
-        append_list(&self.dynamic()?, field, out, first)
+        list_json(&self.dynamic()?, field)
+    }
+
+    /// The `etag` of a reply and whether it says `not_modified`.
+    fn version(&self, c: &Conditional) -> Result<(String, bool), Refusal> {
+        let not_modified = match json::fields(&self.bytes) {
+            Some(raw) => raw
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == c.not_modified.number())
+                .is_some_and(|(_, r)| matches!(r, json::Raw::Varint(v) if *v != 0)),
+            None => matches!(
+                self.dynamic()?.get_field(&c.not_modified).as_ref(),
+                Value::Bool(true)
+            ),
+        };
+        Ok((self.string_field(&c.etag)?, not_modified))
     }
 
     /// Whether every field of the reply other than `list` would decode:
@@ -426,30 +532,25 @@ fn is_json(ct: &HeaderValue) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Appends the elements of the repeated `field` of `m` to a JSON array being
-/// written in `out`; returns how many.
-fn append_list(
-    m: &DynamicMessage,
-    field: &FieldDescriptor,
-    out: &mut String,
-    first: &mut bool,
-) -> Result<usize, Refusal> {
+/// The JSON of the elements of the repeated `field` of `m`, comma-separated,
+/// and how many there are.
+fn list_json(m: &DynamicMessage, field: &FieldDescriptor) -> Result<(String, usize), Refusal> {
     let value = m.get_field(field);
+    let mut out = String::new();
     let mut push = |json: String| {
-        if !*first {
+        if !out.is_empty() {
             out.push(',');
         }
-        *first = false;
         out.push_str(&json);
     };
-    match value.as_ref() {
+    let n = match value.as_ref() {
         Value::List(items) if items.iter().all(|v| matches!(v, Value::Message(_))) => {
             for item in items {
                 if let Value::Message(msg) = item {
                     push(to_json(msg)?);
                 }
             }
-            Ok(items.len())
+            items.len()
         }
         _ => match serde_json::from_str::<Json>(&single_field_json(m, field)?) {
             Ok(Json::Array(items)) => {
@@ -457,12 +558,13 @@ fn append_list(
                 for i in items {
                     push(i.to_string());
                 }
-                Ok(n)
+                n
             }
-            Ok(_) => Ok(0),
-            Err(e) => Err(crate::error::Error::internal("encoding JSON", e).into()),
+            Ok(_) => 0,
+            Err(e) => return Err(crate::error::Error::internal("encoding JSON", e).into()),
         },
-    }
+    };
+    Ok((out, n))
 }
 
 /// The JSON of one field of `m` (a `response_body` that is not a message
@@ -479,6 +581,46 @@ fn single_field_json(m: &DynamicMessage, field: &FieldDescriptor) -> Result<Stri
 
 fn json_response(json: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+}
+
+/// `resp` with an `ETag` header, when there is a tag.
+fn with_etag(mut resp: Response, etag: &str) -> Response {
+    if !etag.is_empty()
+        && let Ok(v) = HeaderValue::from_str(etag)
+    {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+/// 304 Not Modified: no body, the tag the caller holds.
+fn not_modified(etag: &str) -> Response {
+    with_etag(StatusCode::NOT_MODIFIED.into_response(), etag)
+}
+
+/// The fields of an RPC that answers by version, HTTP's conditional GET in
+/// messages: the request's `if_none_match` (string), the response's `etag`
+/// (string) and `not_modified` (bool).
+struct Conditional {
+    if_none_match: FieldDescriptor,
+    etag: FieldDescriptor,
+    not_modified: FieldDescriptor,
+}
+
+impl Conditional {
+    fn of(route: &Route) -> Option<Conditional> {
+        let singular =
+            |f: FieldDescriptor, kind: Kind| (!f.is_list() && f.kind() == kind).then_some(f);
+        let output = route.rpc.output();
+        Some(Conditional {
+            if_none_match: singular(
+                route.rpc.input().get_field_by_name("if_none_match")?,
+                Kind::String,
+            )?,
+            etag: singular(output.get_field_by_name("etag")?, Kind::String)?,
+            not_modified: singular(output.get_field_by_name("not_modified")?, Kind::Bool)?,
+        })
+    }
 }
 
 /// Passes encoded messages through unchanged: the transcoder encodes and

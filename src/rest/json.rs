@@ -600,6 +600,8 @@ mod tests {
                 next_page_token: "6b".into(),
                 revision: 42,
                 definitions: defs,
+                etag: "\"42-0123456789abcdef\"".into(),
+                not_modified: true,
             },
         );
         same(
@@ -782,6 +784,7 @@ mod tests {
                 next_page_token: String::new(),
                 revision,
                 definitions: vec![],
+                ..Default::default()
             };
             let (fast, slow) = both("switchyard.v1.ListFlagsResponse", &msg);
             prop_assert_eq!(fast.as_deref(), Some(slow.as_str()));

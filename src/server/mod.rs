@@ -31,7 +31,11 @@ use crate::{
     app::App,
     config::Config,
     error::{Error, ErrorKind},
-    grpc::{flag::FlagApi, gating::GatingApi, tenant::TenantApi},
+    grpc::{
+        flag::{FlagApi, ListFlagsRoute},
+        gating::GatingApi,
+        tenant::TenantApi,
+    },
     rest,
 };
 pub use health::SERVICE_NAMES;
@@ -154,6 +158,7 @@ fn grpc_routes(
         .build_v1alpha()
         .map_err(|e| Error::internal("building the reflection service", e))?;
     let max = app.config.max_message_bytes;
+    let flag_api = FlagApi::new(app.flags.clone());
     let mut grpc = Routes::builder();
     grpc.add_service(health)
         .add_service(reflection_v1)
@@ -164,7 +169,7 @@ fn grpc_routes(
                 .max_encoding_message_size(max),
         )
         .add_service(
-            FlagServiceServer::new(FlagApi::new(app.flags.clone()))
+            FlagServiceServer::new(flag_api.clone())
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
@@ -173,7 +178,13 @@ fn grpc_routes(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         );
-    Ok(grpc.routes())
+    // ListFlags answers from its cached encodings (a more specific route
+    // than the service's own, so it is the one matched).
+    let router = grpc
+        .routes()
+        .into_axum_router()
+        .route_service(ListFlagsRoute::PATH, ListFlagsRoute::new(flag_api, max));
+    Ok(Routes::from(router))
 }
 
 /// A reflection builder with every descriptor set served. Both reflection

@@ -7,6 +7,7 @@
 //! (scopes, which tenant a read means, resolution, masks, expected revisions,
 //! limits), so a transport only converts.
 
+pub mod cache;
 pub mod mask;
 pub mod page;
 

@@ -79,6 +79,18 @@ pub async fn http_send(
     token: Option<&str>,
     body: Option<(&str, Vec<u8>)>,
 ) -> http::Response<hyper::body::Incoming> {
+    http_send_with(server, method, path, token, body, &[]).await
+}
+
+/// [`http_send`] with more request headers.
+pub async fn http_send_with(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+    headers: &[(&str, &str)],
+) -> http::Response<hyper::body::Incoming> {
     let stream = tokio::net::TcpStream::connect(server.addr)
         .await
         .expect("connect");
@@ -93,6 +105,9 @@ pub async fn http_send(
         .header("host", server.addr.to_string());
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let payload = match body {
         Some((content_type, bytes)) => {
@@ -127,8 +142,20 @@ pub async fn http_raw(
     token: Option<&str>,
     body: Option<(&str, Vec<u8>)>,
 ) -> HttpReply {
+    http_raw_with(server, method, path, token, body, &[]).await
+}
+
+/// [`http_raw`] with more request headers.
+pub async fn http_raw_with(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+    headers: &[(&str, &str)],
+) -> HttpReply {
     use http_body_util::BodyExt;
-    let resp = http_send(server, method, path, token, body).await;
+    let resp = http_send_with(server, method, path, token, body, headers).await;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
