@@ -7,11 +7,19 @@
 //! labels deep, a sixth prefix hits, a sixth falling through to the catch-all;
 //! the same key shapes for every size, so only the table size changes.
 //!
+//! Also the layered matcher a replica runs between merges: the same base with
+//! 256 of its tenants changed since (the most before a merge), so every
+//! lookup asks two matchers.
+//!
 //! `cargo bench --bench matcher`
 
 use std::{hint::black_box, time::Instant};
 
-use switchyard::tenant::{TenantRecord, matcher::Matcher, pattern::normalize_key};
+use switchyard::tenant::{
+    TenantRecord,
+    matcher::{Layered, Matcher},
+    pattern::normalize_key,
+};
 
 fn patterns(n: usize) -> Vec<TenantRecord> {
     let mut out: Vec<TenantRecord> = (0..n)
@@ -67,16 +75,33 @@ fn keys(n: usize) -> Vec<String> {
         .collect()
 }
 
-fn measure(m: &Matcher, keys: &[String], rounds: usize, normalize: bool) -> f64 {
+/// A lookup, in a plain or a layered matcher.
+trait Lookup {
+    fn hit(&self, key: &str) -> bool;
+}
+
+impl Lookup for Matcher {
+    fn hit(&self, key: &str) -> bool {
+        self.lookup(key).is_some()
+    }
+}
+
+impl Lookup for Layered {
+    fn hit(&self, key: &str) -> bool {
+        self.lookup(key).is_some()
+    }
+}
+
+fn measure(m: &impl Lookup, keys: &[String], rounds: usize, normalize: bool) -> f64 {
     let start = Instant::now();
     let mut hits = 0usize;
     for _ in 0..rounds {
         for k in keys {
             let found = if normalize {
                 let key = normalize_key(black_box(k)).expect("valid key");
-                m.lookup(&key).is_some()
+                m.hit(&key)
             } else {
-                m.lookup(black_box(k)).is_some()
+                m.hit(black_box(k))
             };
             hits += usize::from(found);
         }
@@ -115,6 +140,23 @@ fn main() {
             100.0 * checked as f64 / ks.len() as f64
         );
         results.push((n, lookup, full));
+        // 256 tenants changed (their patterns re-written as they were).
+        let changed: Vec<(String, Option<TenantRecord>)> = patterns(n)
+            .into_iter()
+            .step_by((n / 256).max(1))
+            .take(256)
+            .map(|t| (t.id.clone(), Some(t)))
+            .collect();
+        let layered = Layered::new(Matcher::build(patterns(n)), 0).with_changes(changed, 1);
+        let mut v: Vec<f64> = (0..5)
+            .map(|_| measure(&layered, &ks, rounds, false))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{n:>7} patterns, 256 tenants changed since the base: lookup {:>6.2} M/s ({:>5.0} ns)",
+            v[2] / 1e6,
+            1e9 / v[2]
+        );
     }
     let (_, l10, f10) = results[0];
     let (_, l100k, f100k) = results[2];

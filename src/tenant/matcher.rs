@@ -9,11 +9,7 @@
 //! tenant change rebuilds and swaps in atomically (`Tenants::apply_changes`);
 //! the two are merged into a new base in the background now and then.
 
-use std::{
-    collections::HashMap,
-    hash::{BuildHasher, BuildHasherDefault, Hasher},
-    sync::Arc,
-};
+use std::{collections::HashMap, hash::BuildHasher, sync::Arc};
 
 use super::{TenantRecord, pattern::Pattern};
 
@@ -46,39 +42,87 @@ fn hash(kind: Kind, s: &str) -> u64 {
     foldhash::fast::FixedState::with_seed(SEEDS[kind as usize]).hash_one(s)
 }
 
-/// A `Hasher` for keys that already are good 64-bit hashes.
-#[derive(Default)]
-struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed with this hasher.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+/// A slot of a [`Table`]: the hash of a fixed part, where the part starts
+/// in the arena (it ends at a NUL there), and its entry's index; 16 bytes,
+/// four to a cache line.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    hash: u64,
+    start: u32,
+    index: u32,
 }
 
-/// One pattern kind: the index of each entry by the hash of its fixed part;
-/// the rare fixed parts whose hash collides with another's go to `collided`.
+const EMPTY: Slot = Slot {
+    hash: 0,
+    start: 0,
+    index: u32::MAX,
+};
+
+/// One pattern kind: its entries by the hash of their fixed part, in one
+/// open-addressed array at most half full, probed linearly from the hash's
+/// low bits (so a hit reads one slot line and the arena, nothing else); the
+/// rare fixed parts whose hash collides with another's go to `collided`.
 #[derive(Debug, Default)]
 struct Table {
-    by_hash: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
+    slots: Vec<Slot>,
+    len: usize,
     collided: HashMap<Box<str>, u32>,
+}
+
+impl Table {
+    fn is_empty(&self) -> bool {
+        self.len == 0 && self.collided.is_empty()
+    }
+
+    /// The slot holding hash `h`, if any.
+    fn get(&self, h: u64) -> Option<Slot> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut i = h as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s.index == u32::MAX {
+                return None;
+            }
+            if s.hash == h {
+                return Some(s);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Puts `slot` in; the one already there when its hash is taken.
+    fn insert(&mut self, slot: Slot) -> Result<(), Slot> {
+        if let Some(existing) = self.get(slot.hash) {
+            return Err(existing);
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            let size = (self.slots.len() * 2).max(16);
+            let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
+            for s in old.into_iter().filter(|s| s.index != u32::MAX) {
+                self.place(s);
+            }
+        }
+        self.place(slot);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn place(&mut self, slot: Slot) {
+        let mask = self.slots.len() - 1;
+        let mut i = slot.hash as usize & mask;
+        while self.slots[i].index != u32::MAX {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = slot;
+    }
 }
 
 /// An immutable snapshot of every pattern.
 ///
-/// The layout is built for large tables: hash tables map a 64-bit hash to a
-/// `u32` index, entries sit in one vector and the strings compared against
-/// in one arena, so a lookup touches a few compact regions instead of
-/// scattered allocations. Before a table is probed, a bit filter (16 bits per
+/// The layout is built for large tables: each table is one array of 16-byte
+/// slots (hash, arena offset, entry index), entries sit in one vector and the
+/// strings compared against in one arena, so a hit touches one slot line and
+/// one arena line instead of scattered allocations. Before a table is probed, a bit filter (16 bits per
 /// pattern, small enough to stay in a core's cache) says whether the hash can
 /// be there at all; most probes of a lookup miss, and the filter answers those
 /// without touching the tables.
@@ -86,7 +130,13 @@ struct Table {
 pub struct Matcher {
     tables: [Table; 3],
     tenants: HashMap<String, Arc<TenantRecord>>,
+    /// Each tenant's number, in build order.
+    ordinals: HashMap<String, u32>,
     entries: Vec<Entry>,
+    /// The number of each entry's tenant.
+    owners: Vec<u32>,
+    /// The number of the catch-all's tenant.
+    catch_all_owner: u32,
     /// `(start, len)` in `arena` of each entry's fixed part.
     fixed: Vec<(u32, u32)>,
     arena: String,
@@ -103,7 +153,10 @@ impl Matcher {
         let mut m = Matcher {
             tables: Default::default(),
             tenants: HashMap::new(),
+            ordinals: HashMap::new(),
             entries: Vec::new(),
+            owners: Vec::new(),
+            catch_all_owner: 0,
             fixed: Vec::new(),
             arena: String::new(),
             catch_all: None,
@@ -114,6 +167,8 @@ impl Matcher {
         for t in tenants {
             let tenant = Arc::new(t);
             m.tenants.insert(tenant.id.clone(), tenant.clone());
+            let ordinal = u32::try_from(m.ordinals.len()).unwrap_or(u32::MAX);
+            m.ordinals.insert(tenant.id.clone(), ordinal);
             for text in &tenant.patterns {
                 let entry = Entry {
                     tenant: tenant.clone(),
@@ -125,6 +180,7 @@ impl Matcher {
                     Ok(Pattern::Prefix(f)) => (Kind::Prefix, f),
                     Ok(Pattern::CatchAll) => {
                         m.catch_all = Some(entry);
+                        m.catch_all_owner = ordinal;
                         continue;
                     }
                     Err(e) => {
@@ -132,8 +188,11 @@ impl Matcher {
                         continue;
                     }
                 };
-                let (Ok(index), Ok(start), Ok(len)) = (
-                    u32::try_from(m.entries.len()),
+                // u32::MAX marks an empty slot.
+                let (Some(index), Ok(start), Ok(len)) = (
+                    u32::try_from(m.entries.len())
+                        .ok()
+                        .filter(|&i| i < u32::MAX),
                     u32::try_from(m.arena.len()),
                     u32::try_from(fixed.len()),
                 ) else {
@@ -143,17 +202,22 @@ impl Matcher {
                 let h = hash(kind, &fixed);
                 hashes.push(h);
                 m.arena.push_str(&fixed);
+                // The end of the part: no host name holds a NUL.
+                m.arena.push('\0');
                 m.fixed.push((start, len));
                 m.entries.push(entry);
-                let collides = m.tables[kind as usize]
-                    .by_hash
-                    .get(&h)
-                    .is_some_and(|&other| m.fixed_of(other) != fixed);
-                let table = &mut m.tables[kind as usize];
-                if collides {
-                    table.collided.insert(fixed.into_boxed_str(), index);
-                } else {
-                    table.by_hash.insert(h, index);
+                m.owners.push(ordinal);
+                let slot = Slot {
+                    hash: h,
+                    start,
+                    index,
+                };
+                if let Err(other) = m.tables[kind as usize].insert(slot)
+                    && m.fixed_of(other.index) != fixed
+                {
+                    m.tables[kind as usize]
+                        .collided
+                        .insert(fixed.into_boxed_str(), index);
                 }
             }
         }
@@ -175,18 +239,34 @@ impl Matcher {
     }
 
     fn probe(&self, kind: Kind, fixed: &str) -> Option<&Entry> {
-        let h = hash(kind, fixed);
+        self.probe_index(kind, fixed, hash(kind, fixed))
+            .map(|i| &self.entries[i as usize])
+    }
+
+    /// The index of the entry of `fixed` (whose hash is `h`), if any.
+    fn probe_index(&self, kind: Kind, fixed: &str, h: u64) -> Option<u32> {
         let bit = h & self.filter_mask;
         if self.filter[(bit / 64) as usize] & (1 << (bit % 64)) == 0 {
             return None;
         }
         let table = &self.tables[kind as usize];
-        let index = match table.by_hash.get(&h) {
-            Some(&i) if self.fixed_of(i) == fixed => i,
+        let start = |s: Slot| s.start as usize;
+        let index = match table.get(h) {
+            Some(slot)
+                if self
+                    .arena
+                    .as_bytes()
+                    .get(start(slot)..=start(slot) + fixed.len())
+                    .is_some_and(|b| {
+                        b[..fixed.len()] == *fixed.as_bytes() && b[fixed.len()] == 0
+                    }) =>
+            {
+                slot.index
+            }
             _ if table.collided.is_empty() => return None,
             _ => *table.collided.get(fixed)?,
         };
-        Some(&self.entries[index as usize])
+        Some(index)
     }
 
     /// Returns the most specific entry matching the normalised `key`.
@@ -201,8 +281,7 @@ impl Matcher {
     }
 
     fn has(&self, kind: Kind) -> bool {
-        let t = &self.tables[kind as usize];
-        !t.by_hash.is_empty() || !t.collided.is_empty()
+        !self.tables[kind as usize].is_empty()
     }
 
     /// Every tenant, patterns or not.
@@ -274,6 +353,9 @@ pub struct Layered {
     changed: HashMap<String, (u64, Option<Arc<TenantRecord>>)>,
     /// The patterns of the changed tenants that exist.
     delta: Matcher,
+    /// One bit per base tenant number: set when the tenant changed, so its
+    /// base entries no longer count.
+    stale: Vec<u64>,
     /// Which full load the base descends from.
     epoch: u64,
 }
@@ -285,6 +367,7 @@ impl Layered {
             base: Arc::new(base),
             changed: HashMap::new(),
             delta: Matcher::build([]),
+            stale: Vec::new(),
             epoch,
         }
     }
@@ -294,19 +377,32 @@ impl Layered {
         if self.changed.is_empty() {
             return self.base.lookup(key);
         }
-        let live = |e: &&Entry| !self.changed.contains_key(&e.tenant.id);
+        let live = |owner: u32| {
+            self.stale
+                .get(owner as usize / 64)
+                .is_none_or(|w| w & (1 << (owner % 64)) == 0)
+        };
+        let (base, delta) = (&*self.base, &self.delta);
         search(
             key,
-            self.base.has(Kind::Suffix) || self.delta.has(Kind::Suffix),
-            self.base.has(Kind::Prefix) || self.delta.has(Kind::Prefix),
+            base.has(Kind::Suffix) || delta.has(Kind::Suffix),
+            base.has(Kind::Prefix) || delta.has(Kind::Prefix),
             |kind, fixed| {
-                self.delta
-                    .probe(kind, fixed)
-                    .or_else(|| self.base.probe(kind, fixed).filter(live))
+                // One hash for both: they hash alike.
+                let h = hash(kind, fixed);
+                if let Some(i) = delta.probe_index(kind, fixed, h) {
+                    return Some(&delta.entries[i as usize]);
+                }
+                let i = base.probe_index(kind, fixed, h)?;
+                live(base.owners[i as usize]).then(|| &base.entries[i as usize])
             },
         )
-        .or(self.delta.catch_all.as_ref())
-        .or_else(|| self.base.catch_all.as_ref().filter(live))
+        .or(delta.catch_all.as_ref())
+        .or_else(|| {
+            base.catch_all
+                .as_ref()
+                .filter(|_| live(base.catch_all_owner))
+        })
     }
 
     /// Returns the tenant with `id`, patterns or not.
@@ -361,10 +457,15 @@ impl Layered {
         changed: HashMap<String, (u64, Option<Arc<TenantRecord>>)>,
     ) -> Layered {
         let delta = Matcher::build(changed.values().filter_map(|(_, t)| t.as_deref().cloned()));
+        let mut stale = vec![0u64; base.ordinals.len().div_ceil(64)];
+        for n in changed.keys().filter_map(|id| base.ordinals.get(id)) {
+            stale[*n as usize / 64] |= 1 << (n % 64);
+        }
         Layered {
             base,
             changed,
             delta,
+            stale,
             epoch: self.epoch,
         }
     }
