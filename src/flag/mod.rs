@@ -12,6 +12,7 @@
 //! through the same function. `service.rs` holds the rules of every flag use
 //! case, whatever the transport.
 
+pub mod hub;
 pub mod listing;
 pub mod service;
 pub mod state;
@@ -613,6 +614,18 @@ pub fn events_for(env: &EnvOverrides, c: &Change, tenant: Option<&str>) -> Vec<E
     }
 }
 
+/// The audience whose events a subscriber of `tenant` gets for `c`: its own
+/// tenant when the change concerns it (an override or deletion of that
+/// tenant, or a flag change its override hides), otherwise no tenant —
+/// `events_for(env, c, tenant) == events_for(env, c, audience(c, tenant))`,
+/// so subscribers of one audience can share the events and their encoding.
+pub fn audience<'a>(c: &Change, tenant: Option<&'a str>) -> Option<&'a str> {
+    let t = tenant?;
+    let concerned = c.tenant_id.as_deref() == Some(t)
+        || matches!(&c.payload, Payload::FlagUpsert { overridden, .. } if overridden.iter().any(|o| o == t));
+    concerned.then_some(t)
+}
+
 /// Replaces a tenant value by the env override of the same flag, when set
 /// (and of the same type).
 fn env_first(env: &EnvOverrides, eff: Effective) -> Effective {
@@ -801,6 +814,22 @@ mod tests {
             overrides: [("g".to_owned(), json!("y"))].into(),
         });
         assert_eq!(events_for(&env, &same_source, Some("a")).len(), 1);
+        // Every subscriber gets its audience's events.
+        for c in [
+            upsert(stored.clone(), &old),
+            set(None),
+            deleted.clone(),
+            same_source,
+        ] {
+            for t in [None, Some("a"), Some("b")] {
+                assert_eq!(
+                    events_for(&env, &c, t),
+                    events_for(&env, &c, audience(&c, t)),
+                    "{t:?} at {}",
+                    c.revision
+                );
+            }
+        }
     }
 
     #[test]
@@ -833,5 +862,13 @@ mod tests {
             "a's override hides it"
         );
         assert_eq!(events_for(&env, &c, Some("b")).len(), 1);
+        assert_eq!(audience(&c, Some("a")), Some("a"));
+        assert_eq!(audience(&c, Some("b")), None);
+        for t in [None, Some("a"), Some("b")] {
+            assert_eq!(
+                events_for(&env, &c, t),
+                events_for(&env, &c, audience(&c, t))
+            );
+        }
     }
 }

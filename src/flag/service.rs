@@ -15,7 +15,7 @@ use super::{
     state::{Flags, ViewTag},
     store::{self, FlagUpdate},
     validate_key,
-    watch::{self, WatchItem, WatcherLimit},
+    watch::{self, Delivery, WatcherLimit},
 };
 use crate::{
     auth::{Principal, Scope},
@@ -381,7 +381,7 @@ impl Service {
         p: &Principal,
         tenant: &str,
         since: i64,
-    ) -> Result<impl Stream<Item = WatchItem> + Send + 'static> {
+    ) -> Result<impl Stream<Item = Delivery> + Send + 'static> {
         let tenant = self.reading_tenant(p, tenant, "tenant_id").await?;
         let slot = self.watchers.acquire()?;
         watch::open(

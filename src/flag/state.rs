@@ -9,6 +9,7 @@ use std::{
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use super::hub::{HubMessage, Memo};
 use super::{
     Change, Effective, EnvOverrides, FlagDef, Payload, Prior, def_bound, effective, encoded_bound,
 };
@@ -145,17 +146,6 @@ impl ViewTag {
     }
 }
 
-/// What the watch hub broadcasts to every subscriber of a replica.
-#[derive(Debug, Clone)]
-pub enum HubMessage {
-    /// A change, applied to the state before it is sent.
-    Change(Arc<Change>),
-    /// Nothing to report; every change up to this revision has been sent.
-    Heartbeat(i64),
-    /// The state was reloaded whole: every subscriber takes a new snapshot.
-    Reset,
-}
-
 /// The flag component of a replica: the in-memory state, the `env` overrides
 /// and the watch hub.
 pub struct Flags {
@@ -248,7 +238,9 @@ impl Flags {
         }
         change.prior = Some(state.prior(&change));
         state.apply(&change);
-        let _ = self.hub.send(HubMessage::Change(Arc::new(change)));
+        let _ = self
+            .hub
+            .send(HubMessage::Change(Arc::new(change), Arc::default()));
     }
 
     /// Replaces the whole state (after the change log was pruned past this
@@ -262,7 +254,9 @@ impl Flags {
     /// Sends a heartbeat with the state's revision.
     pub fn heartbeat(&self) {
         let state = self.read();
-        let _ = self.hub.send(HubMessage::Heartbeat(state.revision));
+        let _ = self
+            .hub
+            .send(HubMessage::Heartbeat(state.revision, Memo::shared()));
     }
 
     /// Subscribes to the hub; subscribe before reading a snapshot so that

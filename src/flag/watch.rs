@@ -13,6 +13,7 @@
 
 use std::{
     collections::VecDeque,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -21,11 +22,12 @@ use std::{
 
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{
     Change, Effective, Event, encoded_bound, events_for,
-    state::{Flags, HubMessage},
+    hub::{HubMessage, Memo},
+    state::Flags,
 };
 use crate::{
     changelog::{ChangeLog, Read},
@@ -93,6 +95,15 @@ impl WatchItem {
     }
 }
 
+/// One item for a subscriber, with the memo of its encoding.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// What the subscriber receives.
+    pub item: WatchItem,
+    /// Its encoding, shared with the other subscribers of the same item.
+    pub memo: Memo,
+}
+
 /// Counts open watch streams against a limit; a slot is freed when its stream
 /// is dropped (the subscriber went away or the server is stopping).
 #[derive(Debug, Clone)]
@@ -152,8 +163,10 @@ struct Watcher {
     /// The revision of the last item the stream yielded: what the
     /// subscriber holds whole, and would resume from.
     yielded: i64,
-    pending: VecDeque<WatchItem>,
-    stop: CancellationToken,
+    pending: VecDeque<(WatchItem, Memo)>,
+    /// Resolves when the server stops; made once, polled at every wait (a
+    /// new `cancelled()` future per wait costs a lock and a registration).
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The most flag bytes in one snapshot part.
     part_budget: usize,
     /// A `Failed` item was yielded: the stream ends.
@@ -167,7 +180,7 @@ impl Watcher {
     fn resume_point(&self) -> i64 {
         self.pending
             .back()
-            .map_or(self.yielded, WatchItem::revision)
+            .map_or(self.yielded, |(item, _)| item.revision())
     }
 
     fn snapshot(&mut self) {
@@ -183,30 +196,34 @@ impl Watcher {
         for f in flags {
             let size = encoded_bound(&f);
             if size > self.part_budget {
-                self.pending
-                    .push_back(WatchItem::Failed(super::state::too_large(
-                        &f.flag,
-                        size,
-                        self.part_budget,
-                    )));
+                self.pending.push_back((
+                    WatchItem::Failed(super::state::too_large(&f.flag, size, self.part_budget)),
+                    Memo::default(),
+                ));
                 return;
             }
             if !part.is_empty() && bytes + size > self.part_budget {
-                self.pending.push_back(WatchItem::Snapshot {
-                    flags: std::mem::take(&mut part),
-                    revision: before,
-                    continues: true,
-                });
+                self.pending.push_back((
+                    WatchItem::Snapshot {
+                        flags: std::mem::take(&mut part),
+                        revision: before,
+                        continues: true,
+                    },
+                    Memo::default(),
+                ));
                 bytes = 0;
             }
             bytes += size;
             part.push(f);
         }
-        self.pending.push_back(WatchItem::Snapshot {
-            flags: part,
-            revision,
-            continues: false,
-        });
+        self.pending.push_back((
+            WatchItem::Snapshot {
+                flags: part,
+                revision,
+                continues: false,
+            },
+            Memo::default(),
+        ));
     }
 
     /// Reads the next page of the replay; a page that does not continue where
@@ -227,7 +244,7 @@ impl Watcher {
         for entry in entries {
             let c = Change::from(entry);
             let events = events_for(self.flags.env(), &c, self.tenant.as_deref());
-            self.push_events(events, c.revision, c.committed_at_us);
+            self.push_events(&events, c.revision, c.committed_at_us, Memo::default());
             after = c.revision;
         }
         if after < r.end {
@@ -238,24 +255,31 @@ impl Watcher {
     /// Queues the events of the change at `revision`. When it has several
     /// (a tenant deletion restoring its flags), all but the last carry the
     /// revision before it, so a subscriber cut off in the middle resumes
-    /// from a revision it holds whole and gets the whole change again.
-    fn push_events(&mut self, events: Vec<Event>, revision: i64, committed_at_us: i64) {
+    /// from a revision it holds whole and gets the whole change again. A
+    /// lone event is the same for its whole audience and shares `memo`.
+    fn push_events(&mut self, events: &[Event], revision: i64, committed_at_us: i64, memo: Memo) {
         let before = self.resume_point();
         let n = events.len();
-        for (i, e) in events.into_iter().enumerate() {
+        for (i, e) in events.iter().enumerate() {
             let revision = if i + 1 < n { before } else { revision };
-            self.pending.push_back(match e {
+            let item = match e {
                 Event::Upsert(flag) => WatchItem::Upsert {
-                    flag,
+                    flag: flag.clone(),
                     revision,
                     committed_at_us,
                 },
                 Event::Delete(flag) => WatchItem::Delete {
-                    flag,
+                    flag: flag.clone(),
                     revision,
                     committed_at_us,
                 },
-            });
+            };
+            let memo = if n == 1 {
+                memo.clone()
+            } else {
+                Memo::default()
+            };
+            self.pending.push_back((item, memo));
         }
     }
 }
@@ -274,7 +298,7 @@ pub async fn open(
     slot: WatcherSlot,
     stop: CancellationToken,
     part_budget: usize,
-) -> Result<impl Stream<Item = WatchItem> + Send + 'static> {
+) -> Result<impl Stream<Item = Delivery> + Send + 'static> {
     if since < 0 {
         return Err(Error::invalid_argument(
             "since_revision",
@@ -290,7 +314,7 @@ pub async fn open(
         last: since,
         yielded: since,
         pending: VecDeque::new(),
-        stop,
+        stop: Box::pin(stop.cancelled_owned()),
         part_budget,
         ended: false,
         _slot: slot,
@@ -321,12 +345,12 @@ pub async fn open(
             if w.ended {
                 return None;
             }
-            if let Some(item) = w.pending.pop_front() {
+            if let Some((item, memo)) = w.pending.pop_front() {
                 match &item {
                     WatchItem::Failed(_) => w.ended = true,
                     _ => w.yielded = item.revision(),
                 }
-                return Some((item, w));
+                return Some((Delivery { item, memo }, w));
             }
             if w.replay.is_some() {
                 w.replay_page().await;
@@ -334,22 +358,23 @@ pub async fn open(
             }
             let msg = tokio::select! {
                 biased;
-                () = w.stop.cancelled() => return None,
+                () = w.stop.as_mut() => return None,
                 m = w.rx.recv() => m,
             };
             match msg {
-                Ok(HubMessage::Change(c)) => {
+                Ok(HubMessage::Change(c, audiences)) => {
                     if c.revision <= w.last {
                         continue;
                     }
                     w.last = c.revision;
-                    let events = events_for(w.flags.env(), &c, w.tenant.as_deref());
-                    w.push_events(events, c.revision, c.committed_at_us);
+                    let (events, memo) = audiences.events(w.flags.env(), &c, w.tenant.as_deref());
+                    w.push_events(&events, c.revision, c.committed_at_us, memo);
                 }
-                Ok(HubMessage::Heartbeat(revision)) => {
+                Ok(HubMessage::Heartbeat(revision, memo)) => {
                     if revision >= w.last {
                         w.last = revision;
-                        w.pending.push_back(WatchItem::Heartbeat { revision });
+                        w.pending
+                            .push_back((WatchItem::Heartbeat { revision }, memo));
                     }
                 }
                 Ok(HubMessage::Reset) | Err(RecvError::Lagged(_)) => w.snapshot(),

@@ -21,7 +21,7 @@ use crate::{
         self, Effective, FlagDef,
         listing::{DEFAULT_CACHE_BYTES, ListCache, Listed},
         service::{FlagChanges, FlagList, ListRequest, NewFlag, Service, Target},
-        watch::WatchItem,
+        watch::{Delivery, WatchItem},
     },
     service::Input,
 };
@@ -41,6 +41,20 @@ impl FlagApi {
             flags,
             listings: Arc::new(ListCache::new(DEFAULT_CACHE_BYTES)),
         }
+    }
+
+    /// `WatchFlags`, encoded: each event once for all the streams of its
+    /// audience.
+    async fn watch_encoded(
+        &self,
+        req: Request<WatchFlagsRequest>,
+    ) -> Result<EncodedStream, Status> {
+        let r = req.get_ref();
+        let stream = self
+            .flags
+            .watch(principal(&req)?, &r.tenant_id, r.since_revision)
+            .await?;
+        Ok(Box::pin(stream.map(encode_delivery)))
     }
 
     /// `ListFlags`, encoded: from the cache when the view has not changed
@@ -99,31 +113,36 @@ fn list_to_proto(list: &FlagList) -> ListFlagsResponse {
     }
 }
 
-/// `FlagService/ListFlags` as the server routes it: the same call as
-/// [`FlagService::list_flags`], but the answer is written from its cached
-/// encoding instead of being encoded again. Mounted at [`Self::PATH`], in
-/// front of the generated service.
+/// `FlagService/ListFlags` and `FlagService/WatchFlags` as the server routes
+/// them: the same calls as [`FlagService::list_flags`] and
+/// [`FlagService::watch_flags`], but answers are written from encodings made
+/// once (a listing per view version, a watch event per audience) instead of
+/// being encoded again for each caller. Mounted at [`Self::PATHS`], in front
+/// of the generated service.
 #[derive(Debug, Clone)]
-pub struct ListFlagsRoute {
+pub struct EncodedRoutes {
     api: FlagApi,
     max_message_bytes: usize,
 }
 
-impl ListFlagsRoute {
-    /// The method's path.
-    pub const PATH: &'static str = "/switchyard.v1.FlagService/ListFlags";
+impl EncodedRoutes {
+    /// The methods' paths.
+    pub const PATHS: [&'static str; 2] = [LIST_FLAGS, WATCH_FLAGS];
 
-    /// The route over `api` (the one the generated service also serves),
+    /// The routes over `api` (the one the generated service also serves),
     /// within the message limit.
     pub fn new(api: FlagApi, max_message_bytes: usize) -> Self {
-        ListFlagsRoute {
+        EncodedRoutes {
             api,
             max_message_bytes,
         }
     }
 }
 
-impl tower::Service<http::Request<axum::body::Body>> for ListFlagsRoute {
+const LIST_FLAGS: &str = "/switchyard.v1.FlagService/ListFlags";
+const WATCH_FLAGS: &str = "/switchyard.v1.FlagService/WatchFlags";
+
+impl tower::Service<http::Request<axum::body::Body>> for EncodedRoutes {
     type Response = http::Response<tonic::body::Body>;
     type Error = std::convert::Infallible;
     type Future =
@@ -137,13 +156,38 @@ impl tower::Service<http::Request<axum::body::Body>> for ListFlagsRoute {
     }
 
     fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
-        let call = ListFlagsCall(self.api.clone());
-        let max = self.max_message_bytes;
+        let api = self.api.clone();
+        let max = Some(self.max_message_bytes);
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(EncodedCodec::<ListFlagsRequest>::default())
-                .apply_max_message_size_config(Some(max), Some(max));
-            Ok(grpc.unary(call, req).await)
+            Ok(if req.uri().path() == WATCH_FLAGS {
+                tonic::server::Grpc::new(EncodedCodec::<WatchFlagsRequest>::default())
+                    .apply_max_message_size_config(max, max)
+                    .server_streaming(WatchFlagsCall(api), req)
+                    .await
+            } else {
+                tonic::server::Grpc::new(EncodedCodec::<ListFlagsRequest>::default())
+                    .apply_max_message_size_config(max, max)
+                    .unary(ListFlagsCall(api), req)
+                    .await
+            })
         })
+    }
+}
+
+/// An encoded watch stream.
+type EncodedStream = Pin<Box<dyn Stream<Item = Result<Encoded, Status>> + Send + 'static>>;
+
+struct WatchFlagsCall(FlagApi);
+
+impl tonic::server::ServerStreamingService<WatchFlagsRequest> for WatchFlagsCall {
+    type Response = Encoded;
+    type ResponseStream = EncodedStream;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Response<EncodedStream>, Status>> + Send>>;
+
+    fn call(&mut self, req: Request<WatchFlagsRequest>) -> Self::Future {
+        let api = self.0.clone();
+        Box::pin(async move { api.watch_encoded(req).await.map(Response::new) })
     }
 }
 
@@ -211,7 +255,7 @@ pub fn effective_to_proto(e: &Effective) -> EffectiveFlag {
     }
 }
 
-fn watch_to_proto(item: WatchItem) -> Result<WatchFlagsResponse, Status> {
+fn watch_to_proto(item: &WatchItem) -> Result<WatchFlagsResponse, Status> {
     Ok(match item {
         WatchItem::Snapshot {
             flags,
@@ -219,9 +263,9 @@ fn watch_to_proto(item: WatchItem) -> Result<WatchFlagsResponse, Status> {
             continues,
         } => WatchFlagsResponse {
             r#type: FlagEventType::Snapshot as i32,
-            revision,
+            revision: *revision,
             flags: flags.iter().map(effective_to_proto).collect(),
-            snapshot_continues: continues,
+            snapshot_continues: *continues,
             ..Default::default()
         },
         WatchItem::Upsert {
@@ -230,9 +274,9 @@ fn watch_to_proto(item: WatchItem) -> Result<WatchFlagsResponse, Status> {
             committed_at_us,
         } => WatchFlagsResponse {
             r#type: FlagEventType::Upsert as i32,
-            revision,
-            flag: Some(effective_to_proto(&flag)),
-            commit_time: Some(timestamp(committed_at_us)),
+            revision: *revision,
+            flag: Some(effective_to_proto(flag)),
+            commit_time: Some(timestamp(*committed_at_us)),
             ..Default::default()
         },
         WatchItem::Delete {
@@ -241,22 +285,41 @@ fn watch_to_proto(item: WatchItem) -> Result<WatchFlagsResponse, Status> {
             committed_at_us,
         } => WatchFlagsResponse {
             r#type: FlagEventType::Delete as i32,
-            revision,
+            revision: *revision,
             flag: Some(EffectiveFlag {
-                flag,
+                flag: flag.clone(),
                 value: None,
                 source: String::new(),
             }),
-            commit_time: Some(timestamp(committed_at_us)),
+            commit_time: Some(timestamp(*committed_at_us)),
             ..Default::default()
         },
         WatchItem::Heartbeat { revision } => WatchFlagsResponse {
             r#type: FlagEventType::Heartbeat as i32,
-            revision,
+            revision: *revision,
             ..Default::default()
         },
-        WatchItem::Failed(e) => return Err(e.into()),
+        WatchItem::Failed(e) => return Err(e.clone().into()),
     })
+}
+
+/// A watch item, encoded: once for all the streams that share it.
+fn encode_delivery(d: Delivery) -> Result<Encoded, Status> {
+    if let WatchItem::Failed(e) = d.item {
+        return Err(e.into());
+    }
+    let mut failed = None;
+    let bytes = d.memo.encoded(|| match watch_to_proto(&d.item) {
+        Ok(m) => Bytes::from(m.encode_to_vec()),
+        Err(e) => {
+            failed = Some(e);
+            Bytes::new()
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(Encoded(bytes)),
+    }
 }
 
 /// Converts an optional stored value: absent is none, present must convert.
@@ -420,15 +483,18 @@ impl FlagService for FlagApi {
         }))
     }
 
+    /// Served by [`EncodedRoutes`] on the server; this is the same stream,
+    /// decoded, for whoever calls the trait directly.
     async fn watch_flags(
         &self,
         req: Request<WatchFlagsRequest>,
     ) -> Result<Response<Self::WatchFlagsStream>, Status> {
-        let r = req.get_ref();
-        let stream = self
-            .flags
-            .watch(principal(&req)?, &r.tenant_id, r.since_revision)
-            .await?;
-        Ok(Response::new(Box::pin(stream.map(watch_to_proto))))
+        let stream = self.watch_encoded(req).await?;
+        Ok(Response::new(Box::pin(stream.map(|item| {
+            item.and_then(|e| {
+                WatchFlagsResponse::decode(e.0)
+                    .map_err(|e| Error::internal("decoding a watch event", e).into())
+            })
+        }))))
     }
 }

@@ -32,7 +32,7 @@ use crate::{
     config::Config,
     error::{Error, ErrorKind},
     grpc::{
-        flag::{FlagApi, ListFlagsRoute},
+        flag::{EncodedRoutes, FlagApi},
         gating::GatingApi,
         tenant::TenantApi,
     },
@@ -178,12 +178,13 @@ fn grpc_routes(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         );
-    // ListFlags answers from its cached encodings (a more specific route
-    // than the service's own, so it is the one matched).
-    let router = grpc
-        .routes()
-        .into_axum_router()
-        .route_service(ListFlagsRoute::PATH, ListFlagsRoute::new(flag_api, max));
+    // ListFlags and WatchFlags answer from encodings made once (more
+    // specific routes than the service's own, so they are the ones matched).
+    let encoded = EncodedRoutes::new(flag_api, max);
+    let mut router = grpc.routes().into_axum_router();
+    for path in EncodedRoutes::PATHS {
+        router = router.route_service(path, encoded.clone());
+    }
     Ok(Routes::from(router))
 }
 
