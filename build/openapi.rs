@@ -213,13 +213,51 @@ impl Generator {
                 json!({"application/json": {"schema": self.field_schema(&f)}}),
             );
         }
-        op.insert("responses".into(), json!({
-            "200": ok,
-            "default": {
+        let mut responses = Map::new();
+        // An RPC that answers by version (the gateway's convention: request
+        // `if_none_match`, response `etag` and `not_modified`) takes
+        // `If-None-Match` and answers 304.
+        let conditional = input.get_field_by_name("if_none_match").is_some()
+            && output.get_field_by_name("etag").is_some()
+            && output.get_field_by_name("not_modified").is_some()
+            && !rpc.is_server_streaming();
+        if conditional {
+            let etag = json!({
+                "description": "The entity tag of this version of the answer: send it back as `If-None-Match`.",
+                "schema": {"type": "string"},
+            });
+            let headers = ok.entry("headers").or_insert_with(|| json!({}));
+            if let Some(h) = headers.as_object_mut() {
+                h.insert("ETag".into(), etag.clone());
+            }
+            responses.insert(
+                "304".into(),
+                json!({
+                    "description": "Not Modified: `If-None-Match` names the current version; no body.",
+                    "headers": {"ETag": etag},
+                }),
+            );
+            let params = op.entry("parameters").or_insert_with(|| json!([]));
+            if let Some(p) = params.as_array_mut() {
+                p.push(json!({
+                    "name": "If-None-Match",
+                    "in": "header",
+                    "required": false,
+                    "description": "An `ETag` of an earlier answer (or several, comma-separated, or `*`): \
+                        while it names the current version, the answer is 304 with no body.",
+                    "schema": {"type": "string"},
+                }));
+            }
+        }
+        responses.insert("200".into(), Value::Object(ok));
+        responses.insert(
+            "default".into(),
+            json!({
                 "description": "An error: a `google.rpc.Status`, with grpc-gateway's HTTP status for its code.",
                 "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{STATUS}")}}},
-            },
-        }));
+            }),
+        );
+        op.insert("responses".into(), Value::Object(responses));
         Ok(Value::Object(op))
     }
 
