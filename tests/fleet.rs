@@ -213,6 +213,9 @@ fn p99(mut v: Vec<Duration>) -> Duration {
         .unwrap_or_default()
 }
 
+/// The values `ListFlags` gives for `tenant` on `url`, and the revision the
+/// replica is at (an evaluation's: a listing's own revision is that of its
+/// view's last change, which another tenant's writes do not move).
 async fn listed(url: &str, tenant: &str) -> (BTreeMap<String, Option<pbjson_types::Value>>, i64) {
     let client = Client::connect(url, ADMIN).await.unwrap();
     let r = client
@@ -224,10 +227,22 @@ async fn listed(url: &str, tenant: &str) -> (BTreeMap<String, Option<pbjson_type
         .await
         .unwrap()
         .into_inner();
-    (
-        r.flags.into_iter().map(|f| (f.flag, f.value)).collect(),
-        r.revision,
-    )
+    let first = r.flags.first().expect("the fleet has flags").flag.clone();
+    let at = client
+        .flags()
+        .evaluate_flag(EvaluateFlagRequest {
+            flag_key: first,
+            target: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    assert!(
+        r.revision <= at,
+        "a view's revision is one the replica reached"
+    );
+    (r.flags.into_iter().map(|f| (f.flag, f.value)).collect(), at)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

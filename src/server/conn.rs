@@ -2,6 +2,13 @@
 //! is closed as soon as it is accepted), and a connection that sends nothing
 //! for `connection_idle_timeout_s` is closed.
 //!
+//! Writes are gathered and sent together at a flush, one scheduler turn late
+//! ([`Conn::poll_flush`]): when one change wakes a connection's many watch
+//! streams, each hands its frame to the HTTP/2 connection, which would
+//! otherwise flush after each of them (the woken connection task runs right
+//! after the stream that woke it); now the streams woken with it run first
+//! and the connection sends all their frames in one write.
+//!
 //! "Sends nothing" counts every byte read: a live HTTP/2 client answers the
 //! server's keepalive PINGs (every `http2_keepalive_interval_s`), so a healthy
 //! watch, however quiet, is never cut; configuration refuses an idle timeout
@@ -76,6 +83,9 @@ pub fn incoming(
                 let conn = Conn {
                     io: stream,
                     idle: limits.idle_timeout.map(Idle::new),
+                    out: Vec::new(),
+                    sent: 0,
+                    deferred: false,
                     _permit: permit,
                 };
                 return Some((Ok(conn), listener));
@@ -89,7 +99,55 @@ pub fn incoming(
 pub struct Conn {
     io: TcpStream,
     idle: Option<Idle>,
+    /// Written and not sent yet; `sent` bytes of it are already out.
+    out: Vec<u8>,
+    sent: usize,
+    /// The flush has let the other woken tasks run once.
+    deferred: bool,
     _permit: OwnedSemaphorePermit,
+}
+
+/// Past this many bytes gathered, a write sends them first.
+const GATHER_MAX: usize = 64 * 1024;
+
+impl Conn {
+    /// Sends everything gathered.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.out.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // An idle connection keeps no buffer.
+        self.out = Vec::new();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Gathers `bufs`, sending what is gathered first when it is large.
+    fn poll_gather(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.out.len() >= GATHER_MAX {
+            match self.poll_send(cx) {
+                Poll::Ready(Ok(())) => {}
+                other => return other.map_ok(|()| 0),
+            }
+        }
+        let mut n = 0;
+        for b in bufs {
+            self.out.extend_from_slice(b);
+            n += b.len();
+        }
+        Poll::Ready(Ok(n))
+    }
 }
 
 impl AsyncRead for Conn {
@@ -164,7 +222,7 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        self.poll_gather(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -172,18 +230,33 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        self.poll_gather(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        true
     }
 
+    /// Sends what was gathered, one scheduler turn late: the first call
+    /// wakes its own task and returns `Pending`, which puts the connection
+    /// behind the tasks already woken (the other watch streams of a change),
+    /// whose frames the connection then gathers too; the next call sends
+    /// them all.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.sent < self.out.len() {
+            if !self.deferred {
+                self.deferred = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            std::task::ready!(self.poll_send(cx))?;
+        }
+        self.deferred = false;
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_send(cx))?;
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
