@@ -109,6 +109,9 @@ pub struct Conn {
 
 /// Past this many bytes gathered, a write sends them first.
 const GATHER_MAX: usize = 64 * 1024;
+/// A write at least this large with nothing gathered goes out as it is (no
+/// copy): large answers gain nothing from gathering.
+const WRITE_THROUGH: usize = 16 * 1024;
 
 impl Conn {
     /// Sends everything gathered.
@@ -140,6 +143,9 @@ impl Conn {
                 Poll::Ready(Ok(())) => {}
                 other => return other.map_ok(|()| 0),
             }
+        }
+        if self.out.is_empty() && bufs.iter().map(|b| b.len()).sum::<usize>() >= WRITE_THROUGH {
+            return Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         }
         let mut n = 0;
         for b in bufs {
