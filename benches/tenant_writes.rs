@@ -38,7 +38,7 @@ fn key(i: usize) -> String {
 }
 
 /// Resolves until `stop`; returns sorted latencies in µs.
-async fn resolvers(channels: &[switchyard::client::Client], stop: Arc<AtomicBool>) -> Vec<i64> {
+async fn resolvers(channels: Vec<switchyard::client::Client>, stop: Arc<AtomicBool>) -> Vec<i64> {
     let mut tasks = Vec::new();
     for w in 0..RESOLVERS {
         let mut client = channels[w % channels.len()].tenants();
@@ -122,14 +122,14 @@ async fn main() {
 
     // 1. Resolution alone.
     let stop = Arc::new(AtomicBool::new(false));
-    let run = tokio::spawn(resolvers_owned(channels.clone(), stop.clone()));
+    let run = tokio::spawn(resolvers(channels.clone(), stop.clone()));
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
     let alone = run.await.expect("resolvers");
 
     // 2. Writes, each done once it resolves, with the resolvers running.
     let stop = Arc::new(AtomicBool::new(false));
-    let run = tokio::spawn(resolvers_owned(channels.clone(), stop.clone()));
+    let run = tokio::spawn(resolvers(channels.clone(), stop.clone()));
     let mut writer = admin.tenants();
     let mut visible = Vec::new();
     let start = Instant::now();
@@ -179,16 +179,5 @@ async fn main() {
     );
     println!("ResolveTenant alone:        {}", summary(&alone));
     println!("ResolveTenant during writes: {}", summary(&during));
-    stop_server(server);
-}
-
-async fn resolvers_owned(
-    channels: Vec<switchyard::client::Client>,
-    stop: Arc<AtomicBool>,
-) -> Vec<i64> {
-    resolvers(&channels, stop).await
-}
-
-fn stop_server(child: std::process::Child) {
-    stop(child);
+    common::stop(server);
 }

@@ -461,18 +461,32 @@ impl Reply {
 
     /// The `etag` of a reply and whether it says `not_modified`.
     fn version(&self, c: &Conditional) -> Result<(String, bool), Refusal> {
-        let not_modified = match json::fields(&self.bytes) {
-            Some(raw) => raw
+        // One scan of the reply for both fields; anything unusual (no
+        // parse, a repeated or non-UTF-8 tag) is read by the decoder.
+        if let Some(raw) = json::fields(&self.bytes) {
+            let not_modified = raw
                 .iter()
                 .rev()
                 .find(|(n, _)| *n == c.not_modified.number())
-                .is_some_and(|(_, r)| matches!(r, json::Raw::Varint(v) if *v != 0)),
-            None => matches!(
-                self.dynamic()?.get_field(&c.not_modified).as_ref(),
-                Value::Bool(true)
-            ),
+                .is_some_and(|(_, r)| matches!(r, json::Raw::Varint(v) if *v != 0));
+            let mut tags = raw.iter().filter(|(n, _)| *n == c.etag.number());
+            match (tags.next(), tags.next()) {
+                (None, _) => return Ok((String::new(), not_modified)),
+                (Some((_, json::Raw::Bytes(b))), None) => {
+                    if let Ok(tag) = std::str::from_utf8(b) {
+                        return Ok((tag.to_owned(), not_modified));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let m = self.dynamic()?;
+        let text = |f: &FieldDescriptor| match m.get_field(f).as_ref() {
+            Value::String(s) => s.clone(),
+            _ => String::new(),
         };
-        Ok((self.string_field(&c.etag)?, not_modified))
+        let not_modified = matches!(m.get_field(&c.not_modified).as_ref(), Value::Bool(true));
+        Ok((text(&c.etag), not_modified))
     }
 
     /// Whether every field of the reply other than `list` would decode:
