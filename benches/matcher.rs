@@ -110,27 +110,43 @@ fn measure(m: &impl Lookup, keys: &[String], rounds: usize, normalize: bool) -> 
     (rounds * keys.len()) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The median of `v` (not empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
-    let rounds = 10;
-    let mut results = Vec::new();
-    for n in [10usize, 10_000, 100_000] {
-        let m = Matcher::build(patterns(n));
-        let ks = keys(n);
+    const ROUNDS: usize = 10;
+    // Memory latency on a shared VM drifts (by 2x over an hour here), so the
+    // sizes are measured in turn, REPETITIONS times, and the cost ratio is the
+    // median of the ratios of the same repetition, not of medians taken at
+    // different times.
+    const REPETITIONS: usize = 15;
+    let sizes = [10usize, 10_000, 100_000];
+    let cases: Vec<(Matcher, Vec<String>)> = sizes
+        .iter()
+        .map(|&n| (Matcher::build(patterns(n)), keys(n)))
+        .collect();
+    for (m, ks) in &cases {
+        measure(m, ks, 3, true); // warm-up
+    }
+    // [repetition][size] = (lookup, normalise+lookup) per second.
+    let mut runs = Vec::with_capacity(REPETITIONS);
+    for _ in 0..REPETITIONS {
+        let run: Vec<(f64, f64)> = cases
+            .iter()
+            .map(|(m, ks)| (measure(m, ks, ROUNDS, false), measure(m, ks, ROUNDS, true)))
+            .collect();
+        runs.push(run);
+    }
+    for (i, (&n, (m, ks))) in sizes.iter().zip(&cases).enumerate() {
         let checked = ks
             .iter()
             .filter(|k| m.lookup(k).is_some_and(|e| e.tenant.id != "fallback"))
             .count();
-        measure(&m, &ks, 3, true); // warm-up
-        // The median of 5 repetitions: memory latency on a shared VM is noisy.
-        let median = |normalize: bool| {
-            let mut v: Vec<f64> = (0..5)
-                .map(|_| measure(&m, &ks, rounds, normalize))
-                .collect();
-            v.sort_by(f64::total_cmp);
-            v[2]
-        };
-        let lookup = median(false);
-        let full = median(true);
+        let lookup = median(runs.iter().map(|r| r[i].0).collect());
+        let full = median(runs.iter().map(|r| r[i].1).collect());
         println!(
             "{n:>7} patterns: lookup {:>6.2} M/s ({:>5.0} ns), normalise+lookup {:>6.2} M/s ({:>5.0} ns); {:.0} % of keys hit a tenant pattern",
             lookup / 1e6,
@@ -139,7 +155,6 @@ fn main() {
             1e9 / full,
             100.0 * checked as f64 / ks.len() as f64
         );
-        results.push((n, lookup, full));
         // 256 tenants changed (their patterns re-written as they were).
         let changed: Vec<(String, Option<TenantRecord>)> = patterns(n)
             .into_iter()
@@ -148,21 +163,26 @@ fn main() {
             .map(|t| (t.id.clone(), Some(t)))
             .collect();
         let layered = Layered::new(Matcher::build(patterns(n)), 0).with_changes(changed, 1);
-        let mut v: Vec<f64> = (0..5)
-            .map(|_| measure(&layered, &ks, rounds, false))
-            .collect();
-        v.sort_by(f64::total_cmp);
+        let layered_lookup = median(
+            (0..5)
+                .map(|_| measure(&layered, ks, ROUNDS, false))
+                .collect(),
+        );
         println!(
             "{n:>7} patterns, 256 tenants changed since the base: lookup {:>6.2} M/s ({:>5.0} ns)",
-            v[2] / 1e6,
-            1e9 / v[2]
+            layered_lookup / 1e6,
+            1e9 / layered_lookup
         );
     }
-    let (_, l10, f10) = results[0];
-    let (_, l100k, f100k) = results[2];
+    let last = sizes.len() - 1;
+    let ratios = |f: fn(&(f64, f64)) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(|r| f(&r[0]) / f(&r[last])).collect();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let (lookup, lookup_min, lookup_max) = ratios(|r| r.0);
+    let (full, full_min, full_max) = ratios(|r| r.1);
     println!(
-        "cost ratio 100 000 / 10 patterns: lookup {:.2}, normalise+lookup {:.2}",
-        l10 / l100k,
-        f10 / f100k
+        "cost ratio 100 000 / 10 patterns, median of {REPETITIONS} side-by-side repetitions: lookup {lookup:.2} ({lookup_min:.2}-{lookup_max:.2}), normalise+lookup {full:.2} ({full_min:.2}-{full_max:.2})"
     );
 }
