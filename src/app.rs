@@ -100,7 +100,6 @@ impl App {
             resolver: tenants.clone(),
             watchers: WatcherLimit::new(config.max_watchers),
             announce,
-            shutdown: shutdown.clone(),
             max_message_bytes: config.max_message_bytes,
         });
 
@@ -233,7 +232,15 @@ where
 }
 
 /// Sends a heartbeat to every watch stream every `secs` seconds.
+/// Sends the watch heartbeats; ends every watch when shutdown begins.
 fn spawn_heartbeats(flags: Arc<Flags>, secs: u64, stop: CancellationToken) {
+    {
+        let (flags, stop) = (flags.clone(), stop.clone());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            flags.close_watches();
+        });
+    }
     spawn_every(Duration::from_secs(secs), stop, move || {
         flags.heartbeat();
         std::future::ready(())

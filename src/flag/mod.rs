@@ -12,6 +12,7 @@
 //! through the same function. `service.rs` holds the rules of every flag use
 //! case, whatever the transport.
 
+pub mod fanout;
 pub mod hub;
 pub mod listing;
 pub mod service;

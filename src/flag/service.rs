@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use futures_util::Stream;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use super::{
     DEFAULT_PAGE_SIZE, Effective, FlagDef, FlagType, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE,
@@ -121,7 +120,6 @@ pub struct Service {
     resolver: tenant::service::Service,
     watchers: WatcherLimit,
     announce: Arc<dyn Announce>,
-    shutdown: CancellationToken,
     part_budget: usize,
 }
 
@@ -145,8 +143,6 @@ pub struct Parts {
     pub watchers: WatcherLimit,
     /// Told of every committed change.
     pub announce: Arc<dyn Announce>,
-    /// Cancelled when the server stops: watch streams end.
-    pub shutdown: CancellationToken,
     /// The largest message sent (`max_message_bytes`): pages and snapshot
     /// parts are cut to fit it.
     pub max_message_bytes: usize,
@@ -162,7 +158,6 @@ impl Service {
             resolver: p.resolver,
             watchers: p.watchers,
             announce: p.announce,
-            shutdown: p.shutdown,
             part_budget: super::part_budget(p.max_message_bytes),
         }
     }
@@ -375,12 +370,15 @@ impl Service {
     }
 
     /// Opens a watch of `tenant` (empty: the caller's default) from `since`
-    /// (0: a snapshot first); see [`watch::open`].
+    /// (0: a snapshot first); see [`watch::open`]. `connection` identifies
+    /// the caller's connection: the watches of one connection are woken
+    /// together.
     pub async fn watch(
         &self,
         p: &Principal,
         tenant: &str,
         since: i64,
+        connection: u64,
     ) -> Result<impl Stream<Item = Delivery> + Send + 'static> {
         let tenant = self.reading_tenant(p, tenant, "tenant_id").await?;
         let slot = self.watchers.acquire()?;
@@ -390,7 +388,7 @@ impl Service {
             tenant,
             since,
             slot,
-            self.shutdown.clone(),
+            connection,
             self.part_budget,
         )
         .await

@@ -7,8 +7,8 @@ use std::{
 };
 
 use serde_json::Value;
-use tokio::sync::broadcast;
 
+use super::fanout::{Fanout, Subscriber};
 use super::hub::{HubMessage, Memo};
 use super::{
     Change, Effective, EnvOverrides, FlagDef, Payload, Prior, def_bound, effective, encoded_bound,
@@ -154,7 +154,7 @@ pub struct Flags {
     /// What every entity tag of this replica's listings starts from: the
     /// server version and the `env` overrides.
     tag_seed: [u8; 32],
-    hub: broadcast::Sender<HubMessage>,
+    hub: Arc<Fanout<HubMessage>>,
 }
 
 impl std::fmt::Debug for Flags {
@@ -180,7 +180,7 @@ impl Flags {
             state: RwLock::new(state),
             tag_seed,
             env,
-            hub: broadcast::channel(queue.max(1)).0,
+            hub: Arc::new(Fanout::new(queue)),
         }
     }
 
@@ -238,8 +238,7 @@ impl Flags {
         }
         change.prior = Some(state.prior(&change));
         state.apply(&change);
-        let _ = self
-            .hub
+        self.hub
             .send(HubMessage::Change(Arc::new(change), Arc::default()));
     }
 
@@ -248,21 +247,26 @@ impl Flags {
     pub fn replace(&self, new: FlagState) {
         let mut state = self.write();
         *state = new;
-        let _ = self.hub.send(HubMessage::Reset);
+        self.hub.send(HubMessage::Reset);
     }
 
     /// Sends a heartbeat with the state's revision.
     pub fn heartbeat(&self) {
         let state = self.read();
-        let _ = self
-            .hub
+        self.hub
             .send(HubMessage::Heartbeat(state.revision, Memo::shared()));
     }
 
     /// Subscribes to the hub; subscribe before reading a snapshot so that
-    /// nothing after it is missed.
-    pub fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
-        self.hub.subscribe()
+    /// nothing after it is missed. `group` is the subscriber's connection:
+    /// a change wakes one connection's subscribers together.
+    pub fn subscribe(&self, group: u64) -> Subscriber<HubMessage> {
+        self.hub.subscribe(group)
+    }
+
+    /// Ends every watch: the server is stopping.
+    pub fn close_watches(&self) {
+        self.hub.close();
     }
 
     /// Returns a flag's definition.

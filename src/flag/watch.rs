@@ -13,7 +13,6 @@
 
 use std::{
     collections::VecDeque,
-    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -21,11 +20,10 @@ use std::{
 };
 
 use futures_util::Stream;
-use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{
     Change, Effective, Event, encoded_bound, events_for,
+    fanout::{Received, Subscriber},
     hub::{HubMessage, Memo},
     state::Flags,
 };
@@ -157,16 +155,13 @@ struct Replay {
 struct Watcher {
     flags: Arc<Flags>,
     replay: Option<Replay>,
-    rx: tokio::sync::broadcast::Receiver<HubMessage>,
+    rx: Subscriber<HubMessage>,
     tenant: Option<String>,
     last: i64,
     /// The revision of the last item the stream yielded: what the
     /// subscriber holds whole, and would resume from.
     yielded: i64,
     pending: VecDeque<(WatchItem, Memo)>,
-    /// Resolves when the server stops; made once, polled at every wait (a
-    /// new `cancelled()` future per wait costs a lock and a registration).
-    stop: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The most flag bytes in one snapshot part.
     part_budget: usize,
     /// A `Failed` item was yielded: the stream ends.
@@ -296,7 +291,7 @@ pub async fn open(
     tenant: Option<String>,
     since: i64,
     slot: WatcherSlot,
-    stop: CancellationToken,
+    group: u64,
     part_budget: usize,
 ) -> Result<impl Stream<Item = Delivery> + Send + 'static> {
     if since < 0 {
@@ -305,7 +300,7 @@ pub async fn open(
             "must not be negative",
         ));
     }
-    let rx = flags.subscribe();
+    let rx = flags.subscribe(group);
     let mut w = Watcher {
         flags: flags.clone(),
         replay: None,
@@ -314,7 +309,6 @@ pub async fn open(
         last: since,
         yielded: since,
         pending: VecDeque::new(),
-        stop: Box::pin(stop.cancelled_owned()),
         part_budget,
         ended: false,
         _slot: slot,
@@ -356,13 +350,8 @@ pub async fn open(
                 w.replay_page().await;
                 continue;
             }
-            let msg = tokio::select! {
-                biased;
-                () = w.stop.as_mut() => return None,
-                m = w.rx.recv() => m,
-            };
-            match msg {
-                Ok(HubMessage::Change(c, audiences)) => {
+            match w.rx.recv().await {
+                Received::Message(HubMessage::Change(c, audiences)) => {
                     if c.revision <= w.last {
                         continue;
                     }
@@ -370,15 +359,16 @@ pub async fn open(
                     let (events, memo) = audiences.events(w.flags.env(), &c, w.tenant.as_deref());
                     w.push_events(&events, c.revision, c.committed_at_us, memo);
                 }
-                Ok(HubMessage::Heartbeat(revision, memo)) => {
+                Received::Message(HubMessage::Heartbeat(revision, memo)) => {
                     if revision >= w.last {
                         w.last = revision;
                         w.pending
                             .push_back((WatchItem::Heartbeat { revision }, memo));
                     }
                 }
-                Ok(HubMessage::Reset) | Err(RecvError::Lagged(_)) => w.snapshot(),
-                Err(RecvError::Closed) => return None,
+                Received::Message(HubMessage::Reset) | Received::Lagged => w.snapshot(),
+                // The server is stopping.
+                Received::Closed => return None,
             }
         }
     }))

@@ -52,7 +52,12 @@ impl FlagApi {
         let r = req.get_ref();
         let stream = self
             .flags
-            .watch(principal(&req)?, &r.tenant_id, r.since_revision)
+            .watch(
+                principal(&req)?,
+                &r.tenant_id,
+                r.since_revision,
+                connection_key(&req),
+            )
             .await?;
         Ok(Box::pin(stream.map(encode_delivery)))
     }
@@ -99,6 +104,14 @@ impl FlagApi {
             )),
         })
     }
+}
+
+/// A number for the caller's connection (its peer address): the watches of
+/// one connection are woken together. 0 when the transport has no address.
+fn connection_key<T>(req: &Request<T>) -> u64 {
+    use std::hash::BuildHasher;
+    req.remote_addr()
+        .map_or(0, |a| foldhash::fast::FixedState::with_seed(0).hash_one(a))
 }
 
 /// Converts a page of `ListFlags`.
