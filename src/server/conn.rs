@@ -2,10 +2,9 @@
 //! is closed as soon as it is accepted), and a connection that sends nothing
 //! for `connection_idle_timeout_s` is closed.
 //!
-//! Writes are gathered and sent together at a flush, a scheduler turn late
-//! ([`Conn::poll_flush`]), and later still while frames keep coming: when
-//! one change wakes a connection's many watch streams (the hub wakes them
-//! together), each hands its frame to the HTTP/2 connection, which would
+//! Writes are gathered and sent together at a flush, one scheduler turn late
+//! ([`Conn::poll_flush`]): when one change wakes a connection's many watch
+//! streams, each hands its frame to the HTTP/2 connection, which would
 //! otherwise flush after each of them (the woken connection task runs right
 //! after the stream that woke it); now the streams woken with it run first
 //! and the connection sends all their frames in one write.
@@ -86,7 +85,7 @@ pub fn incoming(
                     idle: limits.idle_timeout.map(Idle::new),
                     out: Vec::new(),
                     sent: 0,
-                    deferred: None,
+                    deferred: false,
                     _permit: permit,
                 };
                 return Some((Ok(conn), listener));
@@ -103,14 +102,11 @@ pub struct Conn {
     /// Written and not sent yet; `sent` bytes of it are already out.
     out: Vec<u8>,
     sent: usize,
-    /// The flush was put off: how much was gathered then, and how many
-    /// times in a row.
-    deferred: Option<(usize, u8)>,
+    /// The flush has let the other woken tasks run once.
+    deferred: bool,
     _permit: OwnedSemaphorePermit,
 }
 
-/// The most scheduler turns a flush is put off while frames keep coming.
-const DEFER_MAX: u8 = 8;
 /// Past this many bytes gathered, a write sends them first.
 const GATHER_MAX: usize = 64 * 1024;
 /// A write at least this large with nothing gathered goes out as it is (no
@@ -247,30 +243,21 @@ impl AsyncWrite for Conn {
         true
     }
 
-    /// Sends what was gathered, a scheduler turn late: a flush with bytes
-    /// to send wakes its own task and returns `Pending`, which puts the
-    /// connection behind the tasks already woken (the other watch streams of
-    /// a change), whose frames the connection then gathers too. The next
-    /// flush sends, unless more frames came in the meantime and the gathering
-    /// is still small: then it is put off again, at most [`DEFER_MAX`] turns
-    /// in a row (one change wakes its streams over several turns, as the
-    /// scheduler's queues fill and are stolen from).
+    /// Sends what was gathered, one scheduler turn late: the first call
+    /// wakes its own task and returns `Pending`, which puts the connection
+    /// behind the tasks already woken (the other watch streams of a change),
+    /// whose frames the connection then gathers too; the next call sends
+    /// them all.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.sent < self.out.len() {
-            let gathered = self.out.len();
-            let turns = match self.deferred {
-                None => Some(1),
-                Some((at, turns)) if gathered > at && turns < DEFER_MAX => Some(turns + 1),
-                Some(_) => None,
-            };
-            if let Some(turns) = turns.filter(|_| gathered < GATHER_MAX) {
-                self.deferred = Some((gathered, turns));
+            if !self.deferred {
+                self.deferred = true;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
             std::task::ready!(self.poll_send(cx))?;
         }
-        self.deferred = None;
+        self.deferred = false;
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
