@@ -4,7 +4,7 @@
 //!
 //! Writes are gathered and sent together at a flush, one scheduler turn late
 //! ([`Conn::poll_flush`]): when one change wakes a connection's many watch
-//! streams, each hands its frame to the HTTP/2 connection, which would
+//! streams (the hub wakes them one connection after another), each hands its frame to the HTTP/2 connection, which would
 //! otherwise flush after each of them (the woken connection task runs right
 //! after the stream that woke it); now the streams woken with it run first
 //! and the connection sends all their frames in one write.
