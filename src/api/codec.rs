@@ -84,13 +84,36 @@ pub struct Encoded(pub bytes::Bytes);
 /// The codec of a method whose answers are [`Encoded`]; requests decode as
 /// with [`ProtoCodec`].
 #[derive(Debug, Clone)]
-pub struct EncodedCodec<U>(PhantomData<U>);
+pub struct EncodedCodec<U> {
+    buffer: BufferSettings,
+    _decodes: PhantomData<U>,
+}
 
 impl<U> Default for EncodedCodec<U> {
     fn default() -> Self {
-        EncodedCodec(PhantomData)
+        EncodedCodec {
+            buffer: BufferSettings::default(),
+            _decodes: PhantomData,
+        }
     }
 }
+
+impl<U> EncodedCodec<U> {
+    /// For a long-lived stream of small messages (the watch): its write
+    /// buffer starts at [`SMALL_MESSAGES_BUFFER`] bytes instead of tonic's
+    /// 8 KiB, and grows for a larger message. The buffer lives as long as
+    /// the stream, and an idle stream is what a fleet holds most of.
+    pub fn small_messages() -> Self {
+        EncodedCodec {
+            // tonic's yield threshold, kept.
+            buffer: BufferSettings::new(SMALL_MESSAGES_BUFFER, 32 * 1024),
+            _decodes: PhantomData,
+        }
+    }
+}
+
+/// The initial write buffer of [`EncodedCodec::small_messages`].
+pub const SMALL_MESSAGES_BUFFER: usize = 512;
 
 impl<U> Codec for EncodedCodec<U>
 where
@@ -102,7 +125,7 @@ where
     type Decoder = ProtoDecoder<U>;
 
     fn encoder(&mut self) -> EncodedWriter {
-        EncodedWriter
+        EncodedWriter(self.buffer)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -112,7 +135,7 @@ where
 
 /// Writes an [`Encoded`] answer's bytes.
 #[derive(Debug, Clone, Copy)]
-pub struct EncodedWriter;
+pub struct EncodedWriter(BufferSettings);
 
 impl tonic::codec::Encoder for EncodedWriter {
     type Item = Encoded;
@@ -125,6 +148,10 @@ impl tonic::codec::Encoder for EncodedWriter {
     ) -> Result<(), Status> {
         bytes::BufMut::put_slice(dst, &item.0);
         Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0
     }
 }
 

@@ -173,7 +173,7 @@ impl tower::Service<http::Request<axum::body::Body>> for EncodedRoutes {
         let max = Some(self.max_message_bytes);
         Box::pin(async move {
             Ok(if req.uri().path() == WATCH_FLAGS {
-                tonic::server::Grpc::new(EncodedCodec::<WatchFlagsRequest>::default())
+                tonic::server::Grpc::new(EncodedCodec::<WatchFlagsRequest>::small_messages())
                     .apply_max_message_size_config(max, max)
                     .server_streaming(WatchFlagsCall(api), req)
                     .await
