@@ -42,26 +42,95 @@ fn hash(kind: Kind, s: &str) -> u64 {
     foldhash::fast::FixedState::with_seed(SEEDS[kind as usize]).hash_one(s)
 }
 
-/// A slot of a [`Table`]: the hash of a fixed part, where the part starts
-/// in the arena (it ends at a NUL there), and its entry's index; 16 bytes,
-/// four to a cache line.
+/// A slot of a [`Table`], 32 bytes, two to a cache line: the low 32 bits of
+/// a fixed part's hash, its entry's index, and the part itself when it is at
+/// most [`INLINE`] bytes (zero-padded: no host name holds a NUL), so that a
+/// hit reads the slot's line and nothing else. A longer part keeps its first
+/// [`LONG_HEAD`] bytes and the arena offset of the rest (which ends at a NUL
+/// there), and its index has [`LONG`] set.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
 struct Slot {
-    hash: u64,
-    start: u32,
+    tag: u32,
     index: u32,
+    data: [u8; INLINE],
 }
 
+/// The longest fixed part held whole in its slot.
+const INLINE: usize = 24;
+/// The bytes of a longer part held in its slot.
+const LONG_HEAD: usize = INLINE - 4;
+/// Marks the index of a slot whose part is longer than [`INLINE`].
+const LONG: u32 = 1 << 31;
+
 const EMPTY: Slot = Slot {
-    hash: 0,
-    start: 0,
+    tag: 0,
     index: u32::MAX,
+    data: [0; INLINE],
 };
+
+impl Slot {
+    /// The slot of the fixed part `fixed` (its hash `h`, its arena offset
+    /// `start`) for entry `index` (below [`LONG`]).
+    fn new(h: u64, index: u32, fixed: &[u8], start: u32) -> Slot {
+        let mut data = [0u8; INLINE];
+        if fixed.len() <= INLINE {
+            data[..fixed.len()].copy_from_slice(fixed);
+            return Slot {
+                tag: h as u32,
+                index,
+                data,
+            };
+        }
+        data[..LONG_HEAD].copy_from_slice(&fixed[..LONG_HEAD]);
+        data[LONG_HEAD..].copy_from_slice(&(start + LONG_HEAD as u32).to_le_bytes());
+        Slot {
+            tag: h as u32,
+            index: index | LONG,
+            data,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.index == u32::MAX
+    }
+
+    /// The entry's index.
+    fn entry(&self) -> u32 {
+        self.index & !LONG
+    }
+
+    /// Whether the slot's part is `fixed` (no NUL in it), reading the rest
+    /// of a long part in `arena`.
+    fn holds(&self, fixed: &[u8], arena: &[u8]) -> bool {
+        if self.index & LONG == 0 {
+            if fixed.len() > INLINE {
+                return false;
+            }
+            let mut padded = [0u8; INLINE];
+            padded[..fixed.len()].copy_from_slice(fixed);
+            return padded == self.data;
+        }
+        let Some((head, rest)) = fixed.split_at_checked(LONG_HEAD) else {
+            return false;
+        };
+        if fixed.len() <= INLINE || *head != self.data[..LONG_HEAD] {
+            return false;
+        }
+        let mut offset = [0u8; 4];
+        offset.copy_from_slice(&self.data[LONG_HEAD..]);
+        let start = u32::from_le_bytes(offset) as usize;
+        arena
+            .get(start..=start + rest.len())
+            .is_some_and(|b| b[..rest.len()] == *rest && b[rest.len()] == 0)
+    }
+}
 
 /// One pattern kind: its entries by the hash of their fixed part, in one
 /// open-addressed array at most half full, probed linearly from the hash's
-/// low bits (so a hit reads one slot line and the arena, nothing else); the
-/// rare fixed parts whose hash collides with another's go to `collided`.
+/// low bits (so a hit on a part of at most [`INLINE`] bytes reads one slot
+/// line, nothing else; a longer one the arena too); the rare fixed parts
+/// whose tag is another's go to `collided`.
 #[derive(Debug, Default)]
 struct Table {
     slots: Vec<Slot>,
@@ -74,31 +143,31 @@ impl Table {
         self.len == 0 && self.collided.is_empty()
     }
 
-    /// The slot holding hash `h`, if any.
-    fn get(&self, h: u64) -> Option<Slot> {
+    /// The first slot with tag `tag`, if any.
+    fn get(&self, tag: u32) -> Option<&Slot> {
         let mask = self.slots.len().checked_sub(1)?;
-        let mut i = h as usize & mask;
+        let mut i = tag as usize & mask;
         loop {
-            let s = self.slots[i];
-            if s.index == u32::MAX {
+            let s = &self.slots[i];
+            if s.is_empty() {
                 return None;
             }
-            if s.hash == h {
+            if s.tag == tag {
                 return Some(s);
             }
             i = (i + 1) & mask;
         }
     }
 
-    /// Puts `slot` in; the one already there when its hash is taken.
+    /// Puts `slot` in; the one already there when its tag is taken.
     fn insert(&mut self, slot: Slot) -> Result<(), Slot> {
-        if let Some(existing) = self.get(slot.hash) {
-            return Err(existing);
+        if let Some(existing) = self.get(slot.tag) {
+            return Err(*existing);
         }
         if (self.len + 1) * 2 > self.slots.len() {
             let size = (self.slots.len() * 2).max(16);
             let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
-            for s in old.into_iter().filter(|s| s.index != u32::MAX) {
+            for s in old.into_iter().filter(|s| !s.is_empty()) {
                 self.place(s);
             }
         }
@@ -109,8 +178,8 @@ impl Table {
 
     fn place(&mut self, slot: Slot) {
         let mask = self.slots.len() - 1;
-        let mut i = slot.hash as usize & mask;
-        while self.slots[i].index != u32::MAX {
+        let mut i = slot.tag as usize & mask;
+        while !self.slots[i].is_empty() {
             i = (i + 1) & mask;
         }
         self.slots[i] = slot;
@@ -119,13 +188,14 @@ impl Table {
 
 /// An immutable snapshot of every pattern.
 ///
-/// The layout is built for large tables: each table is one array of 16-byte
-/// slots (hash, arena offset, entry index), entries sit in one vector and the
-/// strings compared against in one arena, so a hit touches one slot line and
-/// one arena line instead of scattered allocations. Before a table is probed, a bit filter (16 bits per
-/// pattern, small enough to stay in a core's cache) says whether the hash can
-/// be there at all; most probes of a lookup miss, and the filter answers those
-/// without touching the tables.
+/// The layout is built for large tables: each table is one array of 32-byte
+/// slots (a hash tag, the entry index, and the fixed part itself when it is
+/// at most 24 bytes), entries sit in one vector and the longer parts' rests
+/// in one arena, so a hit touches one slot line (and one arena line for a
+/// long part) instead of scattered allocations. Before a table is probed, a
+/// bit filter (16 bits per pattern, small enough to stay in a core's cache)
+/// says whether the hash can be there at all; most probes of a lookup miss,
+/// and the filter answers those without touching the tables.
 #[derive(Debug)]
 pub struct Matcher {
     tables: [Table; 3],
@@ -188,11 +258,9 @@ impl Matcher {
                         continue;
                     }
                 };
-                // u32::MAX marks an empty slot.
+                // Indexes stay below the slots' LONG mark.
                 let (Some(index), Ok(start), Ok(len)) = (
-                    u32::try_from(m.entries.len())
-                        .ok()
-                        .filter(|&i| i < u32::MAX),
+                    u32::try_from(m.entries.len()).ok().filter(|&i| i < LONG),
                     u32::try_from(m.arena.len()),
                     u32::try_from(fixed.len()),
                 ) else {
@@ -207,13 +275,9 @@ impl Matcher {
                 m.fixed.push((start, len));
                 m.entries.push(entry);
                 m.owners.push(ordinal);
-                let slot = Slot {
-                    hash: h,
-                    start,
-                    index,
-                };
+                let slot = Slot::new(h, index, fixed.as_bytes(), start);
                 if let Err(other) = m.tables[kind as usize].insert(slot)
-                    && m.fixed_of(other.index) != fixed
+                    && m.fixed_of(other.entry()) != fixed
                 {
                     m.tables[kind as usize]
                         .collided
@@ -250,19 +314,8 @@ impl Matcher {
             return None;
         }
         let table = &self.tables[kind as usize];
-        let start = |s: Slot| s.start as usize;
-        let index = match table.get(h) {
-            Some(slot)
-                if self
-                    .arena
-                    .as_bytes()
-                    .get(start(slot)..=start(slot) + fixed.len())
-                    .is_some_and(|b| {
-                        b[..fixed.len()] == *fixed.as_bytes() && b[fixed.len()] == 0
-                    }) =>
-            {
-                slot.index
-            }
+        let index = match table.get(h as u32) {
+            Some(slot) if slot.holds(fixed.as_bytes(), self.arena.as_bytes()) => slot.entry(),
             _ if table.collided.is_empty() => return None,
             _ => *table.collided.get(fixed)?,
         };
@@ -538,6 +591,43 @@ mod tests {
         }
     }
 
+    /// Two parts whose hashes share their low 32 bits meet at the same
+    /// slot; the slot's bytes (and a long part's rest) tell them apart.
+    #[test]
+    fn a_slot_tells_its_part_from_any_other_with_the_same_tag() {
+        let arena = b"abcdefghijklmnopqrstuvwxyz.example\0";
+        let long = &arena[..arena.len() - 1];
+        let slot = Slot::new(7, 3, long, 0);
+        assert_eq!(slot.entry(), 3);
+        assert!(slot.holds(long, arena));
+        for other in [
+            &b"abcdefghijklmnopqrstuvwxyz.exampl"[..],
+            b"abcdefghijklmnopqrstuvwxyz.examplee",
+            b"abcdefghijklmnopqrstuvwxyz.exbmple",
+            b"abcdefghijklmnopqrstuvwx",
+            b"abcdefghijklmnopqrst",
+        ] {
+            assert!(
+                !slot.holds(other, arena),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+        let whole = Slot::new(7, 1, b"abcdefghijklmnopqrstuvwx", 0);
+        assert!(whole.holds(b"abcdefghijklmnopqrstuvwx", arena));
+        for other in [
+            &b"abcdefghijklmnopqrstuvw"[..],
+            b"abcdefghijklmnopqrstuvwxy",
+            b"abcdefghijklmnopqrstuvwxyz.example",
+        ] {
+            assert!(
+                !whole.holds(other, arena),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
     #[test]
     fn precedence_is_exact_then_longest_suffix_then_longest_prefix_then_catch_all() {
         let m = Matcher::build([
@@ -576,9 +666,20 @@ mod tests {
         use super::super::*;
         use crate::tenant::pattern::Pattern;
 
-        /// Few labels, so random patterns and keys overlap often.
+        /// Few labels, so random patterns and keys overlap often; two long
+        /// ones with a common start, so that fixed parts are held whole in
+        /// their slots or not, and long ones share their slots' first bytes.
         fn label() -> impl Strategy<Value = String> {
-            prop::sample::select(vec!["a", "b", "c", "ab", "x-y"]).prop_map(str::to_owned)
+            prop::sample::select(vec![
+                "a",
+                "b",
+                "c",
+                "ab",
+                "x-y",
+                "abcdefghijklmnopqrstuvw",
+                "abcdefghijklmnopqrstuvwxyz",
+            ])
+            .prop_map(str::to_owned)
         }
 
         fn host() -> impl Strategy<Value = String> {
