@@ -66,14 +66,21 @@ impl<T: Clone> Fanout<T> {
         &self.ring[(seq % self.ring.len() as u64) as usize]
     }
 
-    /// Sends `message` to every subscriber.
+    /// Puts `message` in the ring, after every message pushed before it;
+    /// [`Self::wake_all`] then wakes the subscribers waiting for it. The two
+    /// are apart so that a caller can push under its own lock (which orders
+    /// the messages) and wake after releasing it.
+    pub fn push(&self, message: T) {
+        let _one_at_a_time = self.send.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = self.head.load(Ordering::Relaxed);
+        self.slot(seq).store(Some(Arc::new((seq, message))));
+        self.head.store(seq + 1, Ordering::Release);
+    }
+
+    /// Sends `message` to every subscriber: [`Self::push`], then
+    /// [`Self::wake_all`].
     pub fn send(&self, message: T) {
-        {
-            let _one_at_a_time = self.send.lock().unwrap_or_else(|p| p.into_inner());
-            let seq = self.head.load(Ordering::Relaxed);
-            self.slot(seq).store(Some(Arc::new((seq, message))));
-            self.head.store(seq + 1, Ordering::Release);
-        }
+        self.push(message);
         self.wake_all();
     }
 
@@ -84,9 +91,19 @@ impl<T: Clone> Fanout<T> {
         self.wake_all();
     }
 
-    fn wake_all(&self) {
-        let wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
-        for w in wakers.values() {
+    /// Wakes every waiting subscriber, one group after another. The wakers
+    /// are woken after the subscriber map's lock is released: a waker may
+    /// drop the task it wakes, and with it a subscriber, which takes that
+    /// lock.
+    pub fn wake_all(&self) {
+        let wakers: Vec<Arc<AtomicWaker>> = self
+            .wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for w in wakers {
             w.wake();
         }
     }
@@ -124,14 +141,14 @@ impl<T: Clone> Subscriber<T> {
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Received<T>> {
         let mut registered = false;
         loop {
+            // `closed` before `head`: what was sent before the close is then
+            // seen in `head` (the close comes after those sends).
+            let closed = self.fanout.closed.load(Ordering::Acquire);
             let head = self.fanout.head.load(Ordering::Acquire);
             if self.next < head {
                 let slot = self.fanout.slot(self.next).load_full();
                 return Poll::Ready(match slot {
-                    Some(m)
-                        if m.0 == self.next
-                            && head - self.next <= self.fanout.ring.len() as u64 =>
-                    {
+                    Some(m) if m.0 == self.next => {
                         self.next += 1;
                         Received::Message(m.1.clone())
                     }
@@ -142,7 +159,7 @@ impl<T: Clone> Subscriber<T> {
                     }
                 });
             }
-            if self.fanout.closed.load(Ordering::Acquire) {
+            if closed {
                 return Poll::Ready(Received::Closed);
             }
             if registered {
@@ -220,18 +237,60 @@ mod tests {
         let mut cx = Context::from_waker(&w);
         assert_eq!(s.poll_recv(&mut cx), Poll::Pending);
         f.send("x");
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken by the send");
         assert_eq!(s.poll_recv(&mut cx), Poll::Ready(Received::Message("x")));
         assert_eq!(s.poll_recv(&mut cx), Poll::Pending);
-        f.send("y");
         f.close();
-        assert_eq!(
-            s.poll_recv(&mut cx),
-            Poll::Ready(Received::Message("y")),
-            "what was sent before the close is still read"
-        );
+        assert_eq!(count.0.load(Ordering::SeqCst), 2, "woken by the close");
         assert_eq!(s.poll_recv(&mut cx), Poll::Ready(Received::Closed));
-        assert!(count.0.load(Ordering::SeqCst) >= 2);
+    }
+
+    #[test]
+    fn what_was_sent_before_the_close_is_read_first_even_by_a_late_subscriber() {
+        let f = Arc::new(Fanout::new(4));
+        let mut s = f.subscribe(0);
+        f.send(1);
+        f.close();
+        let mut late = f.subscribe(0);
+        let (_, w) = counting();
+        let mut cx = Context::from_waker(&w);
+        assert_eq!(s.poll_recv(&mut cx), Poll::Ready(Received::Message(1)));
+        assert_eq!(s.poll_recv(&mut cx), Poll::Ready(Received::Closed));
+        assert_eq!(
+            late.poll_recv(&mut cx),
+            Poll::Ready(Received::Closed),
+            "a subscriber after the close ends at once"
+        );
+    }
+
+    #[test]
+    fn a_close_racing_a_send_never_hides_the_message() {
+        // The sender sends then closes; the subscriber must read the message
+        // before it sees the close, however the two interleave.
+        for _ in 0..2_000 {
+            let f = Arc::new(Fanout::new(4));
+            let mut s = f.subscribe(0);
+            let sender = {
+                let f = f.clone();
+                std::thread::spawn(move || {
+                    f.send(7);
+                    f.close();
+                })
+            };
+            let (_, w) = counting();
+            let mut cx = Context::from_waker(&w);
+            let mut got = Vec::new();
+            loop {
+                match s.poll_recv(&mut cx) {
+                    Poll::Ready(Received::Message(m)) => got.push(m),
+                    Poll::Ready(Received::Closed) => break,
+                    Poll::Ready(Received::Lagged) => panic!("a ring of 4 never lags one message"),
+                    Poll::Pending => std::hint::spin_loop(),
+                }
+            }
+            sender.join().expect("sender");
+            assert_eq!(got, [7]);
+        }
     }
 
     #[test]
@@ -253,12 +312,35 @@ mod tests {
         assert_eq!(s.poll_recv(&mut cx), Poll::Ready(Received::Message(5)));
     }
 
+    /// A waker that records its number when woken.
+    struct Record(u64, Arc<Mutex<Vec<u64>>>);
+
+    impl Wake for Record {
+        fn wake(self: Arc<Self>) {
+            self.1.lock().unwrap().push(self.0);
+        }
+    }
+
     #[test]
     fn subscribers_are_woken_group_by_group_and_leave_when_dropped() {
         let f = Arc::new(Fanout::<u8>::new(2));
-        let subs: Vec<_> = [2, 1, 2, 1].iter().map(|&g| f.subscribe(g)).collect();
-        let groups: Vec<u64> = f.wakers.lock().unwrap().keys().map(|k| k.0).collect();
-        assert_eq!(groups, [1, 1, 2, 2]);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        // Subscribed alternating between groups 2 and 1; each waker records
+        // its group.
+        let mut subs: Vec<_> = [2u64, 1, 2, 1]
+            .iter()
+            .map(|&g| (g, f.subscribe(g)))
+            .collect();
+        for (g, s) in &mut subs {
+            let w = Waker::from(Arc::new(Record(*g, order.clone())));
+            assert_eq!(s.poll_recv(&mut Context::from_waker(&w)), Poll::Pending);
+        }
+        f.send(1);
+        assert_eq!(
+            *order.lock().unwrap(),
+            [1, 1, 2, 2],
+            "one group, then the next"
+        );
         drop(subs);
         assert!(f.wakers.lock().unwrap().is_empty());
     }

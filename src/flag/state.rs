@@ -229,32 +229,43 @@ impl Flags {
     }
 
     /// Applies a change to the state and sends it to every subscriber. The
-    /// send happens under the state lock, so the hub carries changes in
-    /// revision order and a heartbeat never overtakes a change.
+    /// message is pushed under the state lock, so the hub carries changes in
+    /// revision order and a heartbeat never overtakes a change; the
+    /// subscribers are woken after the lock is released (readers do not wait
+    /// for the fan-out).
     pub fn apply(&self, mut change: Change) {
-        let mut state = self.write();
-        if change.revision <= state.revision {
-            return;
+        {
+            let mut state = self.write();
+            if change.revision <= state.revision {
+                return;
+            }
+            change.prior = Some(state.prior(&change));
+            state.apply(&change);
+            self.hub
+                .push(HubMessage::Change(Arc::new(change), Arc::default()));
         }
-        change.prior = Some(state.prior(&change));
-        state.apply(&change);
-        self.hub
-            .send(HubMessage::Change(Arc::new(change), Arc::default()));
+        self.hub.wake_all();
     }
 
     /// Replaces the whole state (after the change log was pruned past this
     /// replica's revision) and tells every subscriber to take a snapshot.
     pub fn replace(&self, new: FlagState) {
-        let mut state = self.write();
-        *state = new;
-        self.hub.send(HubMessage::Reset);
+        {
+            let mut state = self.write();
+            *state = new;
+            self.hub.push(HubMessage::Reset);
+        }
+        self.hub.wake_all();
     }
 
     /// Sends a heartbeat with the state's revision.
     pub fn heartbeat(&self) {
-        let state = self.read();
-        self.hub
-            .send(HubMessage::Heartbeat(state.revision, Memo::shared()));
+        {
+            let state = self.read();
+            self.hub
+                .push(HubMessage::Heartbeat(state.revision, Memo::shared()));
+        }
+        self.hub.wake_all();
     }
 
     /// Subscribes to the hub; subscribe before reading a snapshot so that
