@@ -231,16 +231,16 @@ where
     });
 }
 
-/// Sends a heartbeat to every watch stream every `secs` seconds.
-/// Sends the watch heartbeats; ends every watch when shutdown begins.
+/// Sends a heartbeat to every watch stream every `secs` seconds, and ends
+/// every watch when shutdown begins.
 fn spawn_heartbeats(flags: Arc<Flags>, secs: u64, stop: CancellationToken) {
-    {
+    tokio::spawn({
         let (flags, stop) = (flags.clone(), stop.clone());
-        tokio::spawn(async move {
+        async move {
             stop.cancelled().await;
             flags.close_watches();
-        });
-    }
+        }
+    });
     spawn_every(Duration::from_secs(secs), stop, move || {
         flags.heartbeat();
         std::future::ready(())

@@ -600,32 +600,35 @@ mod tests {
         let slot = Slot::new(7, 3, long, 0);
         assert_eq!(slot.entry(), 3);
         assert!(slot.holds(long, arena));
-        for other in [
-            &b"abcdefghijklmnopqrstuvwxyz.exampl"[..],
-            b"abcdefghijklmnopqrstuvwxyz.examplee",
-            b"abcdefghijklmnopqrstuvwxyz.exbmple",
-            b"abcdefghijklmnopqrstuvwx",
-            b"abcdefghijklmnopqrst",
-        ] {
-            assert!(
-                !slot.holds(other, arena),
-                "{}",
-                String::from_utf8_lossy(other)
-            );
-        }
+        let refuses = |slot: &Slot, others: &[&[u8]]| {
+            for other in others {
+                assert!(
+                    !slot.holds(other, arena),
+                    "{}",
+                    String::from_utf8_lossy(other)
+                );
+            }
+        };
+        refuses(
+            &slot,
+            &[
+                b"abcdefghijklmnopqrstuvwxyz.exampl",
+                b"abcdefghijklmnopqrstuvwxyz.examplee",
+                b"abcdefghijklmnopqrstuvwxyz.exbmple",
+                b"abcdefghijklmnopqrstuvwx",
+                b"abcdefghijklmnopqrst",
+            ],
+        );
         let whole = Slot::new(7, 1, b"abcdefghijklmnopqrstuvwx", 0);
         assert!(whole.holds(b"abcdefghijklmnopqrstuvwx", arena));
-        for other in [
-            &b"abcdefghijklmnopqrstuvw"[..],
-            b"abcdefghijklmnopqrstuvwxy",
-            b"abcdefghijklmnopqrstuvwxyz.example",
-        ] {
-            assert!(
-                !whole.holds(other, arena),
-                "{}",
-                String::from_utf8_lossy(other)
-            );
-        }
+        refuses(
+            &whole,
+            &[
+                b"abcdefghijklmnopqrstuvw",
+                b"abcdefghijklmnopqrstuvwxy",
+                b"abcdefghijklmnopqrstuvwxyz.example",
+            ],
+        );
     }
 
     #[test]
