@@ -21,6 +21,7 @@ const PROTOS: &[&str] = &[
     "switchyard/v1/tenant.proto",
     "switchyard/v1/flag.proto",
     "switchyard/v1/gating.proto",
+    "grpc/health/v1/health.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

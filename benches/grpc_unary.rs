@@ -24,9 +24,9 @@ use std::{
 
 use common::*;
 
+use switchyard::api::health::HealthCheckRequest;
 use switchyard::api::v1::{EvaluateFlagRequest, ResolveTenantRequest, evaluate_flag_request};
 use switchyard::client::Client;
-use tonic_health::pb::HealthCheckRequest;
 
 const IN_FLIGHT: usize = 32;
 const CONNECTIONS: usize = 4;

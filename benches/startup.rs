@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+use switchyard::api::health::{HealthCheckRequest, health_check_response::ServingStatus};
 use switchyard::client::Client;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
 async fn serving(port: u16) -> bool {
     let Ok(client) = Client::connect(&format!("127.0.0.1:{port}"), "").await else {

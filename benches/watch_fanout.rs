@@ -74,7 +74,7 @@ async fn health_cpu_us(pid: &str, channels: &[switchyard::client::Client]) -> f6
         tasks.push(tokio::spawn(async move {
             for _ in 0..CALLS / IN_FLIGHT {
                 health
-                    .check(tonic_health::pb::HealthCheckRequest::default())
+                    .check(switchyard::api::health::HealthCheckRequest::default())
                     .await
                     .expect("health");
             }

@@ -255,6 +255,10 @@ pub struct Config {
     /// `SWITCHYARD_CONNECTION_IDLE_TIMEOUT_S`: a connection that sends nothing
     /// (not even an answer to a keepalive PING) this long is closed; 0 never.
     pub connection_idle_timeout_s: u64,
+    /// `SWITCHYARD_CORS_ORIGINS`: the origins (`https://app.example.com`,
+    /// comma-separated; `*` for any) whose browser pages may call the REST
+    /// shims and gRPC-Web cross-origin. Empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
     /// `SWITCHYARD_SHUTDOWN_GRACE_S`: how long in-flight calls may run after a
     /// shutdown signal before the process stops anyway.
     pub shutdown_grace_s: u64,
@@ -308,6 +312,7 @@ impl Default for Config {
             http2_keepalive_interval_s: 30,
             http2_keepalive_timeout_s: 10,
             max_connections: 16_384,
+            cors_origins: Vec::new(),
             connection_idle_timeout_s: 300,
             shutdown_grace_s: 10,
             sync_interval_ms: 1000,
@@ -450,6 +455,14 @@ impl Config {
                 }
                 "SHUTDOWN_GRACE_S" => self.shutdown_grace_s = parse_num(name, &v)?,
                 "MAX_CONNECTIONS" => self.max_connections = parse_num(name, &v)?,
+                "CORS_ORIGINS" => {
+                    self.cors_origins = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|o| !o.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
                 "CONNECTION_IDLE_TIMEOUT_S" => {
                     self.connection_idle_timeout_s = parse_num(name, &v)?
                 }
@@ -645,6 +658,7 @@ impl Config {
                 "must be at least 1 second",
             ));
         }
+        check_cors_origins(&self.cors_origins)?;
         if self.max_connections == 0 {
             return Err(ConfigError::new(
                 "SWITCHYARD_MAX_CONNECTIONS",
@@ -851,6 +865,39 @@ fn parse_tokens(name: &str, v: &str) -> Result<Vec<TokenConfig>, ConfigError> {
             })
         })
         .collect()
+}
+
+/// Each origin is `*` (alone) or `http(s)://host[:port]`, as browsers send
+/// it in `Origin`: no path, no trailing slash.
+fn check_cors_origins(origins: &[String]) -> Result<(), ConfigError> {
+    const NAME: &str = "SWITCHYARD_CORS_ORIGINS";
+    if origins.iter().any(|o| o == "*") {
+        return if origins.len() == 1 {
+            Ok(())
+        } else {
+            Err(ConfigError::new(
+                NAME,
+                "\"*\" allows every origin and stands alone",
+            ))
+        };
+    }
+    for o in origins {
+        let host = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"));
+        let ok = host.is_some_and(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        });
+        if !ok {
+            return Err(ConfigError::new(
+                NAME,
+                format!("{o:?}: an origin is scheme://host[:port] (http or https, no path), or *"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_secret(name: &str, secret: &str) -> Result<(), ConfigError> {

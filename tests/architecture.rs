@@ -408,7 +408,8 @@ fn cycles(g: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Vec<String> {
 /// The crates and paths that belong to the transport edges.
 const TRANSPORT: &[&str] = &[
     "tonic",
-    "tonic_health",
+    "tonic_web",
+    "tower_http",
     "tonic_reflection",
     "tonic_prost",
     "axum",

@@ -14,6 +14,7 @@ use std::{sync::Arc, time::Duration};
 use common::*;
 use serde::Deserialize;
 use serde_json::json;
+use switchyard::api::health::{HealthCheckRequest, health_check_response::ServingStatus};
 use switchyard::{
     api::v1::{GetFlagRequest, GetTenantRequest},
     bus::Bus,
@@ -28,7 +29,6 @@ use switchyard::{
     tenant::Tenants,
 };
 use tonic::Code;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
 #[derive(Debug, Deserialize)]
 struct Golden {

@@ -143,12 +143,12 @@ async fn postgres_serves_after_migrate() {
         .unwrap();
     let resp = client
         .health()
-        .check(tonic_health::pb::HealthCheckRequest::default())
+        .check(switchyard::api::health::HealthCheckRequest::default())
         .await
         .unwrap();
     assert_eq!(
         resp.get_ref().status(),
-        tonic_health::pb::health_check_response::ServingStatus::Serving
+        switchyard::api::health::health_check_response::ServingStatus::Serving
     );
     assert!(
         !dir.path().join("switchyard.db").exists(),
@@ -159,8 +159,8 @@ async fn postgres_serves_after_migrate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_change_is_logged_with_its_revision_and_health_follows_it() {
+    use switchyard::api::health::{HealthCheckRequest, health_check_response::ServingStatus};
     use switchyard::store::Store;
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();

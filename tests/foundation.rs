@@ -7,12 +7,12 @@ mod common;
 use std::{collections::BTreeSet, time::Duration};
 
 use common::*;
+use switchyard::api::health::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 use switchyard::api::v1::*;
 use tokio_stream::StreamExt;
 use tonic::Code;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
 
 on_both_backends!(
     health_serves_overall_and_per_service,

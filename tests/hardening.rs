@@ -413,7 +413,7 @@ async fn silent_connections_are_closed_and_connections_are_limited() {
         match switchyard::client::Client::connect(&server.url(), "").await {
             Ok(c) => c
                 .health()
-                .check(tonic_health::pb::HealthCheckRequest::default())
+                .check(switchyard::api::health::HealthCheckRequest::default())
                 .await
                 .is_ok(),
             Err(_) => false,

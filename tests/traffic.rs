@@ -289,7 +289,7 @@ async fn canary_verdicts_against_real_servers_drilled_with_faults() {
             .client("")
             .await
             .health()
-            .check(tonic_health::pb::HealthCheckRequest::default())
+            .check(switchyard::api::health::HealthCheckRequest::default())
             .await
             .unwrap();
         let header = health

@@ -19,6 +19,12 @@ pub mod google_api {
     include!(concat!(env!("OUT_DIR"), "/google.api.serde.rs"));
 }
 
+/// `grpc.health.v1`: the standard health checking protocol, `List` included.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod health {
+    tonic::include_proto!("grpc.health.v1");
+}
+
 /// The encoded `FileDescriptorSet` of every proto file, imports included.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/switchyard_descriptor.bin"));

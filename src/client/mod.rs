@@ -23,13 +23,13 @@
 
 use std::{fmt, future::Future, time::Duration};
 
+use crate::api::health::health_client::HealthClient;
 use tonic::{
     Code, Status,
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
     transport::{Channel, Endpoint},
 };
-use tonic_health::pb::health_client::HealthClient;
 
 pub mod commands;
 pub mod progress;

@@ -174,17 +174,27 @@ impl tower::Service<http::Request<axum::body::Body>> for EncodedRoutes {
         Box::pin(async move {
             Ok(if req.uri().path() == WATCH_FLAGS {
                 tonic::server::Grpc::new(EncodedCodec::<WatchFlagsRequest>::small_messages())
+                    .apply_compression_config(gzip(), gzip())
                     .apply_max_message_size_config(max, max)
                     .server_streaming(WatchFlagsCall(api), req)
                     .await
             } else {
                 tonic::server::Grpc::new(EncodedCodec::<ListFlagsRequest>::default())
+                    .apply_compression_config(gzip(), gzip())
                     .apply_max_message_size_config(max, max)
                     .unary(ListFlagsCall(api), req)
                     .await
             })
         })
     }
+}
+
+/// gzip, as the generated services accept and send it (accepted always,
+/// sent when the client advertises it).
+fn gzip() -> tonic::codec::EnabledCompressionEncodings {
+    let mut e = tonic::codec::EnabledCompressionEncodings::default();
+    e.enable(tonic::codec::CompressionEncoding::Gzip);
+    e
 }
 
 /// An encoded watch stream.

@@ -11,18 +11,22 @@ pub mod conn;
 pub mod health;
 pub mod middleware;
 pub mod observe;
+pub mod web;
 
 use std::{future::Future, sync::Arc};
 
 use axum::{body::Body, extract::Request, response::Response};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::{service::Routes, transport::Server};
+use tonic::{codec::CompressionEncoding, server::NamedService, service::Routes, transport::Server};
+use tower::Layer;
+use tower_http::decompression::RequestDecompressionLayer;
 
 pub use crate::app::generate_token;
 use crate::{
     api::{
         self,
+        health::health_server::HealthServer,
         v1::{
             flag_service_server::FlagServiceServer, gating_service_server::GatingServiceServer,
             tenant_service_server::TenantServiceServer,
@@ -38,7 +42,11 @@ use crate::{
     },
     rest,
 };
-pub use health::SERVICE_NAMES;
+pub use health::{Health, SERVICE_NAMES};
+
+/// The reflection services' names (each version lists both).
+const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
 
 /// Starts the application and serves it on `listener` until `shutdown`
 /// resolves.
@@ -54,10 +62,17 @@ pub async fn serve(
     let app = Arc::new(App::start(config).await?);
     let config = &app.config;
 
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let health = Health::new(&health::Registered::new(
+        [
+            <HealthServer<Health> as NamedService>::NAME,
+            REFLECTION_V1,
+            REFLECTION_V1ALPHA,
+        ]
+        .into_iter()
+        .chain(SERVICE_NAMES),
+    ));
     let stopping = CancellationToken::new();
-    let health_task = health::start(health, app.readiness(), stopping.clone()).await;
-    let grpc_router = grpc_routes(&app, health_service)?.into_axum_router();
+    let grpc_router = grpc_routes(&app, health.service())?.into_axum_router();
     let routes = rest::route_table()?;
     let fault = observe::Fault {
         delay: std::time::Duration::from_millis(config.fault_delay_ms),
@@ -76,7 +91,7 @@ pub async fn serve(
         grpc_router.clone(),
         config.max_message_bytes,
     ));
-    let router = rest::router()
+    let inner = rest::router()
         .merge(grpc_router)
         .fallback(move |req: Request| unknown_route(gateway, req))
         .layer(axum::middleware::from_fn_with_state(
@@ -88,6 +103,19 @@ pub async fn serve(
             fault,
             Arc::new(routes),
         ));
+    // Outside authentication: CORS (a preflight has no token), HTTP
+    // compression, and the protocol switch (gRPC-Web translated to gRPC,
+    // unsupported protocols refused).
+    let grpc_web = tonic_web::GrpcWebLayer::new().layer(inner.clone());
+    let router = axum::Router::new()
+        .fallback_service(inner)
+        .layer(axum::middleware::from_fn_with_state(
+            grpc_web,
+            web::protocols,
+        ))
+        .layer(RequestDecompressionLayer::new())
+        .layer(web::compression())
+        .layer(tower::util::option_layer(web::cors(&config.cors_origins)));
 
     if let Some(addr) = &config.metrics_listen {
         spawn_metrics_listener(addr, app.shutdown.clone()).await?;
@@ -96,6 +124,8 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::internal("reading the listen address", e))?;
+    // Every route is built and the listener is open: health may say SERVING.
+    let health_task = health.start(app.readiness(), stopping.clone());
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = {
         let app = app.clone();
@@ -145,12 +175,7 @@ pub async fn serve(
 
 /// The gRPC services: health, reflection (v1 and v1alpha) and the API, each
 /// within the configured message size.
-fn grpc_routes(
-    app: &App,
-    health: tonic_health::pb::health_server::HealthServer<
-        impl tonic_health::pb::health_server::Health,
-    >,
-) -> Result<Routes, Error> {
+fn grpc_routes(app: &App, health: HealthServer<Health>) -> Result<Routes, Error> {
     let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| Error::internal("building the reflection service", e))?;
@@ -158,23 +183,32 @@ fn grpc_routes(
         .build_v1alpha()
         .map_err(|e| Error::internal("building the reflection service", e))?;
     let max = app.config.max_message_bytes;
+    // gzip: accepted always, sent when the client advertises it
+    // (`grpc-accept-encoding`); a message is limited to `max` decompressed.
+    let gzip = CompressionEncoding::Gzip;
     let flag_api = FlagApi::new(app.flags.clone());
     let mut grpc = Routes::builder();
-    grpc.add_service(health)
+    grpc.add_service(health.accept_compressed(gzip).send_compressed(gzip))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
             TenantServiceServer::new(TenantApi::new(app.tenants.clone()))
+                .accept_compressed(gzip)
+                .send_compressed(gzip)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
         .add_service(
             FlagServiceServer::new(flag_api.clone())
+                .accept_compressed(gzip)
+                .send_compressed(gzip)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
         .add_service(
             GatingServiceServer::new(GatingApi::new(app.gating.clone()))
+                .accept_compressed(gzip)
+                .send_compressed(gzip)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         );
@@ -195,7 +229,6 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .include_reflection_service(false)
         .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }

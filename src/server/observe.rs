@@ -98,7 +98,6 @@ fn rpcs() -> &'static HashMap<&'static str, Rpc> {
         let mut table = HashMap::new();
         for set in [
             api::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
         ] {
