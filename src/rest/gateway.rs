@@ -18,7 +18,9 @@ use futures_util::StreamExt;
 use http::{HeaderValue, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use prost::Message;
-use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
+use prost_reflect::{
+    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
+};
 use serde_json::Value as Json;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
@@ -112,10 +114,14 @@ impl Gateway {
             }
         };
         let body = self.read_body(route, &parts.headers, body).await?;
-        let request = request::build_request(route, vars, query, &body)?;
+        let mut request = request::build_request(route, vars, query, &body)?;
         let principal = parts.extensions.get::<Principal>().cloned();
         if route.rpc.is_server_streaming() {
-            self.stream(route, request, principal).await
+            let framing = Framing::for_request(&parts.headers);
+            if framing == Framing::Sse {
+                resume_from_last_event_id(&mut request, &parts.headers)?;
+            }
+            self.stream(route, request, principal, framing).await
         } else {
             let if_none_match = parts
                 .headers
@@ -343,12 +349,14 @@ impl Gateway {
 
     /// Streams the RPC's messages as newline-delimited JSON, grpc-gateway's
     /// way: `{"result": ...}` per message, `{"error": ...}` if the stream
-    /// fails after it started.
+    /// fails after it started; or, to a client that accepts only
+    /// `text/event-stream`, as server-sent events (see [`Framing::Sse`]).
     async fn stream(
         &self,
         route: &Route,
         request: DynamicMessage,
         principal: Option<Principal>,
+        framing: Framing,
     ) -> Result<Response, Refusal> {
         let mut client = self.client();
         if let Err(e) = client.ready().await {
@@ -364,21 +372,31 @@ impl Gateway {
             .map_err(Refusal::from)?
             .into_inner();
         let output = route.rpc.output();
+        let revision = output
+            .get_field_by_name("revision")
+            .filter(|f| f.kind() == Kind::Int64 && !f.is_list())
+            .map(|f| f.number());
         let lines = stream.map(move |item| {
-            let line = match item {
-                Ok(bytes) => Reply {
-                    desc: output.clone(),
-                    bytes,
+            let message = match item {
+                Ok(bytes) => {
+                    let reply = Reply {
+                        desc: output.clone(),
+                        bytes,
+                    };
+                    reply
+                        .json()
+                        .map(|json| (json, revision.and_then(|n| reply.varint(n))))
                 }
-                .json()
-                .map(|json| format!("{{\"result\":{json}}}\n"))
-                .unwrap_or_else(|r: Refusal| format!("{{\"error\":{}}}\n", r.body())),
-                Err(status) => format!("{{\"error\":{}}}\n", Refusal::from(status).body()),
+                Err(status) => Err(Refusal::from(status)),
             };
-            Ok::<_, std::convert::Infallible>(Bytes::from(line))
+            Ok::<_, std::convert::Infallible>(Bytes::from(framing.frame(message)))
         });
         Ok((
-            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            [
+                (header::CONTENT_TYPE, framing.content_type()),
+                // Proxies must pass each event on as it comes.
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
             Body::from_stream(lines),
         )
             .into_response())
@@ -411,6 +429,94 @@ impl Paging {
     }
 }
 
+/// How a server-streaming RPC's messages are written on REST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// `application/x-ndjson`: one JSON object per line, `{"result": ...}`
+    /// or `{"error": ...}` (grpc-gateway's form).
+    Ndjson,
+    /// `text/event-stream`: each message one event, its `data` the message's
+    /// JSON and its `id` the message's `revision` (where the message has
+    /// one), so a reconnecting client's `Last-Event-ID` resumes after it; a
+    /// failure after the start is an event named `status` whose `data` is
+    /// the `google.rpc.Status` JSON.
+    Sse,
+}
+
+impl Framing {
+    /// SSE when the request accepts `text/event-stream` and not NDJSON
+    /// (what an `EventSource` sends); NDJSON otherwise.
+    fn for_request(headers: &http::HeaderMap) -> Framing {
+        let accepts = |media: &str| {
+            headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|m| m.split(';').next().is_some_and(|m| m.trim() == media))
+        };
+        if accepts("text/event-stream") && !accepts("application/x-ndjson") {
+            Framing::Sse
+        } else {
+            Framing::Ndjson
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Framing::Ndjson => "application/x-ndjson",
+            Framing::Sse => "text/event-stream",
+        }
+    }
+
+    /// One message (its JSON and revision) or the failure that ended the
+    /// stream, framed. The JSON is written on one line, so `data:` holds it
+    /// whole.
+    fn frame(self, message: Result<(String, Option<u64>), Refusal>) -> String {
+        match (self, message) {
+            (Framing::Ndjson, Ok((json, _))) => format!("{{\"result\":{json}}}\n"),
+            (Framing::Ndjson, Err(r)) => format!("{{\"error\":{}}}\n", r.body()),
+            (Framing::Sse, Ok((json, Some(revision)))) => {
+                format!("id: {revision}\ndata: {json}\n\n")
+            }
+            (Framing::Sse, Ok((json, None))) => format!("data: {json}\n\n"),
+            (Framing::Sse, Err(r)) => format!("event: status\ndata: {}\n\n", r.body()),
+        }
+    }
+}
+
+/// An SSE client that reconnects sends the last event's id, the revision it
+/// holds, in `Last-Event-ID`: the watch resumes after it unless the query
+/// names a `since_revision` of its own.
+fn resume_from_last_event_id(
+    request: &mut DynamicMessage,
+    headers: &http::HeaderMap,
+) -> Result<(), Refusal> {
+    let Some(last) = headers.get("last-event-id") else {
+        return Ok(());
+    };
+    let Some(field) = request
+        .descriptor()
+        .get_field_by_name("since_revision")
+        .filter(|f| f.kind() == Kind::Int64)
+    else {
+        return Ok(());
+    };
+    if request.has_field(&field) {
+        return Ok(());
+    }
+    let revision = last
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| {
+            Refusal::invalid("Last-Event-ID must be a revision (a non-negative integer)")
+        })?;
+    request.set_field(&field, Value::I64(revision));
+    Ok(())
+}
+
 /// A reply as the service encoded it, with its type.
 struct Reply {
     desc: MessageDescriptor,
@@ -418,6 +524,17 @@ struct Reply {
 }
 
 impl Reply {
+    /// The varint field `number` of the reply, read off the wire.
+    fn varint(&self, number: u32) -> Option<u64> {
+        json::fields(&self.bytes)?
+            .into_iter()
+            .rev()
+            .find_map(|(n, raw)| match raw {
+                json::Raw::Varint(v) if n == number => Some(v),
+                _ => None,
+            })
+    }
+
     fn dynamic(&self) -> Result<DynamicMessage, Refusal> {
         DynamicMessage::decode(self.desc.clone(), self.bytes.clone())
             .map_err(|e| crate::error::Error::internal("decoding a reply", e).into())

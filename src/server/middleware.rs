@@ -44,21 +44,42 @@ pub async fn authenticate(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let secret = match header {
-        None => return refuse(grpc, "missing bearer token"),
+    let refusal = match header {
+        None => "missing bearer token",
         // The scheme is case-insensitive (RFC 7235).
         Some(h) => match (h.get(..7), h.get(7..)) {
-            (Some(scheme), Some(rest)) if scheme.eq_ignore_ascii_case("bearer ") => rest.trim(),
-            _ => return refuse(grpc, "authorization must be \"Bearer <token>\""),
+            (Some(scheme), Some(rest)) if scheme.eq_ignore_ascii_case("bearer ") => {
+                match auth.authenticate(rest.trim()) {
+                    Some(p) => {
+                        req.extensions_mut().insert::<Principal>(p);
+                        return next.run(req).await;
+                    }
+                    None => "invalid bearer token",
+                }
+            }
+            _ => "authorization must be \"Bearer <token>\"",
         },
     };
-    match auth.authenticate(secret) {
-        Some(p) => {
-            req.extensions_mut().insert::<Principal>(p);
-            next.run(req).await
-        }
-        None => refuse(grpc, "invalid bearer token"),
+    drain_http1(req).await;
+    refuse(grpc, refusal)
+}
+
+/// The most of a refused HTTP/1.x request's body read before answering.
+const DRAIN_BYTES: usize = 64 * 1024;
+
+/// Reads (and drops) the body of a request refused before its handler ran,
+/// when it came over HTTP/1.x and is small: otherwise the connection cannot
+/// be reused, and a client still writing its body (a gRPC-Web client sends
+/// the last chunk on its own) fails with a broken pipe instead of reading
+/// the refusal.
+pub async fn drain_http1(req: Request) {
+    use http_body_util::BodyExt;
+    if req.version() >= http::Version::HTTP_2 {
+        return;
     }
+    let _ = http_body_util::Limited::new(req.into_body(), DRAIN_BYTES)
+        .collect()
+        .await;
 }
 
 /// Returns whether `req` is a gRPC call (so refusals are gRPC statuses, not

@@ -171,12 +171,15 @@ pub async fn protocols(
             Ok(resp) => resp.map(Body::new),
             Err(never) => match never {},
         },
-        Protocol::Unsupported => Refusal::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            tonic::Code::InvalidArgument,
-            UNSUPPORTED_PROTOCOL,
-        )
-        .into_response(),
+        Protocol::Unsupported => {
+            super::middleware::drain_http1(req).await;
+            Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                tonic::Code::InvalidArgument,
+                UNSUPPORTED_PROTOCOL,
+            )
+            .into_response()
+        }
     }
 }
 
