@@ -25,6 +25,17 @@ fn python_ready() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_subscriber_generated_from_the_protos_sees_the_snapshot_and_a_change() {
+    subscriber_sees_the_snapshot_and_a_change("").await;
+}
+
+/// The same with grpcio compressing its messages with gzip: the server
+/// accepts them (and compresses its own, since grpcio advertises gzip).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_subscriber_sending_gzip_sees_the_snapshot_and_a_change() {
+    subscriber_sees_the_snapshot_and_a_change("gzip").await;
+}
+
+async fn subscriber_sees_the_snapshot_and_a_change(compression: &str) {
     if !python_ready() {
         assert!(
             std::env::var("CI").map_or(true, |v| v != "true"),
@@ -68,6 +79,7 @@ async fn a_python_subscriber_generated_from_the_protos_sees_the_snapshot_and_a_c
         .arg(tenant_token("a"))
         .arg("a")
         .arg("py-flag")
+        .env("COMPRESSION", compression)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -5,8 +5,12 @@ Usage: watch_flags.py GENERATED_DIR ADDR TOKEN TENANT FLAG
 Prints "SNAPSHOT <revision> <flags>" after the first event, then waits for an
 UPSERT of FLAG and prints "UPSERT <flag> <source> <json value> <revision>".
 Exits 0 on success, 1 on anything else (including 20 s without the event).
+
+With COMPRESSION=gzip in the environment, the channel compresses every
+message it sends with gzip (grpcio's `compression=grpc.Compression.Gzip`).
 """
 import json
+import os
 import sys
 
 sys.path.insert(0, sys.argv[1])
@@ -18,7 +22,8 @@ from switchyard.v1 import flag_pb2, flag_pb2_grpc  # noqa: E402
 
 def main():
     _, _, addr, token, tenant, flag = sys.argv
-    channel = grpc.insecure_channel(addr)
+    compression = {"gzip": grpc.Compression.Gzip}.get(os.environ.get("COMPRESSION", ""))
+    channel = grpc.insecure_channel(addr, compression=compression)
     stub = flag_pb2_grpc.FlagServiceStub(channel)
     stream = stub.WatchFlags(
         flag_pb2.WatchFlagsRequest(tenant_id=tenant, since_revision=0),
