@@ -16,13 +16,47 @@ use crate::{
     template::{self, Template},
 };
 
-const STATUS: &str = "google.rpc.Status";
+/// The error schema, `google.rpc.Status`.
+const STATUS: &str = "Status";
+
+/// The shared schema of the strings a double may be instead of a number, so
+/// generators make one type of it, not one per field.
+const NON_FINITE: &str = "NonFiniteNumber";
+
+/// A binding's operation id: the RPC's name (`ListFlags`); an additional
+/// binding adds its path's first literal segment (`/admin/feature-flags` ⇒
+/// `ListFlagsAdmin`), so ids stay readable and do not shift when a binding
+/// is added. A clash fails the build.
+fn operation_id(rpc: &MethodDescriptor, template: &Template, index: usize) -> String {
+    if index == 0 {
+        return rpc.name().to_owned();
+    }
+    let segment = template
+        .openapi_path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let pascal: String = segment
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("{}{pascal}", rpc.name())
+}
 
 /// Returns the document for the services of `package`.
 pub fn document(pool: &DescriptorPool, package: &str, version: &str) -> Result<Value, String> {
     let mut generator = Generator::default();
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut tags = Vec::new();
+    let mut operation_ids = std::collections::BTreeSet::new();
     for service in pool.services().filter(|s| s.package_name() == package) {
         tags.push(json!({
             "name": service.name(),
@@ -40,6 +74,11 @@ pub fn document(pool: &DescriptorPool, package: &str, version: &str) -> Result<V
                 let template =
                     Template::parse(&b.path).map_err(|e| format!("{}: {e}", rpc.full_name()))?;
                 let op = generator.operation(&rpc, b, &template, i)?;
+                if let Some(id) = op["operationId"].as_str()
+                    && !operation_ids.insert(id.to_owned())
+                {
+                    return Err(format!("operationId {id} is used twice"));
+                }
                 let methods = paths.entry(template.openapi_path()).or_default();
                 if methods
                     .insert(b.http_method.to_ascii_lowercase(), op)
@@ -52,6 +91,14 @@ pub fn document(pool: &DescriptorPool, package: &str, version: &str) -> Result<V
     }
     let mut schemas: Map<String, Value> = generator.schemas.into_iter().collect();
     schemas.insert(STATUS.to_owned(), status_schema());
+    schemas.insert(
+        NON_FINITE.to_owned(),
+        json!({
+            "type": "string",
+            "enum": ["NaN", "Infinity", "-Infinity"],
+            "description": "A double that is not a finite number, as proto3 JSON writes it.",
+        }),
+    );
     Ok(json!({
         "openapi": "3.1.0",
         "info": {
@@ -63,6 +110,11 @@ pub fn document(pool: &DescriptorPool, package: &str, version: &str) -> Result<V
                 timestamps in UTC. Errors are `google.rpc.Status` objects with \
                 grpc-gateway's HTTP statuses. Every operation takes a bearer token.",
         },
+        "servers": [{
+            "url": "/",
+            "description": "The server that serves this document: REST shares the gRPC \
+                listener (default http://127.0.0.1:50051).",
+        }],
         "tags": tags,
         "security": [{"bearer": []}],
         "paths": paths,
@@ -76,6 +128,8 @@ pub fn document(pool: &DescriptorPool, package: &str, version: &str) -> Result<V
 #[derive(Default)]
 struct Generator {
     schemas: BTreeMap<String, Value>,
+    /// Short component name -> the full name of the type that has it.
+    short_names: BTreeMap<String, String>,
 }
 
 impl Generator {
@@ -105,10 +159,11 @@ impl Generator {
         let mut op = Map::new();
         op.insert(
             "operationId".into(),
-            json!(match index {
-                0 => format!("{}_{}", service.name(), rpc.name()),
-                n => format!("{}_{}{n}", service.name(), rpc.name()),
-            }),
+            json!(operation_id(rpc, template, index)),
+        );
+        op.insert(
+            "x-grpc-method".into(),
+            json!(format!("{}/{}", service.full_name(), rpc.name())),
         );
         op.insert("tags".into(), json!([service.name()]));
         op.insert("summary".into(), json!(rpc.name()));
@@ -154,6 +209,11 @@ impl Generator {
                         }),
                     );
                 }
+                if is_conditional(rpc) {
+                    // Sent as the `If-None-Match` header (below), not as a
+                    // query parameter beside it.
+                    bound.push("if_none_match".to_owned());
+                }
                 self.query_params(&input, "", "", &bound, &mut params, 0);
             }
         }
@@ -163,21 +223,66 @@ impl Generator {
         let output = rpc.output();
         let mut ok = Map::new();
         if rpc.is_server_streaming() {
+            let line = format!("{}StreamLine", rpc.name());
+            let message = self.message_ref(&output);
+            self.schemas.insert(
+                line.clone(),
+                json!({
+                    "type": "object",
+                    "description": format!(
+                        "One line of the `{}` NDJSON stream: `result` for each message, or \
+                        `error` once if the stream fails after it started.",
+                        rpc.name()
+                    ),
+                    "properties": {
+                        "result": message,
+                        "error": {"$ref": format!("#/components/schemas/{STATUS}")},
+                    },
+                    "additionalProperties": false,
+                }),
+            );
             ok.insert(
                 "description".into(),
-                json!("A stream of newline-delimited JSON objects: `{\"result\": message}` for each \
-                    message, or one `{\"error\": google.rpc.Status}` if the stream fails after it started."),
+                json!(format!(
+                    "A stream that does not end by itself: read it line by line (or event by \
+                    event), never as one body. `application/x-ndjson` (the default): one \
+                    `{line}` JSON object per line. `text/event-stream` (send `Accept: \
+                    text/event-stream`): server-sent events, each one's `data` the message's \
+                    JSON on one line (a `{}`) and its `id` the message's `revision`; a \
+                    failure after the start is an event named `status` whose `data` is a \
+                    `google.rpc.Status`. Reconnect with `Last-Event-ID` to resume.",
+                    output.name()
+                )),
             );
             ok.insert(
                 "content".into(),
-                json!({"application/x-ndjson": {"schema": {
-                    "type": "object",
-                    "properties": {
-                        "result": self.message_ref(&output),
-                        "error": {"$ref": format!("#/components/schemas/{STATUS}")},
-                    },
-                }}}),
+                json!({
+                    "application/x-ndjson": {"schema": {"$ref": format!("#/components/schemas/{line}")}},
+                    "text/event-stream": {"schema": {
+                        "type": "string",
+                        "description": format!(
+                            "Server-sent events; each `data:` line is a `{}` in JSON.",
+                            output.name()
+                        ),
+                    }},
+                }),
             );
+            if input.get_field_by_name("since_revision").is_some()
+                && let Some(p) = op
+                    .entry("parameters")
+                    .or_insert_with(|| json!([]))
+                    .as_array_mut()
+            {
+                p.push(json!({
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": false,
+                    "description": "For `text/event-stream`: the `id` of the last event \
+                        received; the stream resumes after that revision (as `sinceRevision`, \
+                        which wins when both are given).",
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                }));
+            }
         } else if b.response_body.is_empty() {
             ok.insert("description".into(), json!("OK"));
             ok.insert(
@@ -217,11 +322,7 @@ impl Generator {
         // An RPC that answers by version (the gateway's convention: request
         // `if_none_match`, response `etag` and `not_modified`) takes
         // `If-None-Match` and answers 304.
-        let conditional = input.get_field_by_name("if_none_match").is_some()
-            && output.get_field_by_name("etag").is_some()
-            && output.get_field_by_name("not_modified").is_some()
-            && !rpc.is_server_streaming();
-        if conditional {
+        if is_conditional(rpc) {
             let etag = json!({
                 "description": "The entity tag of this version of the answer: send it back as `If-None-Match`.",
                 "schema": {"type": "string"},
@@ -329,7 +430,7 @@ impl Generator {
             // Non-finite values are written as these strings (proto3 JSON).
             Kind::Double | Kind::Float => json!({"anyOf": [
                 {"type": "number"},
-                {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]},
+                {"$ref": format!("#/components/schemas/{NON_FINITE}")},
             ]}),
             Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
                 json!({"type": "integer", "format": "int32"})
@@ -346,7 +447,7 @@ impl Generator {
             Kind::Bool => json!({"type": "boolean"}),
             Kind::String => json!({"type": "string"}),
             Kind::Bytes => json!({"type": "string", "format": "byte"}),
-            Kind::Enum(e) => enum_schema(e),
+            Kind::Enum(e) => self.enum_ref(e),
             Kind::Message(m) => self.message_ref(m),
         }
     }
@@ -357,13 +458,50 @@ impl Generator {
         if let Some(wkt) = wkt_schema(m) {
             return wkt;
         }
-        let name = m.full_name().to_owned();
+        let name = self.component_name(m.name(), m.full_name());
         if !self.schemas.contains_key(&name) {
             self.schemas.insert(name.clone(), Value::Null);
             let schema = self.message_schema_inline(m);
             self.schemas.insert(name.clone(), schema);
         }
         json!({"$ref": format!("#/components/schemas/{name}")})
+    }
+
+    /// The component name of a message or enum: its short name (`Flag`), so
+    /// generated types read `Flag`, not `SwitchyardV1Flag`. Two types with
+    /// one short name keep their full names (and a third clash cannot
+    /// happen silently: the first full name wins the short one).
+    fn component_name(&mut self, short: &str, full: &str) -> String {
+        match self.short_names.get(short) {
+            Some(owner) if owner != full => full.to_owned(),
+            Some(_) => short.to_owned(),
+            None if short == STATUS || short == NON_FINITE => full.to_owned(),
+            None => {
+                self.short_names.insert(short.to_owned(), full.to_owned());
+                short.to_owned()
+            }
+        }
+    }
+
+    /// An enum is written as its value's name (one shared component per
+    /// enum); proto3 JSON parsers also accept the number.
+    fn enum_ref(&mut self, e: &EnumDescriptor) -> Value {
+        let name = self.component_name(e.name(), e.full_name());
+        if !self.schemas.contains_key(&name) {
+            let names: Vec<String> = e.values().map(|v| v.name().to_owned()).collect();
+            self.schemas.insert(
+                name.clone(),
+                json!({
+                    "type": "string",
+                    "enum": names,
+                    "description": comments(&e.parent_file(), e.path()),
+                }),
+            );
+        }
+        json!({"anyOf": [
+            {"$ref": format!("#/components/schemas/{name}")},
+            {"type": "integer", "format": "int32"},
+        ]})
     }
 
     fn message_schema_inline(&mut self, m: &MessageDescriptor) -> Value {
@@ -422,17 +560,13 @@ fn or_null(s: Value) -> Value {
     }
 }
 
-/// An enum is written as its value's name; proto3 JSON parsers also accept
-/// the number.
-fn enum_schema(e: &EnumDescriptor) -> Value {
-    let names: Vec<String> = e.values().map(|v| v.name().to_owned()).collect();
-    json!({
-        "description": comments(&e.parent_file(), e.path()),
-        "anyOf": [
-            {"type": "string", "enum": names},
-            {"type": "integer", "format": "int32"},
-        ],
-    })
+/// An RPC that answers by version (the gateway's convention: request
+/// `if_none_match`, response `etag` and `not_modified`).
+fn is_conditional(rpc: &MethodDescriptor) -> bool {
+    rpc.input().get_field_by_name("if_none_match").is_some()
+        && rpc.output().get_field_by_name("etag").is_some()
+        && rpc.output().get_field_by_name("not_modified").is_some()
+        && !rpc.is_server_streaming()
 }
 
 fn is_scalar_wkt(m: &MessageDescriptor) -> bool {

@@ -785,11 +785,16 @@ async fn every_annotated_rpc_has_a_route_and_every_route_an_annotation() {
     let mut documented = BTreeSet::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {
+            let rpc = op["x-grpc-method"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("switchyard.v1.");
             let id = op["operationId"].as_str().unwrap();
-            let rpc = id
-                .trim_end_matches(|c: char| c.is_ascii_digit())
-                .replacen('_', "/", 1);
-            documented.insert((method.to_ascii_uppercase(), path.clone(), rpc));
+            assert!(
+                rpc.ends_with(&format!("/{id}")) || id.starts_with(rpc.split('/').nth(1).unwrap()),
+                "{id} names {rpc}"
+            );
+            documented.insert((method.to_ascii_uppercase(), path.clone(), rpc.to_owned()));
         }
     }
     let expected_doc: BTreeSet<(String, String, String)> = expected
