@@ -83,6 +83,51 @@ async fn rest_gzip_both_ways(backend: Backend) {
         plain.body.len()
     );
     assert_eq!(gunzip(&zipped.body), plain.body);
+    assert_eq!(zipped.header("etag"), plain.header("etag"));
+    // Compressed once per version: the same answer again, then a change is
+    // seen compressed too (never a stale cached gzip).
+    let gz_list = || {
+        http_raw_with(
+            &server,
+            "GET",
+            "/admin/feature-flags",
+            Some(ADMIN),
+            None,
+            &[("accept-encoding", "br;q=1, gzip;q=0.5")],
+        )
+    };
+    assert_eq!(gz_list().await.body, zipped.body);
+    let r = http(
+        &server,
+        "PATCH",
+        "/v1/flags/gz-07",
+        Some(ADMIN),
+        Some(serde_json::json!({"storedValue": true})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let after = gz_list().await;
+    assert_eq!(after.header("content-encoding"), Some("gzip"));
+    assert_ne!(after.header("etag"), zipped.header("etag"));
+    let listing: serde_json::Value = serde_json::from_slice(&gunzip(&after.body)).unwrap();
+    let f7 = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["flag"] == "gz-07")
+        .unwrap();
+    assert_eq!(f7["value"], true, "{f7}");
+    // gzip refused by quality 0: plain.
+    let refused = http_raw_with(
+        &server,
+        "GET",
+        "/admin/feature-flags",
+        Some(ADMIN),
+        None,
+        &[("accept-encoding", "gzip;q=0")],
+    )
+    .await;
+    assert_eq!(refused.header("content-encoding"), None);
     // A small answer goes out as it is (below the threshold).
     let small = http_raw_with(
         &server,

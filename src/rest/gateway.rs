@@ -6,7 +6,7 @@
 //! Every rule of the API (validation, scopes, isolation) therefore lives once,
 //! in the services; this module only maps HTTP to messages and back.
 
-use std::sync::Arc;
+use std::{hash::BuildHasher, sync::Arc};
 
 use axum::{
     body::Body,
@@ -50,7 +50,23 @@ pub struct Gateway {
     /// The JSON of answers that carry an entity tag, by the tag: an answer
     /// is transcoded once for as long as it stays the same.
     transcoded: Arc<Bounded<Transcoding, Transcoded>>,
+    /// The gzip of tagged answers: compressed once per version, not once per
+    /// request (the HTTP layer compresses the rest).
+    gzipped: Arc<Bounded<Gzipping, (Bytes, Bytes)>>,
 }
+
+/// What picks a cached gzip: the answer's tag, length and hash. The plain
+/// bytes kept beside it are compared before it is used, so no two answers
+/// ever share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Gzipping {
+    etag: String,
+    len: usize,
+    hash: u64,
+}
+
+/// At most this many bytes of plain and compressed answers are kept.
+const GZIPPED_BYTES: usize = 16 * 1024 * 1024;
 
 /// A reply as the service encoded it, its JSON, and how many list elements
 /// the JSON holds.
@@ -78,6 +94,7 @@ impl Gateway {
             grpc,
             max_body_bytes,
             transcoded: Arc::new(Bounded::new(TRANSCODED_BYTES)),
+            gzipped: Arc::new(Bounded::new(GZIPPED_BYTES)),
         }
     }
 
@@ -127,8 +144,19 @@ impl Gateway {
                 .headers
                 .get(header::IF_NONE_MATCH)
                 .and_then(|v| v.to_str().ok());
-            self.unary(route, request, principal, query, if_none_match)
-                .await
+            let (json, etag, next_token) = self
+                .unary(route, request, principal, query, if_none_match)
+                .await?;
+            if json.is_empty() {
+                return Ok(not_modified(&etag));
+            }
+            let mut resp = self.json_answer(json, &etag, accepts_gzip(&parts.headers));
+            if !next_token.is_empty()
+                && let Ok(v) = HeaderValue::from_str(&next_token)
+            {
+                resp.headers_mut().insert(NEXT_PAGE_TOKEN_HEADER, v);
+            }
+            Ok(resp)
         }
     }
 
@@ -216,7 +244,7 @@ impl Gateway {
         principal: Option<Principal>,
         query: &str,
         if_none_match: Option<&str>,
-    ) -> Result<Response, Refusal> {
+    ) -> Result<(String, String, String), Refusal> {
         // An RPC that answers by version: the header is its `if_none_match`,
         // its `etag` the header of the answer, `not_modified` a 304.
         let conditional = Conditional::of(route);
@@ -227,7 +255,7 @@ impl Gateway {
             let reply = self.call(route, &request, principal.as_ref()).await?;
             let etag = match &conditional {
                 Some(c) => match reply.version(c)? {
-                    (etag, true) => return Ok(not_modified(&etag)),
+                    (etag, true) => return Ok((String::new(), etag, String::new())),
                     (etag, false) => etag,
                 },
                 None => String::new(),
@@ -236,7 +264,7 @@ impl Gateway {
                 None => self.transcode(route, &reply, None, &etag)?.0.to_string(),
                 Some(f) => single_field_json(&reply.dynamic()?, f)?,
             };
-            return Ok(with_etag(json_response(json), &etag));
+            return Ok((json, etag, String::new()));
         };
         // A bare array cannot carry a page token. When the caller asked for no
         // particular page, the array is the whole collection (pages are
@@ -264,7 +292,7 @@ impl Gateway {
             if let Some(c) = &conditional {
                 let (tag, unchanged) = reply.version(c)?;
                 if unchanged {
-                    return Ok(not_modified(&tag));
+                    return Ok((String::new(), tag, String::new()));
                 }
                 etag = tag;
                 // Later pages are wanted whatever the caller holds.
@@ -298,16 +326,49 @@ impl Gateway {
         };
         out.push(']');
         let etag = match etags.split_first() {
-            Some((first, rest)) if rest.iter().all(|e| e == first) => first.as_str(),
-            _ => "",
+            Some((first, rest)) if rest.iter().all(|e| e == first) => first.clone(),
+            _ => String::new(),
         };
-        let mut resp = with_etag(json_response(out), etag);
-        if !next_token.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&next_token)
-        {
-            resp.headers_mut().insert(NEXT_PAGE_TOKEN_HEADER, v);
+        Ok((out, etag, next_token))
+    }
+
+    /// A JSON answer with its tag; gzip-compressed for a caller that accepts
+    /// it when the answer is tagged and large enough, from the cache while
+    /// the answer stays the same.
+    fn json_answer(&self, json: String, etag: &str, gzip: bool) -> Response {
+        if !gzip || etag.is_empty() || json.len() < super::COMPRESS_MIN_BYTES {
+            return with_etag(json_response(json), etag);
         }
-        Ok(resp)
+        let key = Gzipping {
+            etag: etag.to_owned(),
+            len: json.len(),
+            hash: foldhash::quality::FixedState::default().hash_one(json.as_bytes()),
+        };
+        let compressed = match self.gzipped.get(&key) {
+            Some((plain, zipped)) if plain == json.as_bytes() => Some(zipped),
+            _ => {
+                let zipped = gzip_bytes(json.as_bytes());
+                if let Some(z) = &zipped {
+                    let plain = Bytes::from(json.clone());
+                    let size = plain.len() + z.len();
+                    self.gzipped.put(key, (plain, z.clone()), size, |_| false);
+                }
+                zipped
+            }
+        };
+        let Some(body) = compressed else {
+            return with_etag(json_response(json), etag);
+        };
+        let resp = (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CONTENT_ENCODING, "gzip"),
+                (header::VARY, "accept-encoding"),
+            ],
+            body,
+        )
+            .into_response();
+        with_etag(resp, etag)
     }
 
     /// The JSON of a reply: of the elements of the repeated `list` (as many
@@ -708,6 +769,36 @@ fn single_field_json(m: &DynamicMessage, field: &FieldDescriptor) -> Result<Stri
     serde_json::to_writer(&mut out, &v)
         .map_err(|e| crate::error::Error::internal("encoding JSON", e))?;
     String::from_utf8(out).map_err(|e| crate::error::Error::internal("encoding JSON", e).into())
+}
+
+/// Whether `Accept-Encoding` takes gzip (with a non-zero quality).
+fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+/// `bytes` gzip-compressed at the default level.
+fn gzip_bytes(bytes: &[u8]) -> Option<Bytes> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::default(),
+    );
+    e.write_all(bytes).ok()?;
+    e.finish().ok().map(Bytes::from)
 }
 
 fn json_response(json: String) -> Response {

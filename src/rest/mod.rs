@@ -32,6 +32,10 @@ use crate::{
 /// `build.rs`.
 pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
+/// The smallest REST answer worth compressing, in bytes: below it gzip's
+/// header and the CPU cost more than they save.
+pub const COMPRESS_MIN_BYTES: usize = 1024;
+
 /// The path the OpenAPI document is served at (without a token).
 pub const OPENAPI_PATH: &str = "/openapi.json";
 

@@ -28,10 +28,6 @@ use tower_http::{
 
 use crate::rest::{Refusal, gateway::NEXT_PAGE_TOKEN_HEADER};
 
-/// The smallest REST answer worth compressing, in bytes: below it gzip's
-/// header and the CPU cost more than they save.
-pub const COMPRESS_MIN_BYTES: u16 = 1024;
-
 /// The CORS layer for `origins` (`*` for any), or none when the list is
 /// empty (no CORS headers at all).
 ///
@@ -92,13 +88,17 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
 }
 
 /// `Accept-Encoding: gzip` on REST answers of at least
-/// [`COMPRESS_MIN_BYTES`]. gRPC and gRPC-Web answers (compressed per message
+/// [`rest::COMPRESS_MIN_BYTES`](crate::rest::COMPRESS_MIN_BYTES) (those with
+/// an entity tag arrive compressed already, once per version, from the
+/// gateway). gRPC and gRPC-Web answers (compressed per message
 /// by gRPC itself), and the streams (NDJSON and SSE, whose events must not
 /// wait for a compression block to fill), are left alone.
 pub fn compression() -> CompressionLayer<impl Predicate> {
     CompressionLayer::new().gzip(true).compress_when(
         DefaultPredicate::new()
-            .and(SizeAbove::new(COMPRESS_MIN_BYTES))
+            .and(SizeAbove::new(
+                u16::try_from(crate::rest::COMPRESS_MIN_BYTES).unwrap_or(u16::MAX),
+            ))
             // Without the exception `NotForContentType::GRPC` makes for gRPC-Web.
             .and(NotForContentType::const_new("application/grpc"))
             .and(NotForContentType::const_new("application/x-ndjson")),
