@@ -9,7 +9,10 @@
 //! - REST `GET /admin/feature-flags?tenant=t0`, the same 1 000;
 //! - the same GET with `If-None-Match` holding the answer's `ETag` (a 304
 //!   each), when the server answers with one;
-//! - the same GET against the 5-flag server.
+//! - the same GET against the 5-flag server;
+//! - the 1 000-flag GET with `Accept-Encoding: gzip` (compressed answers),
+//!   beside the plain one: requests/s and the bytes each answer takes on the
+//!   wire.
 //!
 //! All use 32 requests in flight: `wrk -t2 -c32` (32 HTTP/1.1 connections)
 //! and 32 tonic workers over 4 HTTP/2 connections. Reports requests/s,
@@ -181,6 +184,15 @@ async fn main() {
         assert!(head.starts_with("HTTP/1.1 304"), "{head}");
         h
     });
+    let gzip = vec!["Accept-Encoding: gzip".to_owned()];
+    let (plain_head, plain_wire) = http_wire_bytes(port, path, &[]);
+    let (gzip_head, gzip_wire) = http_wire_bytes(port, path, &gzip);
+    assert_eq!(header_value(&plain_head, "content-encoding"), None);
+    assert_eq!(
+        header_value(&gzip_head, "content-encoding").as_deref(),
+        Some("gzip"),
+        "{gzip_head}"
+    );
     let grpc_bytes = {
         use prost::Message;
         channels[0]
@@ -205,6 +217,7 @@ async fn main() {
     let mut rest = Vec::new();
     let mut not_modified = Vec::new();
     let mut five = Vec::new();
+    let mut gzipped = Vec::new();
     for _ in 0..2 {
         grpc.push(grpc_round(&channels, secs).await);
         rest.push(wrk_round(&url, secs, IN_FLIGHT));
@@ -212,6 +225,7 @@ async fn main() {
             not_modified.push(wrk_round_with(&url, secs, IN_FLIGHT, h));
         }
         five.push(wrk_round(&small_url, secs, IN_FLIGHT));
+        gzipped.push(wrk_round_with(&url, secs, IN_FLIGHT, &gzip));
     }
     let mut lat: Vec<i64> = grpc.iter().flat_map(|(_, l)| l.iter().copied()).collect();
     lat.sort_unstable();
@@ -253,6 +267,12 @@ async fn main() {
     println!(
         "REST, the same GET with 5 flags:              {f_rate:>7.0} req/s, p50 {f50:.2} ms, p99 {f99:.2} ms (worst round), {} bytes of JSON",
         small_body.len()
+    );
+    let (z_rate, z50, z99) = summary(&gzipped);
+    println!(
+        "REST, Accept-Encoding: gzip, 1 000 flags:     {z_rate:>7.0} req/s, p50 {z50:.2} ms, p99 {z99:.2} ms (worst round), {gzip_wire} bytes on the wire against {plain_wire} plain ({:.1}x smaller); {:.2} of the plain GET's throughput",
+        plain_wire as f64 / gzip_wire as f64,
+        z_rate / r_rate
     );
     stop(server);
     stop(small);

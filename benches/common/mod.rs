@@ -211,6 +211,29 @@ pub fn http_get_with(port: u16, path: &str, headers: &[String]) -> (String, Vec<
     (head, buf[split + 4..].to_vec())
 }
 
+/// `GET path` with `headers`: the header block and the number of bytes the
+/// whole response took on the wire (headers, body and any chunk framing).
+pub fn http_wire_bytes(port: u16, path: &str, headers: &[String]) -> (String, usize) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {TOKEN}\r\n{extra}connection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).expect("read");
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    (
+        String::from_utf8_lossy(&buf[..split]).into_owned(),
+        buf.len(),
+    )
+}
+
 /// The value of header `name` in a header block.
 pub fn header_value(head: &str, name: &str) -> Option<String> {
     head.lines().find_map(|l| {
