@@ -16,6 +16,7 @@ cd "$DIR"
 ADMIN="smoke-admin-token-0123456789"
 start() {
   SWITCHYARD_LISTEN="$ADDR" SWITCHYARD_ADMIN_TOKEN="$ADMIN" SWITCHYARD_FLAG_KILL_SWITCH=true \
+    SWITCHYARD_CORS_ORIGINS="http://console.example" \
     SWITCHYARD_TOKENS="tenant:a=smoke-tenant-a-token-0123" "$BIN" serve >>server.log 2>&1 &
   PID=$!
   for _ in $(seq 1 100); do grpcurl -plaintext "$ADDR" list >/dev/null 2>&1 && break; sleep 0.1; done
@@ -38,6 +39,8 @@ done
 echo "ok: grpcurl list shows the three services, health and reflection"
 expect "health overall" SERVING grpcurl -plaintext "$ADDR" grpc.health.v1.Health/Check
 expect "health per service" SERVING grpcurl -plaintext -d '{"service":"switchyard.v1.TenantService"}' "$ADDR" grpc.health.v1.Health/Check
+expect "health List names every service" '"switchyard.v1.GatingService"' grpcurl -plaintext "$ADDR" grpc.health.v1.Health/List
+expect "health Watch of an unknown service" SERVICE_UNKNOWN grpcurl -plaintext -max-time 2 -d '{"service":"no.Such"}' "$ADDR" grpc.health.v1.Health/Watch
 expect "no token" Unauthenticated grpcurl -plaintext "$ADDR" switchyard.v1.TenantService/ListTenants
 expect "tenant token on another tenant" PermissionDenied \
   grpcurl -plaintext -H 'authorization: Bearer smoke-tenant-a-token-0123' -d '{"tenant_id":"b"}' "$ADDR" switchyard.v1.TenantService/GetTenant
@@ -117,5 +120,17 @@ rest 200 GET /openapi.json
 python3 -c 'import json,sys; d=json.load(open("rest.json")); sys.exit(0 if "/admin/feature-flags" in d["paths"] else 1)' \
   || fail "/openapi.json lacks /admin/feature-flags"
 echo "ok: /openapi.json describes the routes"
+PRE="$(curl -s -i -X OPTIONS -H 'Origin: http://console.example' -H 'Access-Control-Request-Method: GET' \
+  -H 'Access-Control-Request-Headers: authorization' "$BASE/admin/feature-flags")"
+grep -qi '^access-control-allow-origin: http://console.example' <<<"$PRE" || fail "CORS preflight: $PRE"
+grep -qi '^access-control-allow-headers:.*authorization' <<<"$PRE" || fail "CORS preflight headers: $PRE"
+echo "ok: curl CORS preflight from an allowed origin, without a token"
+GZ="$(curl -s -D - -o /dev/null -H 'accept-encoding: gzip' "$BASE/openapi.json")"
+grep -qi '^content-encoding: gzip' <<<"$GZ" || fail "/openapi.json with Accept-Encoding: gzip: $GZ"
+echo "ok: curl /openapi.json gzip-compressed on request"
+CT="$(curl -s -o rest.json -w '%{http_code}' -X POST -H 'content-type: application/connect+proto' \
+  -H "authorization: Bearer $ADMIN" "$BASE/switchyard.v1.FlagService/EvaluateFlag")"
+[ "$CT" = 415 ] || fail "a Connect call: expected 415, got $CT $(cat rest.json)"
+echo "ok: curl a Connect-protocol call: 415 saying what is supported"
 kill -TERM $PID; wait $PID || fail "server exit status $? after the second SIGTERM"
 echo "ok: clean exit"
