@@ -40,7 +40,7 @@ impl Text {
     fn push(&mut self, chunk: &[u8]) {
         self.pending.push_str(std::str::from_utf8(chunk).unwrap());
         let whole = self.pending.len() / 4 * 4;
-        for group in self.pending[..whole].as_bytes().chunks(4) {
+        for group in self.pending.as_bytes()[..whole].chunks(4) {
             self.bytes.extend(B64.decode(group).unwrap());
         }
         self.pending.drain(..whole);
