@@ -224,6 +224,9 @@ impl Generator {
         let mut ok = Map::new();
         if rpc.is_server_streaming() {
             let line = format!("{}StreamLine", rpc.name());
+            if self.schemas.contains_key(&line) {
+                return Err(format!("component {line} is defined twice"));
+            }
             let message = self.message_ref(&output);
             self.schemas.insert(
                 line.clone(),
@@ -279,7 +282,7 @@ impl Generator {
                     "required": false,
                     "description": "For `text/event-stream`: the `id` of the last event \
                         received; the stream resumes after that revision (as `sinceRevision`, \
-                        which wins when both are given).",
+                        and instead of it when both are given).",
                     "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
                 }));
             }

@@ -888,12 +888,25 @@ fn check_cors_origins(origins: &[String]) -> Result<(), ConfigError> {
         let ok = host.is_some_and(|h| {
             !h.is_empty()
                 && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:[]".contains(&b))
         });
         if !ok {
             return Err(ConfigError::new(
                 NAME,
-                format!("{o:?}: an origin is scheme://host[:port] (http or https, no path), or *"),
+                format!(
+                    "{o:?}: an origin is scheme://host[:port] in lowercase (http or https, \
+                     no path), or *"
+                ),
+            ));
+        }
+        // Browsers leave the default port out of `Origin`: with it the entry
+        // would match nothing.
+        if o.starts_with("https://") && o.ends_with(":443")
+            || o.starts_with("http://") && o.ends_with(":80")
+        {
+            return Err(ConfigError::new(
+                NAME,
+                format!("{o:?}: leave the default port out, as browsers do in Origin"),
             ));
         }
     }
@@ -1003,5 +1016,34 @@ mod tests {
         let printed = format!("{c:?}");
         assert!(!printed.contains("supersecretvalue123"), "{printed}");
         assert!(!printed.contains("adminsecretvalue456"), "{printed}");
+    }
+
+    #[test]
+    fn cors_origins_are_checked_as_browsers_send_them() {
+        let ok =
+            |o: &[&str]| check_cors_origins(&o.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        assert!(ok(&[]).is_ok());
+        assert!(ok(&["*"]).is_ok());
+        assert!(
+            ok(&[
+                "https://app.example.com",
+                "http://127.0.0.1:5173",
+                "http://[::1]:8080"
+            ])
+            .is_ok()
+        );
+        for bad in [
+            &["*", "https://a.example"][..],
+            &["https://App.example.com"],
+            &["https://a.example/"],
+            &["https://a.example/path"],
+            &["ftp://a.example"],
+            &["a.example"],
+            &["https://a.example:443"],
+            &["http://a.example:80"],
+        ] {
+            let e = ok(bad).unwrap_err().to_string();
+            assert!(e.contains("SWITCHYARD_CORS_ORIGINS"), "{bad:?}: {e}");
+        }
     }
 }

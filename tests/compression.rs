@@ -181,6 +181,11 @@ async fn rest_gzip_both_ways(backend: Backend) {
     )
     .await;
     assert_eq!(r.status, 415);
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("gzip"),
+        "{:?}",
+        r.body
+    );
     assert_eq!(
         flags_count(&server).await,
         40,

@@ -423,6 +423,54 @@ async fn silent_connections_are_closed_and_connections_are_limited() {
     server.shutdown().await.unwrap();
 }
 
+/// An HTTP/1.1 stream, whose client sends nothing after its request (a
+/// browser's SSE watch), outlives the idle timeout on its heartbeats: bytes
+/// written count as much as bytes read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_sse_watch_outlives_the_idle_timeout() {
+    use http_body_util::BodyExt;
+    use std::time::{Duration, Instant};
+    let Some((server, _db)) = server_with(Backend::Sqlite, |c| {
+        c.connection_idle_timeout_s = 3;
+        c.http2_keepalive_interval_s = 1;
+        c.http2_keepalive_timeout_s = 1;
+        c.watch_heartbeat_s = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let resp = http_send_with(
+        &server,
+        "GET",
+        "/v1/flags:watch",
+        Some(ADMIN),
+        None,
+        &[("accept", "text/event-stream")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let start = Instant::now();
+    let mut heartbeats = 0;
+    // Twice the idle timeout, event by event.
+    while start.elapsed() < Duration::from_secs(6) {
+        let frame = tokio::time::timeout(Duration::from_secs(3), body.frame())
+            .await
+            .expect("an event within 3 s")
+            .expect("the stream is still open")
+            .expect("no error on the stream");
+        if let Ok(data) = frame.into_data() {
+            heartbeats += String::from_utf8_lossy(&data)
+                .matches("FLAG_EVENT_TYPE_HEARTBEAT")
+                .count();
+        }
+    }
+    assert!(heartbeats >= 3, "{heartbeats} heartbeats");
+    server.shutdown().await.unwrap();
+}
+
 /// With a message limit well under the default, pages and snapshot parts are
 /// cut by it, counting everything encoded (the FULL view's definitions too),
 /// on gRPC and REST; a flag that alone cannot fit is named; a request over the

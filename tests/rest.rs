@@ -17,6 +17,7 @@ on_both_backends!(
     watch_streams_newline_delimited_json,
     the_bare_array_is_the_whole_collection_unless_a_page_is_asked_for,
     patch_changes_only_the_fields_it_sends,
+    the_sse_watch_carries_revisions_as_ids_and_resumes_from_last_event_id,
 );
 
 const ADMIN_FLAGS: &str = "/admin/feature-flags";
@@ -556,6 +557,110 @@ async fn state(server: &TestServer) -> (Json, Json) {
     .await
     .json();
     (t, f)
+}
+
+/// The first server-sent event of `resp`: its `id` and the JSON of its `data`.
+async fn first_event(resp: http::Response<hyper::body::Incoming>) -> (Option<String>, Json) {
+    use http_body_util::BodyExt;
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+    let event = text.split("\n\n").next().unwrap();
+    let field = |name: &str| {
+        event
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+    };
+    let data = field("data:").expect("a data line");
+    (field("id:"), serde_json::from_str(&data).unwrap())
+}
+
+async fn the_sse_watch_carries_revisions_as_ids_and_resumes_from_last_event_id(backend: Backend) {
+    let Some((server, _db)) = server_on(backend).await else {
+        return;
+    };
+    for (i, body) in [
+        json!({"key": "sse", "type": "FLAG_TYPE_NUMBER", "defaultValue": 0}),
+        json!({"storedValue": 1}),
+        json!({"storedValue": 2}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (method, path) = if i == 0 {
+            ("POST", "/v1/flags")
+        } else {
+            ("PATCH", "/v1/flags/sse")
+        };
+        assert_eq!(
+            http(&server, method, path, Some(ADMIN), Some(body))
+                .await
+                .status,
+            200
+        );
+    }
+    let sse = |path: &'static str, last: Option<&'static str>| {
+        let server = &server;
+        async move {
+            let mut headers = vec![("accept", "text/event-stream")];
+            if let Some(l) = last {
+                headers.push(("last-event-id", l));
+            }
+            http_send_with(server, "GET", path, Some(ADMIN), None, &headers).await
+        }
+    };
+    // From the start: a SNAPSHOT whose id is its revision.
+    let resp = sse("/v1/flags:watch", None).await;
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let (id, event) = first_event(resp).await;
+    assert_eq!(event["type"], "FLAG_EVENT_TYPE_SNAPSHOT");
+    assert_eq!(id.as_deref(), Some("3"), "{event}");
+    assert_eq!(event["revision"], "3");
+    // sinceRevision alone: the changes after it.
+    let (id, event) = first_event(sse("/v1/flags:watch?sinceRevision=1", None).await).await;
+    assert_eq!(
+        (id.as_deref(), &event["type"]),
+        (Some("2"), &json!("FLAG_EVENT_TYPE_UPSERT"))
+    );
+    // A reconnecting EventSource sends its URL again and the last id: the id wins.
+    let (id, event) = first_event(sse("/v1/flags:watch?sinceRevision=1", Some("2")).await).await;
+    assert_eq!(id.as_deref(), Some("3"), "{event}");
+    assert_eq!(event["flag"]["value"], 2);
+    // Not a revision: 400 before the stream starts.
+    let r = http_raw_with(
+        &server,
+        "GET",
+        "/v1/flags:watch",
+        Some(ADMIN),
+        None,
+        &[
+            ("accept", "text/event-stream"),
+            ("last-event-id", "yesterday"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["code"], 3);
+    // NDJSON is still the default, and what a client asking for both gets.
+    let both = http_send_with(
+        &server,
+        "GET",
+        "/v1/flags:watch",
+        Some(ADMIN),
+        None,
+        &[("accept", "application/x-ndjson, text/event-stream")],
+    )
+    .await;
+    assert_eq!(both.headers()["content-type"], "application/x-ndjson");
 }
 
 async fn watch_streams_newline_delimited_json(backend: Backend) {

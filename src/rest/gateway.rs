@@ -547,8 +547,9 @@ impl Framing {
 }
 
 /// An SSE client that reconnects sends the last event's id, the revision it
-/// holds, in `Last-Event-ID`: the watch resumes after it unless the query
-/// names a `since_revision` of its own.
+/// holds, in `Last-Event-ID`: the watch resumes after it. It wins over a
+/// `since_revision` in the query, which an `EventSource` sends again
+/// unchanged on every reconnect (the header is always the later position).
 fn resume_from_last_event_id(
     request: &mut DynamicMessage,
     headers: &http::HeaderMap,
@@ -563,9 +564,6 @@ fn resume_from_last_event_id(
     else {
         return Ok(());
     };
-    if request.has_field(&field) {
-        return Ok(());
-    }
     let revision = last
         .to_str()
         .ok()
@@ -771,23 +769,30 @@ fn single_field_json(m: &DynamicMessage, field: &FieldDescriptor) -> Result<Stri
     String::from_utf8(out).map_err(|e| crate::error::Error::internal("encoding JSON", e).into())
 }
 
-/// Whether `Accept-Encoding` takes gzip (with a non-zero quality).
+/// Whether `Accept-Encoding` takes gzip: named with a non-zero quality, or
+/// not named and `*` accepted.
 fn accepts_gzip(headers: &http::HeaderMap) -> bool {
-    headers
+    let (mut gzip, mut any) = (None, None);
+    for coding in headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or_default();
-            let refused = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
-        })
+    {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default();
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if name.eq_ignore_ascii_case("gzip") {
+            gzip = Some(!refused);
+        } else if name == "*" {
+            any = Some(!refused);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 /// `bytes` gzip-compressed at the default level.

@@ -1,6 +1,6 @@
 //! The listener's connections: at most `max_connections` at once (one more
-//! is closed as soon as it is accepted), and a connection that sends nothing
-//! for `connection_idle_timeout_s` is closed.
+//! is closed as soon as it is accepted), and a connection on which no byte
+//! moves, read or written, for `connection_idle_timeout_s` is closed.
 //!
 //! Writes are gathered and sent together at a flush, one scheduler turn late
 //! ([`Conn::poll_flush`]): when one change wakes a connection's many watch
@@ -9,12 +9,14 @@
 //! after the stream that woke it); now the streams woken with it run first
 //! and the connection sends all their frames in one write.
 //!
-//! "Sends nothing" counts every byte read: a live HTTP/2 client answers the
+//! Every byte read or written counts: a live HTTP/2 client answers the
 //! server's keepalive PINGs (every `http2_keepalive_interval_s`), so a healthy
-//! watch, however quiet, is never cut; configuration refuses an idle timeout
-//! that is not longer than the PING interval plus its timeout. What is cut is
-//! a socket that never speaks (one that never even sends the HTTP/2 preface)
-//! and an HTTP/1.1 keep-alive connection left unused.
+//! watch, however quiet, is never cut (configuration refuses an idle timeout
+//! that is not longer than the PING interval plus its timeout); an HTTP/1.1
+//! stream (SSE, NDJSON, gRPC-Web), whose client sends nothing after its
+//! request, lives on its heartbeats. What is cut is a socket that never speaks
+//! (one that never even sends the HTTP/2 preface), an HTTP/1.1 keep-alive
+//! connection left unused, and a peer that stops reading (the writes stop).
 
 use std::{
     future::Future,
@@ -114,6 +116,16 @@ const GATHER_MAX: usize = 64 * 1024;
 const WRITE_THROUGH: usize = 16 * 1024;
 
 impl Conn {
+    /// Bytes moved: the connection is not idle. A write counts as much as a
+    /// read, so an HTTP/1.1 stream (SSE, NDJSON, gRPC-Web), whose client
+    /// sends nothing once its request is in, lives while its events are
+    /// delivered; a peer that stops reading stops the writes too.
+    fn active(&mut self) {
+        if let Some(idle) = &mut self.idle {
+            idle.last_active = Instant::now();
+        }
+    }
+
     /// Sends everything gathered.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.sent < self.out.len() {
@@ -121,7 +133,10 @@ impl Conn {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Ready(Ok(n)) => {
+                    self.sent += n;
+                    self.active();
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
@@ -145,7 +160,11 @@ impl Conn {
             }
         }
         if self.out.is_empty() && bufs.iter().map(|b| b.len()).sum::<usize>() >= WRITE_THROUGH {
-            return Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+            let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+            if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+                self.active();
+            }
+            return r;
         }
         let mut n = 0;
         for b in bufs {
@@ -171,7 +190,7 @@ impl AsyncRead for Conn {
                 if let Some(idle) = &mut this.idle
                     && buf.filled().len() > before
                 {
-                    idle.last_read = Instant::now();
+                    idle.last_active = Instant::now();
                 }
                 Poll::Ready(r)
             }
@@ -193,7 +212,7 @@ impl AsyncRead for Conn {
 #[derive(Debug)]
 struct Idle {
     timeout: Duration,
-    last_read: Instant,
+    last_active: Instant,
     timer: Pin<Box<Sleep>>,
 }
 
@@ -201,19 +220,19 @@ impl Idle {
     fn new(timeout: Duration) -> Idle {
         Idle {
             timeout,
-            last_read: Instant::now(),
+            last_active: Instant::now(),
             timer: Box::pin(tokio::time::sleep(timeout)),
         }
     }
 
-    /// Whether nothing was read for the timeout; otherwise the timer is set
+    /// Whether nothing moved for the timeout; otherwise the timer is set
     /// to the timeout after the last read (and registered with `cx`).
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return false;
             }
-            let deadline = self.last_read + self.timeout;
+            let deadline = self.last_active + self.timeout;
             if deadline <= Instant::now() {
                 return true;
             }

@@ -106,26 +106,34 @@ impl Health {
         readiness: watch::Receiver<Readiness>,
         stopping: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
+        // The first report is made before the server answers anything, so
+        // the first Check already sees it.
+        self.report(&mut readiness.clone());
         tokio::spawn(self.clone().follow(readiness, stopping))
+    }
+
+    /// Reports the statuses `readiness` implies; watchers are woken only
+    /// when one changes.
+    fn report(&self, readiness: &mut watch::Receiver<Readiness>) {
+        let ready = matches!(&*readiness.borrow_and_update(), Readiness::Ready);
+        self.statuses.send_if_modified(|s| {
+            let mut changed = false;
+            for (name, status) in &mut s.by_service {
+                let now = if ready || !REPLICATED.contains(name) {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                changed |= *status != now;
+                *status = now;
+            }
+            changed
+        });
     }
 
     async fn follow(self, mut readiness: watch::Receiver<Readiness>, stopping: CancellationToken) {
         loop {
-            let ready = matches!(&*readiness.borrow_and_update(), Readiness::Ready);
-            // Watchers are woken only when a status changes.
-            self.statuses.send_if_modified(|s| {
-                let mut changed = false;
-                for (name, status) in &mut s.by_service {
-                    let now = if ready || !REPLICATED.contains(name) {
-                        ServingStatus::Serving
-                    } else {
-                        ServingStatus::NotServing
-                    };
-                    changed |= *status != now;
-                    *status = now;
-                }
-                changed
-            });
+            self.report(&mut readiness);
             tokio::select! {
                 changed = readiness.changed() => if changed.is_err() { break },
                 () = stopping.cancelled() => break,

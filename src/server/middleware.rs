@@ -67,19 +67,40 @@ pub async fn authenticate(
 /// The most of a refused HTTP/1.x request's body read before answering.
 const DRAIN_BYTES: usize = 64 * 1024;
 
-/// Reads (and drops) the body of a request refused before its handler ran,
-/// when it came over HTTP/1.x and is small: otherwise the connection cannot
-/// be reused, and a client still writing its body (a gRPC-Web client sends
-/// the last chunk on its own) fails with a broken pipe instead of reading
-/// the refusal.
+/// The longest a refused HTTP/1.x request's body is waited for.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads (and drops, frame by frame) the body of a request refused before its
+/// handler ran, when it came over HTTP/1.x: otherwise the connection cannot be
+/// reused, and a client still writing its body (a gRPC-Web client sends the
+/// last chunk on its own) fails with a broken pipe instead of reading the
+/// refusal. At most [`DRAIN_BYTES`] within [`DRAIN_TIME`]: a body announced
+/// larger, or slower, is left unread (hyper then closes the connection), so
+/// an unauthenticated client cannot hold a task or memory with it.
 pub async fn drain_http1(req: Request) {
     use http_body_util::BodyExt;
     if req.version() >= http::Version::HTTP_2 {
         return;
     }
-    let _ = http_body_util::Limited::new(req.into_body(), DRAIN_BYTES)
-        .collect()
-        .await;
+    let announced = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > DRAIN_BYTES) {
+        return;
+    }
+    let mut body = req.into_body();
+    let drain = async {
+        let mut read = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, bytes::Bytes::len);
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
 }
 
 /// Returns whether `req` is a gRPC call (so refusals are gRPC statuses, not

@@ -109,11 +109,11 @@ pub async fn serve(
     let grpc_web = tonic_web::GrpcWebLayer::new().layer(inner.clone());
     let router = axum::Router::new()
         .fallback_service(inner)
+        .layer(RequestDecompressionLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             grpc_web,
             web::protocols,
         ))
-        .layer(RequestDecompressionLayer::new())
         .layer(web::compression())
         .layer(tower::util::option_layer(web::cors(&config.cors_origins)));
 
@@ -189,8 +189,12 @@ fn grpc_routes(app: &App, health: HealthServer<Health>) -> Result<Routes, Error>
     let flag_api = FlagApi::new(app.flags.clone());
     let mut grpc = Routes::builder();
     grpc.add_service(health.accept_compressed(gzip).send_compressed(gzip))
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .add_service(reflection_v1.accept_compressed(gzip).send_compressed(gzip))
+        .add_service(
+            reflection_v1alpha
+                .accept_compressed(gzip)
+                .send_compressed(gzip),
+        )
         .add_service(
             TenantServiceServer::new(TenantApi::new(app.tenants.clone()))
                 .accept_compressed(gzip)

@@ -65,8 +65,8 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 header::IF_NONE_MATCH,
+                header::CONTENT_ENCODING,
                 h("last-event-id"),
-                h("x-api-key"),
                 // gRPC-Web clients (grpc-web, connect-web) send these.
                 h("x-grpc-web"),
                 h("x-user-agent"),
@@ -123,17 +123,21 @@ pub enum Protocol {
 impl Protocol {
     /// Classifies `req`.
     pub fn of(req: &Request) -> Protocol {
-        let ct = req
+        let raw = req
             .headers()
             .get(header::CONTENT_TYPE)
             .map_or(&b""[..], HeaderValue::as_bytes);
-        let ct = ct.split(|b| *b == b';').next().unwrap_or(ct).trim_ascii();
-        match ct {
-            b"application/grpc" | b"application/grpc+proto" => Protocol::Grpc,
-            b"application/grpc-web"
-            | b"application/grpc-web+proto"
-            | b"application/grpc-web-text"
-            | b"application/grpc-web-text+proto" => Protocol::GrpcWeb,
+        let ct = raw.split(|b| *b == b';').next().unwrap_or(raw).trim_ascii();
+        match (ct, raw) {
+            (b"application/grpc" | b"application/grpc+proto", _) => Protocol::Grpc,
+            // Exactly as `tonic-web` recognises them (no parameters).
+            (
+                _,
+                b"application/grpc-web"
+                | b"application/grpc-web+proto"
+                | b"application/grpc-web-text"
+                | b"application/grpc-web-text+proto",
+            ) => Protocol::GrpcWeb,
             _ if is_grpc_path(req.uri().path()) => Protocol::Unsupported,
             // `application/grpc+json` and the like on other paths: the
             // gRPC side answers UNIMPLEMENTED, as for any unknown method.
@@ -158,15 +162,32 @@ pub const UNSUPPORTED_PROTOCOL: &str = "this server speaks gRPC (application/grp
      /openapi.json); the Connect protocol and other encodings are not supported";
 
 /// The middleware: gRPC-Web requests go through `tonic-web`'s translation to
-/// `web` (the same routes, as gRPC), gRPC and HTTP requests go on, and a
-/// gRPC method called in any other protocol gets 415.
+/// `web` (the same routes, as gRPC), gRPC and HTTP requests go on (an HTTP
+/// body in an encoding other than gzip gets 415), and a gRPC method called in
+/// any other protocol gets 415.
 pub async fn protocols(
     State(web): State<tonic_web::GrpcWebService<axum::Router>>,
     req: Request,
     next: Next,
 ) -> Response {
     match Protocol::of(&req) {
-        Protocol::Grpc | Protocol::Http => next.run(req).await,
+        Protocol::Grpc => next.run(req).await,
+        Protocol::Http => match req.headers().get(header::CONTENT_ENCODING) {
+            Some(e) if !e.as_bytes().eq_ignore_ascii_case(b"gzip") && e != "identity" => {
+                let message = format!(
+                    "Content-Encoding {}: bodies may be sent as gzip or identity",
+                    String::from_utf8_lossy(e.as_bytes())
+                );
+                super::middleware::drain_http1(req).await;
+                Refusal::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    tonic::Code::InvalidArgument,
+                    message,
+                )
+                .into_response()
+            }
+            _ => next.run(req).await,
+        },
         Protocol::GrpcWeb => match web.oneshot(req).await {
             Ok(resp) => resp.map(Body::new),
             Err(never) => match never {},
@@ -207,7 +228,7 @@ mod tests {
             (
                 m,
                 Some("application/grpc-web-text+proto; charset=x"),
-                Protocol::GrpcWeb,
+                Protocol::Unsupported,
             ),
             (m, Some("application/proto"), Protocol::Unsupported),
             (m, Some("application/connect+proto"), Protocol::Unsupported),
