@@ -89,7 +89,27 @@ pub fn document(pool: &DescriptorPool, package: &str, version: &str) -> Result<V
             }
         }
     }
+    let (ofrep_paths, ofrep_schemas) = ofrep();
+    for (path, item) in ofrep_paths {
+        let item = item.as_object().cloned().unwrap_or_default();
+        if paths.insert(path.clone(), item).is_some() {
+            return Err(format!("{path} is both an OFREP path and a binding"));
+        }
+    }
+    tags.push(json!({
+        "name": "OFREP",
+        "description": "The OpenFeature Remote Evaluation Protocol, for OpenFeature SDKs' OFREP \
+            providers: evaluations of the flag service, with OFREP's shapes. Which tenant: a \
+            `tenant:<id>` token's own; with an admin token, the context's `tenantId`, else its \
+            `host` resolved through TenantService; else values without overrides. Tokens go \
+            in `Authorization: Bearer` or `X-API-Key`.",
+    }));
     let mut schemas: Map<String, Value> = generator.schemas.into_iter().collect();
+    for (name, schema) in ofrep_schemas {
+        if schemas.insert(name.clone(), schema).is_some() {
+            return Err(format!("component {name} is defined twice"));
+        }
+    }
     schemas.insert(STATUS.to_owned(), status_schema());
     schemas.insert(
         NON_FINITE.to_owned(),
@@ -119,10 +139,154 @@ pub fn document(pool: &DescriptorPool, package: &str, version: &str) -> Result<V
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-API-Key",
+                    "description": "OFREP's header: the same tokens as `Authorization: Bearer` (OFREP routes only).",
+                },
+            },
             "schemas": schemas,
         },
     }))
+}
+
+/// The OFREP routes (written by hand: OFREP is not a proto service) and
+/// their schemas, as `src/rest/ofrep.rs` answers them.
+/// Named JSON values: paths or component schemas.
+type Named = Vec<(String, Value)>;
+
+fn ofrep() -> (Named, Named) {
+    let r = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    let json_body = |schema: Value| json!({"application/json": {"schema": schema}});
+    let failure = |what: &str| json!({"description": what, "content": json_body(r("OfrepEvaluationFailure"))});
+    let request = json!({
+        "required": false,
+        "description": "The evaluation context; `{}` or no body is no context.",
+        "content": json_body(r("OfrepEvaluationRequest")),
+    });
+    let common = |ok: Value| {
+        json!({
+            "200": ok,
+            "400": failure("`PARSE_ERROR` (not JSON) or `INVALID_CONTEXT` (not an object, a `tenantId` or `host` that is not a string or names no tenant)."),
+            "401": {"description": "No token, or an unknown one; no body."},
+            "403": {"description": "The token may not read this tenant's flags; no body."},
+            "413": failure("The body exceeds 64 KiB."),
+            "429": {
+                "description": "Too many requests.",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
+                "content": json_body(r("OfrepEvaluationFailure")),
+            },
+            "500": failure("`GENERAL`."),
+        })
+    };
+    let mut one = common(json!({
+        "description": "The flag's value for the context's tenant.",
+        "content": json_body(r("OfrepEvaluationSuccess")),
+    }));
+    one["404"] = failure("`FLAG_NOT_FOUND`.");
+    let mut all = common(json!({
+        "description": "Every flag's value for the context's tenant.",
+        "headers": {"ETag": {
+            "schema": {"type": "string"},
+            "description": "The version of this tenant's view: it changes exactly when one of these values may have.",
+        }},
+        "content": json_body(r("OfrepBulkEvaluationSuccess")),
+    }));
+    all["304"] = json!({"description": "`If-None-Match` names the current version; no body."});
+    let paths = vec![
+        (
+            "/ofrep/v1/evaluate/flags/{key}".to_owned(),
+            json!({"post": {
+                "operationId": "OfrepEvaluateFlag",
+                "tags": ["OFREP"],
+                "summary": "Evaluate one flag (OFREP)",
+                "security": [{"bearer": []}, {"apiKey": []}],
+                "parameters": [{
+                    "name": "key", "in": "path", "required": true,
+                    "description": "The flag's key.", "schema": {"type": "string"},
+                }],
+                "requestBody": request.clone(),
+                "responses": one,
+            }}),
+        ),
+        (
+            "/ofrep/v1/evaluate/flags".to_owned(),
+            json!({"post": {
+                "operationId": "OfrepEvaluateFlags",
+                "tags": ["OFREP"],
+                "summary": "Evaluate every flag (OFREP bulk)",
+                "security": [{"bearer": []}, {"apiKey": []}],
+                "parameters": [{
+                    "name": "If-None-Match", "in": "header", "required": false,
+                    "description": "The `ETag` of an earlier answer: 304 while it is current.",
+                    "schema": {"type": "string"},
+                }],
+                "requestBody": request,
+                "responses": all,
+            }}),
+        ),
+    ];
+    let success = json!({
+        "type": "object",
+        "required": ["key", "value", "reason", "variant", "metadata"],
+        "properties": {
+            "key": {"type": "string"},
+            "value": {"description": "The flag's value: a boolean, string, number, object or list."},
+            "reason": {"type": "string", "enum": ["TARGETING_MATCH", "STATIC", "DEFAULT"],
+                "description": "`TARGETING_MATCH`: the tenant's override; `STATIC`: a stored value or a replica's env override; `DEFAULT`: the declared default."},
+            "variant": {"type": "string", "enum": ["tenant", "env", "store", "default"],
+                "description": "Where the value comes from (Switchyard's `source`)."},
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "source": {"type": "string"},
+                    "revision": {"type": "integer", "description": "The revision the value is at."},
+                },
+            },
+        },
+    });
+    let schemas = vec![
+        (
+            "OfrepEvaluationRequest".to_owned(),
+            json!({
+                "type": "object",
+                "properties": {"context": {
+                    "type": ["object", "null"],
+                    "description": "Attributes; `targetingKey` is accepted and not used. `tenantId` (admin tokens) names the tenant; else `host` is resolved through TenantService.",
+                    "properties": {
+                        "targetingKey": {"description": "Accepted, not used."},
+                        "tenantId": {"type": ["string", "null"]},
+                        "host": {"type": ["string", "null"]},
+                    },
+                }},
+            }),
+        ),
+        ("OfrepEvaluationSuccess".to_owned(), success),
+        (
+            "OfrepEvaluationFailure".to_owned(),
+            json!({
+                "type": "object",
+                "required": ["errorCode", "errorDetails"],
+                "properties": {
+                    "key": {"type": "string"},
+                    "errorCode": {"type": "string", "enum": ["PARSE_ERROR", "INVALID_CONTEXT", "FLAG_NOT_FOUND", "GENERAL"]},
+                    "errorDetails": {"type": "string"},
+                },
+            }),
+        ),
+        (
+            "OfrepBulkEvaluationSuccess".to_owned(),
+            json!({
+                "type": "object",
+                "required": ["flags"],
+                "properties": {"flags": {"type": "array", "items": r("OfrepEvaluationSuccess")}},
+            }),
+        ),
+    ];
+    (paths, schemas)
 }
 
 #[derive(Default)]

@@ -37,13 +37,16 @@ async fn operation_ids_are_the_rpc_names_and_doubles_share_one_schema() {
     for ops in doc["paths"].as_object().unwrap().values() {
         for op in ops.as_object().unwrap().values() {
             let id = op["operationId"].as_str().unwrap().to_owned();
-            let rpc = op["x-grpc-method"].as_str().unwrap();
+            assert!(ids.insert(id.clone()), "{id} twice");
+            let Some(rpc) = op["x-grpc-method"].as_str() else {
+                assert!(id.starts_with("Ofrep"), "{id} names no RPC");
+                continue;
+            };
             assert!(
                 id.starts_with(rpc.rsplit('/').next().unwrap()),
                 "{id} is named after {rpc}"
             );
             assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
-            assert!(ids.insert(id.clone()), "{id} twice");
         }
     }
     assert!(

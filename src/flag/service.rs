@@ -83,6 +83,31 @@ pub struct Evaluation {
     pub tenant: Option<String>,
 }
 
+/// The tenant an evaluation is for, resolved and allowed for its caller by
+/// [`Service::audience`] (so the evaluations that take one need no check of
+/// their own). `None`: values without tenant overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience(Option<String>);
+
+impl Audience {
+    /// The tenant, if any.
+    pub fn tenant(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+/// Every effective flag of an audience, and the version of its view.
+#[derive(Debug, Clone)]
+pub struct Evaluations {
+    /// The flags, by key.
+    pub values: Vec<Effective>,
+    /// The revision the values are at.
+    pub revision: i64,
+    /// The version of the audience's view (its tag changes exactly when one
+    /// of these values may have).
+    pub tag: ViewTag,
+}
+
 /// One page of `ListFlags`.
 #[derive(Debug, Clone)]
 pub struct FlagList {
@@ -356,17 +381,46 @@ impl Service {
         // The caller's scope first, then the request (as every call does).
         may_read_flags(p)?;
         validate_key("flag_key", key)?;
-        let tenant = match target {
+        let audience = self.audience(p, target).await?;
+        self.evaluate_for(&audience, key)
+    }
+
+    /// Resolves `target` for the caller: the tenant it names (or a host
+    /// resolves to), allowed for `p`, or the caller's default (see
+    /// [`Target::Caller`]).
+    pub async fn audience(&self, p: &Principal, target: Target) -> Result<Audience> {
+        may_read_flags(p)?;
+        Ok(Audience(match target {
             Target::ResolveKey(k) => Some(self.resolver.resolve(p, &k).await?.tenant.id.clone()),
             Target::TenantId(t) => self.reading_tenant(p, &t, "tenant_id").await?,
             Target::Caller => self.reading_tenant(p, "", "tenant_id").await?,
-        };
-        let (value, revision) = self.flags.evaluate(key, tenant.as_deref())?;
+        }))
+    }
+
+    /// Evaluates a flag for an audience already resolved.
+    pub fn evaluate_for(&self, audience: &Audience, key: &str) -> Result<Evaluation> {
+        validate_key("flag_key", key)?;
+        let (value, revision) = self.flags.evaluate(key, audience.tenant())?;
         Ok(Evaluation {
             value,
             revision,
-            tenant,
+            tenant: audience.0.clone(),
         })
+    }
+
+    /// Evaluates every flag for an audience already resolved, with the tag of
+    /// its view.
+    pub fn evaluate_all(&self, audience: &Audience) -> Evaluations {
+        // The tag first: a change landing in between then makes the tag
+        // older than the values (the next request sees a new tag), never
+        // newer (which would hide the change behind a 304).
+        let tag = self.flags.view_tag(audience.tenant());
+        let (values, revision) = self.flags.snapshot(audience.tenant());
+        Evaluations {
+            values,
+            revision,
+            tag,
+        }
     }
 
     /// Opens a watch of `tenant` (empty: the caller's default) from `since`

@@ -9,6 +9,7 @@
 pub mod annotations;
 pub mod gateway;
 mod json;
+pub mod ofrep;
 mod request;
 pub mod routes;
 pub mod template;

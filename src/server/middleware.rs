@@ -40,11 +40,21 @@ pub async fn authenticate(
         return next.run(req).await;
     }
     let grpc = is_grpc(&req);
+    let ofrep = req.uri().path().starts_with(OFREP_PREFIX);
     let header = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let refusal = match header {
+    // OFREP's own header: the same secrets, in `X-API-Key`.
+    let header = match (header, ofrep) {
+        (None, true) => req
+            .headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(|k| format!("Bearer {}", k.trim())),
+        (h, _) => h.map(str::to_owned),
+    };
+    let refusal = match header.as_deref() {
         None => "missing bearer token",
         // The scheme is case-insensitive (RFC 7235).
         Some(h) => match (h.get(..7), h.get(7..)) {
@@ -61,8 +71,15 @@ pub async fn authenticate(
         },
     };
     drain_http1(req).await;
+    if ofrep {
+        // OFREP: 401 with no body.
+        return http::StatusCode::UNAUTHORIZED.into_response();
+    }
     refuse(grpc, refusal)
 }
+
+/// The paths of OFREP, which takes `X-API-Key` as well as a bearer token.
+const OFREP_PREFIX: &str = "/ofrep/";
 
 /// The most of a refused HTTP/1.x request's body read before answering.
 const DRAIN_BYTES: usize = 64 * 1024;

@@ -92,6 +92,7 @@ pub async fn serve(
         config.max_message_bytes,
     ));
     let inner = rest::router()
+        .merge(rest::ofrep::router(app.flags.clone()))
         .merge(grpc_router)
         .fallback(move |req: Request| unknown_route(gateway, req))
         .layer(axum::middleware::from_fn_with_state(
