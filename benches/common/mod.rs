@@ -134,15 +134,50 @@ pub fn wrk_round_with(
     in_flight: usize,
     headers: &[String],
 ) -> (f64, f64, f64) {
-    let out = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{in_flight}"),
-            &format!("-d{secs}s"),
-            "--latency",
-        ])
-        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
-        .args(headers.iter().flat_map(|h| ["-H", h.as_str()]))
+    wrk_run(url, secs, in_flight, headers, None)
+}
+
+/// [`wrk_round_with`] sending `POST` with a JSON `body`.
+pub fn wrk_post(
+    url: &str,
+    secs: u64,
+    in_flight: usize,
+    headers: &[String],
+    body: &str,
+) -> (f64, f64, f64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("post.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = {}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+            serde_json::Value::from(body)
+        ),
+    )
+    .expect("write the wrk script");
+    wrk_run(url, secs, in_flight, headers, Some(&script))
+}
+
+fn wrk_run(
+    url: &str,
+    secs: u64,
+    in_flight: usize,
+    headers: &[String],
+    script: Option<&std::path::Path>,
+) -> (f64, f64, f64) {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "-t2",
+        &format!("-c{in_flight}"),
+        &format!("-d{secs}s"),
+        "--latency",
+    ])
+    .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+    .args(headers.iter().flat_map(|h| ["-H", h.as_str()]));
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    let out = cmd
         .arg(url)
         .output()
         .expect("wrk runs (apt-get install wrk)");

@@ -408,6 +408,12 @@ impl Service {
         })
     }
 
+    /// The tag of an audience's view as it is now: whether an answer the
+    /// caller holds is still current, without evaluating anything.
+    pub fn view_tag(&self, audience: &Audience) -> ViewTag {
+        self.flags.view_tag(audience.tenant())
+    }
+
     /// Evaluates every flag for an audience already resolved, with the tag of
     /// its view.
     pub fn evaluate_all(&self, audience: &Audience) -> Evaluations {

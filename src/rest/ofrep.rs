@@ -24,6 +24,8 @@ use axum::{
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 
+use std::sync::Arc;
+
 use crate::{
     auth::Principal,
     error::{Error, ErrorKind},
@@ -31,6 +33,7 @@ use crate::{
         Effective, ValueSource,
         service::{Audience, Service, Target},
     },
+    service::cache::Bounded,
 };
 
 /// The largest OFREP request body, in bytes (413 beyond).
@@ -47,8 +50,23 @@ pub fn router(flags: Service) -> Router {
     Router::new()
         .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate_one))
         .route("/ofrep/v1/evaluate/flags", post(evaluate_all))
-        .with_state(flags)
+        .with_state(Ofrep {
+            flags,
+            bulk: Arc::new(Bounded::new(BULK_BYTES)),
+        })
 }
+
+/// The routes' state: the flag service, and the bulk answers by the tag of
+/// the view they show (the tag names the tenant and the view's version, so
+/// an answer is written once per version, not once per request).
+#[derive(Clone)]
+struct Ofrep {
+    flags: Service,
+    bulk: Arc<Bounded<String, Bytes>>,
+}
+
+/// At most this many bytes of bulk answers are kept.
+const BULK_BYTES: usize = 16 * 1024 * 1024;
 
 /// An OFREP failure: the HTTP status and, except for 401/403, the body.
 #[derive(Debug)]
@@ -229,7 +247,7 @@ fn success(e: &Effective, revision: i64) -> Value {
 }
 
 async fn evaluate_one(
-    State(flags): State<Service>,
+    State(Ofrep { flags, .. }): State<Ofrep>,
     Path(key): Path<String>,
     req: Request,
 ) -> Response {
@@ -251,7 +269,7 @@ async fn evaluate_one(
     }
 }
 
-async fn evaluate_all(State(flags): State<Service>, req: Request) -> Response {
+async fn evaluate_all(State(Ofrep { flags, bulk }): State<Ofrep>, req: Request) -> Response {
     let principal = req.extensions().get::<Principal>().cloned();
     let if_none_match = req
         .headers()
@@ -266,20 +284,41 @@ async fn evaluate_all(State(flags): State<Service>, req: Request) -> Response {
         Ok(a) => a,
         Err(f) => return f.into_response(),
     };
-    let all = flags.evaluate_all(&audience);
+    // The caller's version first: a 304 evaluates nothing.
+    let current = flags.view_tag(&audience);
+    if if_none_match.is_some_and(|t| current.matches(&t)) {
+        return (StatusCode::NOT_MODIFIED, etag_header(&current.etag)).into_response();
+    }
+    let (etag, body) = match bulk.get(&current.etag) {
+        Some(body) => (current.etag, body),
+        None => {
+            // The tag is read before the values: a change landing in between
+            // leaves the answer newer than its tag, never older.
+            let all = flags.evaluate_all(&audience);
+            let values: Vec<Value> = all
+                .values
+                .iter()
+                .map(|e| success(e, all.revision))
+                .collect();
+            let body = Bytes::from(json!({"flags": values}).to_string());
+            bulk.put(all.tag.etag.clone(), body.clone(), body.len(), |_| false);
+            (all.tag.etag, body)
+        }
+    };
+    (
+        etag_header(&etag),
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+fn etag_header(etag: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&all.tag.etag) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, v);
     }
-    if if_none_match.is_some_and(|t| all.tag.matches(&t)) {
-        return (StatusCode::NOT_MODIFIED, headers).into_response();
-    }
-    let values: Vec<Value> = all
-        .values
-        .iter()
-        .map(|e| success(e, all.revision))
-        .collect();
-    (headers, Json(json!({"flags": values}))).into_response()
+    headers
 }
 
 /// The body, within [`MAX_BODY_BYTES`].
