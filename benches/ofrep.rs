@@ -24,30 +24,11 @@ use std::process::Command;
 
 use common::*;
 use switchyard::api::v1::{
-    CreateFlagRequest, CreateTenantRequest, Flag, FlagType, SetTenantOverrideRequest, Tenant,
+    CreateFlagRequest, CreateTenantRequest, Flag, SetTenantOverrideRequest, Tenant,
 };
 use switchyard::client::Client;
 
 const IN_FLIGHT: usize = 32;
-
-fn value(i: usize) -> pbjson_types::Value {
-    use pbjson_types::value::Kind;
-    pbjson_types::Value {
-        kind: Some(match i % 3 {
-            0 => Kind::BoolValue(i.is_multiple_of(2)),
-            1 => Kind::NumberValue(i as f64 * 1.5),
-            _ => Kind::StringValue(format!("variant-{i}")),
-        }),
-    }
-}
-
-fn flag_type(i: usize) -> FlagType {
-    match i % 3 {
-        0 => FlagType::Bool,
-        1 => FlagType::Number,
-        _ => FlagType::String,
-    }
-}
 
 async fn seed(ch: Client, n: usize) {
     ch.clone()
@@ -67,8 +48,8 @@ async fn seed(ch: Client, n: usize) {
             .create_flag(CreateFlagRequest {
                 flag: Some(Flag {
                     key: format!("flag-{i:04}"),
-                    r#type: flag_type(i) as i32,
-                    default_value: Some(value(i)),
+                    r#type: mixed_type(i) as i32,
+                    default_value: Some(mixed_value(i)),
                     ..Default::default()
                 }),
             })
@@ -80,7 +61,7 @@ async fn seed(ch: Client, n: usize) {
             .set_tenant_override(SetTenantOverrideRequest {
                 tenant_id: "t0".into(),
                 flag_key: format!("flag-{i:04}"),
-                value: Some(value(i + 3)),
+                value: Some(mixed_value(i + 3)),
                 expected_revision: 0,
             })
             .await

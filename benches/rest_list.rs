@@ -32,33 +32,14 @@ use std::{
 
 use common::*;
 use switchyard::api::v1::{
-    CreateFlagRequest, CreateTenantRequest, Flag, FlagType, ListFlagsRequest,
-    SetTenantOverrideRequest, Tenant,
+    CreateFlagRequest, CreateTenantRequest, Flag, ListFlagsRequest, SetTenantOverrideRequest,
+    Tenant,
 };
 use switchyard::client::Client;
 
 const FLAGS: usize = 1000;
 const IN_FLIGHT: usize = 32;
 const CONNECTIONS: usize = 4;
-
-fn value(i: usize) -> pbjson_types::Value {
-    use pbjson_types::value::Kind;
-    pbjson_types::Value {
-        kind: Some(match i % 3 {
-            0 => Kind::BoolValue(i.is_multiple_of(2)),
-            1 => Kind::NumberValue(i as f64 * 1.5),
-            _ => Kind::StringValue(format!("variant-{i}")),
-        }),
-    }
-}
-
-fn flag_type(i: usize) -> FlagType {
-    match i % 3 {
-        0 => FlagType::Bool,
-        1 => FlagType::Number,
-        _ => FlagType::String,
-    }
-}
 
 async fn seed(ch: Client, flags_n: usize) {
     ch.clone()
@@ -78,9 +59,9 @@ async fn seed(ch: Client, flags_n: usize) {
             .create_flag(CreateFlagRequest {
                 flag: Some(Flag {
                     key: format!("flag-{i:04}"),
-                    r#type: flag_type(i) as i32,
+                    r#type: mixed_type(i) as i32,
                     description: format!("Benchmark flag {i}"),
-                    default_value: Some(value(i)),
+                    default_value: Some(mixed_value(i)),
                     ..Default::default()
                 }),
             })
@@ -92,7 +73,7 @@ async fn seed(ch: Client, flags_n: usize) {
             .set_tenant_override(SetTenantOverrideRequest {
                 tenant_id: "t0".into(),
                 flag_key: format!("flag-{i:04}"),
-                value: Some(value(i + 3)),
+                value: Some(mixed_value(i + 3)),
                 expected_revision: 0,
             })
             .await

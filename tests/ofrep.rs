@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::{path::Path, process::Command};
+use std::process::Command;
 
 use common::*;
 use serde_json::{Value as Json, json};
@@ -53,46 +53,10 @@ async fn seed(server: &TestServer) {
     assert_eq!(r.status, 200);
 }
 
-/// A virtualenv with the pinned SDK and provider, made on first use.
-fn python() -> Option<std::path::PathBuf> {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openfeature"));
-    let venv = dir.join(".venv");
-    let py = venv.join("bin/python");
-    static MADE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = MADE.lock().unwrap_or_else(|p| p.into_inner());
-    if !py.exists() {
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(&py)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                ])
-                .arg(dir.join("requirements.txt"))
-                .status()
-                .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = std::fs::remove_dir_all(&venv);
-            assert!(
-                !in_ci(),
-                "CI=true but tests/openfeature/requirements.txt could not be installed"
-            );
-            eprintln!("note: could not install the OpenFeature packages; skipping");
-            return None;
-        }
-    }
-    Some(py)
-}
-
 async fn the_python_sdk_evaluates_through_its_ofrep_provider(backend: Backend) {
-    let Some(py) = python() else { return };
+    let Some(py) = python_project("openfeature") else {
+        return;
+    };
     let Some((server, _db)) = server_on(backend).await else {
         return;
     };

@@ -12,11 +12,7 @@
 
 mod common;
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{collections::BTreeSet, process::Command};
 
 use common::*;
 use serde_json::Value;
@@ -106,44 +102,6 @@ async fn operation_ids_are_the_rpc_names_and_doubles_share_one_schema() {
     );
 }
 
-/// A virtualenv with the pinned generator, made on first use.
-fn python() -> Option<PathBuf> {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openapi"));
-    let venv = dir.join(".venv");
-    let py = venv.join("bin/python");
-    if !py.exists() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !made {
-            assert!(!in_ci(), "CI=true but python3 -m venv failed");
-            eprintln!("note: python3 -m venv is not available; skipping");
-            return None;
-        }
-        let installed = Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(dir.join("requirements.txt"))
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed {
-            let _ = std::fs::remove_dir_all(&venv);
-            assert!(!in_ci(), "CI=true but the generator could not be installed");
-            eprintln!("note: pip could not install tests/openapi/requirements.txt; skipping");
-            return None;
-        }
-    }
-    Some(py)
-}
-
 fn run_ok(cmd: &mut Command, what: &str) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -157,7 +115,9 @@ fn run_ok(cmd: &mut Command, what: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_client_generated_from_the_document_makes_typed_calls() {
-    let Some(py) = python() else { return };
+    let Some(py) = python_project("openapi") else {
+        return;
+    };
     let Some((server, _db)) = server_on(Backend::Sqlite).await else {
         return;
     };

@@ -335,3 +335,26 @@ pub async fn seed_tenants_and_flags(
             .expect("set override");
     }
 }
+
+/// The `i`-th flag of a mixed set: bool, number and string in turn, with a
+/// value of that type.
+pub fn mixed_value(i: usize) -> pbjson_types::Value {
+    use pbjson_types::value::Kind;
+    pbjson_types::Value {
+        kind: Some(match i % 3 {
+            0 => Kind::BoolValue(i.is_multiple_of(2)),
+            1 => Kind::NumberValue(i as f64 * 1.5),
+            _ => Kind::StringValue(format!("variant-{i}")),
+        }),
+    }
+}
+
+/// The type of [`mixed_value`]`(i)`.
+pub fn mixed_type(i: usize) -> switchyard::api::v1::FlagType {
+    use switchyard::api::v1::FlagType;
+    match i % 3 {
+        0 => FlagType::Bool,
+        1 => FlagType::Number,
+        _ => FlagType::String,
+    }
+}

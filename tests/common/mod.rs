@@ -27,7 +27,7 @@ pub use binary::*;
 pub use clients::*;
 pub use db::*;
 pub use fixtures::*;
-pub use node::node_project;
+pub use node::{node_project, python_project};
 pub use own_redis::OwnRedis;
 pub use prometheus::Prometheus;
 pub use server::*;

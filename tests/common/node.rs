@@ -32,3 +32,44 @@ pub fn node_project(name: &str) -> Option<PathBuf> {
     }
     Some(dir)
 }
+
+/// The Python of `tests/<name>/.venv`, with `tests/<name>/requirements.txt`
+/// installed the first time a test needs it (one test at a time), or `None`
+/// (with a note) when that fails outside CI; under `CI=true` it fails the
+/// test.
+pub fn python_project(name: &str) -> Option<PathBuf> {
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests")).join(name);
+    let venv = dir.join(".venv");
+    let py = venv.join("bin/python");
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(|p| p.into_inner());
+    if !py.exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(&py)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                ])
+                .arg(dir.join("requirements.txt"))
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::fs::remove_dir_all(&venv);
+            assert!(
+                !in_ci(),
+                "CI=true but tests/{name}/requirements.txt could not be installed"
+            );
+            eprintln!("note: could not install tests/{name}/requirements.txt; skipping");
+            return None;
+        }
+    }
+    Some(py)
+}
