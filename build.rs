@@ -22,6 +22,9 @@ const PROTOS: &[&str] = &[
     "switchyard/v1/flag.proto",
     "switchyard/v1/gating.proto",
     "grpc/health/v1/health.proto",
+    "flagd/evaluation/v1/evaluation.proto",
+    "flagd/evaluation/v2/evaluation.proto",
+    "flagd/sync/v1/sync.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -285,6 +285,7 @@ fn authenticator(config: &Config) -> Authenticator {
         None => {}
     }
     Authenticator::new(tokens.iter().map(|(s, scope)| (s.as_str(), scope.clone())))
+        .with_flagd_anonymous(config.flagd_anonymous_tenant.as_deref())
 }
 
 /// Returns 32 random bytes as hex.

@@ -103,6 +103,7 @@ impl Principal {
 #[derive(Debug)]
 pub struct Authenticator {
     tokens: Vec<([u8; 32], Scope)>,
+    flagd_anonymous: Option<Principal>,
 }
 
 impl Authenticator {
@@ -113,7 +114,21 @@ impl Authenticator {
                 .into_iter()
                 .map(|(secret, scope)| (digest(secret), scope))
                 .collect(),
+            flagd_anonymous: None,
         }
+    }
+
+    /// Lets flagd calls without a token act as `tenant`'s token
+    /// (`flagd_anonymous_tenant`).
+    #[must_use]
+    pub fn with_flagd_anonymous(mut self, tenant: Option<&str>) -> Self {
+        self.flagd_anonymous = tenant.map(|t| Principal::new(Scope::Tenant(t.to_owned())));
+        self
+    }
+
+    /// Who a flagd call without a token is, if anyone.
+    pub fn flagd_anonymous(&self) -> Option<&Principal> {
+        self.flagd_anonymous.as_ref()
     }
 
     /// Returns the principal of `secret`, comparing against every token.

@@ -259,6 +259,12 @@ pub struct Config {
     /// comma-separated; `*` for any) whose browser pages may call the REST
     /// shims and gRPC-Web cross-origin. Empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// `SWITCHYARD_FLAGD_ANONYMOUS_TENANT`: a tenant id; flagd gRPC calls
+    /// (`flagd.evaluation.*`, `flagd.sync.v1`) that carry no token act as that
+    /// tenant's `tenant:<id>` token (for providers that cannot send a header,
+    /// such as the JavaScript flagd provider). Unset: they need a token like
+    /// every call.
+    pub flagd_anonymous_tenant: Option<String>,
     /// `SWITCHYARD_SHUTDOWN_GRACE_S`: how long in-flight calls may run after a
     /// shutdown signal before the process stops anyway.
     pub shutdown_grace_s: u64,
@@ -313,6 +319,7 @@ impl Default for Config {
             http2_keepalive_timeout_s: 10,
             max_connections: 16_384,
             cors_origins: Vec::new(),
+            flagd_anonymous_tenant: None,
             connection_idle_timeout_s: 300,
             shutdown_grace_s: 10,
             sync_interval_ms: 1000,
@@ -463,6 +470,7 @@ impl Config {
                         .map(str::to_owned)
                         .collect();
                 }
+                "FLAGD_ANONYMOUS_TENANT" => self.flagd_anonymous_tenant = non_empty(v),
                 "CONNECTION_IDLE_TIMEOUT_S" => {
                     self.connection_idle_timeout_s = parse_num(name, &v)?
                 }
@@ -636,6 +644,14 @@ impl Config {
             check_secret("SWITCHYARD_TOKENS", &t.secret.0)?;
             crate::auth::Scope::parse(&t.scope)
                 .map_err(|e| ConfigError::new("SWITCHYARD_TOKENS", e))?;
+        }
+        if let Some(t) = &self.flagd_anonymous_tenant {
+            crate::auth::Scope::parse(&format!("tenant:{t}")).map_err(|_| {
+                ConfigError::new(
+                    "SWITCHYARD_FLAGD_ANONYMOUS_TENANT",
+                    format!("{t:?} is not a valid tenant id"),
+                )
+            })?;
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return Err(ConfigError::new("SWITCHYARD_LOG", e));

@@ -25,6 +25,30 @@ pub mod health {
     tonic::include_proto!("grpc.health.v1");
 }
 
+/// flagd's packages, for OpenFeature's flagd providers (served by
+/// `grpc::flagd`): evaluation v1 and v2 (RPC mode), sync v1 (in-process mode).
+#[allow(clippy::all, clippy::pedantic, missing_docs, deprecated)]
+pub mod flagd {
+    /// `flagd.evaluation.*`.
+    pub mod evaluation {
+        /// `flagd.evaluation.v1`.
+        pub mod v1 {
+            tonic::include_proto!("flagd.evaluation.v1");
+        }
+        /// `flagd.evaluation.v2`.
+        pub mod v2 {
+            tonic::include_proto!("flagd.evaluation.v2");
+        }
+    }
+    /// `flagd.sync.*`.
+    pub mod sync {
+        /// `flagd.sync.v1`.
+        pub mod v1 {
+            tonic::include_proto!("flagd.sync.v1");
+        }
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every proto file, imports included.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/switchyard_descriptor.bin"));

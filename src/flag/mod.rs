@@ -15,6 +15,7 @@
 pub mod fanout;
 pub mod hub;
 pub mod listing;
+pub mod openfeature;
 pub mod service;
 pub mod state;
 pub mod store;

@@ -8,6 +8,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::{
+    connection_key,
     convert::{from_proto, page, timestamp, to_proto},
     principal,
 };
@@ -104,14 +105,6 @@ impl FlagApi {
             )),
         })
     }
-}
-
-/// A number for the caller's connection (its peer address): the watches of
-/// one connection are woken together. 0 when the transport has no address.
-fn connection_key<T>(req: &Request<T>) -> u64 {
-    use std::hash::BuildHasher;
-    req.remote_addr()
-        .map_or(0, |a| foldhash::fast::FixedState::with_seed(0).hash_one(a))
 }
 
 /// Converts a page of `ListFlags`.

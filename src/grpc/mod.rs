@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod flag;
+pub mod flagd;
 pub mod gating;
 pub mod status;
 pub mod tenant;
@@ -15,4 +16,12 @@ pub fn principal<T>(req: &tonic::Request<T>) -> Result<&Principal, tonic::Status
     req.extensions()
         .get::<Principal>()
         .ok_or_else(|| tonic::Status::unauthenticated("missing bearer token"))
+}
+
+/// A number for the caller's connection (its peer address): the watches of
+/// one connection are woken together. 0 when the transport has no address.
+pub fn connection_key<T>(req: &tonic::Request<T>) -> u64 {
+    use std::hash::BuildHasher;
+    req.remote_addr()
+        .map_or(0, |a| foldhash::fast::FixedState::with_seed(0).hash_one(a))
 }

@@ -1,37 +1,49 @@
 //! OFREP, the OpenFeature Remote Evaluation Protocol: the routes OpenFeature
 //! SDKs' OFREP providers call, over the flag service's evaluations (no rule
-//! of its own).
+//! of its own; OpenFeature's reading of contexts, reasons and variants is
+//! `flag::openfeature`, shared with flagd's gRPC API).
 //!
 //! - `POST /ofrep/v1/evaluate/flags/{key}`: one flag;
 //! - `POST /ofrep/v1/evaluate/flags`: every flag, with an `ETag` (the
-//!   tenant's view version) and 304 for `If-None-Match`.
+//!   tenant's view version) and 304 for `If-None-Match`, and an SSE event
+//!   stream in `eventStreams` (OFREP ADR-0008);
+//! - `GET /ofrep/v1/events?tenantId=`: that stream: a `refetchEvaluation`
+//!   event after every change to the tenant's view, its `id` the revision
+//!   (`Last-Event-ID` resumes after it: changes missed meanwhile give one
+//!   event at once).
 //!
 //! Which tenant: a `tenant:<id>` token's own; with an admin token, the
 //! context's `tenantId`, else its `host` resolved through TenantService; with
 //! neither, values without overrides. Reasons: a tenant override is
-//! `TARGETING_MATCH` (the value was chosen for this tenant), an `env`
-//! override or a stored value `STATIC`, the declared default `DEFAULT`; the
+//! `TARGETING_MATCH`, the declared default `DEFAULT`, a stored value or an
+//! `env` override `STATIC` for a tenant token (whose tenant is fixed) and
+//! `TARGETING_MATCH` for an admin (whose contexts choose the tenant); the
 //! variant is the source's name, and `metadata` carries `source` and
 //! `revision`. Errors take OFREP's shapes: `{key, errorCode, errorDetails}`.
 
 use axum::{
     Json, Router,
-    body::Bytes,
-    extract::{Path, Request, State},
+    body::{Body, Bytes},
+    extract::{Path, Query, Request, State},
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{get, post},
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
+
+use futures_util::StreamExt;
 
 use crate::{
-    auth::Principal,
+    auth::{Principal, Scope},
     error::{Error, ErrorKind},
     flag::{
-        Effective, ValueSource,
+        Effective,
+        openfeature::{self, PerContext},
         service::{Audience, Service, Target},
+        state::ViewTag,
+        watch::WatchItem,
     },
     service::cache::Bounded,
 };
@@ -39,17 +51,20 @@ use crate::{
 /// The largest OFREP request body, in bytes (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The context attribute that names the tenant (admin tokens).
-pub const TENANT_ATTRIBUTE: &str = "tenantId";
-/// The context attribute resolved through TenantService when no tenant is
-/// named (admin tokens).
-pub const HOST_ATTRIBUTE: &str = "host";
+/// The path of the bulk answers' event stream.
+pub const EVENTS_PATH: &str = "/ofrep/v1/events";
+
+/// The inactivity delay the bulk answers advertise for their event stream
+/// (OFREP's default): a provider whose application is inactive this long
+/// closes the stream.
+const INACTIVITY_DELAY_S: u32 = 120;
 
 /// The OFREP routes over `flags`.
 pub fn router(flags: Service) -> Router {
     Router::new()
         .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate_one))
         .route("/ofrep/v1/evaluate/flags", post(evaluate_all))
+        .route(EVENTS_PATH, get(events))
         .with_state(Ofrep {
             flags,
             bulk: Arc::new(Bounded::new(BULK_BYTES)),
@@ -171,79 +186,69 @@ fn context(body: &Bytes) -> Result<Map<String, Value>, Failure> {
     }
 }
 
-/// Which tenant the context names (see the module's documentation).
-fn target(ctx: &Map<String, Value>) -> Result<Target, Failure> {
-    let text = |name: &str| -> Result<Option<String>, Failure> {
-        match ctx.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(Failure::new(
-                StatusCode::BAD_REQUEST,
-                "INVALID_CONTEXT",
-                format!("context.{name} must be a string"),
-            )),
-        }
-    };
-    Ok(match (text(TENANT_ATTRIBUTE)?, text(HOST_ATTRIBUTE)?) {
-        (Some(t), _) => Target::TenantId(t),
-        (None, Some(h)) => Target::ResolveKey(h),
-        (None, None) => Target::Caller,
-    })
-}
-
+/// The tenant the request's context names, resolved and allowed for the
+/// caller, and whether the caller's answers depend on the context (an admin
+/// names the tenant in it; a tenant token's is fixed).
 async fn audience(
     flags: &Service,
     principal: Option<&Principal>,
     body: &Bytes,
-) -> Result<Audience, Failure> {
+) -> Result<(Audience, PerContext), Failure> {
     let p = principal
         .ok_or_else(|| Failure::new(StatusCode::UNAUTHORIZED, "GENERAL", "missing bearer token"))?;
-    let target = target(&context(body)?)?;
-    flags
+    let (target, per_context) = openfeature::context_target(&context(body)?, None)
+        .map_err(|e| Failure::from_error(&e, false))?;
+    let audience = flags
         .audience(p, target)
         .await
-        .map_err(|e| Failure::from_error(&e, false))
+        .map_err(|e| Failure::from_error(&e, false))?;
+    Ok((audience, per_context.fixed_by(tenant_token(p))))
 }
 
-fn reason(source: ValueSource) -> &'static str {
-    match source {
-        ValueSource::Tenant => "TARGETING_MATCH",
-        ValueSource::Env | ValueSource::Store => "STATIC",
-        ValueSource::Default => "DEFAULT",
-    }
-}
-
-/// `v` with integral numbers written without a fraction (`3`, not `3.0`),
-/// as the REST shims write them: SDKs tell an integer from a float by it.
-fn integral(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => match n.as_f64() {
-            // Exact below 2^53.
-            #[allow(clippy::cast_possible_truncation)]
-            Some(f) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => json!(f as i64),
-            _ => v.clone(),
-        },
-        Value::Array(items) => Value::Array(items.iter().map(integral).collect()),
-        Value::Object(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), integral(v)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
+fn tenant_token(p: &Principal) -> bool {
+    matches!(p.scope(), Scope::Tenant(_))
 }
 
 /// One flag's OFREP success.
-fn success(e: &Effective, revision: i64) -> Value {
+fn success(e: &Effective, revision: i64, per_context: PerContext) -> Value {
     json!({
         "key": e.flag,
-        "value": integral(&e.value),
-        "reason": reason(e.source),
-        "variant": e.source.as_str(),
+        "value": openfeature::integral(&e.value),
+        "reason": openfeature::reason(e.source, per_context),
+        "variant": openfeature::variant(e.source),
         "metadata": {"source": e.source.as_str(), "revision": revision},
     })
+}
+
+/// The bulk answers' tag: the view's, marked when the answer is an admin's
+/// (whose reasons differ from a tenant token's for the same view).
+fn bulk_tag(view: ViewTag, per_context: PerContext) -> ViewTag {
+    match per_context {
+        PerContext::No => view,
+        PerContext::Yes => ViewTag {
+            etag: format!("{}-ctx\"", view.etag.trim_end_matches('"')),
+            ..view
+        },
+    }
+}
+
+/// The event stream a bulk answer advertises: the same tenant's, under
+/// the same credentials (the request URI names no secret).
+fn event_streams(audience: &Audience) -> Value {
+    let uri = match audience.tenant() {
+        Some(t) => format!(
+            "{EVENTS_PATH}?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair(openfeature::TENANT_ATTRIBUTE, t)
+                .finish()
+        ),
+        None => EVENTS_PATH.to_owned(),
+    };
+    json!([{
+        "type": "sse",
+        "endpoint": {"requestUri": uri},
+        "inactivityDelaySec": INACTIVITY_DELAY_S,
+    }])
 }
 
 async fn evaluate_one(
@@ -257,14 +262,15 @@ async fn evaluate_one(
         Err(f) => return f.for_key(&key).into_response(),
     };
     let result = async {
-        let audience = audience(&flags, principal.as_ref(), &body).await?;
+        let (audience, per_context) = audience(&flags, principal.as_ref(), &body).await?;
         flags
             .evaluate_for(&audience, &key)
+            .map(|e| (e, per_context))
             .map_err(|e| Failure::from_error(&e, true))
     }
     .await;
     match result {
-        Ok(e) => Json(success(&e.value, e.revision)).into_response(),
+        Ok((e, per_context)) => Json(success(&e.value, e.revision, per_context)).into_response(),
         Err(f) => f.for_key(&key).into_response(),
     }
 }
@@ -280,12 +286,12 @@ async fn evaluate_all(State(Ofrep { flags, bulk }): State<Ofrep>, req: Request) 
         Ok(b) => b,
         Err(f) => return f.into_response(),
     };
-    let audience = match audience(&flags, principal.as_ref(), &body).await {
+    let (audience, per_context) = match audience(&flags, principal.as_ref(), &body).await {
         Ok(a) => a,
         Err(f) => return f.into_response(),
     };
     // The caller's version first: a 304 evaluates nothing.
-    let current = flags.view_tag(&audience);
+    let current = bulk_tag(flags.view_tag(&audience), per_context);
     if if_none_match.is_some_and(|t| current.matches(&t)) {
         return (StatusCode::NOT_MODIFIED, etag_header(&current.etag)).into_response();
     }
@@ -295,20 +301,130 @@ async fn evaluate_all(State(Ofrep { flags, bulk }): State<Ofrep>, req: Request) 
             // The tag is read before the values: a change landing in between
             // leaves the answer newer than its tag, never older.
             let all = flags.evaluate_all(&audience);
+            let tag = bulk_tag(all.tag, per_context);
             let values: Vec<Value> = all
                 .values
                 .iter()
-                .map(|e| success(e, all.revision))
+                .map(|e| success(e, all.revision, per_context))
                 .collect();
-            let body = Bytes::from(json!({"flags": values}).to_string());
-            bulk.put(all.tag.etag.clone(), body.clone(), body.len(), |_| false);
-            (all.tag.etag, body)
+            let body = Bytes::from(
+                json!({"flags": values, "eventStreams": event_streams(&audience)}).to_string(),
+            );
+            bulk.put(tag.etag.clone(), body.clone(), body.len(), |_| false);
+            (tag.etag, body)
         }
     };
     (
         etag_header(&etag),
         [(header::CONTENT_TYPE, "application/json")],
         body,
+    )
+        .into_response()
+}
+
+/// The event stream of a tenant's view (`?tenantId=`; none: values without
+/// overrides, or a tenant token's own): a `refetchEvaluation` event after
+/// every change to the view, several changes that arrive together giving
+/// one; `Last-Event-ID` (a revision) resumes after it. A comment line opens
+/// the stream and keeps it alive at every watch heartbeat. The stream ends
+/// when the server stops; SSE clients reconnect.
+async fn events(
+    State(Ofrep { flags, .. }): State<Ofrep>,
+    Query(query): Query<HashMap<String, String>>,
+    req: Request,
+) -> Response {
+    let Some(p) = req.extensions().get::<Principal>().cloned() else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let since = match req.headers().get("last-event-id").map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .filter(|n| *n >= 0)
+    }) {
+        None => 0,
+        Some(Some(n)) => n,
+        Some(None) => {
+            return Failure::new(
+                StatusCode::BAD_REQUEST,
+                "PARSE_ERROR",
+                "Last-Event-ID must be a revision (a non-negative integer)",
+            )
+            .into_response();
+        }
+    };
+    let target = match query.get(openfeature::TENANT_ATTRIBUTE) {
+        Some(t) if !t.is_empty() => Target::TenantId(t.clone()),
+        _ => Target::Caller,
+    };
+    let audience = match flags.audience(&p, target).await {
+        Ok(a) => a,
+        Err(e) => return Failure::from_error(&e, false).into_response(),
+    };
+    let per_context = PerContext::Yes.fixed_by(tenant_token(&p));
+    let watch = match flags
+        .watch(&p, audience.tenant().unwrap_or_default(), since, 0)
+        .await
+    {
+        Ok(w) => w,
+        Err(e) => return Failure::from_error(&e, false).into_response(),
+    };
+    // The first snapshot (a stream from scratch) is what the provider's
+    // bulk fetch shows already: it only opens the stream.
+    let mut opened = since > 0;
+    let frames = watch
+        .ready_chunks(64)
+        .map(move |items| {
+            let mut changed: Option<(i64, i64)> = None;
+            let mut alive = false;
+            for d in &items {
+                match &d.item {
+                    WatchItem::Snapshot {
+                        continues: false,
+                        revision,
+                        ..
+                    } if opened => changed = Some((*revision, 0)),
+                    WatchItem::Snapshot {
+                        continues: false, ..
+                    } => {
+                        opened = true;
+                        alive = true;
+                    }
+                    WatchItem::Upsert {
+                        revision,
+                        committed_at_us,
+                        ..
+                    }
+                    | WatchItem::Delete {
+                        revision,
+                        committed_at_us,
+                        ..
+                    } => changed = Some((*revision, *committed_at_us)),
+                    WatchItem::Heartbeat { .. } => alive = true,
+                    WatchItem::Snapshot { .. } | WatchItem::Failed(_) => {}
+                }
+            }
+            let frame = match changed {
+                Some((revision, at_us)) => {
+                    let etag = bulk_tag(flags.view_tag(&audience), per_context).etag;
+                    let mut data = json!({"type": "refetchEvaluation", "etag": etag});
+                    if at_us > 0 {
+                        data["lastModified"] = json!(at_us / 1_000_000);
+                    }
+                    format!("id: {revision}\nevent: message\ndata: {data}\n\n")
+                }
+                None if alive => ": keep-alive\n\n".to_owned(),
+                None => String::new(),
+            };
+            Ok::<_, std::convert::Infallible>(Bytes::from(frame))
+        })
+        .filter(|b| std::future::ready(!matches!(b, Ok(b) if b.is_empty())));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(frames),
     )
         .into_response()
 }
@@ -350,22 +466,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn contexts_name_the_tenant_by_id_then_by_host() {
-        let ctx = |v: Value| context(&Bytes::from(v.to_string()));
-        assert_eq!(target(&ctx(json!({})).unwrap()).ok(), Some(Target::Caller));
-        assert_eq!(
-            target(&ctx(json!({"context": {"targetingKey": "u1"}})).unwrap()).ok(),
-            Some(Target::Caller)
-        );
-        assert_eq!(
-            target(&ctx(json!({"context": {"tenantId": "a", "host": "x.example"}})).unwrap()).ok(),
-            Some(Target::TenantId("a".into()))
-        );
-        assert_eq!(
-            target(&ctx(json!({"context": {"host": "x.example"}})).unwrap()).ok(),
-            Some(Target::ResolveKey("x.example".into()))
-        );
+    fn bodies_are_a_context_or_nothing() {
         assert!(context(&Bytes::new()).unwrap().is_empty());
+        assert_eq!(
+            context(&Bytes::from(r#"{"context": {"tenantId": "a"}}"#)).unwrap()["tenantId"],
+            "a"
+        );
         for (body, code) in [
             ("not json", "PARSE_ERROR"),
             ("[1]", "INVALID_CONTEXT"),
@@ -378,9 +484,17 @@ mod tests {
                 "{body}"
             );
         }
-        let f = target(&ctx(json!({"context": {"tenantId": 7}})).unwrap())
-            .err()
-            .unwrap();
-        assert_eq!(f.code, "INVALID_CONTEXT");
+    }
+
+    #[test]
+    fn an_admins_bulk_tag_differs_from_a_tenant_tokens() {
+        let view = ViewTag {
+            revision: 3,
+            etag: "\"3-ab\"".into(),
+        };
+        assert_eq!(bulk_tag(view.clone(), PerContext::No), view);
+        let admin = bulk_tag(view.clone(), PerContext::Yes);
+        assert_eq!(admin.etag, "\"3-ab-ctx\"");
+        assert!(!admin.matches(&view.etag) && admin.matches(&admin.etag));
     }
 }

@@ -19,6 +19,10 @@ use tonic::{Request, Response, Status, server::NamedService};
 
 use crate::{
     api::{
+        flagd::{
+            evaluation::{v1::service_server::ServiceServer, v2},
+            sync::v1::flag_sync_service_server::FlagSyncServiceServer,
+        },
         health::{
             HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
             health_check_response::ServingStatus,
@@ -30,7 +34,7 @@ use crate::{
         },
     },
     follower::Readiness,
-    grpc::{flag::FlagApi, gating::GatingApi, tenant::TenantApi},
+    grpc::{flag::FlagApi, flagd::Flagd, gating::GatingApi, tenant::TenantApi},
 };
 
 /// The fully qualified names of the API services.
@@ -40,12 +44,23 @@ pub const SERVICE_NAMES: [&str; 3] = [
     <GatingServiceServer<GatingApi> as NamedService>::NAME,
 ];
 
+/// The fully qualified names of flagd's services (OpenFeature's flagd
+/// providers), served over the flag service.
+pub const FLAGD_SERVICE_NAMES: [&str; 3] = [
+    <ServiceServer<Flagd> as NamedService>::NAME,
+    <v2::service_server::ServiceServer<Flagd> as NamedService>::NAME,
+    <FlagSyncServiceServer<Flagd> as NamedService>::NAME,
+];
+
 /// The services whose answers come from replicated state, and so depend on
 /// following the change log (with the server as a whole, `""`).
-const REPLICATED: [&str; 3] = [
+const REPLICATED: [&str; 6] = [
     "",
     <TenantServiceServer<TenantApi> as NamedService>::NAME,
     <FlagServiceServer<FlagApi> as NamedService>::NAME,
+    FLAGD_SERVICE_NAMES[0],
+    FLAGD_SERVICE_NAMES[1],
+    FLAGD_SERVICE_NAMES[2],
 ];
 
 /// The names of the services a router was built with, `""` first.

@@ -54,6 +54,13 @@ pub async fn authenticate(
             .map(|k| format!("Bearer {}", k.trim())),
         (h, _) => h.map(str::to_owned),
     };
+    // flagd providers that cannot send a header (flagd_anonymous_tenant).
+    if header.is_none() && req.uri().path().starts_with(FLAGD_PREFIX) {
+        if let Some(p) = auth.flagd_anonymous() {
+            req.extensions_mut().insert::<Principal>(p.clone());
+            return next.run(req).await;
+        }
+    }
     let refusal = match header.as_deref() {
         None => "missing bearer token",
         // The scheme is case-insensitive (RFC 7235).
@@ -80,6 +87,10 @@ pub async fn authenticate(
 
 /// The paths of OFREP, which takes `X-API-Key` as well as a bearer token.
 const OFREP_PREFIX: &str = "/ofrep/";
+
+/// The paths of flagd's gRPC packages, which may be let through without a
+/// token (see [`Authenticator::flagd_anonymous`]).
+const FLAGD_PREFIX: &str = "/flagd.";
 
 /// The most of a refused HTTP/1.x request's body read before answering.
 const DRAIN_BYTES: usize = 64 * 1024;

@@ -26,6 +26,10 @@ pub use crate::app::generate_token;
 use crate::{
     api::{
         self,
+        flagd::{
+            evaluation::{v1 as flagd_v1, v2 as flagd_v2},
+            sync::v1 as flagd_sync,
+        },
         health::health_server::HealthServer,
         v1::{
             flag_service_server::FlagServiceServer, gating_service_server::GatingServiceServer,
@@ -37,12 +41,13 @@ use crate::{
     error::{Error, ErrorKind},
     grpc::{
         flag::{EncodedRoutes, FlagApi},
+        flagd::Flagd,
         gating::GatingApi,
         tenant::TenantApi,
     },
     rest,
 };
-pub use health::{Health, SERVICE_NAMES};
+pub use health::{FLAGD_SERVICE_NAMES, Health, SERVICE_NAMES};
 
 /// The reflection services' names (each version lists both).
 const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
@@ -69,7 +74,8 @@ pub async fn serve(
             REFLECTION_V1ALPHA,
         ]
         .into_iter()
-        .chain(SERVICE_NAMES),
+        .chain(SERVICE_NAMES)
+        .chain(FLAGD_SERVICE_NAMES),
     ));
     let stopping = CancellationToken::new();
     let grpc_router = grpc_routes(&app, health.service())?.into_axum_router();
@@ -217,6 +223,29 @@ fn grpc_routes(app: &App, health: HealthServer<Health>) -> Result<Routes, Error>
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         );
+    // flagd's packages, for OpenFeature's flagd providers.
+    let flagd = Flagd::new(app.flags.clone());
+    grpc.add_service(
+        flagd_v1::service_server::ServiceServer::new(flagd.clone())
+            .accept_compressed(gzip)
+            .send_compressed(gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    )
+    .add_service(
+        flagd_v2::service_server::ServiceServer::new(flagd.clone())
+            .accept_compressed(gzip)
+            .send_compressed(gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    )
+    .add_service(
+        flagd_sync::flag_sync_service_server::FlagSyncServiceServer::new(flagd)
+            .accept_compressed(gzip)
+            .send_compressed(gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    );
     // ListFlags and WatchFlags answer from encodings made once (more
     // specific routes than the service's own, so they are the ones matched).
     let encoded = EncodedRoutes::new(flag_api, max);

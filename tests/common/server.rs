@@ -55,10 +55,13 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with `config` and waits until it accepts connections.
     pub async fn start(config: Config) -> TestServer {
+        TestServer::start_at(config, "127.0.0.1:0".parse().expect("an address")).await
+    }
+
+    /// Like [`TestServer::start`], on `addr` (a restart on the same port).
+    pub async fn start_at(config: Config, addr: SocketAddr) -> TestServer {
         switchyard::telemetry::init_logging(&config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(switchyard::serve(config, listener, async move {

@@ -1,0 +1,601 @@
+//! flagd's gRPC API over the flag service, for OpenFeature's flagd
+//! providers: `flagd.evaluation.v1.Service` and `flagd.evaluation.v2.Service`
+//! (RPC mode: every evaluation a call, and an event stream of changes) and
+//! `flagd.sync.v1.FlagSyncService` (in-process mode: the tenant's flags as
+//! flagd JSON, sent again on every change).
+//!
+//! Converts and calls `flag::service`; what a context, a selector, a reason
+//! or a type means is `flag::openfeature`, shared with OFREP. A missing flag
+//! is NOT_FOUND, a type the flag does not have INVALID_ARGUMENT
+//! (`TYPE_MISMATCH`), a context or selector naming no tenant
+//! INVALID_ARGUMENT, as flagd answers. Streams never end with OK: when the
+//! server stops they end UNAVAILABLE, which every provider takes as "reconnect"
+//! (the JavaScript provider ignores a stream that ends with OK).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    pin::Pin,
+};
+
+use futures_util::{Stream, StreamExt, stream};
+use serde_json::{Map, Value, json};
+use tonic::{Request, Response, Status};
+
+use super::{
+    connection_key,
+    convert::{from_proto, to_proto},
+    principal,
+};
+use crate::{
+    api::flagd::{
+        evaluation::{v1, v2},
+        sync::v1 as sync,
+    },
+    auth::Scope,
+    error::{Error, ErrorKind},
+    flag::{
+        Effective,
+        openfeature::{self, PerContext},
+        service::{Audience, Evaluation, Service},
+        watch::{Delivery, WatchItem},
+    },
+};
+
+/// The gRPC metadata header that carries a flagd selector.
+pub const SELECTOR_HEADER: &str = "flagd-selector";
+
+/// Watch items read together: the changes of one burst give one event.
+const BURST: usize = 64;
+
+/// A server stream of this module.
+type Events<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// flagd's services over the flag service (one value serves all three).
+#[derive(Debug, Clone)]
+pub struct Flagd {
+    flags: Service,
+}
+
+/// One evaluation, as every flagd resolution answers it.
+struct Resolved {
+    evaluation: Evaluation,
+    per_context: PerContext,
+}
+
+impl Resolved {
+    fn reason(&self) -> String {
+        openfeature::reason(self.evaluation.value.source, self.per_context).to_owned()
+    }
+
+    fn variant(&self) -> String {
+        openfeature::variant(self.evaluation.value.source).to_owned()
+    }
+
+    fn metadata(&self) -> Option<pbjson_types::Struct> {
+        Some(metadata(&self.evaluation.value, self.evaluation.revision))
+    }
+
+    fn value(&self) -> &Value {
+        &self.evaluation.value.value
+    }
+
+    fn key(&self) -> &str {
+        &self.evaluation.value.flag
+    }
+}
+
+/// A flag's `metadata`: its Switchyard source and the revision.
+fn metadata(e: &Effective, revision: i64) -> pbjson_types::Struct {
+    fields(&json!({"source": e.source.as_str(), "revision": revision}))
+}
+
+/// A JSON object's fields as a protobuf `Struct` (anything else: empty).
+fn fields(v: &Value) -> pbjson_types::Struct {
+    match to_proto(v).kind {
+        Some(pbjson_types::value::Kind::StructValue(s)) => s,
+        _ => pbjson_types::Struct::default(),
+    }
+}
+
+/// The tenant a flagd selector names: the `Flagd-Selector` header, else the
+/// sync requests' deprecated field.
+fn selector<T>(req: &Request<T>, field: &str) -> Result<Option<String>, Status> {
+    let header = req
+        .metadata()
+        .get(SELECTOR_HEADER)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Error::invalid_argument("selector", "must be text"))
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let named = if header.trim().is_empty() {
+        field
+    } else {
+        header
+    };
+    Ok(openfeature::selector_tenant(named)?)
+}
+
+/// An audience's failure as flagd answers it: a tenant the context or the
+/// selector names that does not exist is the request's fault
+/// (INVALID_ARGUMENT), not a missing flag (NOT_FOUND would read as
+/// FLAG_NOT_FOUND to a provider).
+fn audience_error(e: Error) -> Status {
+    match e.kind() {
+        ErrorKind::NotFound => Error::new(
+            ErrorKind::InvalidArgument,
+            format!("context: {}", e.message()),
+        )
+        .into(),
+        _ => e.into(),
+    }
+}
+
+impl Flagd {
+    /// The services over `flags`.
+    pub fn new(flags: Service) -> Flagd {
+        Flagd { flags }
+    }
+
+    /// The tenant a request is for (see `flag::openfeature::context_target`),
+    /// resolved and allowed for the caller, and whether the caller's answers
+    /// depend on the context.
+    async fn audience<T>(
+        &self,
+        req: &Request<T>,
+        context: Option<&pbjson_types::Struct>,
+        selector_field: &str,
+    ) -> Result<(Audience, PerContext), Status> {
+        let p = principal(req)?;
+        let selector = selector(req, selector_field)?;
+        let context = match context {
+            Some(s) => match from_proto("context", Some(&struct_value(s)))? {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+            None => Map::new(),
+        };
+        let (target, per_context) = openfeature::context_target(&context, selector)?;
+        let audience = self
+            .flags
+            .audience(p, target)
+            .await
+            .map_err(audience_error)?;
+        let tenant_token = matches!(p.scope(), Scope::Tenant(_));
+        Ok((audience, per_context.fixed_by(tenant_token)))
+    }
+
+    async fn resolve<T>(
+        &self,
+        req: &Request<T>,
+        key: &str,
+        context: Option<&pbjson_types::Struct>,
+    ) -> Result<Resolved, Status> {
+        let (audience, per_context) = self.audience(req, context, "").await?;
+        let evaluation = self.flags.evaluate_for(&audience, key)?;
+        Ok(Resolved {
+            evaluation,
+            per_context,
+        })
+    }
+
+    /// `EventStream` (both versions): `provider_ready` once the view is
+    /// loaded, then `configuration_change` naming every flag of it (a
+    /// provider that reconnects may still hold answers from before: the
+    /// Python provider keeps its cache of STATIC answers across a short
+    /// outage), then one naming the keys each burst of changes touched, and
+    /// `keep_alive` at every watch heartbeat.
+    async fn events<T, E>(
+        &self,
+        req: &Request<T>,
+        make: fn(&str, Option<Value>) -> E,
+    ) -> Result<Events<E>, Status>
+    where
+        E: Send + 'static,
+    {
+        let (audience, _) = self.audience(req, None, "").await?;
+        let watch = self
+            .flags
+            .watch(
+                principal(req)?,
+                audience.tenant().unwrap_or_default(),
+                0,
+                connection_key(req),
+            )
+            .await?;
+        let mut known = Known::default();
+        let events = watch
+            .ready_chunks(BURST)
+            .flat_map(move |burst| stream::iter(known.events(burst, make)));
+        Ok(Box::pin(
+            events.chain(stream::once(async { Err(stopping()) })),
+        ))
+    }
+
+    /// `SyncFlags`: the configuration once the view is loaded, then again
+    /// after each burst of changes.
+    async fn sync(
+        &self,
+        req: &Request<sync::SyncFlagsRequest>,
+    ) -> Result<Events<sync::SyncFlagsResponse>, Status> {
+        #[allow(deprecated)]
+        let field = req.get_ref().selector.clone();
+        let (audience, _) = self.audience(req, None, &field).await?;
+        let watch = self
+            .flags
+            .watch(
+                principal(req)?,
+                audience.tenant().unwrap_or_default(),
+                0,
+                connection_key(req),
+            )
+            .await?;
+        let tenant = audience.tenant().map(str::to_owned);
+        let context = tenant
+            .as_ref()
+            .map(|t| fields(&json!({ openfeature::TENANT_ATTRIBUTE: t })));
+        let mut view = View::default();
+        let configurations = watch.ready_chunks(BURST).filter_map(move |burst| {
+            let next = view.apply(burst).map(|changed| {
+                changed.map(|()| sync::SyncFlagsResponse {
+                    flag_configuration: openfeature::flagd_configuration(
+                        view.flags.values(),
+                        view.revision,
+                        tenant.as_deref(),
+                    ),
+                    sync_context: context.clone(),
+                })
+            });
+            std::future::ready(next)
+        });
+        Ok(Box::pin(
+            configurations.chain(stream::once(async { Err(stopping()) })),
+        ))
+    }
+
+    /// Every flag of the request's view, as flagd JSON.
+    async fn configuration<T>(
+        &self,
+        req: &Request<T>,
+        selector_field: &str,
+    ) -> Result<String, Status> {
+        let (audience, _) = self.audience(req, None, selector_field).await?;
+        let all = self.flags.evaluate_all(&audience);
+        Ok(openfeature::flagd_configuration(
+            &all.values,
+            all.revision,
+            audience.tenant(),
+        ))
+    }
+}
+
+/// How a stream ends when the server stops.
+fn stopping() -> Status {
+    Status::unavailable("the server is stopping; reconnect")
+}
+
+/// The `Struct` as a `Value`, for the shared conversion.
+fn struct_value(s: &pbjson_types::Struct) -> pbjson_types::Value {
+    pbjson_types::Value {
+        kind: Some(pbjson_types::value::Kind::StructValue(s.clone())),
+    }
+}
+
+/// What an event stream knows of the view: which keys it holds, so that a
+/// snapshot after a lag names every key that may have changed.
+#[derive(Default)]
+struct Known {
+    ready: bool,
+    keys: BTreeSet<String>,
+    /// The keys of a snapshot whose parts are still arriving.
+    parts: BTreeSet<String>,
+}
+
+impl Known {
+    fn events<E>(
+        &mut self,
+        burst: Vec<Delivery>,
+        make: fn(&str, Option<Value>) -> E,
+    ) -> Vec<Result<E, Status>> {
+        let mut out = Vec::new();
+        let mut changed: BTreeMap<String, &'static str> = BTreeMap::new();
+        let mut alive = false;
+        for d in burst {
+            match d.item {
+                WatchItem::Snapshot {
+                    flags, continues, ..
+                } => {
+                    self.parts.extend(flags.into_iter().map(|f| f.flag));
+                    if continues {
+                        continue;
+                    }
+                    let keys = std::mem::take(&mut self.parts);
+                    if !self.ready {
+                        self.ready = true;
+                        out.push(Ok(make("provider_ready", None)));
+                    }
+                    // Whatever it held or holds now may have changed: after
+                    // a lag, and also at the start (a provider that
+                    // reconnects keeps answers from before it was away).
+                    for k in self.keys.iter().chain(&keys) {
+                        changed.insert(k.clone(), "update");
+                    }
+                    self.keys = keys;
+                }
+                WatchItem::Upsert { flag, .. } => {
+                    let kind = if self.keys.insert(flag.flag.clone()) {
+                        "write"
+                    } else {
+                        "update"
+                    };
+                    changed.insert(flag.flag, kind);
+                }
+                WatchItem::Delete { flag, .. } => {
+                    self.keys.remove(&flag);
+                    changed.insert(flag, "delete");
+                }
+                WatchItem::Heartbeat { .. } => alive = true,
+                WatchItem::Failed(e) => {
+                    out.push(Err(e.into()));
+                    return out;
+                }
+            }
+        }
+        if !changed.is_empty() {
+            let flags: Map<String, Value> = changed
+                .into_iter()
+                .map(|(k, kind)| (k, json!({ "type": kind })))
+                .collect();
+            out.push(Ok(make(
+                "configuration_change",
+                Some(json!({ "flags": flags })),
+            )));
+        } else if alive && self.ready {
+            out.push(Ok(make("keep_alive", None)));
+        }
+        out
+    }
+}
+
+/// The view a sync stream sends, as its changes arrive.
+#[derive(Default)]
+struct View {
+    ready: bool,
+    flags: BTreeMap<String, Effective>,
+    parts: Vec<Effective>,
+    revision: i64,
+}
+
+impl View {
+    /// Applies a burst: `Some(())` when a configuration is to be sent.
+    fn apply(&mut self, burst: Vec<Delivery>) -> Option<Result<(), Status>> {
+        let mut changed = false;
+        for d in burst {
+            match d.item {
+                WatchItem::Snapshot {
+                    flags,
+                    continues,
+                    revision,
+                } => {
+                    self.parts.extend(flags);
+                    if !continues {
+                        self.flags = std::mem::take(&mut self.parts)
+                            .into_iter()
+                            .map(|e| (e.flag.clone(), e))
+                            .collect();
+                        self.revision = revision;
+                        self.ready = true;
+                        changed = true;
+                    }
+                }
+                WatchItem::Upsert { flag, revision, .. } => {
+                    self.flags.insert(flag.flag.clone(), flag);
+                    self.revision = revision;
+                    changed = true;
+                }
+                WatchItem::Delete { flag, revision, .. } => {
+                    self.flags.remove(&flag);
+                    self.revision = revision;
+                    changed = true;
+                }
+                WatchItem::Heartbeat { .. } => {}
+                WatchItem::Failed(e) => return Some(Err(e.into())),
+            }
+        }
+        (changed && self.ready).then_some(Ok(()))
+    }
+}
+
+fn event_v1(kind: &str, data: Option<Value>) -> v1::EventStreamResponse {
+    v1::EventStreamResponse {
+        r#type: kind.to_owned(),
+        data: data.as_ref().map(fields),
+    }
+}
+
+fn event_v2(kind: &str, data: Option<Value>) -> v2::EventStreamResponse {
+    v2::EventStreamResponse {
+        r#type: kind.to_owned(),
+        data: data.as_ref().map(fields),
+    }
+}
+
+/// `ResolveAll`'s form of a value: by its JSON type (a number is a double, a
+/// list the object `{"items": [...]}`).
+fn any_value(v: &Value) -> Option<v1::any_flag::Value> {
+    use v1::any_flag::Value as V;
+    Some(match v {
+        Value::Bool(b) => V::BoolValue(*b),
+        Value::String(s) => V::StringValue(s.clone()),
+        Value::Number(n) => V::DoubleValue(n.as_f64()?),
+        Value::Array(_) | Value::Object(_) => V::ObjectValue(fields(&openfeature::object_value(v))),
+        Value::Null => return None,
+    })
+}
+
+/// The five resolutions and the event stream, the same in both versions but
+/// for `optional` (`$some`: `Some` in v2, nothing in v1).
+macro_rules! evaluation_service {
+    ($v:ident, $event:ident, $some:path, { $($extra:tt)* }) => {
+        #[tonic::async_trait]
+        impl $v::service_server::Service for Flagd {
+            type EventStreamStream = Events<$v::EventStreamResponse>;
+
+            async fn resolve_boolean(
+                &self,
+                req: Request<$v::ResolveBooleanRequest>,
+            ) -> Result<Response<$v::ResolveBooleanResponse>, Status> {
+                let r = req.get_ref();
+                let e = self.resolve(&req, &r.flag_key, r.context.as_ref()).await?;
+                Ok(Response::new($v::ResolveBooleanResponse {
+                    value: $some(openfeature::as_bool(e.key(), e.value())?),
+                    reason: e.reason(),
+                    variant: $some(e.variant()),
+                    metadata: e.metadata(),
+                }))
+            }
+
+            async fn resolve_string(
+                &self,
+                req: Request<$v::ResolveStringRequest>,
+            ) -> Result<Response<$v::ResolveStringResponse>, Status> {
+                let r = req.get_ref();
+                let e = self.resolve(&req, &r.flag_key, r.context.as_ref()).await?;
+                Ok(Response::new($v::ResolveStringResponse {
+                    value: $some(openfeature::as_string(e.key(), e.value())?),
+                    reason: e.reason(),
+                    variant: $some(e.variant()),
+                    metadata: e.metadata(),
+                }))
+            }
+
+            async fn resolve_float(
+                &self,
+                req: Request<$v::ResolveFloatRequest>,
+            ) -> Result<Response<$v::ResolveFloatResponse>, Status> {
+                let r = req.get_ref();
+                let e = self.resolve(&req, &r.flag_key, r.context.as_ref()).await?;
+                Ok(Response::new($v::ResolveFloatResponse {
+                    value: $some(openfeature::as_float(e.key(), e.value())?),
+                    reason: e.reason(),
+                    variant: $some(e.variant()),
+                    metadata: e.metadata(),
+                }))
+            }
+
+            async fn resolve_int(
+                &self,
+                req: Request<$v::ResolveIntRequest>,
+            ) -> Result<Response<$v::ResolveIntResponse>, Status> {
+                let r = req.get_ref();
+                let e = self.resolve(&req, &r.flag_key, r.context.as_ref()).await?;
+                Ok(Response::new($v::ResolveIntResponse {
+                    value: $some(openfeature::as_int(e.key(), e.value())?),
+                    reason: e.reason(),
+                    variant: $some(e.variant()),
+                    metadata: e.metadata(),
+                }))
+            }
+
+            async fn resolve_object(
+                &self,
+                req: Request<$v::ResolveObjectRequest>,
+            ) -> Result<Response<$v::ResolveObjectResponse>, Status> {
+                let r = req.get_ref();
+                let e = self.resolve(&req, &r.flag_key, r.context.as_ref()).await?;
+                let object = Value::Object(openfeature::as_object(e.key(), e.value())?);
+                Ok(Response::new($v::ResolveObjectResponse {
+                    value: Some(fields(&object)),
+                    reason: e.reason(),
+                    variant: $some(e.variant()),
+                    metadata: e.metadata(),
+                }))
+            }
+
+            async fn event_stream(
+                &self,
+                req: Request<$v::EventStreamRequest>,
+            ) -> Result<Response<Self::EventStreamStream>, Status> {
+                self.events(&req, $event).await.map(Response::new)
+            }
+
+            $($extra)*
+        }
+    };
+}
+
+evaluation_service!(v1, event_v1, std::convert::identity, {
+    async fn resolve_all(
+        &self,
+        req: Request<v1::ResolveAllRequest>,
+    ) -> Result<Response<v1::ResolveAllResponse>, Status> {
+        let (audience, per_context) = self
+            .audience(&req, req.get_ref().context.as_ref(), "")
+            .await?;
+        let all = self.flags.evaluate_all(&audience);
+        let flags = all
+            .values
+            .iter()
+            .map(|e| {
+                let flag = v1::AnyFlag {
+                    reason: openfeature::reason(e.source, per_context).to_owned(),
+                    variant: openfeature::variant(e.source).to_owned(),
+                    value: any_value(&e.value),
+                    metadata: Some(metadata(e, all.revision)),
+                };
+                (e.flag.clone(), flag)
+            })
+            .collect();
+        let mut set = json!({"revision": all.revision});
+        if let Some(t) = audience.tenant() {
+            set[openfeature::TENANT_ATTRIBUTE] = json!(t);
+        }
+        Ok(Response::new(v1::ResolveAllResponse {
+            flags,
+            metadata: Some(fields(&set)),
+        }))
+    }
+});
+
+evaluation_service!(v2, event_v2, Some, {});
+
+#[tonic::async_trait]
+#[allow(deprecated)]
+impl sync::flag_sync_service_server::FlagSyncService for Flagd {
+    type SyncFlagsStream = Events<sync::SyncFlagsResponse>;
+
+    async fn sync_flags(
+        &self,
+        req: Request<sync::SyncFlagsRequest>,
+    ) -> Result<Response<Self::SyncFlagsStream>, Status> {
+        self.sync(&req).await.map(Response::new)
+    }
+
+    async fn fetch_all_flags(
+        &self,
+        req: Request<sync::FetchAllFlagsRequest>,
+    ) -> Result<Response<sync::FetchAllFlagsResponse>, Status> {
+        let field = req.get_ref().selector.clone();
+        Ok(Response::new(sync::FetchAllFlagsResponse {
+            flag_configuration: self.configuration(&req, &field).await?,
+        }))
+    }
+
+    /// Deprecated in flagd, still called first by the Python provider in
+    /// in-process mode (which fails on an answer without `metadata`): the
+    /// view's revision, and its tenant when there is one.
+    async fn get_metadata(
+        &self,
+        req: Request<sync::GetMetadataRequest>,
+    ) -> Result<Response<sync::GetMetadataResponse>, Status> {
+        let (audience, _) = self.audience(&req, None, "").await?;
+        let mut m = json!({"revision": self.flags.view_tag(&audience).revision});
+        if let Some(t) = audience.tenant() {
+            m[openfeature::TENANT_ATTRIBUTE] = json!(t);
+        }
+        Ok(Response::new(sync::GetMetadataResponse {
+            metadata: Some(fields(&m)),
+        }))
+    }
+}
