@@ -36,6 +36,7 @@ on_both_backends!(
     resolutions_answer_every_type_with_reason_variant_and_metadata,
     the_event_stream_names_the_changes_of_the_tenants_view_only,
     sync_sends_the_tenants_whole_configuration_on_every_change,
+    the_javascript_sdk_evaluates_through_its_flagd_and_ofrep_providers,
 );
 
 /// Flags of every type; tenant `a` overrides `of-bool`.
@@ -202,6 +203,46 @@ async fn the_python_sdk_evaluates_through_its_flagd_provider_in_rpc_mode(backend
 
 async fn the_python_sdk_evaluates_through_its_flagd_provider_in_process(backend: Backend) {
     python_provider(backend, "in-process").await;
+}
+
+async fn the_javascript_sdk_evaluates_through_its_flagd_and_ofrep_providers(backend: Backend) {
+    let Some(dir) = node_project("openfeature-js") else {
+        return;
+    };
+    // The JavaScript flagd provider sends no header: its calls act for `a`.
+    let Some((server, _db)) = server_with(backend, |c: &mut Config| {
+        c.flagd_anonymous_tenant = Some("a".into());
+    })
+    .await
+    else {
+        return;
+    };
+    seed(&server).await;
+    let config = sync_client(&server, ADMIN)
+        .await
+        .fetch_all_flags(with(sync::FetchAllFlagsRequest::default(), Some("a")))
+        .await
+        .unwrap()
+        .into_inner()
+        .flag_configuration;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), config).unwrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("providers.mjs"))
+        .env("SWITCHYARD_URL", server.url())
+        .env("SWITCHYARD_ADMIN", ADMIN)
+        .env("SWITCHYARD_TENANT_TOKEN", tenant_token("a"))
+        .env("FLAGD_CONFIG", file.path());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("openfeature js: all checks passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn resolutions_answer_every_type_with_reason_variant_and_metadata(backend: Backend) {
