@@ -219,13 +219,56 @@ fn ofrep() -> (Named, Named) {
                 "tags": ["OFREP"],
                 "summary": "Evaluate every flag (OFREP bulk)",
                 "security": [{"bearer": []}, {"apiKey": []}],
-                "parameters": [{
-                    "name": "If-None-Match", "in": "header", "required": false,
-                    "description": "The `ETag` of an earlier answer: 304 while it is current.",
-                    "schema": {"type": "string"},
-                }],
+                "parameters": [
+                    {
+                        "name": "If-None-Match", "in": "header", "required": false,
+                        "description": "The `ETag` of an earlier answer: 304 while it is current.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "flagConfigEtag", "in": "query", "required": false,
+                        "description": "The `etag` of the event that triggered this fetch (OFREP ADR-0008); accepted, not used.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "flagConfigLastModified", "in": "query", "required": false,
+                        "description": "The `lastModified` of the event that triggered this fetch; accepted, not used.",
+                        "schema": {"type": "string"},
+                    },
+                ],
                 "requestBody": request,
                 "responses": all,
+            }}),
+        ),
+        (
+            "/ofrep/v1/events".to_owned(),
+            json!({"get": {
+                "operationId": "OfrepEventStream",
+                "tags": ["OFREP"],
+                "summary": "Follow changes to a tenant's view (OFREP event stream, server-sent events)",
+                "description": "The stream a bulk answer names in `eventStreams`: a comment line opens it and keeps it alive at every watch heartbeat; after each change to the tenant's view (several arriving together give one) an event `event: message`, `id: <revision>`, `data: {\"type\": \"refetchEvaluation\", \"etag\", \"lastModified\"}`. A reconnecting client's `Last-Event-ID` resumes after that revision: changes missed meanwhile give one event at once. It ends when the server stops.",
+                "security": [{"bearer": []}, {"apiKey": []}],
+                "parameters": [
+                    {
+                        "name": "tenantId", "in": "query", "required": false,
+                        "description": "The tenant (an admin's); none: a tenant token's own, or values without overrides.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "Last-Event-ID", "in": "header", "required": false,
+                        "description": "The id (a revision) of the last event received.",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "400": failure("`PARSE_ERROR` (a `Last-Event-ID` that is not a revision) or `INVALID_CONTEXT` (a tenant that does not exist)."),
+                    "401": {"description": "No token, or an unknown one; no body."},
+                    "403": {"description": "The token may not read this tenant's flags; no body."},
+                },
             }}),
         ),
     ];
@@ -236,7 +279,7 @@ fn ofrep() -> (Named, Named) {
             "key": {"type": "string"},
             "value": {"description": "The flag's value: a boolean, string, number, object or list."},
             "reason": {"type": "string", "enum": ["TARGETING_MATCH", "STATIC", "DEFAULT"],
-                "description": "`TARGETING_MATCH`: the tenant's override; `STATIC`: a stored value or a replica's env override; `DEFAULT`: the declared default."},
+                "description": "`TARGETING_MATCH`: the tenant's override (and, for an admin token, whose context chooses the tenant, a stored value or an env override); `STATIC`: a stored value or a replica's env override for a tenant token; `DEFAULT`: the declared default."},
             "variant": {"type": "string", "enum": ["tenant", "env", "store", "default"],
                 "description": "Where the value comes from (Switchyard's `source`)."},
             "metadata": {
@@ -282,7 +325,27 @@ fn ofrep() -> (Named, Named) {
             json!({
                 "type": "object",
                 "required": ["flags"],
-                "properties": {"flags": {"type": "array", "items": r("OfrepEvaluationSuccess")}},
+                "properties": {
+                    "flags": {"type": "array", "items": r("OfrepEvaluationSuccess")},
+                    "eventStreams": {"type": "array", "items": r("OfrepEventStream")},
+                },
+            }),
+        ),
+        (
+            "OfrepEventStream".to_owned(),
+            json!({
+                "type": "object",
+                "required": ["type", "endpoint"],
+                "description": "Where to follow changes to this answer (OFREP ADR-0008), under the same credentials.",
+                "properties": {
+                    "type": {"type": "string", "enum": ["sse"]},
+                    "endpoint": {
+                        "type": "object",
+                        "required": ["requestUri"],
+                        "properties": {"requestUri": {"type": "string", "description": "Relative to the OFREP base URL's origin."}},
+                    },
+                    "inactivityDelaySec": {"type": "integer", "minimum": 1},
+                },
             }),
         ),
     ];

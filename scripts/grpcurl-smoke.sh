@@ -33,10 +33,11 @@ expect() { # expect NAME NEEDLE COMMAND...
 }
 LIST="$(grpcurl -plaintext "$ADDR" list)"
 for s in grpc.health.v1.Health grpc.reflection.v1.ServerReflection grpc.reflection.v1alpha.ServerReflection \
-         switchyard.v1.TenantService switchyard.v1.FlagService switchyard.v1.GatingService; do
+         switchyard.v1.TenantService switchyard.v1.FlagService switchyard.v1.GatingService \
+         flagd.evaluation.v1.Service flagd.evaluation.v2.Service flagd.sync.v1.FlagSyncService; do
   grep -qx "$s" <<<"$LIST" || fail "grpcurl list lacks $s: $LIST"
 done
-echo "ok: grpcurl list shows the three services, health and reflection"
+echo "ok: grpcurl list shows the three services, flagd's three, health and reflection"
 expect "health overall" SERVING grpcurl -plaintext "$ADDR" grpc.health.v1.Health/Check
 expect "health per service" SERVING grpcurl -plaintext -d '{"service":"switchyard.v1.TenantService"}' "$ADDR" grpc.health.v1.Health/Check
 expect "health List names every service" '"switchyard.v1.GatingService"' grpcurl -plaintext "$ADDR" grpc.health.v1.Health/List
@@ -75,6 +76,19 @@ call FlagService/CreateFlag '{"flag":{"key":"new-ui","type":"FLAG_TYPE_BOOL","de
 call FlagService/SetTenantOverride '{"tenantId":"acme","flagKey":"new-ui","value":true}' >/dev/null || fail "set override"
 expect "evaluate by host reports the tenant source" '"source": "tenant"' \
   call FlagService/EvaluateFlag '{"flagKey":"new-ui","resolveKey":"shop.acme.example"}'
+flagd() { # flagd METHOD JSON [SELECTOR]
+  grpcurl -plaintext -H "authorization: Bearer $ADMIN" ${3:+-H "flagd-selector: $3"} -d "$2" "$ADDR" "flagd.$1"
+}
+expect "flagd v2 ResolveBoolean with a selector: the tenant's override" '"reason": "TARGETING_MATCH"' \
+  flagd evaluation.v2.Service/ResolveBoolean '{"flag_key":"new-ui"}' acme
+expect "flagd v1 ResolveAll by host" '"tenantId": "acme"' \
+  flagd evaluation.v1.Service/ResolveAll '{"context":{"host":"shop.acme.example"}}'
+expect "flagd: an unknown flag" NotFound flagd evaluation.v2.Service/ResolveBoolean '{"flag_key":"nope"}'
+expect "flagd: a wrong type" InvalidArgument flagd evaluation.v2.Service/ResolveString '{"flag_key":"new-ui"}'
+expect "flagd: an unknown selector" InvalidArgument flagd evaluation.v2.Service/ResolveBoolean '{"flag_key":"new-ui"}' nope
+expect "flagd sync FetchAllFlags: flagd JSON" 'defaultVariant' flagd sync.v1.FlagSyncService/FetchAllFlags '{}' acme
+expect "flagd EventStream: provider_ready first" provider_ready \
+  grpcurl -plaintext -max-time 2 -H "authorization: Bearer $ADMIN" -d '{}' "$ADDR" flagd.evaluation.v2.Service/EventStream
 
 kill -TERM $PID; wait $PID || fail "server exit status $? after SIGTERM"
 echo "ok: clean exit on SIGTERM"

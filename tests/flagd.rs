@@ -456,6 +456,17 @@ async fn resolutions_answer_every_type_with_reason_variant_and_metadata(backend:
         assert_eq!(e.code(), code, "{selector:?} {ctx}: {e:?}");
     }
 
+    // A request over the message limit (4 MiB): RESOURCE_EXHAUSTED.
+    let e = v2_client(&server, ADMIN)
+        .await
+        .resolve_boolean(v2::ResolveBooleanRequest {
+            flag_key: "of-bool".into(),
+            context: context(json!({"blob": "x".repeat(5 * 1024 * 1024)})),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{:?}", e.message());
+
     // v1: the same answers with plain fields, and ResolveAll.
     let mut v1 = v1_client(&server, &a).await;
     let r = v1

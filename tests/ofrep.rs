@@ -6,8 +6,10 @@
 //! (`tests/openfeature/ofrep_python.py`, packages pinned in
 //! `tests/openfeature/requirements.txt`, installed into
 //! `tests/openfeature/.venv` on first use). Then the protocol's shapes: the
-//! bulk answer's ETag follows the tenant's own view, 304, X-API-Key, and the
-//! error bodies.
+//! bulk answer's ETag follows the tenant's own view, 304, X-API-Key, the
+//! error bodies, and the bulk answer's SSE event stream (OFREP ADR-0008):
+//! a `refetchEvaluation` for each change of the tenant's view and none for
+//! another's, resumed with `Last-Event-ID`.
 
 mod common;
 
@@ -20,6 +22,7 @@ on_both_backends!(
     the_python_sdk_evaluates_through_its_ofrep_provider,
     bulk_etags_follow_the_tenants_own_view,
     bad_input_gets_the_protocols_error_shapes,
+    the_bulk_answers_event_stream_pushes_each_change_of_the_view,
 );
 
 /// Flags of every type; tenant `a` overrides `of-bool`.
@@ -122,9 +125,14 @@ async fn bulk_etags_follow_the_tenants_own_view(backend: Backend) {
     // Unchanged: 304 with no body.
     let again = bulk(&server, &a, json!({}), Some(&etag)).await;
     assert_eq!((again.status, again.body.len()), (304, 0));
-    // An admin naming the tenant sees the same view.
+    // An admin naming the tenant sees the same values under another tag:
+    // its contexts choose the tenant, so a stored value is not STATIC to it.
     let admin = bulk(&server, ADMIN, json!({"tenantId": "a"}), Some(&etag)).await;
-    assert_eq!(admin.status, 304);
+    assert_eq!(admin.status, 200);
+    let admin_etag = admin.header("etag").unwrap().to_owned();
+    assert_ne!(admin_etag, etag);
+    let again = bulk(&server, ADMIN, json!({"tenantId": "a"}), Some(&admin_etag)).await;
+    assert_eq!(again.status, 304);
     // A write for another tenant leaves this view (and its tag) alone.
     let r = http(
         &server,
@@ -260,4 +268,147 @@ async fn bad_input_gets_the_protocols_error_shapes(backend: Backend) {
     )
     .await;
     assert_eq!((r.status, r.body.len()), (403, 0));
+}
+
+/// Reads server-sent events from a streaming body.
+struct Events {
+    body: hyper::body::Incoming,
+    buf: String,
+}
+
+impl Events {
+    /// The next event with data (comments skipped): its id and its data as
+    /// JSON, within 10 s.
+    async fn next(&mut self) -> (i64, Json) {
+        use http_body_util::BodyExt;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name).map(str::trim).map(str::to_owned))
+                };
+                if let Some(data) = field("data:") {
+                    assert_eq!(field("event:").as_deref(), Some("message"), "{block}");
+                    let id = field("id:").expect("an id").parse().expect("a revision");
+                    return (id, serde_json::from_str(&data).expect("JSON data"));
+                }
+            }
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(10), self.body.frame())
+                .await
+                .expect("an event within 10 s")
+                .expect("the stream continues")
+                .expect("a frame");
+            if let Ok(data) = frame.into_data() {
+                self.buf
+                    .push_str(std::str::from_utf8(&data).expect("UTF-8"));
+            }
+        }
+    }
+}
+
+async fn events(server: &TestServer, uri: &str, token: &str, last: Option<&str>) -> Events {
+    let mut headers = vec![("x-api-key", token), ("accept", "text/event-stream")];
+    if let Some(l) = last {
+        headers.push(("last-event-id", l));
+    }
+    let resp = http_send_with(server, "GET", uri, None, None, &headers).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    Events {
+        body: resp.into_body(),
+        buf: String::new(),
+    }
+}
+
+async fn the_bulk_answers_event_stream_pushes_each_change_of_the_view(backend: Backend) {
+    let Some((server, _db)) = server_on(backend).await else {
+        return;
+    };
+    seed(&server).await;
+    let a = tenant_token("a");
+    let first = bulk(&server, &a, json!({}), None).await;
+    let streams = first.json()["eventStreams"].clone();
+    assert_eq!(
+        streams,
+        json!([{"type": "sse", "endpoint": {"requestUri": "/ofrep/v1/events?tenantId=a"},
+                "inactivityDelaySec": 120}])
+    );
+    let uri = streams[0]["endpoint"]["requestUri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = events(&server, &uri, &a, None).await;
+    // Another tenant's change is not this view's; this tenant's is, and the
+    // event carries the tag the next bulk answer has.
+    let put = |tenant: &'static str, value: i64| {
+        let server = &server;
+        async move {
+            let path = format!("/v1/tenants/{tenant}/flags/of-int");
+            let r = http(server, "PUT", &path, Some(ADMIN), Some(json!(value))).await;
+            assert_eq!(r.status, 200);
+            r.json()["revision"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        }
+    };
+    put("b", 8).await;
+    let mine = put("a", 9).await;
+    let (id, data) = stream.next().await;
+    assert_eq!(id, mine);
+    assert_eq!(data["type"], "refetchEvaluation");
+    let refetched = http_raw_with(
+        &server,
+        "POST",
+        &format!(
+            "/ofrep/v1/evaluate/flags?flagConfigEtag={}",
+            form_urlencoded::byte_serialize(data["etag"].as_str().unwrap().as_bytes())
+                .collect::<String>()
+        ),
+        Some(&a),
+        Some(("application/json", b"{}".to_vec())),
+        &[],
+    )
+    .await;
+    assert_eq!(refetched.status, 200);
+    assert_eq!(refetched.header("etag"), data["etag"].as_str());
+    assert!(
+        data["lastModified"].as_i64().unwrap() > 1_700_000_000,
+        "{data}"
+    );
+    // Away, then back with Last-Event-ID: the change missed meanwhile gives
+    // an event at once, and the next change its own.
+    drop(stream);
+    let missed = put("a", 10).await;
+    let mut stream = events(&server, &uri, &a, Some(&mine.to_string())).await;
+    assert_eq!(stream.next().await.0, missed);
+    let next = put("a", 11).await;
+    assert_eq!(stream.next().await.0, next);
+    // Refusals: a bad Last-Event-ID, another tenant's stream, no token.
+    let r = http_raw_with(
+        &server,
+        "GET",
+        &uri,
+        None,
+        None,
+        &[("x-api-key", a.as_str()), ("last-event-id", "later")],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["errorCode"], "PARSE_ERROR");
+    let r = http_raw_with(
+        &server,
+        "GET",
+        "/ofrep/v1/events?tenantId=b",
+        Some(&a),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!((r.status, r.body.len()), (403, 0));
+    let r = http_raw_with(&server, "GET", &uri, None, None, &[]).await;
+    assert_eq!((r.status, r.body.len()), (401, 0));
 }

@@ -67,6 +67,8 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
                 header::IF_NONE_MATCH,
                 header::CONTENT_ENCODING,
                 h("last-event-id"),
+                // OFREP providers send their key here.
+                h("x-api-key"),
                 // gRPC-Web clients (grpc-web, connect-web) send these.
                 h("x-grpc-web"),
                 h("x-user-agent"),
