@@ -17,11 +17,6 @@
 
 mod common;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
-
 use common::*;
 
 use switchyard::api::health::HealthCheckRequest;
@@ -71,37 +66,14 @@ async fn one(call: Call, ch: Client, i: usize) -> bool {
     }
 }
 
-/// Runs `call` for `secs` with IN_FLIGHT workers; returns (calls/s, latencies in µs).
+/// Runs `call` for `secs` with IN_FLIGHT workers over `channels`; returns
+/// (calls/s, latencies in µs).
 async fn round(call: Call, channels: &[Client], secs: u64) -> (f64, Vec<u32>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for w in 0..IN_FLIGHT {
-        let ch = channels[w % channels.len()].clone();
-        let failures = failures.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(100_000);
-            let mut i = w;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                if !one(call, ch.clone(), i).await {
-                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                i += IN_FLIGHT;
-            }
-            lat
-        }));
-    }
-    let start = Instant::now();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("worker"));
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let failed = failures.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(failed, 0, "{call:?}: {failed} calls failed");
-    (all.len() as f64 / elapsed, all)
+    let channels = channels.to_vec();
+    closed_loop(IN_FLIGHT, secs, move |w, i| {
+        one(call, channels[w % channels.len()].clone(), i)
+    })
+    .await
 }
 
 fn pct(sorted: &[u32], q: f64) -> f64 {

@@ -965,6 +965,24 @@ mod tests {
     }
 
     #[test]
+    fn the_anonymous_flagd_tenant_is_a_tenant_id() {
+        let load = |v: &str| {
+            Config::load(
+                None,
+                &env(&[("SWITCHYARD_FLAGD_ANONYMOUS_TENANT", v)]),
+                &Overrides::default(),
+            )
+        };
+        assert_eq!(
+            load("acme").unwrap().flagd_anonymous_tenant.as_deref(),
+            Some("acme")
+        );
+        assert_eq!(load("").unwrap().flagd_anonymous_tenant, None);
+        let e = load("Not A Tenant").unwrap_err().to_string();
+        assert!(e.contains("SWITCHYARD_FLAGD_ANONYMOUS_TENANT"), "{e}");
+    }
+
+    #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

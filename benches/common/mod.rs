@@ -66,6 +66,48 @@ pub fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
+/// Runs `call(worker, i)` from `in_flight` workers for `secs`, each worker
+/// calling again as soon as its call returns (`i`: the worker's n-th call,
+/// spread over workers); returns calls/s and every call's latency in µs.
+/// Panics if a call fails (`call` returns false).
+pub async fn closed_loop<F, Fut>(in_flight: usize, secs: u64, call: F) -> (f64, Vec<u32>)
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    use std::time::Instant;
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for w in 0..in_flight {
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            let mut failed = 0usize;
+            let mut i = w;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                if !call(w, i).await {
+                    failed += 1;
+                }
+                lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                i += in_flight;
+            }
+            (lat, failed)
+        }));
+    }
+    let start = Instant::now();
+    let mut all = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (lat, f) = t.await.expect("worker");
+        all.extend(lat);
+        failed += f;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(failed, 0, "{failed} calls failed");
+    (all.len() as f64 / elapsed, all)
+}
+
 /// Microseconds since the epoch.
 pub fn now_us() -> i64 {
     SystemTime::now()
