@@ -31,7 +31,9 @@ mod common;
 use std::{process::Command, time::Instant};
 
 use common::*;
-use switchyard::api::flagd::evaluation::v2::{ResolveBooleanRequest, service_client::ServiceClient};
+use switchyard::api::flagd::evaluation::v2::{
+    ResolveBooleanRequest, service_client::ServiceClient,
+};
 use switchyard::api::v1::{
     CreateFlagRequest, CreateTenantRequest, EvaluateFlagRequest, Flag, SetTenantOverrideRequest,
     Tenant, evaluate_flag_request,
@@ -229,7 +231,11 @@ async fn grpc_rounds(port: u16, secs: u64) {
     let show = |(rates, mut lat): (Vec<f64>, Vec<u32>)| {
         lat.sort_unstable();
         let at = |q: f64| f64::from(lat[((lat.len() - 1) as f64 * q).round() as usize]) / 1000.0;
-        (rates.iter().sum::<f64>() / rates.len() as f64, at(0.5), at(0.99))
+        (
+            rates.iter().sum::<f64>() / rates.len() as f64,
+            at(0.5),
+            at(0.99),
+        )
     };
     let (e_rate, e50, e99) = show(e);
     let (r_rate, r50, r99) = show(r);
@@ -267,7 +273,10 @@ async fn push_latency(port: u16) {
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             // Chunked framing lines are not `id: ` lines.
-            if let Some(id) = line.strip_prefix("id: ").and_then(|v| v.trim().parse().ok()) {
+            if let Some(id) = line
+                .strip_prefix("id: ")
+                .and_then(|v| v.trim().parse().ok())
+            {
                 let _ = tx.send((id, Instant::now()));
             }
         }

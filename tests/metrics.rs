@@ -135,6 +135,25 @@ async fn every_call_is_counted_once_with_its_labels_and_the_exposition_passes_pr
     }
     assert_eq!(server.get("/v1/flags/missing", Some(ADMIN)).0, 404);
     assert_eq!(server.get("/v1/flags/new-ui", None).0, 401);
+    // OpenFeature: an OFREP evaluation, a flagd resolution.
+    assert_eq!(
+        server
+            .post("/ofrep/v1/evaluate/flags/new-ui", Some(ADMIN), "{}")
+            .0,
+        200
+    );
+    switchyard::api::flagd::evaluation::v2::service_client::ServiceClient::with_interceptor(
+        admin.channel(),
+        switchyard::client::Bearer::new(ADMIN),
+    )
+    .resolve_boolean(
+        switchyard::api::flagd::evaluation::v2::ResolveBooleanRequest {
+            flag_key: "new-ui".into(),
+            context: None,
+        },
+    )
+    .await
+    .unwrap();
     // A watch stream, open, then closed by the client.
     let mut watch = admin
         .flags()
@@ -173,6 +192,23 @@ async fn every_call_is_counted_once_with_its_labels_and_the_exposition_passes_pr
         requests(s, "GetFlag", "UNAUTHENTICATED", "http"),
         1.0,
         "a REST call refused before routing is still named by its RPC"
+    );
+    let counted = |service: &str, method: &str, protocol: &str| {
+        value(
+            s,
+            "switchyard_requests_total",
+            &[
+                ("service", service),
+                ("method", method),
+                ("code", "OK"),
+                ("protocol", protocol),
+            ],
+        )
+    };
+    assert_eq!(counted("ofrep", "EvaluateFlag", "http"), 1.0);
+    assert_eq!(
+        counted("flagd.evaluation.v2.Service", "ResolveBoolean", "grpc"),
+        1.0
     );
     let durations = |method: &str, protocol: &str| {
         value(

@@ -24,37 +24,73 @@ pub const HOST_ATTRIBUTE: &str = "host";
 /// so a `list` flag is the object `{"items": [...]}`.
 pub const LIST_ITEMS: &str = "items";
 
+/// An attribute of an evaluation context, as the transport found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attribute<'a> {
+    /// Missing, null or an empty string.
+    Absent,
+    /// A string.
+    Text(&'a str),
+    /// Anything else (a number, a bool, a list, an object).
+    Other,
+}
+
+impl<'a> Attribute<'a> {
+    /// The attribute `name` of a JSON context.
+    pub fn of(context: &'a Map<String, Value>, name: &str) -> Attribute<'a> {
+        match context.get(name) {
+            None | Some(Value::Null) => Attribute::Absent,
+            Some(Value::String(s)) => Attribute::text(s),
+            Some(_) => Attribute::Other,
+        }
+    }
+
+    /// A string attribute (empty: absent).
+    pub fn text(s: &'a str) -> Attribute<'a> {
+        if s.is_empty() {
+            Attribute::Absent
+        } else {
+            Attribute::Text(s)
+        }
+    }
+
+    fn read(self, name: &str) -> Result<Option<String>> {
+        match self {
+            Attribute::Absent => Ok(None),
+            Attribute::Text(s) => Ok(Some(s.to_owned())),
+            Attribute::Other => Err(Error::invalid_argument(
+                &format!("context.{name}"),
+                "must be a string",
+            )),
+        }
+    }
+}
+
 /// Where the tenant of an evaluation comes from, in the order the rule
 /// reads them: a flagd selector, else the context's `tenantId`, else its
 /// `host`, else the caller's own (a `tenant:<id>` token's tenant; nothing for
 /// an admin).
 ///
-/// `context_target` returns the target and whether the caller's answers
-/// for the same flag may differ from one context to another (see
-/// [`reason`]).
+/// Returns the target and whether the caller's answers for the same flag
+/// may differ from one context to another (see [`reason`]).
 pub fn context_target(
-    context: &Map<String, Value>,
+    tenant_id: Attribute<'_>,
+    host: Attribute<'_>,
     selector: Option<String>,
 ) -> Result<(Target, PerContext)> {
     if let Some(tenant) = selector {
         return Ok((Target::TenantId(tenant), PerContext::No));
     }
-    let text = |name: &str| -> Result<Option<String>> {
-        match context.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(Error::invalid_argument(
-                &format!("context.{name}"),
-                "must be a string",
-            )),
-        }
-    };
-    Ok(match (text(TENANT_ATTRIBUTE)?, text(HOST_ATTRIBUTE)?) {
-        (Some(t), _) => (Target::TenantId(t), PerContext::Yes),
-        (None, Some(h)) => (Target::ResolveKey(h), PerContext::Yes),
-        (None, None) => (Target::Caller, PerContext::Yes),
-    })
+    Ok(
+        match (
+            tenant_id.read(TENANT_ATTRIBUTE)?,
+            host.read(HOST_ATTRIBUTE)?,
+        ) {
+            (Some(t), _) => (Target::TenantId(t), PerContext::Yes),
+            (None, Some(h)) => (Target::ResolveKey(h), PerContext::Yes),
+            (None, None) => (Target::Caller, PerContext::Yes),
+        },
+    )
 }
 
 /// Whether a caller's answers may differ from one evaluation context to
@@ -275,9 +311,13 @@ mod tests {
 
     #[test]
     fn contexts_name_the_tenant_by_selector_then_id_then_host() {
-        let ctx = |v: Value| v.as_object().unwrap().clone();
         let t = |c: Value, sel: Option<&str>| {
-            context_target(&ctx(c), sel.map(str::to_owned)).map(|(t, p)| (t, p))
+            let ctx = c.as_object().unwrap().clone();
+            context_target(
+                Attribute::of(&ctx, TENANT_ATTRIBUTE),
+                Attribute::of(&ctx, HOST_ATTRIBUTE),
+                sel.map(str::to_owned),
+            )
         };
         assert_eq!(
             t(json!({}), None).unwrap(),

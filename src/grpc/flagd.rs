@@ -21,11 +21,7 @@ use futures_util::{Stream, StreamExt, stream};
 use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
 
-use super::{
-    connection_key,
-    convert::{from_proto, to_proto},
-    principal,
-};
+use super::{connection_key, convert::to_proto, principal};
 use crate::{
     api::flagd::{
         evaluation::{v1, v2},
@@ -35,7 +31,7 @@ use crate::{
     error::{Error, ErrorKind},
     flag::{
         Effective,
-        openfeature::{self, PerContext},
+        openfeature::{self, Attribute, PerContext},
         service::{Audience, Evaluation, Service},
         watch::{Delivery, WatchItem},
     },
@@ -86,7 +82,20 @@ impl Resolved {
 
 /// A flag's `metadata`: its Switchyard source and the revision.
 fn metadata(e: &Effective, revision: i64) -> pbjson_types::Struct {
-    fields(&json!({"source": e.source.as_str(), "revision": revision}))
+    use pbjson_types::value::Kind;
+    let mut fields = std::collections::HashMap::with_capacity(2);
+    let value = |kind| pbjson_types::Value { kind: Some(kind) };
+    fields.insert(
+        "source".to_owned(),
+        value(Kind::StringValue(e.source.as_str().to_owned())),
+    );
+    // Exact below 2^53, far beyond any revision.
+    #[allow(clippy::cast_precision_loss)]
+    fields.insert(
+        "revision".to_owned(),
+        value(Kind::NumberValue(revision as f64)),
+    );
+    pbjson_types::Struct { fields }
 }
 
 /// A JSON object's fields as a protobuf `Struct` (anything else: empty).
@@ -149,14 +158,23 @@ impl Flagd {
     ) -> Result<(Audience, PerContext), Status> {
         let p = principal(req)?;
         let selector = selector(req, selector_field)?;
-        let context = match context {
-            Some(s) => match from_proto("context", Some(&struct_value(s)))? {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            },
-            None => Map::new(),
+        // Only the two attributes the rule reads are looked at.
+        let attribute = |name: &str| {
+            use pbjson_types::value::Kind;
+            match context
+                .and_then(|c| c.fields.get(name))
+                .and_then(|v| v.kind.as_ref())
+            {
+                None | Some(Kind::NullValue(_)) => Attribute::Absent,
+                Some(Kind::StringValue(s)) => Attribute::text(s),
+                Some(_) => Attribute::Other,
+            }
         };
-        let (target, per_context) = openfeature::context_target(&context, selector)?;
+        let (target, per_context) = openfeature::context_target(
+            attribute(openfeature::TENANT_ATTRIBUTE),
+            attribute(openfeature::HOST_ATTRIBUTE),
+            selector,
+        )?;
         let audience = self
             .flags
             .audience(p, target)
@@ -273,13 +291,6 @@ impl Flagd {
 /// How a stream ends when the server stops.
 fn stopping() -> Status {
     Status::unavailable("the server is stopping; reconnect")
-}
-
-/// The `Struct` as a `Value`, for the shared conversion.
-fn struct_value(s: &pbjson_types::Struct) -> pbjson_types::Value {
-    pbjson_types::Value {
-        kind: Some(pbjson_types::value::Kind::StructValue(s.clone())),
-    }
 }
 
 /// What an event stream knows of the view: which keys it holds, so that a

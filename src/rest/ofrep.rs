@@ -40,7 +40,7 @@ use crate::{
     error::{Error, ErrorKind},
     flag::{
         Effective,
-        openfeature::{self, PerContext},
+        openfeature::{self, Attribute, PerContext},
         service::{Audience, Service, Target},
         state::ViewTag,
         watch::WatchItem,
@@ -196,8 +196,13 @@ async fn audience(
 ) -> Result<(Audience, PerContext), Failure> {
     let p = principal
         .ok_or_else(|| Failure::new(StatusCode::UNAUTHORIZED, "GENERAL", "missing bearer token"))?;
-    let (target, per_context) = openfeature::context_target(&context(body)?, None)
-        .map_err(|e| Failure::from_error(&e, false))?;
+    let context = context(body)?;
+    let (target, per_context) = openfeature::context_target(
+        Attribute::of(&context, openfeature::TENANT_ATTRIBUTE),
+        Attribute::of(&context, openfeature::HOST_ATTRIBUTE),
+        None,
+    )
+    .map_err(|e| Failure::from_error(&e, false))?;
     let audience = flags
         .audience(p, target)
         .await

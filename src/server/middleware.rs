@@ -55,11 +55,12 @@ pub async fn authenticate(
         (h, _) => h.map(str::to_owned),
     };
     // flagd providers that cannot send a header (flagd_anonymous_tenant).
-    if header.is_none() && req.uri().path().starts_with(FLAGD_PREFIX) {
-        if let Some(p) = auth.flagd_anonymous() {
-            req.extensions_mut().insert::<Principal>(p.clone());
-            return next.run(req).await;
-        }
+    if header.is_none()
+        && req.uri().path().starts_with(FLAGD_PREFIX)
+        && let Some(p) = auth.flagd_anonymous()
+    {
+        req.extensions_mut().insert::<Principal>(p.clone());
+        return next.run(req).await;
     }
     let refusal = match header.as_deref() {
         None => "missing bearer token",

@@ -71,22 +71,28 @@ impl Rpc {
     }
 }
 
-/// What is not an RPC: a gRPC path nobody serves, the fixed HTTP routes,
-/// anything else over HTTP.
+/// What is not an RPC: a gRPC path nobody serves, the fixed HTTP routes
+/// (OFREP's under service `ofrep`), anything else over HTTP.
 fn other(kind: &str) -> &'static Rpc {
-    static OTHER: OnceLock<[Rpc; 4]> = OnceLock::new();
+    static OTHER: OnceLock<[Rpc; 7]> = OnceLock::new();
     let o = OTHER.get_or_init(|| {
         [
             Rpc::new("unknown", "unknown", false, false),
             Rpc::new("http", "metrics", false, false),
             Rpc::new("http", "openapi", false, false),
             Rpc::new("http", "unrouted", false, false),
+            Rpc::new("ofrep", "EvaluateFlag", false, false),
+            Rpc::new("ofrep", "EvaluateFlags", false, false),
+            Rpc::new("ofrep", "EventStream", true, false),
         ]
     });
     match kind {
         "grpc" => &o[0],
         "/metrics" => &o[1],
         "/openapi.json" => &o[2],
+        "/ofrep/v1/evaluate/flags" => &o[5],
+        "/ofrep/v1/events" => &o[6],
+        k if k.starts_with("/ofrep/v1/evaluate/flags/") => &o[4],
         _ => &o[3],
     }
 }

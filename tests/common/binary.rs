@@ -129,12 +129,29 @@ impl Running {
 
     /// `GET path` over HTTP/1.1 with an optional token: status and body.
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        self.send("GET", path, token, "")
+    }
+
+    /// `POST path` with a JSON body; the status and the body.
+    pub fn post(&self, path: &str, token: Option<&str>, json: &str) -> (u16, String) {
+        self.send("POST", path, token, json)
+    }
+
+    fn send(&self, method: &str, path: &str, token: Option<&str>, json: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        let body = if json.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                json.len()
+            )
+        };
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nhost: test\r\n{auth}connection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nhost: test\r\n{auth}{body}connection: close\r\n\r\n{json}"
         )
         .unwrap();
         let mut out = Vec::new();
