@@ -246,7 +246,7 @@ fn ofrep() -> (Named, Named) {
                 "operationId": "OfrepEventStream",
                 "tags": ["OFREP"],
                 "summary": "Follow changes to a tenant's view (OFREP event stream, server-sent events)",
-                "description": "The stream a bulk answer names in `eventStreams`: a comment line opens it and keeps it alive at every watch heartbeat; after each change to the tenant's view (several arriving together give one) an event `event: message`, `id: <revision>`, `data: {\"type\": \"refetchEvaluation\", \"etag\", \"lastModified\"}`. A reconnecting client's `Last-Event-ID` resumes after that revision: changes missed meanwhile give one event at once. It ends when the server stops.",
+                "description": "The stream a bulk answer names in `eventStreams`: after each change to the tenant's view (several arriving together give one) an event `event: message`, `id: <revision>`, `data: {\"type\": \"refetchEvaluation\", \"etag\", \"lastModified\"}`; keep-alive comments with an `id` at every watch heartbeat. When the view changed after the client's `Last-Event-ID` (else `since`), the stream opens with a `refetchEvaluation`. It ends when the server stops.",
                 "security": [{"bearer": []}, {"apiKey": []}],
                 "parameters": [
                     {
@@ -255,8 +255,13 @@ fn ofrep() -> (Named, Named) {
                         "schema": {"type": "string"},
                     },
                     {
+                        "name": "since", "in": "query", "required": false,
+                        "description": "The revision of the view the client holds (the bulk answer puts it in the URI).",
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
+                    {
                         "name": "Last-Event-ID", "in": "header", "required": false,
-                        "description": "The id (a revision) of the last event received.",
+                        "description": "The id (a revision) of the last event or keep-alive received; wins over `since`.",
                         "schema": {"type": "string"},
                     },
                 ],
@@ -265,7 +270,7 @@ fn ofrep() -> (Named, Named) {
                         "description": "The event stream.",
                         "content": {"text/event-stream": {"schema": {"type": "string"}}},
                     },
-                    "400": failure("`PARSE_ERROR` (a `Last-Event-ID` that is not a revision) or `INVALID_CONTEXT` (a tenant that does not exist)."),
+                    "400": failure("`PARSE_ERROR` (a `Last-Event-ID` or `since` that is not a revision) or `INVALID_CONTEXT` (a tenant that does not exist)."),
                     "401": {"description": "No token, or an unknown one; no body."},
                     "403": {"description": "The token may not read this tenant's flags; no body."},
                 },

@@ -681,6 +681,13 @@ async fn an_anonymous_flagd_tenant_serves_providers_that_send_no_header() {
         return;
     };
     seed(&server).await;
+    rest(
+        &server,
+        "PATCH",
+        "/v1/flags/of-string?updateMask=storedValue",
+        json!({"key": "of-string", "storedValue": "green"}),
+    )
+    .await;
     let r = v2_client(&server, "")
         .await
         .resolve_boolean(with(
@@ -696,6 +703,21 @@ async fn an_anonymous_flagd_tenant_serves_providers_that_send_no_header() {
     assert_eq!(
         (r.value, r.reason.as_str()),
         (Some(true), "TARGETING_MATCH")
+    );
+    // As a tenant token: the tenant is fixed, a stored value STATIC (an
+    // admin's would be TARGETING_MATCH).
+    let r = v2_client(&server, "")
+        .await
+        .resolve_string(v2::ResolveStringRequest {
+            flag_key: "of-string".into(),
+            context: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.value.as_deref(), r.reason.as_str()),
+        (Some("green"), "STATIC")
     );
     let e = v2_client(&server, "")
         .await
@@ -718,6 +740,88 @@ async fn an_anonymous_flagd_tenant_serves_providers_that_send_no_header() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
+    // A header that is there but unreadable is a wrong token, not none.
+    let mut req = Request::new(v2::ResolveBooleanRequest {
+        flag_key: "of-bool".into(),
+        context: None,
+    });
+    req.metadata_mut().insert(
+        "authorization",
+        tonic::metadata::MetadataValue::try_from(&b"Bearer \xff"[..]).unwrap(),
+    );
+    let e = v2_client(&server, "")
+        .await
+        .resolve_boolean(req)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    // Nothing but flagd's packages is served without a token.
+    let e = server
+        .flags("")
+        .await
+        .evaluate_flag(switchyard::api::v1::EvaluateFlagRequest {
+            flag_key: "of-bool".into(),
+            target: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
     let r = http(&server, "GET", "/v1/flags", None, None).await;
     assert_eq!(r.status, 401);
+}
+
+/// A whole view that does not fit in one message is refused with a reason,
+/// not cut off by the transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_over_the_message_limit_is_refused_whole() {
+    let Some((server, _db)) = server_with(Backend::Sqlite, |c: &mut Config| {
+        c.max_message_bytes = 4096;
+    })
+    .await
+    else {
+        return;
+    };
+    seed(&server).await;
+    for i in 0..3 {
+        rest(
+            &server,
+            "POST",
+            "/v1/flags",
+            json!({"key": format!("big-{i}"), "type": "FLAG_TYPE_STRING",
+                   "defaultValue": "x".repeat(1500)}),
+        )
+        .await;
+    }
+    let e = sync_client(&server, ADMIN)
+        .await
+        .fetch_all_flags(sync::FetchAllFlagsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("max_message_bytes"), "{e:?}");
+    let e = v1_client(&server, ADMIN)
+        .await
+        .resolve_all(v1::ResolveAllRequest { context: None })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    let mut s = sync_client(&server, ADMIN)
+        .await
+        .sync_flags(sync::SyncFlagsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let e = s.message().await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // One flag at a time still works.
+    let r = v2_client(&server, ADMIN)
+        .await
+        .resolve_string(v2::ResolveStringRequest {
+            flag_key: "big-0".into(),
+            context: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.value.map(|v| v.len()), Some(1500));
 }

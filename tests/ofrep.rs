@@ -277,32 +277,50 @@ struct Events {
 }
 
 impl Events {
-    /// The next event with data (comments skipped): its id and its data as
-    /// JSON, within 10 s.
-    async fn next(&mut self) -> (i64, Json) {
+    /// The next block (up to a blank line), within 10 s.
+    async fn block(&mut self) -> String {
         use http_body_util::BodyExt;
         loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let field = |name: &str| {
-                    block
-                        .lines()
-                        .find_map(|l| l.strip_prefix(name).map(str::trim).map(str::to_owned))
-                };
-                if let Some(data) = field("data:") {
-                    assert_eq!(field("event:").as_deref(), Some("message"), "{block}");
-                    let id = field("id:").expect("an id").parse().expect("a revision");
-                    return (id, serde_json::from_str(&data).expect("JSON data"));
-                }
+            if let Some(end) = self.buf.find("\n\n") {
+                return self.buf.drain(..end + 2).collect();
             }
             let frame = tokio::time::timeout(std::time::Duration::from_secs(10), self.body.frame())
                 .await
-                .expect("an event within 10 s")
+                .expect("a block within 10 s")
                 .expect("the stream continues")
                 .expect("a frame");
             if let Ok(data) = frame.into_data() {
                 self.buf
                     .push_str(std::str::from_utf8(&data).expect("UTF-8"));
+            }
+        }
+    }
+
+    /// The id of the next keep-alive (a block with no data).
+    async fn keep_alive_id(&mut self) -> i64 {
+        loop {
+            let block = self.block().await;
+            if block.lines().any(|l| l.starts_with(": keep-alive")) {
+                let id = block.lines().find_map(|l| l.strip_prefix("id: "));
+                return id.expect("an id").trim().parse().expect("a revision");
+            }
+        }
+    }
+
+    /// The next event with data (comments skipped): its id and its data as
+    /// JSON, within 10 s.
+    async fn next(&mut self) -> (i64, Json) {
+        loop {
+            let block = self.block().await;
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).map(str::trim).map(str::to_owned))
+            };
+            if let Some(data) = field("data:") {
+                assert_eq!(field("event:").as_deref(), Some("message"), "{block}");
+                let id = field("id:").expect("an id").parse().expect("a revision");
+                return (id, serde_json::from_str(&data).expect("JSON data"));
             }
         }
     }
@@ -323,25 +341,11 @@ async fn events(server: &TestServer, uri: &str, token: &str, last: Option<&str>)
 }
 
 async fn the_bulk_answers_event_stream_pushes_each_change_of_the_view(backend: Backend) {
-    let Some((server, _db)) = server_on(backend).await else {
+    let Some((server, _db)) = server_with(backend, |c| c.watch_heartbeat_s = 1).await else {
         return;
     };
     seed(&server).await;
     let a = tenant_token("a");
-    let first = bulk(&server, &a, json!({}), None).await;
-    let streams = first.json()["eventStreams"].clone();
-    assert_eq!(
-        streams,
-        json!([{"type": "sse", "endpoint": {"requestUri": "/ofrep/v1/events?tenantId=a"},
-                "inactivityDelaySec": 120}])
-    );
-    let uri = streams[0]["endpoint"]["requestUri"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut stream = events(&server, &uri, &a, None).await;
-    // Another tenant's change is not this view's; this tenant's is, and the
-    // event carries the tag the next bulk answer has.
     let put = |tenant: &'static str, value: i64| {
         let server = &server;
         async move {
@@ -355,11 +359,33 @@ async fn the_bulk_answers_event_stream_pushes_each_change_of_the_view(backend: B
                 .unwrap()
         }
     };
+    let first = bulk(&server, &a, json!({}), None).await;
+    let etag = first.header("etag").unwrap().to_owned();
+    let shown: i64 = etag
+        .trim_matches('"')
+        .split('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let streams = first.json()["eventStreams"].clone();
+    let uri = format!("/ofrep/v1/events?tenantId=a&since={shown}");
+    assert_eq!(
+        streams,
+        json!([{"type": "sse", "endpoint": {"requestUri": uri}, "inactivityDelaySec": 120}])
+    );
+    // A change between the bulk answer and the stream is announced when the
+    // stream opens; then each change of this view, none of another's, each
+    // with the tag the next bulk answer has.
+    let between = put("a", 8).await;
+    let mut stream = events(&server, &uri, &a, None).await;
+    let (id, data) = stream.next().await;
+    assert!(id >= between, "{id} < {between}");
+    assert_eq!(data["type"], "refetchEvaluation");
     put("b", 8).await;
     let mine = put("a", 9).await;
     let (id, data) = stream.next().await;
     assert_eq!(id, mine);
-    assert_eq!(data["type"], "refetchEvaluation");
     let refetched = http_raw_with(
         &server,
         "POST",
@@ -379,14 +405,23 @@ async fn the_bulk_answers_event_stream_pushes_each_change_of_the_view(backend: B
         data["lastModified"].as_i64().unwrap() > 1_700_000_000,
         "{data}"
     );
-    // Away, then back with Last-Event-ID: the change missed meanwhile gives
-    // an event at once, and the next change its own.
+    // Keep-alives carry an id too, so a client always has a Last-Event-ID.
+    let kept = stream.keep_alive_id().await;
+    assert!(kept >= mine, "{kept} < {mine}");
+    // Away, then back with Last-Event-ID: a change missed meanwhile is
+    // announced at once; nothing missed, nothing announced (the next event
+    // is the next change's).
     drop(stream);
     let missed = put("a", 10).await;
     let mut stream = events(&server, &uri, &a, Some(&mine.to_string())).await;
-    assert_eq!(stream.next().await.0, missed);
+    assert!(stream.next().await.0 >= missed);
+    drop(stream);
+    let mut stream = events(&server, &uri, &a, Some(&missed.to_string())).await;
     let next = put("a", 11).await;
     assert_eq!(stream.next().await.0, next);
+    // A revision this server never reached (a restored database): refetch.
+    let mut stream = events(&server, &uri, &a, Some("99999999")).await;
+    assert!(stream.next().await.0 >= next);
     // Refusals: a bad Last-Event-ID, another tenant's stream, no token.
     let r = http_raw_with(
         &server,

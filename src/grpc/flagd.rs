@@ -8,9 +8,11 @@
 //! or a type means is `flag::openfeature`, shared with OFREP. A missing flag
 //! is NOT_FOUND, a type the flag does not have INVALID_ARGUMENT
 //! (`TYPE_MISMATCH`), a context or selector naming no tenant
-//! INVALID_ARGUMENT, as flagd answers. Streams never end with OK: when the
-//! server stops they end UNAVAILABLE, which every provider takes as "reconnect"
-//! (the JavaScript provider ignores a stream that ends with OK).
+//! INVALID_ARGUMENT, as flagd answers; a whole view (`SyncFlags`,
+//! `FetchAllFlags`, `ResolveAll`) over the message limit RESOURCE_EXHAUSTED.
+//! Streams never end with OK: when the server stops they end UNAVAILABLE,
+//! which every provider takes as "reconnect" (the JavaScript provider ignores
+//! a stream that ends with OK).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -50,6 +52,8 @@ type Events<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>
 #[derive(Debug, Clone)]
 pub struct Flagd {
     flags: Service,
+    /// The largest message sent (`max_message_bytes`).
+    max_message_bytes: usize,
 }
 
 /// One evaluation, as every flagd resolution answers it.
@@ -142,9 +146,19 @@ fn audience_error(e: Error) -> Status {
 }
 
 impl Flagd {
-    /// The services over `flags`.
-    pub fn new(flags: Service) -> Flagd {
-        Flagd { flags }
+    /// The services over `flags`, sending messages of at most
+    /// `max_message_bytes`.
+    pub fn new(flags: Service, max_message_bytes: usize) -> Flagd {
+        Flagd {
+            flags,
+            max_message_bytes,
+        }
+    }
+
+    /// Refuses an answer of `bytes` that would not fit in one message (a
+    /// whole view goes in one: `SyncFlags`, `FetchAllFlags`, `ResolveAll`).
+    fn fits(&self, bytes: usize, audience: &Audience) -> Result<(), Status> {
+        too_large(bytes, self.max_message_bytes, audience.tenant()).map_or(Ok(()), Err)
     }
 
     /// The tenant a request is for (see `flag::openfeature::context_target`),
@@ -254,15 +268,22 @@ impl Flagd {
             .as_ref()
             .map(|t| fields(&json!({ openfeature::TENANT_ATTRIBUTE: t })));
         let mut view = View::default();
+        let max = self.max_message_bytes;
         let configurations = watch.ready_chunks(BURST).filter_map(move |burst| {
             let next = view.apply(burst).map(|changed| {
-                changed.map(|()| sync::SyncFlagsResponse {
-                    flag_configuration: openfeature::flagd_configuration(
+                changed.and_then(|()| {
+                    let configuration = openfeature::flagd_configuration(
                         view.flags.values(),
                         view.revision,
                         tenant.as_deref(),
-                    ),
-                    sync_context: context.clone(),
+                    );
+                    match too_large(configuration.len(), max, tenant.as_deref()) {
+                        Some(refused) => Err(refused),
+                        None => Ok(sync::SyncFlagsResponse {
+                            flag_configuration: configuration,
+                            sync_context: context.clone(),
+                        }),
+                    }
                 })
             });
             std::future::ready(next)
@@ -280,12 +301,27 @@ impl Flagd {
     ) -> Result<String, Status> {
         let (audience, _) = self.audience(req, None, selector_field).await?;
         let all = self.flags.evaluate_all(&audience);
-        Ok(openfeature::flagd_configuration(
-            &all.values,
-            all.revision,
-            audience.tenant(),
-        ))
+        let configuration =
+            openfeature::flagd_configuration(&all.values, all.revision, audience.tenant());
+        self.fits(configuration.len(), &audience)?;
+        Ok(configuration)
     }
+}
+
+/// RESOURCE_EXHAUSTED for a whole view of `bytes` over `max` (a few bytes of
+/// framing counted), else nothing.
+fn too_large(bytes: usize, max: usize, tenant: Option<&str>) -> Option<Status> {
+    (bytes + 64 > max).then(|| {
+        Error::new(
+            ErrorKind::ResourceExhausted,
+            format!(
+                "the flags of {} take {bytes} bytes, over the message limit of {max} \
+                 (max_message_bytes): evaluate them one by one, or raise the limit",
+                tenant.map_or_else(|| "the view".to_owned(), |t| format!("tenant {t:?}")),
+            ),
+        )
+        .into()
+    })
 }
 
 /// How a stream ends when the server stops.
@@ -370,16 +406,34 @@ impl Known {
 }
 
 /// The view a sync stream sends, as its changes arrive.
-#[derive(Default)]
 struct View {
     ready: bool,
     flags: BTreeMap<String, Effective>,
     parts: Vec<Effective>,
+    /// The revision of the last item applied.
     revision: i64,
+    /// The revision of the last configuration sent.
+    sent: i64,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        View {
+            ready: false,
+            flags: BTreeMap::new(),
+            parts: Vec::new(),
+            revision: 0,
+            sent: -1,
+        }
+    }
 }
 
 impl View {
-    /// Applies a burst: `Some(())` when a configuration is to be sent.
+    /// Applies a burst: `Some(())` when a configuration is to be sent: the
+    /// view changed and stands at a revision it has not been sent at. The
+    /// events of one change but its last carry the revision before it, so a
+    /// burst that ends inside a change waits for the rest of it (a view
+    /// that never existed is never sent).
     fn apply(&mut self, burst: Vec<Delivery>) -> Option<Result<(), Status>> {
         let mut changed = false;
         for d in burst {
@@ -414,7 +468,11 @@ impl View {
                 WatchItem::Failed(e) => return Some(Err(e.into())),
             }
         }
-        (changed && self.ready).then_some(Ok(()))
+        if changed && self.ready && self.revision > self.sent {
+            self.sent = self.revision;
+            return Some(Ok(()));
+        }
+        None
     }
 }
 
@@ -562,10 +620,12 @@ evaluation_service!(v1, event_v1, std::convert::identity, {
         if let Some(t) = audience.tenant() {
             set[openfeature::TENANT_ATTRIBUTE] = json!(t);
         }
-        Ok(Response::new(v1::ResolveAllResponse {
+        let answer = v1::ResolveAllResponse {
             flags,
             metadata: Some(fields(&set)),
-        }))
+        };
+        self.fits(prost::Message::encoded_len(&answer), &audience)?;
+        Ok(Response::new(answer))
     }
 });
 

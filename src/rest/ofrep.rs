@@ -7,10 +7,9 @@
 //! - `POST /ofrep/v1/evaluate/flags`: every flag, with an `ETag` (the
 //!   tenant's view version) and 304 for `If-None-Match`, and an SSE event
 //!   stream in `eventStreams` (OFREP ADR-0008);
-//! - `GET /ofrep/v1/events?tenantId=`: that stream: a `refetchEvaluation`
-//!   event after every change to the tenant's view, its `id` the revision
-//!   (`Last-Event-ID` resumes after it: changes missed meanwhile give one
-//!   event at once).
+//! - `GET /ofrep/v1/events?tenantId=&since=`: that stream: a
+//!   `refetchEvaluation` event after every change to the tenant's view, and at
+//!   once when the view changed since the client's `Last-Event-ID` or `since`.
 //!
 //! Which tenant: a `tenant:<id>` token's own; with an admin token, the
 //! context's `tenantId`, else its `host` resolved through TenantService; with
@@ -237,18 +236,19 @@ fn bulk_tag(view: ViewTag, per_context: PerContext) -> ViewTag {
     }
 }
 
-/// The event stream a bulk answer advertises: the same tenant's, under
-/// the same credentials (the request URI names no secret).
-fn event_streams(audience: &Audience) -> Value {
-    let uri = match audience.tenant() {
-        Some(t) => format!(
-            "{EVENTS_PATH}?{}",
-            form_urlencoded::Serializer::new(String::new())
-                .append_pair(openfeature::TENANT_ATTRIBUTE, t)
-                .finish()
-        ),
-        None => EVENTS_PATH.to_owned(),
-    };
+/// The event stream a bulk answer advertises: the same tenant's from the
+/// revision of the view the answer shows (a change between the answer and
+/// the stream is announced when it opens), under the same credentials (the
+/// request URI names no secret).
+fn event_streams(audience: &Audience, since: i64) -> Value {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if let Some(t) = audience.tenant() {
+        query.append_pair(openfeature::TENANT_ATTRIBUTE, t);
+    }
+    let uri = format!(
+        "{EVENTS_PATH}?{}",
+        query.append_pair("since", &since.to_string()).finish()
+    );
     json!([{
         "type": "sse",
         "endpoint": {"requestUri": uri},
@@ -313,7 +313,8 @@ async fn evaluate_all(State(Ofrep { flags, bulk }): State<Ofrep>, req: Request) 
                 .map(|e| success(e, all.revision, per_context))
                 .collect();
             let body = Bytes::from(
-                json!({"flags": values, "eventStreams": event_streams(&audience)}).to_string(),
+                json!({"flags": values, "eventStreams": event_streams(&audience, tag.revision)})
+                    .to_string(),
             );
             bulk.put(tag.etag.clone(), body.clone(), body.len(), |_| false);
             (tag.etag, body)
@@ -330,9 +331,18 @@ async fn evaluate_all(State(Ofrep { flags, bulk }): State<Ofrep>, req: Request) 
 /// The event stream of a tenant's view (`?tenantId=`; none: values without
 /// overrides, or a tenant token's own): a `refetchEvaluation` event after
 /// every change to the view, several changes that arrive together giving
-/// one; `Last-Event-ID` (a revision) resumes after it. A comment line opens
-/// the stream and keeps it alive at every watch heartbeat. The stream ends
-/// when the server stops; SSE clients reconnect.
+/// one.
+///
+/// Where the client stands: its `Last-Event-ID` (a reconnect), else the
+/// `since` the bulk answer put in the stream's URI (the revision of the view
+/// it showed). When the view has changed since then, or the client names a
+/// revision this replica has not reached (a restored database), the stream
+/// opens with a `refetchEvaluation`: nothing that happened between the bulk
+/// answer and the stream, or while the client was away, goes unsaid. Every
+/// frame carries an `id` (the revision it covers), keep-alive comments at
+/// every watch heartbeat included, so a client that reconnects always has a
+/// `Last-Event-ID`. The stream ends when the server stops; SSE clients
+/// reconnect.
 async fn events(
     State(Ofrep { flags, .. }): State<Ofrep>,
     Query(query): Query<HashMap<String, String>>,
@@ -341,22 +351,33 @@ async fn events(
     let Some(p) = req.extensions().get::<Principal>().cloned() else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let since = match req.headers().get("last-event-id").map(|v| {
-        v.to_str()
+    let revision = |v: Option<&str>, what: &str| match v {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
             .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok())
             .filter(|n| *n >= 0)
-    }) {
-        None => 0,
-        Some(Some(n)) => n,
-        Some(None) => {
-            return Failure::new(
-                StatusCode::BAD_REQUEST,
-                "PARSE_ERROR",
-                "Last-Event-ID must be a revision (a non-negative integer)",
-            )
-            .into_response();
-        }
+            .map(Some)
+            .ok_or_else(|| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "PARSE_ERROR",
+                    format!("{what} must be a revision (a non-negative integer)"),
+                )
+            }),
+    };
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("not text"));
+    let client_at = match (
+        revision(last_event_id, "Last-Event-ID"),
+        revision(query.get("since").map(String::as_str), "since"),
+    ) {
+        (Ok(Some(at)), _) | (Ok(None), Ok(Some(at))) => Some(at),
+        (Ok(None), Ok(None)) => None,
+        (Err(f), _) | (_, Err(f)) => return f.into_response(),
     };
     let target = match query.get(openfeature::TENANT_ATTRIBUTE) {
         Some(t) if !t.is_empty() => Target::TenantId(t.clone()),
@@ -368,32 +389,37 @@ async fn events(
     };
     let per_context = PerContext::Yes.fixed_by(tenant_token(&p));
     let watch = match flags
-        .watch(&p, audience.tenant().unwrap_or_default(), since, 0)
+        .watch(&p, audience.tenant().unwrap_or_default(), 0, 0)
         .await
     {
         Ok(w) => w,
         Err(e) => return Failure::from_error(&e, false).into_response(),
     };
-    // The first snapshot (a stream from scratch) is what the provider's
-    // bulk fetch shows already: it only opens the stream.
-    let mut opened = since > 0;
+    let mut opened = false;
     let frames = watch
         .ready_chunks(64)
         .map(move |items| {
+            // The revision the frame covers, and the change to announce.
+            let mut covered = None;
             let mut changed: Option<(i64, i64)> = None;
-            let mut alive = false;
             for d in &items {
                 match &d.item {
                     WatchItem::Snapshot {
                         continues: false,
                         revision,
                         ..
-                    } if opened => changed = Some((*revision, 0)),
-                    WatchItem::Snapshot {
-                        continues: false, ..
                     } => {
+                        // The first snapshot is the view now: a change only
+                        // if the view moved since the client's revision. A
+                        // later one (after a lag) may hide any change.
+                        let moved = client_at.is_some_and(|at| {
+                            at > *revision || flags.view_tag(&audience).revision > at
+                        });
+                        if opened || moved {
+                            changed = Some((*revision, 0));
+                        }
                         opened = true;
-                        alive = true;
+                        covered = Some(*revision);
                     }
                     WatchItem::Upsert {
                         revision,
@@ -404,22 +430,27 @@ async fn events(
                         revision,
                         committed_at_us,
                         ..
-                    } => changed = Some((*revision, *committed_at_us)),
-                    WatchItem::Heartbeat { .. } => alive = true,
+                    } => {
+                        changed = Some((*revision, *committed_at_us));
+                        covered = Some(*revision);
+                    }
+                    WatchItem::Heartbeat { revision } => covered = Some(*revision),
                     WatchItem::Snapshot { .. } | WatchItem::Failed(_) => {}
                 }
             }
-            let frame = match changed {
-                Some((revision, at_us)) => {
+            let frame = match (changed, covered) {
+                (Some((revision, at_us)), _) => {
                     let etag = bulk_tag(flags.view_tag(&audience), per_context).etag;
                     let mut data = json!({"type": "refetchEvaluation", "etag": etag});
                     if at_us > 0 {
                         data["lastModified"] = json!(at_us / 1_000_000);
                     }
-                    format!("id: {revision}\nevent: message\ndata: {data}\n\n")
+                    let id = covered.unwrap_or(revision).max(revision);
+                    format!("id: {id}\nevent: message\ndata: {data}\n\n")
                 }
-                None if alive => ": keep-alive\n\n".to_owned(),
-                None => String::new(),
+                // An id without data moves the client's Last-Event-ID.
+                (None, Some(id)) => format!("id: {id}\n: keep-alive\n\n"),
+                (None, None) => String::new(),
             };
             Ok::<_, std::convert::Infallible>(Bytes::from(frame))
         })

@@ -54,8 +54,9 @@ pub async fn authenticate(
             .map(|k| format!("Bearer {}", k.trim())),
         (h, _) => h.map(str::to_owned),
     };
-    // flagd providers that cannot send a header (flagd_anonymous_tenant).
-    if header.is_none()
+    // flagd providers that cannot send a header (flagd_anonymous_tenant); a
+    // header that is there but unreadable is a wrong token, not none.
+    if !req.headers().contains_key(http::header::AUTHORIZATION)
         && req.uri().path().starts_with(FLAGD_PREFIX)
         && let Some(p) = auth.flagd_anonymous()
     {

@@ -224,7 +224,7 @@ fn grpc_routes(app: &App, health: HealthServer<Health>) -> Result<Routes, Error>
                 .max_encoding_message_size(max),
         );
     // flagd's packages, for OpenFeature's flagd providers.
-    let flagd = Flagd::new(app.flags.clone());
+    let flagd = Flagd::new(app.flags.clone(), max);
     grpc.add_service(
         flagd_v1::service_server::ServiceServer::new(flagd.clone())
             .accept_compressed(gzip)

@@ -53,7 +53,9 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with `config` and waits until it accepts connections.
+    /// Starts a server with `config` and waits until it answers a health
+    /// check (the listener is bound before `serve` runs, so a connection
+    /// alone does not prove the application started).
     pub async fn start(config: Config) -> TestServer {
         TestServer::start_at(config, "127.0.0.1:0".parse().expect("an address")).await
     }
@@ -67,14 +69,32 @@ impl TestServer {
         let task = tokio::spawn(switchyard::serve(config, listener, async move {
             let _ = stopped.await;
         }));
-        let server = TestServer {
+        let mut server = TestServer {
             addr,
             stop: Some(stop),
             task: Some(task),
         };
-        Client::connect_patiently(&server.url(), "", Duration::from_secs(10))
-            .await
-            .expect("the server accepts connections within 10 s");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if server.task.as_ref().is_some_and(JoinHandle::is_finished) {
+                let ended = server.task.take().expect("task").await;
+                panic!("the server stopped while starting: {ended:?}");
+            }
+            let client = Client::connect(&server.url(), "").await;
+            if let Ok(c) = client
+                && c.health()
+                    .check(switchyard::api::health::HealthCheckRequest::default())
+                    .await
+                    .is_ok()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server answers a health check within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         server
     }
 

@@ -112,13 +112,22 @@ async function main() {
   await typed(flagd, 'flagd');
 
   // A write: OFREP's next evaluation sees it; flagd's provider is told.
-  const mark = seen.mark();
+  let mark = seen.mark();
   await write('PATCH', '/v1/flags/of-string?updateMask=storedValue', { key: 'of-string', storedValue: 'green' });
   let d = await ofrep.getStringDetails('of-string', 'code-default');
   check('ofrep: after a write', [d.value, d.reason, d.variant], ['green', 'STATIC', 'store']);
   check('flagd: configuration changed, of-string', await seen.waitFor('of-string', mark), true);
   d = await flagd.getStringDetails('of-string', 'code-default');
   check('flagd: after the write', [d.value, d.reason, d.variant], ['green', 'STATIC', 'store']);
+  // STATIC answers are cached by the provider: the next change's event
+  // evicts it, and the evaluation after it sees the new value.
+  d = await flagd.getStringDetails('of-string', 'code-default');
+  check('flagd: a STATIC answer, cached', [d.value, d.reason], ['green', 'CACHED']);
+  mark = seen.mark();
+  await write('PATCH', '/v1/flags/of-string?updateMask=storedValue', { key: 'of-string', storedValue: 'purple' });
+  check('flagd: configuration changed again', await seen.waitFor('of-string', mark), true);
+  d = await flagd.getStringDetails('of-string', 'code-default');
+  check('flagd: the cached answer was dropped', [d.value, d.reason], ['purple', 'STATIC']);
 
   // A configuration the server sent, against flagd's schema.
   const config = readFileSync(process.env.FLAGD_CONFIG, 'utf8');
