@@ -39,26 +39,8 @@ on_both_backends!(
     the_javascript_sdk_evaluates_through_its_flagd_and_ofrep_providers,
 );
 
-/// Flags of every type; tenant `a` overrides `of-bool`.
 async fn seed(server: &TestServer) {
-    setup_tenants(server, &["a", "b"]).await;
-    for (key, ty, default) in [
-        ("of-bool", "FLAG_TYPE_BOOL", json!(false)),
-        ("of-string", "FLAG_TYPE_STRING", json!("blue")),
-        ("of-int", "FLAG_TYPE_NUMBER", json!(3)),
-        ("of-float", "FLAG_TYPE_NUMBER", json!(2.5)),
-        ("of-object", "FLAG_TYPE_OBJECT", json!({"a": 1})),
-        ("of-list", "FLAG_TYPE_LIST", json!(["x", 2])),
-    ] {
-        rest(
-            server,
-            "POST",
-            "/v1/flags",
-            json!({"key": key, "type": ty, "defaultValue": default}),
-        )
-        .await;
-    }
-    rest(server, "PUT", "/v1/tenants/a/flags/of-bool", json!(true)).await;
+    seed_openfeature_flags(server).await;
 }
 
 /// An admin's REST write, which must succeed.
@@ -85,6 +67,44 @@ async fn sync_client(server: &TestServer, token: &str) -> Sync {
         server.channel().await,
         Bearer::new(token),
     )
+}
+
+/// `ResolveBoolean` (v2) of `key` for `token`, with a selector and a context.
+async fn boolean(
+    server: &TestServer,
+    token: &str,
+    key: &str,
+    selector: Option<&str>,
+    ctx: Json,
+) -> Result<v2::ResolveBooleanResponse, tonic::Status> {
+    let req = v2::ResolveBooleanRequest {
+        flag_key: key.into(),
+        context: context(ctx),
+    };
+    v2_client(server, token)
+        .await
+        .resolve_boolean(with(req, selector))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// `ResolveString` (v2), likewise.
+async fn string(
+    server: &TestServer,
+    token: &str,
+    key: &str,
+    selector: Option<&str>,
+    ctx: Json,
+) -> Result<v2::ResolveStringResponse, tonic::Status> {
+    let req = v2::ResolveStringRequest {
+        flag_key: key.into(),
+        context: context(ctx),
+    };
+    v2_client(server, token)
+        .await
+        .resolve_string(with(req, selector))
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 /// A request with a context and an optional selector header.
@@ -252,17 +272,9 @@ async fn resolutions_answer_every_type_with_reason_variant_and_metadata(backend:
     seed(&server).await;
     let a = tenant_token("a");
     let mut mine = v2_client(&server, &a).await;
-    let r = mine
-        .resolve_boolean(with(
-            v2::ResolveBooleanRequest {
-                flag_key: "of-bool".into(),
-                context: None,
-            },
-            None,
-        ))
+    let r = boolean(&server, &a, "of-bool", None, json!({}))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(
         (r.value, r.reason.as_str(), r.variant.as_deref()),
         (Some(true), "TARGETING_MATCH", Some("tenant"))
@@ -278,17 +290,9 @@ async fn resolutions_answer_every_type_with_reason_variant_and_metadata(backend:
         json!({"key": "of-string", "storedValue": "green"}),
     )
     .await;
-    let s = mine
-        .resolve_string(with(
-            v2::ResolveStringRequest {
-                flag_key: "of-string".into(),
-                context: None,
-            },
-            None,
-        ))
+    let s = string(&server, &a, "of-string", None, json!({}))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(
         (s.value.as_deref(), s.reason.as_str(), s.variant.as_deref()),
         (Some("green"), "STATIC", Some("store"))
@@ -350,25 +354,11 @@ async fn resolutions_answer_every_type_with_reason_variant_and_metadata(backend:
     }
     // Errors as providers map them: NOT_FOUND is FLAG_NOT_FOUND,
     // INVALID_ARGUMENT TYPE_MISMATCH.
-    let missing = mine
-        .resolve_boolean(with(
-            v2::ResolveBooleanRequest {
-                flag_key: "of-missing".into(),
-                context: None,
-            },
-            None,
-        ))
+    let missing = boolean(&server, &a, "of-missing", None, json!({}))
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
-    let mismatch = mine
-        .resolve_string(with(
-            v2::ResolveStringRequest {
-                flag_key: "of-bool".into(),
-                context: None,
-            },
-            None,
-        ))
+    let mismatch = string(&server, &a, "of-bool", None, json!({}))
         .await
         .unwrap_err();
     assert_eq!(mismatch.code(), Code::InvalidArgument);
@@ -376,25 +366,9 @@ async fn resolutions_answer_every_type_with_reason_variant_and_metadata(backend:
     // The tenant: another tenant's token, an admin's selector, an admin's
     // context (whose answers are never STATIC), a host resolved.
     let b = tenant_token("b");
-    let bool_for = |token: String, selector: Option<&'static str>, ctx: Json| {
-        let server = &server;
-        async move {
-            v2_client(server, &token)
-                .await
-                .resolve_boolean(with(
-                    v2::ResolveBooleanRequest {
-                        flag_key: "of-bool".into(),
-                        context: context(ctx),
-                    },
-                    selector,
-                ))
-                .await
-        }
-    };
-    let r = bool_for(b.clone(), None, json!({}))
+    let r = boolean(&server, &b, "of-bool", None, json!({}))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!((r.value, r.reason.as_str()), (Some(false), "DEFAULT"));
     for (selector, ctx) in [
         (Some("a"), json!({})),
@@ -402,24 +376,14 @@ async fn resolutions_answer_every_type_with_reason_variant_and_metadata(backend:
         (None, json!({"tenantId": "a", "targetingKey": "u1"})),
         (None, json!({"host": "a.example"})),
     ] {
-        let r = bool_for(ADMIN.into(), selector, ctx.clone())
+        let r = boolean(&server, ADMIN, "of-bool", selector, ctx.clone())
             .await
-            .unwrap()
-            .into_inner();
+            .unwrap();
         assert_eq!(r.value, Some(true), "{selector:?} {ctx}");
     }
-    let admin_string = v2_client(&server, ADMIN)
+    let admin_string = string(&server, ADMIN, "of-string", None, json!({"tenantId": "a"}))
         .await
-        .resolve_string(with(
-            v2::ResolveStringRequest {
-                flag_key: "of-string".into(),
-                context: context(json!({"tenantId": "a"})),
-            },
-            None,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(admin_string.reason, "TARGETING_MATCH");
     // Refusals: another tenant named by a tenant token, a selector of
     // another kind, a context naming no tenant, no token.
@@ -452,7 +416,9 @@ async fn resolutions_answer_every_type_with_reason_variant_and_metadata(backend:
         (String::new(), None, json!({}), Code::Unauthenticated),
         (GATING.into(), None, json!({}), Code::PermissionDenied),
     ] {
-        let e = bool_for(token, selector, ctx.clone()).await.unwrap_err();
+        let e = boolean(&server, &token, "of-bool", selector, ctx.clone())
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), code, "{selector:?} {ctx}: {e:?}");
     }
 
@@ -688,57 +654,35 @@ async fn an_anonymous_flagd_tenant_serves_providers_that_send_no_header() {
         json!({"key": "of-string", "storedValue": "green"}),
     )
     .await;
-    let r = v2_client(&server, "")
+    let r = boolean(&server, "", "of-bool", None, json!({}))
         .await
-        .resolve_boolean(with(
-            v2::ResolveBooleanRequest {
-                flag_key: "of-bool".into(),
-                context: None,
-            },
-            None,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(
         (r.value, r.reason.as_str()),
         (Some(true), "TARGETING_MATCH")
     );
     // As a tenant token: the tenant is fixed, a stored value STATIC (an
     // admin's would be TARGETING_MATCH).
-    let r = v2_client(&server, "")
+    let r = string(&server, "", "of-string", None, json!({}))
         .await
-        .resolve_string(v2::ResolveStringRequest {
-            flag_key: "of-string".into(),
-            context: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(
         (r.value.as_deref(), r.reason.as_str()),
         (Some("green"), "STATIC")
     );
-    let e = v2_client(&server, "")
-        .await
-        .resolve_boolean(with(
-            v2::ResolveBooleanRequest {
-                flag_key: "of-bool".into(),
-                context: None,
-            },
-            Some("b"),
-        ))
+    let e = boolean(&server, "", "of-bool", Some("b"), json!({}))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
-    let e = v2_client(&server, "wrong-token-0123456789")
-        .await
-        .resolve_boolean(v2::ResolveBooleanRequest {
-            flag_key: "of-bool".into(),
-            context: None,
-        })
-        .await
-        .unwrap_err();
+    let e = boolean(
+        &server,
+        "wrong-token-0123456789",
+        "of-bool",
+        None,
+        json!({}),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     // A header that is there but unreadable is a wrong token, not none.
     let mut req = Request::new(v2::ResolveBooleanRequest {
@@ -814,14 +758,8 @@ async fn a_view_over_the_message_limit_is_refused_whole() {
     let e = s.message().await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     // One flag at a time still works.
-    let r = v2_client(&server, ADMIN)
+    let r = string(&server, ADMIN, "big-0", None, json!({}))
         .await
-        .resolve_string(v2::ResolveStringRequest {
-            flag_key: "big-0".into(),
-            context: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(r.value.map(|v| v.len()), Some(1500));
 }

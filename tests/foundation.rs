@@ -33,6 +33,9 @@ async fn health_serves_overall_and_per_service(backend: Backend) {
         "switchyard.v1.TenantService",
         "switchyard.v1.FlagService",
         "switchyard.v1.GatingService",
+        "flagd.evaluation.v1.Service",
+        "flagd.evaluation.v2.Service",
+        "flagd.sync.v1.FlagSyncService",
     ] {
         let resp = health
             .check(HealthCheckRequest {
@@ -62,6 +65,9 @@ async fn reflection_lists_every_service_in_both_versions(backend: Backend) {
         return;
     };
     let expected: BTreeSet<String> = [
+        "flagd.evaluation.v1.Service",
+        "flagd.evaluation.v2.Service",
+        "flagd.sync.v1.FlagSyncService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",

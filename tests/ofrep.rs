@@ -25,35 +25,8 @@ on_both_backends!(
     the_bulk_answers_event_stream_pushes_each_change_of_the_view,
 );
 
-/// Flags of every type; tenant `a` overrides `of-bool`.
 async fn seed(server: &TestServer) {
-    setup_tenants(server, &["a", "b"]).await;
-    for (key, ty, default) in [
-        ("of-bool", "FLAG_TYPE_BOOL", json!(false)),
-        ("of-string", "FLAG_TYPE_STRING", json!("blue")),
-        ("of-int", "FLAG_TYPE_NUMBER", json!(3)),
-        ("of-float", "FLAG_TYPE_NUMBER", json!(2.5)),
-        ("of-object", "FLAG_TYPE_OBJECT", json!({"a": 1})),
-    ] {
-        let r = http(
-            server,
-            "POST",
-            "/v1/flags",
-            Some(ADMIN),
-            Some(json!({"key": key, "type": ty, "defaultValue": default})),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    }
-    let r = http(
-        server,
-        "PUT",
-        "/v1/tenants/a/flags/of-bool",
-        Some(ADMIN),
-        Some(json!(true)),
-    )
-    .await;
-    assert_eq!(r.status, 200);
+    seed_openfeature_flags(server).await;
 }
 
 async fn the_python_sdk_evaluates_through_its_ofrep_provider(backend: Backend) {
@@ -117,7 +90,7 @@ async fn bulk_etags_follow_the_tenants_own_view(backend: Backend) {
     let first = bulk(&server, &a, json!({}), None).await;
     assert_eq!(first.status, 200);
     let flags = first.json()["flags"].as_array().unwrap().clone();
-    assert_eq!(flags.len(), 5);
+    assert_eq!(flags.len(), 6);
     let of_bool = flags.iter().find(|f| f["key"] == "of-bool").unwrap();
     assert_eq!(of_bool["value"], true);
     assert_eq!(of_bool["reason"], "TARGETING_MATCH");

@@ -697,3 +697,41 @@ async fn resolves_as_written(server: &TestServer, keys: &[String]) {
         );
     }
 }
+
+/// A tenant holds at most 100 patterns; one more is refused and nothing of
+/// it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_holds_at_most_100_patterns() {
+    let Some((server, _db)) = server_on(Backend::Sqlite).await else {
+        return;
+    };
+    let patterns =
+        |n: usize| -> Vec<String> { (0..n).map(|i| format!("h{i}.many.example")).collect() };
+    let mut t = server.tenants(ADMIN).await;
+    let refs = patterns(101);
+    let e = t
+        .create_tenant(tenant(
+            "many",
+            &refs.iter().map(String::as_str).collect::<Vec<_>>(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("at most 100 patterns"), "{e:?}");
+    assert_eq!(
+        resolve(&server, ADMIN, "h0.many.example")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    let refs = patterns(100);
+    t.create_tenant(tenant(
+        "many",
+        &refs.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
+    .await
+    .unwrap();
+    let r = resolve(&server, ADMIN, "h99.many.example").await.unwrap();
+    assert_eq!(r.tenant.unwrap().id, "many");
+}

@@ -582,3 +582,31 @@ async fn a_subscriber_cut_off_inside_a_change_to_several_flags_gets_all_of_it(ba
     assert_eq!(last, snap.revision + 1);
     server.shutdown().await.unwrap();
 }
+
+/// A replica serves at most `max_watchers` streams: one more is
+/// RESOURCE_EXHAUSTED, and a stream that ends frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_serves_at_most_max_watchers_streams() {
+    let Some((server, _db)) = server_with(Backend::Sqlite, |c| c.max_watchers = 2).await else {
+        return;
+    };
+    let open = || async {
+        server
+            .flags(ADMIN)
+            .await
+            .watch_flags(WatchFlagsRequest {
+                tenant_id: String::new(),
+                since_revision: 0,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    };
+    let mut first = open().await.unwrap();
+    let mut second = open().await.unwrap();
+    next(&mut first).await;
+    next(&mut second).await;
+    let e = open().await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    drop(first);
+    wait_until(Duration::from_secs(10), || async { open().await.is_ok() }).await;
+}

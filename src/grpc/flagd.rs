@@ -503,6 +503,24 @@ fn any_value(v: &Value) -> Option<v1::any_flag::Value> {
     })
 }
 
+/// The answer of one resolution: the flag evaluated for the request, its
+/// value as `$value` makes it of the evaluation `$e`, with reason, variant
+/// and metadata (`$some`: `Some` in v2, where they are optional).
+macro_rules! resolved {
+    ($self:ident, $req:ident, $v:ident :: $answer:ident, $some:path, |$e:ident| $value:expr) => {{
+        let r = $req.get_ref();
+        let $e = $self
+            .resolve(&$req, &r.flag_key, r.context.as_ref())
+            .await?;
+        Ok(Response::new($v::$answer {
+            value: $value,
+            reason: $e.reason(),
+            variant: $some($e.variant()),
+            metadata: $e.metadata(),
+        }))
+    }};
+}
+
 /// The five resolutions and the event stream, the same in both versions but
 /// for `optional` (`$some`: `Some` in v2, nothing in v1).
 macro_rules! evaluation_service {
@@ -515,71 +533,45 @@ macro_rules! evaluation_service {
                 &self,
                 req: Request<$v::ResolveBooleanRequest>,
             ) -> Result<Response<$v::ResolveBooleanResponse>, Status> {
-                let r = req.get_ref();
-                let e = self.resolve(&req, &r.flag_key, r.context.as_ref()).await?;
-                Ok(Response::new($v::ResolveBooleanResponse {
-                    value: $some(openfeature::as_bool(e.key(), e.value())?),
-                    reason: e.reason(),
-                    variant: $some(e.variant()),
-                    metadata: e.metadata(),
-                }))
+                resolved!(self, req, $v::ResolveBooleanResponse, $some, |e| {
+                    $some(openfeature::as_bool(e.key(), e.value())?)
+                })
             }
 
             async fn resolve_string(
                 &self,
                 req: Request<$v::ResolveStringRequest>,
             ) -> Result<Response<$v::ResolveStringResponse>, Status> {
-                let r = req.get_ref();
-                let e = self.resolve(&req, &r.flag_key, r.context.as_ref()).await?;
-                Ok(Response::new($v::ResolveStringResponse {
-                    value: $some(openfeature::as_string(e.key(), e.value())?),
-                    reason: e.reason(),
-                    variant: $some(e.variant()),
-                    metadata: e.metadata(),
-                }))
+                resolved!(self, req, $v::ResolveStringResponse, $some, |e| {
+                    $some(openfeature::as_string(e.key(), e.value())?)
+                })
             }
 
             async fn resolve_float(
                 &self,
                 req: Request<$v::ResolveFloatRequest>,
             ) -> Result<Response<$v::ResolveFloatResponse>, Status> {
-                let r = req.get_ref();
-                let e = self.resolve(&req, &r.flag_key, r.context.as_ref()).await?;
-                Ok(Response::new($v::ResolveFloatResponse {
-                    value: $some(openfeature::as_float(e.key(), e.value())?),
-                    reason: e.reason(),
-                    variant: $some(e.variant()),
-                    metadata: e.metadata(),
-                }))
+                resolved!(self, req, $v::ResolveFloatResponse, $some, |e| {
+                    $some(openfeature::as_float(e.key(), e.value())?)
+                })
             }
 
             async fn resolve_int(
                 &self,
                 req: Request<$v::ResolveIntRequest>,
             ) -> Result<Response<$v::ResolveIntResponse>, Status> {
-                let r = req.get_ref();
-                let e = self.resolve(&req, &r.flag_key, r.context.as_ref()).await?;
-                Ok(Response::new($v::ResolveIntResponse {
-                    value: $some(openfeature::as_int(e.key(), e.value())?),
-                    reason: e.reason(),
-                    variant: $some(e.variant()),
-                    metadata: e.metadata(),
-                }))
+                resolved!(self, req, $v::ResolveIntResponse, $some, |e| {
+                    $some(openfeature::as_int(e.key(), e.value())?)
+                })
             }
 
             async fn resolve_object(
                 &self,
                 req: Request<$v::ResolveObjectRequest>,
             ) -> Result<Response<$v::ResolveObjectResponse>, Status> {
-                let r = req.get_ref();
-                let e = self.resolve(&req, &r.flag_key, r.context.as_ref()).await?;
-                let object = Value::Object(openfeature::as_object(e.key(), e.value())?);
-                Ok(Response::new($v::ResolveObjectResponse {
-                    value: Some(fields(&object)),
-                    reason: e.reason(),
-                    variant: $some(e.variant()),
-                    metadata: e.metadata(),
-                }))
+                resolved!(self, req, $v::ResolveObjectResponse, $some, |e| {
+                    Some(fields(&Value::Object(openfeature::as_object(e.key(), e.value())?)))
+                })
             }
 
             async fn event_stream(

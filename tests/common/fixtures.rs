@@ -95,3 +95,39 @@ pub async fn create_bool_flag(client: &switchyard::client::Client, key: &str, de
         .await
         .unwrap();
 }
+
+/// The flags OpenFeature's suites evaluate (`tests/ofrep.rs`, `tests/flagd.rs`
+/// and the provider scripts they run): one of every type, tenants `a` and
+/// `b`, and `a`'s override of `of-bool` to true. Written through REST, as an
+/// operator would.
+pub async fn seed_openfeature_flags(server: &TestServer) {
+    use serde_json::json;
+    setup_tenants(server, &["a", "b"]).await;
+    for (key, ty, default) in [
+        ("of-bool", "FLAG_TYPE_BOOL", json!(false)),
+        ("of-string", "FLAG_TYPE_STRING", json!("blue")),
+        ("of-int", "FLAG_TYPE_NUMBER", json!(3)),
+        ("of-float", "FLAG_TYPE_NUMBER", json!(2.5)),
+        ("of-object", "FLAG_TYPE_OBJECT", json!({"a": 1})),
+        ("of-list", "FLAG_TYPE_LIST", json!(["x", 2])),
+    ] {
+        let r = super::http(
+            server,
+            "POST",
+            "/v1/flags",
+            Some(ADMIN),
+            Some(json!({"key": key, "type": ty, "defaultValue": default})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let r = super::http(
+        server,
+        "PUT",
+        "/v1/tenants/a/flags/of-bool",
+        Some(ADMIN),
+        Some(json!(true)),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}
