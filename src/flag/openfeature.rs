@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::{Effective, ValueSource, service::Target};
-use crate::error::{Error, ErrorKind, Result};
+use crate::{
+    auth::{Principal, Scope},
+    error::{Error, ErrorKind, Result},
+};
 
 /// The context attribute that names the tenant (admin tokens).
 pub const TENANT_ATTRIBUTE: &str = "tenantId";
@@ -105,10 +108,13 @@ pub enum PerContext {
 }
 
 impl PerContext {
-    /// Whether the caller's tenant is fixed whatever the context: a
-    /// `tenant:<id>` token (which may name only its own), or a selector.
-    pub fn fixed_by(self, tenant_token: bool) -> PerContext {
-        if tenant_token { PerContext::No } else { self }
+    /// The same for caller `p`: a `tenant:<id>` token may name only its own
+    /// tenant, so its answers never depend on the context.
+    pub fn for_caller(self, p: &Principal) -> PerContext {
+        match p.scope() {
+            Scope::Tenant(_) => PerContext::No,
+            _ => self,
+        }
     }
 }
 
@@ -366,7 +372,10 @@ mod tests {
         assert_eq!(reason(Env, PerContext::No), "STATIC");
         assert_eq!(reason(Store, PerContext::Yes), "TARGETING_MATCH");
         assert_eq!(reason(Default, PerContext::Yes), "DEFAULT");
-        assert_eq!(PerContext::Yes.fixed_by(true), PerContext::No);
+        let tenant = Principal::new(Scope::Tenant("a".into()));
+        assert_eq!(PerContext::Yes.for_caller(&tenant), PerContext::No);
+        let admin = Principal::new(Scope::Admin);
+        assert_eq!(PerContext::Yes.for_caller(&admin), PerContext::Yes);
     }
 
     #[test]

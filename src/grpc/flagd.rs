@@ -29,7 +29,6 @@ use crate::{
         evaluation::{v1, v2},
         sync::v1 as sync,
     },
-    auth::Scope,
     error::{Error, ErrorKind},
     flag::{
         Effective,
@@ -194,8 +193,7 @@ impl Flagd {
             .audience(p, target)
             .await
             .map_err(audience_error)?;
-        let tenant_token = matches!(p.scope(), Scope::Tenant(_));
-        Ok((audience, per_context.fixed_by(tenant_token)))
+        Ok((audience, per_context.for_caller(p)))
     }
 
     async fn resolve<T>(

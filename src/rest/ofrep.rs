@@ -35,7 +35,7 @@ use std::{collections::HashMap, sync::Arc};
 use futures_util::StreamExt;
 
 use crate::{
-    auth::{Principal, Scope},
+    auth::Principal,
     error::{Error, ErrorKind},
     flag::{
         Effective,
@@ -206,11 +206,7 @@ async fn audience(
         .audience(p, target)
         .await
         .map_err(|e| Failure::from_error(&e, false))?;
-    Ok((audience, per_context.fixed_by(tenant_token(p))))
-}
-
-fn tenant_token(p: &Principal) -> bool {
-    matches!(p.scope(), Scope::Tenant(_))
+    Ok((audience, per_context.for_caller(p)))
 }
 
 /// One flag's OFREP success.
@@ -387,7 +383,7 @@ async fn events(
         Ok(a) => a,
         Err(e) => return Failure::from_error(&e, false).into_response(),
     };
-    let per_context = PerContext::Yes.fixed_by(tenant_token(&p));
+    let per_context = PerContext::Yes.for_caller(&p);
     let watch = match flags
         .watch(&p, audience.tenant().unwrap_or_default(), 0, 0)
         .await
