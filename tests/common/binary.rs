@@ -35,16 +35,50 @@ pub fn command(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Co
     cmd
 }
 
-/// Waits until `port` accepts connections; panics if the child exits first.
+/// Waits until the server on `port` answers a health check (whatever it
+/// says: a listening socket alone does not mean `serve` got past start-up);
+/// panics if the child exits first.
 pub fn wait_for_port(port: u16, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while health(port).is_none() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("server exited early: {status}");
         }
-        assert!(Instant::now() < deadline, "server did not listen");
+        assert!(
+            Instant::now() < deadline,
+            "server did not answer a health check"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The overall health the server on `port` reports, or `None` when nothing
+/// answers. Runs on a thread of its own, so it may be called from anywhere,
+/// async tests included.
+pub fn health(port: u16) -> Option<switchyard::api::health::health_check_response::ServingStatus> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let c = switchyard::client::Client::connect(&format!("127.0.0.1:{port}"), "")
+                .await
+                .ok()?;
+            let answer = tokio::time::timeout(
+                Duration::from_secs(2),
+                c.health()
+                    .check(switchyard::api::health::HealthCheckRequest::default()),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            Some(answer.into_inner().status())
+        })
+    })
+    .join()
+    .ok()
+    .flatten()
 }
 
 /// Sends SIGTERM and waits (at most 15 s) for the exit status.
