@@ -158,7 +158,7 @@ async fn rest_gzip_both_ways(backend: Backend) {
     )
     .await;
     assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(r.json()["code"], 3);
+    assert_eq!(r.json()["code"], 8, "RESOURCE_EXHAUSTED");
     // Not gzip at all.
     let r = http_raw_with(
         &server,

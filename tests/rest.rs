@@ -241,7 +241,7 @@ async fn refusals_have_precise_statuses_and_write_nothing(backend: Backend) {
             "/v1/flags",
             Some(("application/json", vec![b' '; 4 * 1024 * 1024 + 1])),
             413,
-            3,
+            8,
             "exceeds 4194304 bytes",
         ),
         // Bodies.

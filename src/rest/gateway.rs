@@ -16,7 +16,6 @@ use axum::{
 use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use http::{HeaderValue, Method, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Limited};
 use prost::Message;
 use prost_reflect::{
     DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
@@ -181,21 +180,9 @@ impl Gateway {
                 ),
             ));
         }
-        let bytes = Limited::new(body, self.max_body_bytes)
-            .collect()
+        let bytes = super::body::read(headers, body, self.max_body_bytes)
             .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    Refusal::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        tonic::Code::InvalidArgument,
-                        format!("the body exceeds {} bytes", self.max_body_bytes),
-                    )
-                } else {
-                    Refusal::invalid("the body could not be read")
-                }
-            })?
-            .to_bytes();
+            .map_err(|e| super::body_refusal(&e))?;
         if matches!(route.body, BodyRule::None) && !bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(Refusal::invalid(format!(
                 "{} {} takes no body; send the fields as query parameters",

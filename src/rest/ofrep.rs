@@ -469,27 +469,22 @@ fn etag_header(etag: &str) -> HeaderMap {
     headers
 }
 
-/// The body, within [`MAX_BODY_BYTES`].
+/// The body, within [`MAX_BODY_BYTES`] once inflated.
 async fn read(req: Request) -> Result<Bytes, Failure> {
-    use http_body_util::BodyExt;
-    http_body_util::Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
+    let (parts, body) = req.into_parts();
+    super::body::read(&parts.headers, body, MAX_BODY_BYTES)
         .await
-        .map(http_body_util::Collected::to_bytes)
         .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Failure::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "GENERAL",
-                    format!("the body exceeds {MAX_BODY_BYTES} bytes"),
-                )
-            } else {
-                Failure::new(
-                    StatusCode::BAD_REQUEST,
-                    "PARSE_ERROR",
-                    "the body could not be read",
-                )
-            }
+            let status = match e {
+                super::body::BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                super::body::BodyError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                super::body::BodyError::Unreadable(_) => StatusCode::BAD_REQUEST,
+            };
+            let code = match e {
+                super::body::BodyError::Unreadable(_) => "PARSE_ERROR",
+                _ => "GENERAL",
+            };
+            Failure::new(status, code, e.message())
         })
 }
 

@@ -20,7 +20,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{codec::CompressionEncoding, server::NamedService, service::Routes, transport::Server};
 use tower::Layer;
-use tower_http::decompression::RequestDecompressionLayer;
 
 pub use crate::app::generate_token;
 use crate::{
@@ -110,13 +109,12 @@ pub async fn serve(
             fault,
             Arc::new(routes),
         ));
-    // Outside authentication: CORS (a preflight has no token), HTTP
-    // compression, and the protocol switch (gRPC-Web translated to gRPC,
+    // Outside authentication: CORS (a preflight has no token), compression
+    // of answers, and the protocol switch (gRPC-Web translated to gRPC,
     // unsupported protocols refused).
     let grpc_web = tonic_web::GrpcWebLayer::new().layer(inner.clone());
     let router = axum::Router::new()
         .fallback_service(inner)
-        .layer(RequestDecompressionLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             grpc_web,
             web::protocols,
@@ -149,6 +147,7 @@ pub async fn serve(
         .accept_http1(true)
         .http2_keepalive_interval(Some(config.http2_keepalive_interval()))
         .http2_keepalive_timeout(Some(config.http2_keepalive_timeout()))
+        .max_concurrent_streams(Some(config.max_concurrent_streams))
         .tcp_nodelay(true)
         .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(

@@ -164,32 +164,37 @@ pub const UNSUPPORTED_PROTOCOL: &str = "this server speaks gRPC (application/grp
      /openapi.json); the Connect protocol and other encodings are not supported";
 
 /// The middleware: gRPC-Web requests go through `tonic-web`'s translation to
-/// `web` (the same routes, as gRPC), gRPC and HTTP requests go on (an HTTP
-/// body in an encoding other than gzip gets 415), and a gRPC method called in
-/// any other protocol gets 415.
+/// `web` (the same routes, as gRPC), gRPC and HTTP requests go on, and a gRPC
+/// method called in any other protocol gets 415.
+///
+/// Nothing is read or inflated here, before authentication: an HTTP body's
+/// `Content-Encoding` is undone by the handler that reads it
+/// ([`crate::rest::body`]), and a gRPC or gRPC-Web call that carries one is
+/// refused at once (INVALID_ARGUMENT): gRPC compresses each message and says
+/// so in `grpc-encoding`, never with the HTTP coding of the whole body.
 pub async fn protocols(
     State(web): State<tonic_web::GrpcWebService<axum::Router>>,
     req: Request,
     next: Next,
 ) -> Response {
-    match Protocol::of(&req) {
-        Protocol::Grpc => next.run(req).await,
-        Protocol::Http => match req.headers().get(header::CONTENT_ENCODING) {
-            Some(e) if !e.as_bytes().eq_ignore_ascii_case(b"gzip") && e != "identity" => {
-                let message = format!(
-                    "Content-Encoding {}: bodies may be sent as gzip or identity",
-                    String::from_utf8_lossy(e.as_bytes())
-                );
-                super::middleware::drain_http1(req).await;
-                Refusal::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    tonic::Code::InvalidArgument,
-                    message,
-                )
-                .into_response()
-            }
-            _ => next.run(req).await,
-        },
+    let protocol = Protocol::of(&req);
+    if matches!(protocol, Protocol::Grpc | Protocol::GrpcWeb)
+        && let Some(coding) = http_coding(&req)
+    {
+        let status = tonic::Status::invalid_argument(format!(
+            "Content-Encoding {coding}: a gRPC call compresses its messages with \
+             grpc-encoding (gzip is accepted), not the HTTP body"
+        ));
+        let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
+        super::middleware::drain_http1(req).await;
+        let mut resp = status.into_http::<Body>();
+        if let (Protocol::GrpcWeb, Some(ct)) = (protocol, content_type) {
+            resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+        }
+        return resp;
+    }
+    match protocol {
+        Protocol::Grpc | Protocol::Http => next.run(req).await,
         Protocol::GrpcWeb => match web.oneshot(req).await {
             Ok(resp) => resp.map(Body::new),
             Err(never) => match never {},
@@ -204,6 +209,17 @@ pub async fn protocols(
             .into_response()
         }
     }
+}
+
+/// The request's HTTP `Content-Encoding`, unless it is absent or identity.
+fn http_coding(req: &Request) -> Option<String> {
+    let v = req
+        .headers()
+        .get(header::CONTENT_ENCODING)?
+        .as_bytes()
+        .trim_ascii();
+    (!v.is_empty() && !v.eq_ignore_ascii_case(b"identity"))
+        .then(|| String::from_utf8_lossy(v).into_owned())
 }
 
 #[cfg(test)]
