@@ -7,6 +7,7 @@
 //! HTTP statuses.
 
 pub mod annotations;
+pub mod body;
 pub mod gateway;
 mod json;
 pub mod ofrep;
@@ -114,6 +115,23 @@ pub fn error_response(e: &Error) -> Response {
     Refusal::new(e.kind().http_status(), e.kind().grpc_code(), e.message()).into_response()
 }
 
+/// The refusal of a body that could not be read: 413 RESOURCE_EXHAUSTED,
+/// 415 or 400 INVALID_ARGUMENT.
+pub fn body_refusal(e: &body::BodyError) -> Refusal {
+    let (status, code) = match e {
+        body::BodyError::TooLarge { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            tonic::Code::ResourceExhausted,
+        ),
+        body::BodyError::Unsupported(_) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            tonic::Code::InvalidArgument,
+        ),
+        body::BodyError::Unreadable(_) => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+    };
+    Refusal::new(status, code, e.message())
+}
+
 /// A refused REST request: an HTTP status and the `google.rpc.Status` body.
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -156,8 +174,13 @@ impl Refusal {
 }
 
 impl From<tonic::Status> for Refusal {
+    /// The refusal of an in-process call's status; tonic's own statuses as
+    /// the gRPC face answers them ([`crate::grpc::status::from_tonic`]).
     fn from(s: tonic::Status) -> Refusal {
-        Refusal::new(http_status_for(s.code()), s.code(), s.message())
+        match crate::grpc::status::from_tonic(s.code(), s.message()) {
+            Some((code, message)) => Refusal::new(http_status_for(code), code, message),
+            None => Refusal::new(http_status_for(s.code()), s.code(), s.message()),
+        }
     }
 }
 

@@ -230,34 +230,28 @@ fn injected_refusal(grpc: bool) -> Response {
     }
 }
 
-/// tonic refuses a request message over the limit as OUT_OF_RANGE ("decoded
-/// message length too large"); gRPC's own servers say RESOURCE_EXHAUSTED,
-/// and so does this one, naming the setting. Applied to the status of a
-/// trailers-only answer and to trailers.
-fn oversize_is_resource_exhausted(h: &mut HeaderMap) {
-    const TONIC: &str = "Error, decoded message length too large: found ";
-    if h.get("grpc-status").map(http::HeaderValue::as_bytes) != Some(b"11") {
-        return;
-    }
-    let Some(message) = h
-        .get("grpc-message")
+/// Rewrites a status tonic made itself (`grpc-status` and `grpc-message`
+/// of a trailers-only answer's headers, or of trailers) as this server
+/// answers it ([`crate::grpc::status::from_tonic`]: a caller's malformed or
+/// oversize request is the caller's fault, an oversize answer the server's).
+fn translate_tonic_status(h: &mut HeaderMap) {
+    let Some(code) = h
+        .get("grpc-status")
         .and_then(|v| v.to_str().ok())
-        .map(percent_decode)
+        .and_then(|v| v.parse::<i32>().ok())
     else {
         return;
     };
-    let Some(rest) = message.strip_prefix(TONIC) else {
+    let message = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(percent_decode)
+        .unwrap_or_default();
+    let Some((code, text)) = crate::grpc::status::from_tonic(tonic::Code::from(code), &message)
+    else {
         return;
     };
-    let mut numbers = rest
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|n| !n.is_empty());
-    let (Some(found), Some(limit)) = (numbers.next(), numbers.next()) else {
-        return;
-    };
-    let text =
-        format!("the request message is {found} bytes; the limit is {limit} (max_message_bytes)");
-    h.insert("grpc-status", http::HeaderValue::from_static("8"));
+    h.insert("grpc-status", http::HeaderValue::from(code as i32));
     if let Ok(v) = http::HeaderValue::from_str(&percent_encode(&text)) {
         h.insert("grpc-message", v);
     }
@@ -384,7 +378,7 @@ where
                 };
                 let (mut parts, body) = resp.into_parts();
                 if grpc {
-                    oversize_is_resource_exhausted(&mut parts.headers);
+                    translate_tonic_status(&mut parts.headers);
                 }
                 if let Some(v) = fault_header {
                     parts.headers.insert(FAULT_HEADER, v);
@@ -398,8 +392,7 @@ where
                 } else {
                     Some(match parts.extensions.get::<RefusedWith>() {
                         Some(RefusedWith(c)) => *c as i32,
-                        None if parts.status.is_success() => 0,
-                        None => 2,
+                        None => crate::grpc::status::code_for_http(parts.status) as i32,
                     })
                 };
                 let finish = Finish {
@@ -548,7 +541,7 @@ impl HttpBody for ObservedBody {
         if let Poll::Ready(Some(Ok(frame))) = &mut polled
             && let Some(trailers) = frame.trailers_mut()
         {
-            oversize_is_resource_exhausted(trailers);
+            translate_tonic_status(trailers);
         }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
