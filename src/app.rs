@@ -92,13 +92,17 @@ impl App {
             start_revision,
         ));
         let announce: Arc<dyn Announce> = follower.clone();
-        let tenants = tenant::service::Service::new(tenant_state.clone(), announce.clone());
+        let tenants = tenant::service::Service::new(
+            tenant_state.clone(),
+            announce.clone(),
+            config.max_message_bytes,
+        );
         let flags = flag::service::Service::new(flag::service::Parts {
             store: store.clone(),
             flags: flag_state.clone(),
             tenants: tenant_state.clone(),
             resolver: tenants.clone(),
-            watchers: WatcherLimit::new(config.max_watchers),
+            watchers: WatcherLimit::new(config.max_watchers, config.watchers_per_caller()),
             announce,
             max_message_bytes: config.max_message_bytes,
         });
@@ -125,6 +129,7 @@ impl App {
                 })
                 .collect(),
             default_slo: config.default_slo.clone(),
+            max_message_bytes: config.max_message_bytes,
             prometheus: config.prometheus_url.as_deref().map(|url| {
                 Arc::new(Prometheus::new(
                     url,
@@ -268,24 +273,33 @@ fn spawn_pruning(store: Store, retention_s: u64, stop: CancellationToken) {
 /// Builds the token table. With no token configured at all, generates an admin
 /// token and prints it once on stderr.
 fn authenticator(config: &Config) -> Authenticator {
-    let mut tokens: Vec<(String, Scope)> = config
+    let mut tokens: Vec<(String, Scope, String)> = config
         .tokens
         .iter()
-        .filter_map(|t| Scope::parse(&t.scope).ok().map(|s| (t.secret.0.clone(), s)))
+        .enumerate()
+        .filter_map(|(i, t)| {
+            Scope::parse(&t.scope)
+                .ok()
+                .map(|s| (t.secret.0.clone(), s, format!("tokens[{i}]")))
+        })
         .collect();
     match &config.admin_token {
-        Some(t) => tokens.push((t.0.clone(), Scope::Admin)),
+        Some(t) => tokens.push((t.0.clone(), Scope::Admin, "admin_token".into())),
         None if tokens.is_empty() => {
             let secret = generate_token();
             eprintln!(
                 "switchyard: no token configured; this run's admin token (shown once): {secret}"
             );
-            tokens.push((secret, Scope::Admin));
+            tokens.push((secret, Scope::Admin, "generated".into()));
         }
         None => {}
     }
-    Authenticator::new(tokens.iter().map(|(s, scope)| (s.as_str(), scope.clone())))
-        .with_flagd_anonymous(config.flagd_anonymous_tenant.as_deref())
+    Authenticator::new(
+        tokens
+            .iter()
+            .map(|(s, scope, caller)| (s.as_str(), scope.clone(), caller.as_str())),
+    )
+    .with_flagd_anonymous(config.flagd_anonymous_tenant.as_deref())
 }
 
 /// Returns 32 random bytes as hex.

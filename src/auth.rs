@@ -11,6 +11,8 @@
 //! Secrets are compared as SHA-256 digests in constant time against every
 //! configured token (no early exit), and are never logged.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
 use crate::{error::Error, tenant::id::validate_tenant_id};
@@ -41,21 +43,40 @@ impl Scope {
     }
 }
 
-/// The authenticated caller of a request.
+/// The authenticated caller of a request: what it may do (its scope) and
+/// who it is (the credential it presented), which quotas count by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     scope: Scope,
+    caller: Arc<str>,
 }
 
 impl Principal {
-    /// Creates a principal with `scope` (tests and internal callers).
+    /// Creates a principal with `scope`, as the caller `internal` (tests and
+    /// internal callers).
     pub fn new(scope: Scope) -> Self {
-        Principal { scope }
+        Principal::named(scope, "internal")
+    }
+
+    /// Creates the principal of the credential named `caller`.
+    pub fn named(scope: Scope, caller: &str) -> Self {
+        Principal {
+            scope,
+            caller: Arc::from(caller),
+        }
     }
 
     /// Returns the scope.
     pub fn scope(&self) -> &Scope {
         &self.scope
+    }
+
+    /// Which credential called: the setting it was configured by
+    /// (`admin_token`, `tokens[2]`, `flagd_anonymous_tenant`, or `generated`
+    /// for the admin token made at start-up). Every request made with one
+    /// token is one caller; its secret never appears here.
+    pub fn caller(&self) -> &Arc<str> {
+        &self.caller
     }
 
     /// Allows admins only.
@@ -102,27 +123,33 @@ impl Principal {
 /// The configured tokens, kept as digests.
 #[derive(Debug)]
 pub struct Authenticator {
-    tokens: Vec<([u8; 32], Scope)>,
+    tokens: Vec<([u8; 32], Principal)>,
     flagd_anonymous: Option<Principal>,
 }
 
+/// The caller every flagd call without a token is (one caller for all).
+pub const FLAGD_ANONYMOUS_CALLER: &str = "flagd_anonymous_tenant";
+
 impl Authenticator {
-    /// Builds the table from `(secret, scope)` pairs.
-    pub fn new<'a>(tokens: impl IntoIterator<Item = (&'a str, Scope)>) -> Self {
+    /// Builds the table from `(secret, scope, caller)`: each secret grants
+    /// `scope` to the caller named `caller` (see [`Principal::caller`]).
+    pub fn new<'a>(tokens: impl IntoIterator<Item = (&'a str, Scope, &'a str)>) -> Self {
         Authenticator {
             tokens: tokens
                 .into_iter()
-                .map(|(secret, scope)| (digest(secret), scope))
+                .map(|(secret, scope, caller)| (digest(secret), Principal::named(scope, caller)))
                 .collect(),
             flagd_anonymous: None,
         }
     }
 
     /// Lets flagd calls without a token act as `tenant`'s token
-    /// (`flagd_anonymous_tenant`).
+    /// (`flagd_anonymous_tenant`), all as the one caller
+    /// [`FLAGD_ANONYMOUS_CALLER`].
     #[must_use]
     pub fn with_flagd_anonymous(mut self, tenant: Option<&str>) -> Self {
-        self.flagd_anonymous = tenant.map(|t| Principal::new(Scope::Tenant(t.to_owned())));
+        self.flagd_anonymous =
+            tenant.map(|t| Principal::named(Scope::Tenant(t.to_owned()), FLAGD_ANONYMOUS_CALLER));
         self
     }
 
@@ -135,16 +162,16 @@ impl Authenticator {
     pub fn authenticate(&self, secret: &str) -> Option<Principal> {
         let presented = digest(secret);
         let mut found = None;
-        for (d, scope) in &self.tokens {
+        for (d, principal) in &self.tokens {
             let diff = d
                 .iter()
                 .zip(presented.iter())
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b));
             if diff == 0 && found.is_none() {
-                found = Some(scope.clone());
+                found = Some(principal);
             }
         }
-        found.map(Principal::new)
+        found.cloned()
     }
 }
 
@@ -183,12 +210,25 @@ mod tests {
     #[test]
     fn only_known_secrets_authenticate() {
         let a = Authenticator::new([
-            ("admin-secret-0123456789", Scope::Admin),
-            ("tenant-secret-0123456789", Scope::Tenant("t".into())),
+            ("admin-secret-0123456789", Scope::Admin, "admin_token"),
+            (
+                "tenant-secret-0123456789",
+                Scope::Tenant("t".into()),
+                "tokens[0]",
+            ),
+            (
+                "tenant-secret-9876543210",
+                Scope::Tenant("t".into()),
+                "tokens[1]",
+            ),
         ]);
+        let admin = a.authenticate("admin-secret-0123456789").unwrap();
+        assert_eq!(admin.scope(), &Scope::Admin);
+        assert_eq!(&**admin.caller(), "admin_token");
+        // Two tokens of one scope are two callers.
         assert_eq!(
-            a.authenticate("admin-secret-0123456789").unwrap().scope(),
-            &Scope::Admin
+            &**a.authenticate("tenant-secret-9876543210").unwrap().caller(),
+            "tokens[1]"
         );
         assert!(a.authenticate("admin-secret-012345678").is_none());
         assert!(a.authenticate("").is_none());

@@ -12,6 +12,8 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// The default database: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://switchyard.db";
+/// The largest configuration file read (`serve --config`), in bytes.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Which release track this replica serves; every request metric carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -280,8 +282,16 @@ pub struct Config {
     /// `SWITCHYARD_WATCH_QUEUE`: how many changes a watch subscriber may fall
     /// behind before its backlog is replaced by a snapshot.
     pub watch_queue: usize,
-    /// `SWITCHYARD_MAX_WATCHERS`: the most watch streams one replica serves.
+    /// `SWITCHYARD_MAX_WATCHERS`: the most long-lived streams (watches, OFREP
+    /// event streams, flagd event and sync streams) one replica serves.
     pub max_watchers: usize,
+    /// `SWITCHYARD_MAX_WATCHERS_PER_CALLER`: the most of those one caller
+    /// (one token; every anonymous flagd call together) holds at once on a
+    /// replica. Unset: a fifth of `max_watchers`.
+    pub max_watchers_per_caller: Option<usize>,
+    /// `SWITCHYARD_MAX_CONCURRENT_STREAMS`: the HTTP/2 streams (calls) one
+    /// connection may have open at once, advertised to clients in SETTINGS.
+    pub max_concurrent_streams: u32,
     /// `SWITCHYARD_CHANGE_LOG_RETENTION_S`: how long the change log keeps a
     /// change (subscribers resuming from older revisions get a snapshot).
     pub change_log_retention_s: u64,
@@ -327,6 +337,8 @@ impl Default for Config {
             watch_heartbeat_s: 15,
             watch_queue: 1024,
             max_watchers: 50_000,
+            max_watchers_per_caller: None,
+            max_concurrent_streams: 1024,
             change_log_retention_s: 7 * 24 * 3600,
         }
     }
@@ -405,8 +417,19 @@ impl Config {
     }
 
     fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        use std::io::Read as _;
         let setting = format!("--config {}", path.display());
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&setting, e))?;
+        let file = std::fs::File::open(path).map_err(|e| ConfigError::new(&setting, e))?;
+        let mut text = String::new();
+        file.take(MAX_CONFIG_FILE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| ConfigError::new(&setting, e))?;
+        if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
+            return Err(ConfigError::new(
+                &setting,
+                format!("a configuration file is at most {MAX_CONFIG_FILE_BYTES} bytes"),
+            ));
+        }
         toml::from_str(&text).map_err(|e: toml::de::Error| {
             let line = e
                 .span()
@@ -478,6 +501,13 @@ impl Config {
                 "WATCH_HEARTBEAT_S" => self.watch_heartbeat_s = parse_num(name, &v)?,
                 "WATCH_QUEUE" => self.watch_queue = parse_num(name, &v)?,
                 "MAX_WATCHERS" => self.max_watchers = parse_num(name, &v)?,
+                "MAX_WATCHERS_PER_CALLER" => {
+                    self.max_watchers_per_caller = match non_empty(v) {
+                        Some(v) => Some(parse_num(name, &v)?),
+                        None => None,
+                    }
+                }
+                "MAX_CONCURRENT_STREAMS" => self.max_concurrent_streams = parse_num(name, &v)?,
                 "CHANGE_LOG_RETENTION_S" => self.change_log_retention_s = parse_num(name, &v)?,
                 k if k.starts_with("FLAG_") => {
                     self.flag_overrides.insert(name.clone(), v);
@@ -533,6 +563,13 @@ impl Config {
             self.otel_bsp_schedule_delay_ms = parse_num("OTEL_BSP_SCHEDULE_DELAY", v)?;
         }
         Ok(())
+    }
+
+    /// The most long-lived streams one caller may hold: the configured
+    /// quota, else a fifth of `max_watchers` (at least one).
+    pub fn watchers_per_caller(&self) -> usize {
+        self.max_watchers_per_caller
+            .unwrap_or((self.max_watchers / 5).max(1))
     }
 
     /// Returns the span exporter in effect: the one configured, else OTLP
@@ -601,6 +638,16 @@ impl Config {
             return Err(ConfigError::new(
                 "SWITCHYARD_DATABASE_URL",
                 "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        if is_sqlite_in_memory(db) {
+            return Err(ConfigError::new(
+                "SWITCHYARD_DATABASE_URL",
+                format!(
+                    "{db:?} is an in-memory SQLite database, which each connection would see \
+                     empty: use a file (sqlite://switchyard.db, or one under /tmp for a \
+                     throwaway run)"
+                ),
             ));
         }
         if let Some(r) = &self.redis_url
@@ -675,6 +722,17 @@ impl Config {
             ));
         }
         check_cors_origins(&self.cors_origins)?;
+        if let Some(t) = &self.flagd_anonymous_tenant
+            && self.cors_origins.iter().any(|o| o == "*")
+        {
+            return Err(ConfigError::new(
+                "SWITCHYARD_CORS_ORIGINS",
+                format!(
+                    "\"*\" with flagd_anonymous_tenant ({t:?}) would let any web page read that \
+                     tenant's flags without a token: list the origins allowed instead"
+                ),
+            ));
+        }
         if self.max_connections == 0 {
             return Err(ConfigError::new(
                 "SWITCHYARD_MAX_CONNECTIONS",
@@ -706,6 +764,20 @@ impl Config {
         if self.max_watchers == 0 {
             return Err(ConfigError::new(
                 "SWITCHYARD_MAX_WATCHERS",
+                "must be at least 1",
+            ));
+        }
+        if let Some(n) = self.max_watchers_per_caller
+            && !(1..=self.max_watchers).contains(&n)
+        {
+            return Err(ConfigError::new(
+                "SWITCHYARD_MAX_WATCHERS_PER_CALLER",
+                format!("must be between 1 and max_watchers ({})", self.max_watchers),
+            ));
+        }
+        if self.max_concurrent_streams == 0 {
+            return Err(ConfigError::new(
+                "SWITCHYARD_MAX_CONCURRENT_STREAMS",
                 "must be at least 1",
             ));
         }
@@ -839,6 +911,21 @@ impl Config {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_s)
     }
+}
+
+/// Whether `url` names an in-memory SQLite database (`sqlite::memory:`,
+/// `sqlite://:memory:`, `mode=memory`).
+fn is_sqlite_in_memory(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return false;
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = path.trim_start_matches('/');
+    path == ":memory:"
+        || path.is_empty()
+        || query
+            .split('&')
+            .any(|kv| kv.eq_ignore_ascii_case("mode=memory"))
 }
 
 fn non_empty(v: String) -> Option<String> {

@@ -587,7 +587,12 @@ async fn a_subscriber_cut_off_inside_a_change_to_several_flags_gets_all_of_it(ba
 /// RESOURCE_EXHAUSTED, and a stream that ends frees its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_serves_at_most_max_watchers_streams() {
-    let Some((server, _db)) = server_with(Backend::Sqlite, |c| c.max_watchers = 2).await else {
+    let Some((server, _db)) = server_with(Backend::Sqlite, |c| {
+        c.max_watchers = 2;
+        c.max_watchers_per_caller = Some(2);
+    })
+    .await
+    else {
         return;
     };
     let open = || async {

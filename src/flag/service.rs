@@ -146,6 +146,7 @@ pub struct Service {
     watchers: WatcherLimit,
     announce: Arc<dyn Announce>,
     part_budget: usize,
+    snapshots: Arc<watch::Snapshots>,
 }
 
 impl std::fmt::Debug for Service {
@@ -184,6 +185,9 @@ impl Service {
             watchers: p.watchers,
             announce: p.announce,
             part_budget: super::part_budget(p.max_message_bytes),
+            snapshots: Arc::new(watch::Snapshots::new(super::part_budget(
+                p.max_message_bytes,
+            ))),
         }
     }
 
@@ -441,7 +445,7 @@ impl Service {
         connection: u64,
     ) -> Result<impl Stream<Item = Delivery> + Send + 'static> {
         let tenant = self.reading_tenant(p, tenant, "tenant_id").await?;
-        let slot = self.watchers.acquire()?;
+        let slot = self.watchers.acquire(p.caller())?;
         watch::open(
             self.flags.clone(),
             &self.store,
@@ -449,7 +453,7 @@ impl Service {
             since,
             slot,
             connection,
-            self.part_budget,
+            self.snapshots.clone(),
         )
         .await
     }

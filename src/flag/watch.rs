@@ -12,11 +12,8 @@
 //! SNAPSHOT at the latest revision instead of the backlog.
 
 use std::{
-    collections::VecDeque,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, Weak},
 };
 
 use futures_util::Stream;
@@ -45,8 +42,9 @@ pub enum WatchItem {
     /// Every effective flag at `revision`, in parts that each fit in one
     /// message; `continues` is set on every part but the last.
     Snapshot {
-        /// The flags (of this part).
-        flags: Vec<Effective>,
+        /// The flags (of this part), shared by every stream sent the same
+        /// snapshot.
+        flags: Arc<[Effective]>,
         /// Their revision.
         revision: i64,
         /// More parts follow.
@@ -102,46 +100,184 @@ pub struct Delivery {
     pub memo: Memo,
 }
 
-/// Counts open watch streams against a limit; a slot is freed when its stream
-/// is dropped (the subscriber went away or the server is stopping).
+/// Counts open watch streams against the replica's limit (`max_watchers`)
+/// and each caller's quota (`max_watchers_per_caller`); a slot is freed when
+/// its stream is dropped (the subscriber went away or the server is
+/// stopping).
+///
+/// Every long-lived stream takes a slot: `WatchFlags` (gRPC, gRPC-Web, the
+/// REST watch in NDJSON or SSE), OFREP's event stream, flagd's
+/// `EventStream` and `SyncFlags`. A caller at its quota is refused and takes
+/// nothing from anyone else; with the quota below the limit, no one caller
+/// can hold every stream.
 #[derive(Debug, Clone)]
 pub struct WatcherLimit {
-    open: Arc<AtomicUsize>,
+    open: Arc<Mutex<Open>>,
     max: usize,
+    per_caller: usize,
 }
 
-/// One open stream's place under the limit.
+/// The streams open now, in all and by caller.
+#[derive(Debug, Default)]
+struct Open {
+    all: usize,
+    by_caller: HashMap<Arc<str>, usize>,
+}
+
+/// One open stream's place under the limit and its caller's quota.
 #[derive(Debug)]
-pub struct WatcherSlot(Arc<AtomicUsize>);
+pub struct WatcherSlot {
+    open: Arc<Mutex<Open>>,
+    caller: Arc<str>,
+}
 
 impl Drop for WatcherSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.all -= 1;
+        if let Some(n) = open.by_caller.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                open.by_caller.remove(&self.caller);
+            }
+        }
+        drop(open);
         metrics::watch_streams(-1.0);
     }
 }
 
 impl WatcherLimit {
-    /// Allows at most `max` streams at once.
-    pub fn new(max: usize) -> WatcherLimit {
+    /// Allows at most `max` streams at once, at most `per_caller` of them
+    /// one caller's.
+    pub fn new(max: usize, per_caller: usize) -> WatcherLimit {
         WatcherLimit {
-            open: Arc::new(AtomicUsize::new(0)),
+            open: Arc::default(),
             max,
+            per_caller,
         }
     }
 
-    /// Takes a slot, or RESOURCE_EXHAUSTED when all are taken.
-    pub fn acquire(&self) -> Result<WatcherSlot> {
-        let prev = self.open.fetch_add(1, Ordering::SeqCst);
-        metrics::watch_streams(1.0);
-        let slot = WatcherSlot(self.open.clone());
-        if prev >= self.max {
+    /// Takes a slot for `caller`, or RESOURCE_EXHAUSTED when the caller is
+    /// at its quota or every slot is taken.
+    pub fn acquire(&self, caller: &Arc<str>) -> Result<WatcherSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let held = open.by_caller.get(caller).copied().unwrap_or(0);
+        if held >= self.per_caller {
             return Err(Error::new(
                 ErrorKind::ResourceExhausted,
-                format!("this replica already serves {} watch streams", self.max),
+                format!(
+                    "this token already holds {held} long-lived streams (watches, event and \
+                     sync streams) on this replica, its quota (max_watchers_per_caller)"
+                ),
             ));
         }
-        Ok(slot)
+        if open.all >= self.max {
+            return Err(Error::new(
+                ErrorKind::ResourceExhausted,
+                format!(
+                    "this replica already serves {} watch streams (max_watchers)",
+                    self.max
+                ),
+            ));
+        }
+        open.all += 1;
+        *open.by_caller.entry(caller.clone()).or_insert(0) += 1;
+        drop(open);
+        metrics::watch_streams(1.0);
+        Ok(WatcherSlot {
+            open: self.open.clone(),
+            caller: caller.clone(),
+        })
+    }
+}
+
+/// A snapshot's items (its parts, or the failure of a flag that fits in no
+/// part), each with the memo of its encoding.
+pub type Parts = Arc<[(WatchItem, Memo)]>;
+
+/// Makes snapshots, and shares each one among the streams that start from
+/// the same view at the same revision: the parts are built, and encoded, once
+/// however many streams send them (a fleet reconnecting at once, the streams
+/// of a burst), and freed when the last of those streams has taken its last
+/// part.
+#[derive(Debug)]
+pub struct Snapshots {
+    /// The most flag bytes in one part.
+    part_budget: usize,
+    /// By view (tenant), revision, and the revision the stream held before
+    /// (which the parts before the last carry).
+    shared: Mutex<HashMap<(Option<String>, i64, i64), Weak<[(WatchItem, Memo)]>>>,
+}
+
+impl Snapshots {
+    /// Snapshots cut in parts of at most `part_budget` bytes of flags.
+    pub fn new(part_budget: usize) -> Snapshots {
+        Snapshots {
+            part_budget,
+            shared: Mutex::default(),
+        }
+    }
+
+    /// The snapshot of `tenant`'s view now, for a stream that held
+    /// `before`, and its revision: one that another stream is sending, when
+    /// it is of the revision current now.
+    pub fn get(&self, flags: &Flags, tenant: Option<&str>, before: i64) -> (Parts, i64) {
+        let now = flags.revision();
+        let key = |revision| (tenant.map(str::to_owned), revision, before);
+        {
+            let shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(parts) = shared.get(&key(now)).and_then(Weak::upgrade) {
+                return (parts, now);
+            }
+        }
+        let (all, revision) = flags.snapshot(tenant);
+        let parts: Parts = self.cut(all, revision, before).into();
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        shared.retain(|_, w| w.strong_count() > 0);
+        shared.insert(key(revision), Arc::downgrade(&parts));
+        (parts, revision)
+    }
+
+    /// Cuts `flags` at `revision` into parts. The parts before the last
+    /// carry `before`, what the subscriber held (a resume from it is
+    /// correct): only the last completes `revision`.
+    fn cut(&self, flags: Vec<Effective>, revision: i64, before: i64) -> Vec<(WatchItem, Memo)> {
+        let mut out = Vec::new();
+        let mut part = Vec::new();
+        let mut bytes = 0;
+        for f in flags {
+            let size = encoded_bound(&f);
+            if size > self.part_budget {
+                out.clear();
+                out.push((
+                    WatchItem::Failed(super::state::too_large(&f.flag, size, self.part_budget)),
+                    Memo::default(),
+                ));
+                return out;
+            }
+            if !part.is_empty() && bytes + size > self.part_budget {
+                out.push((
+                    WatchItem::Snapshot {
+                        flags: std::mem::take(&mut part).into(),
+                        revision: before,
+                        continues: true,
+                    },
+                    Memo::shared(),
+                ));
+                bytes = 0;
+            }
+            bytes += size;
+            part.push(f);
+        }
+        out.push((
+            WatchItem::Snapshot {
+                flags: part.into(),
+                revision,
+                continues: false,
+            },
+            Memo::shared(),
+        ));
+        out
     }
 }
 
@@ -162,8 +298,11 @@ struct Watcher {
     /// subscriber holds whole, and would resume from.
     yielded: i64,
     pending: VecDeque<(WatchItem, Memo)>,
-    /// The most flag bytes in one snapshot part.
-    part_budget: usize,
+    /// Where snapshots are made and shared.
+    snapshots: Arc<Snapshots>,
+    /// The snapshot being sent, held until its last part is taken so that
+    /// streams starting meanwhile share it.
+    sending: Option<Parts>,
     /// A `Failed` item was yielded: the stream ends.
     ended: bool,
     _slot: WatcherSlot,
@@ -180,45 +319,13 @@ impl Watcher {
 
     fn snapshot(&mut self) {
         self.replay = None;
-        let (flags, revision) = self.flags.snapshot(self.tenant.as_deref());
+        let (parts, revision) =
+            self.snapshots
+                .get(&self.flags, self.tenant.as_deref(), self.yielded);
         self.last = revision;
         self.pending.clear();
-        // The parts before the last carry what the subscriber held before
-        // (a resume from it is correct): only the last completes `revision`.
-        let before = self.yielded;
-        let mut part = Vec::new();
-        let mut bytes = 0;
-        for f in flags {
-            let size = encoded_bound(&f);
-            if size > self.part_budget {
-                self.pending.push_back((
-                    WatchItem::Failed(super::state::too_large(&f.flag, size, self.part_budget)),
-                    Memo::default(),
-                ));
-                return;
-            }
-            if !part.is_empty() && bytes + size > self.part_budget {
-                self.pending.push_back((
-                    WatchItem::Snapshot {
-                        flags: std::mem::take(&mut part),
-                        revision: before,
-                        continues: true,
-                    },
-                    Memo::default(),
-                ));
-                bytes = 0;
-            }
-            bytes += size;
-            part.push(f);
-        }
-        self.pending.push_back((
-            WatchItem::Snapshot {
-                flags: part,
-                revision,
-                continues: false,
-            },
-            Memo::default(),
-        ));
+        self.pending.extend(parts.iter().cloned());
+        self.sending = Some(parts);
     }
 
     /// Reads the next page of the replay; a page that does not continue where
@@ -292,7 +399,7 @@ pub async fn open(
     since: i64,
     slot: WatcherSlot,
     group: u64,
-    part_budget: usize,
+    snapshots: Arc<Snapshots>,
 ) -> Result<impl Stream<Item = Delivery> + Send + 'static> {
     if since < 0 {
         return Err(Error::invalid_argument(
@@ -309,7 +416,8 @@ pub async fn open(
         last: since,
         yielded: since,
         pending: VecDeque::new(),
-        part_budget,
+        snapshots,
+        sending: None,
         ended: false,
         _slot: slot,
     };
@@ -343,6 +451,9 @@ pub async fn open(
                 match &item {
                     WatchItem::Failed(_) => w.ended = true,
                     _ => w.yielded = item.revision(),
+                }
+                if w.pending.is_empty() {
+                    w.sending = None;
                 }
                 return Some((Delivery { item, memo }, w));
             }

@@ -48,7 +48,8 @@ pub struct WriteTx {
 }
 
 impl Store {
-    /// Connects to `url` (`sqlite://path`, `sqlite::memory:`, `postgres://...`).
+    /// Connects to `url` (`sqlite://path`, `postgres://...`; configuration
+    /// refuses an in-memory SQLite database).
     /// A SQLite file is created when missing.
     pub async fn connect(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
