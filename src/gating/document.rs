@@ -16,8 +16,13 @@ use crate::error::{Error, Result};
 pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.01;
 /// The fewest requests a smoke run needs when none is given.
 pub const DEFAULT_MIN_REQUESTS: i32 = 200;
-/// The longest target or run id kept.
+/// The longest string a kept document holds: a target, a run id, a label,
+/// a commit, a tool version, a percentile method, a call's name.
 pub const MAX_LABEL_LEN: usize = 256;
+/// The longest key of a kept map (a status code's or an error cause's name).
+pub const MAX_KEY_LEN: usize = 64;
+/// The most calls a smoke run's configuration lists.
+pub const MAX_CALLS: usize = 64;
 
 /// A smoke run to judge, as the caller sent it.
 #[derive(Debug, Clone, Default)]
@@ -99,10 +104,36 @@ fn check_label(field: &str, v: &str) -> Result<()> {
     if v.len() > MAX_LABEL_LEN {
         return Err(Error::invalid_argument(
             field,
-            format!("must be at most {MAX_LABEL_LEN} bytes"),
+            format!("is {} bytes; at most {MAX_LABEL_LEN} are kept", v.len()),
         ));
     }
     Ok(())
+}
+
+/// Bounds every string a caller's statistics put into a kept document (the
+/// judge checks their numbers and how many entries the maps have).
+fn check_stats_text(field: &str, s: &TrafficStats) -> Result<()> {
+    check_label(&format!("{field}.label"), &s.label)?;
+    check_label(&format!("{field}.percentile_method"), &s.percentile_method)?;
+    for (map, name) in [
+        (&s.status_code_distribution, "status_code_distribution"),
+        (&s.error_distribution, "error_distribution"),
+    ] {
+        if let Some(k) = map.keys().find(|k| k.len() > MAX_KEY_LEN) {
+            return Err(Error::invalid_argument(
+                &format!("{field}.{name}"),
+                format!("a key is {} bytes; keys are at most {MAX_KEY_LEN}", k.len()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bounds the strings of who ran a run.
+fn check_metadata(field: &str, m: &RunMetadata) -> Result<()> {
+    check_label(&format!("{field}.tool_version"), &m.tool_version)?;
+    check_label(&format!("{field}.git_sha"), &m.git_sha)?;
+    check_label(&format!("{field}.run_id"), &m.run_id)
 }
 
 /// The metadata kept: `m` with the time, run id and tool filled in when
@@ -158,9 +189,25 @@ pub fn check_smoke(i: &SmokeInput) -> Result<()> {
         ));
     }
     judge::validate_smoke_config("config", &i.config)?;
+    check_stats_text("results", results)?;
     check_label("target", &i.target)?;
     check_label("run_id", &i.run_id)?;
-    Ok(())
+    check_label("slo", &i.slo)?;
+    check_label("config.target", &i.config.target)?;
+    check_label("config.percentile_method", &i.config.percentile_method)?;
+    if i.config.calls.len() > MAX_CALLS {
+        return Err(Error::invalid_argument(
+            "config.calls",
+            format!(
+                "lists {} calls; at most {MAX_CALLS} are kept",
+                i.config.calls.len()
+            ),
+        ));
+    }
+    for (n, call) in i.config.calls.iter().enumerate() {
+        check_label(&format!("config.calls[{n}]"), call)?;
+    }
+    check_metadata("metadata", &i.metadata)
 }
 
 /// The summary of a smoke run judged against `budget`'s threshold.
@@ -204,17 +251,22 @@ pub fn canary_report(i: CanaryInput) -> Result<CanaryReport> {
         .baseline
         .ok_or_else(|| Error::invalid_argument("baseline", "is required"))?;
     judge::validate_stats("baseline", &baseline)?;
+    check_stats_text("baseline", &baseline)?;
     let mut canary = i
         .canary
         .ok_or_else(|| Error::invalid_argument("canary", "is required"))?;
     judge::validate_stats("canary", &canary)?;
+    check_stats_text("canary", &canary)?;
     if let Some(before) = &i.baseline_before {
         judge::validate_stats("baseline_before", before)?;
+        check_stats_text("baseline_before", before)?;
     }
     let rules: CanaryRules = i.rules.resolve();
     judge::validate_rules("policy", &rules)?;
     check_label("config.canary", &i.config.canary)?;
-    check_label("metadata.run_id", &i.metadata.run_id)?;
+    check_label("config.baseline", &i.config.baseline)?;
+    check_label("config.percentile_method", &i.config.percentile_method)?;
+    check_metadata("metadata", &i.metadata)?;
     for (s, label) in [(&mut baseline, "baseline"), (&mut canary, "canary")] {
         if s.label.is_empty() {
             s.label = label.into();

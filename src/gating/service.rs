@@ -21,7 +21,7 @@ use crate::{
     flag::state::Flags,
     service::{
         Input,
-        page::{Page, PageRequest},
+        page::{self, Page, PageRequest},
     },
     store::Store,
     telemetry::metrics,
@@ -37,6 +37,8 @@ pub struct Service {
     slos: Arc<Vec<Slo>>,
     default_slo: String,
     prometheus: Option<Arc<dyn BudgetQuery>>,
+    /// The room for runs in one page (see [`page::byte_budget`]).
+    page_budget: usize,
 }
 
 impl std::fmt::Debug for Service {
@@ -64,6 +66,8 @@ pub struct Parts {
     pub default_slo: String,
     /// Where budgets are read; `None` without Prometheus.
     pub prometheus: Option<Arc<dyn BudgetQuery>>,
+    /// The message limit answers stay within.
+    pub max_message_bytes: usize,
 }
 
 impl Service {
@@ -76,6 +80,7 @@ impl Service {
             slos: Arc::new(p.slos),
             default_slo: p.default_slo,
             prometheus: p.prometheus,
+            page_budget: page::byte_budget(p.max_message_bytes),
         }
     }
 
@@ -162,6 +167,7 @@ impl Service {
         let (size, after) = page.resolve(50, 1000)?;
         let after = Cursor::parse(&after)?;
         let (runs, more) = store::list(&self.store, kind, target, after.as_ref(), size).await?;
+        let (runs, more) = page::fit(runs, more, self.page_budget, GateRun::encoded_bound);
         let keys: Vec<String> = runs
             .iter()
             .map(|r| {

@@ -86,9 +86,19 @@ pub struct GateRun {
     pub created_at_us: i64,
     /// The document.
     pub report: Report,
+    /// The length of the document as kept (its JSON), in bytes.
+    pub stored_bytes: usize,
 }
 
 impl GateRun {
+    /// An upper bound of the run's protobuf encoding in a listing: a report
+    /// encodes in at most twice its JSON (a number or a map entry may take
+    /// more bytes than its JSON text, never twice), the run's own fields and
+    /// its reasons (a copy of the verdict's) in at most as much again.
+    pub fn encoded_bound(&self) -> usize {
+        3 * self.stored_bytes + self.id.len() + self.run_id.len() + self.target.len() + 256
+    }
+
     /// The verdict.
     pub fn verdict(&self) -> Verdict {
         self.report.verdict()
@@ -112,9 +122,14 @@ pub async fn insert(
         revision,
         created_at_us: crate::store::now_us(),
         report,
+        stored_bytes: 0,
     };
     let json = serde_json::to_string(&run.report)
         .map_err(|e| Error::internal("encoding a gate run", e))?;
+    let run = GateRun {
+        stored_bytes: json.len(),
+        ..run
+    };
     // What is kept must read back: a report that would not is refused here
     // rather than breaking every later listing.
     serde_json::from_str::<Report>(&json)
@@ -203,6 +218,7 @@ pub async fn list(
             Ok(GateRun {
                 id,
                 run_id: r.try_get(1)?,
+                stored_bytes: text.len(),
                 report,
                 created_at_us: r.try_get(3)?,
                 target: r.try_get(4)?,

@@ -44,6 +44,37 @@ impl<T> Page<T> {
     }
 }
 
+/// What is left for a page's items under a message limit of
+/// `max_message_bytes`, once the answer's own fields (the next page token
+/// and the like) are counted.
+pub fn byte_budget(max_message_bytes: usize) -> usize {
+    max_message_bytes.saturating_sub(1024).max(1)
+}
+
+/// Cuts a page to the items that fit in `budget` bytes, counted by `size`
+/// (an upper bound of each item's encoding), so that no answer can pass the
+/// message limit however large its items: the longest prefix that fits, and
+/// always the first item (a page is never empty while items remain). Returns
+/// the items kept and whether more follow (`more`, or some were cut).
+pub fn fit<T>(
+    mut items: Vec<T>,
+    more: bool,
+    budget: usize,
+    size: impl Fn(&T) -> usize,
+) -> (Vec<T>, bool) {
+    let mut used = 0usize;
+    let keep = items
+        .iter()
+        .position(|item| {
+            used = used.saturating_add(size(item));
+            used > budget
+        })
+        .map_or(items.len(), |cut| cut.max(1));
+    let cut = keep < items.len();
+    items.truncate(keep);
+    (items, more || cut)
+}
+
 /// Returns the page size to use: 0 means the default; larger than the
 /// maximum is lowered to it; negative is INVALID_ARGUMENT.
 fn page_size(requested: i32, default: usize, max: usize) -> Result<usize> {
@@ -92,6 +123,25 @@ fn decode_token(token: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_fit_their_budget_and_are_never_empty() {
+        let items = vec![40usize, 40, 40, 40];
+        assert_eq!(fit(items.clone(), false, 100, |n| *n), (vec![40, 40], true));
+        assert_eq!(
+            fit(items.clone(), false, 160, |n| *n),
+            (items.clone(), false)
+        );
+        assert_eq!(fit(items.clone(), true, 160, |n| *n), (items.clone(), true));
+        assert_eq!(
+            fit(vec![500usize, 1], false, 100, |n| *n),
+            (vec![500], true)
+        );
+        assert_eq!(
+            fit(Vec::<usize>::new(), false, 100, |n| *n),
+            (vec![], false)
+        );
+    }
 
     #[test]
     fn sizes_default_cap_and_refuse_negatives() {

@@ -73,6 +73,22 @@ pub struct TenantRecord {
     pub updated_at_us: i64,
 }
 
+/// An upper bound of a tenant's protobuf encoding in a listing (a `Tenant`
+/// with its tag and length in a repeated field): its strings, a tag and a
+/// length prefix for each, and the fixed fields.
+pub fn encoded_bound(t: &TenantRecord) -> usize {
+    const FIELD: usize = 1 + 5;
+    FIELD
+        + FIELD
+        + t.id.len()
+        + FIELD
+        + t.display_name.len()
+        + t.patterns.iter().map(|p| FIELD + p.len()).sum::<usize>()
+        + 2
+        + 11
+        + 2 * (FIELD + 11 + 6)
+}
+
 /// The fields a caller sets on create or update.
 #[derive(Debug, Clone, Default)]
 pub struct TenantFields {

@@ -13,7 +13,7 @@ use crate::{
     error::{Error, ErrorKind, Result},
     service::{
         Input,
-        page::{Page, PageRequest},
+        page::{self, Page, PageRequest},
     },
 };
 
@@ -31,6 +31,8 @@ pub struct TenantInput {
 pub struct Service {
     tenants: Arc<Tenants>,
     announce: Arc<dyn Announce>,
+    /// The room for tenants in one page (see [`page::byte_budget`]).
+    page_budget: usize,
 }
 
 impl std::fmt::Debug for Service {
@@ -40,9 +42,18 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    /// Creates the service over the replica's tenants.
-    pub fn new(tenants: Arc<Tenants>, announce: Arc<dyn Announce>) -> Service {
-        Service { tenants, announce }
+    /// Creates the service over the replica's tenants, its answers within
+    /// `max_message_bytes`.
+    pub fn new(
+        tenants: Arc<Tenants>,
+        announce: Arc<dyn Announce>,
+        max_message_bytes: usize,
+    ) -> Service {
+        Service {
+            tenants,
+            announce,
+            page_budget: page::byte_budget(max_message_bytes),
+        }
     }
 
     /// Creates a tenant (admin).
@@ -65,6 +76,9 @@ impl Service {
         p.require_admin()?;
         let (size, after) = page.resolve(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let (tenants, more) = self.tenants.list(&after, size).await?;
+        // A tenant takes up to about 26 KiB (100 patterns): a page of 1 000
+        // is cut by bytes too.
+        let (tenants, more) = page::fit(tenants, more, self.page_budget, super::encoded_bound);
         Ok(Page::new(tenants, more, |t| &t.id))
     }
 
