@@ -27,9 +27,17 @@ pub enum HubMessage {
 
 /// The transport's encoding of an item: made by the first stream that sends
 /// it and shared by every stream given the same item (one change's event
-/// for one audience, a heartbeat), made by each stream for its own items.
+/// for one audience, a heartbeat, a snapshot's part), made by each stream for
+/// its own items. Its compressed form, for the streams that take one, is
+/// made once too.
 #[derive(Clone, Default)]
-pub struct Memo(Option<Arc<OnceLock<Bytes>>>);
+pub struct Memo(Option<Arc<Cells>>);
+
+#[derive(Default)]
+struct Cells {
+    plain: OnceLock<Bytes>,
+    compressed: OnceLock<Bytes>,
+}
 
 impl std::fmt::Debug for Memo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,8 +58,24 @@ impl Memo {
     /// The encoding: `encode`'s, made once for a shared item.
     pub fn encoded(&self, encode: impl FnOnce() -> Bytes) -> Bytes {
         match &self.0 {
-            Some(cell) => cell.get_or_init(encode).clone(),
+            Some(cells) => cells.plain.get_or_init(encode).clone(),
             None => encode(),
+        }
+    }
+
+    /// The compressed encoding: `compress` of [`Memo::encoded`]'s, made once
+    /// for a shared item.
+    pub fn compressed(
+        &self,
+        encode: impl FnOnce() -> Bytes,
+        compress: impl FnOnce(&[u8]) -> Bytes,
+    ) -> Bytes {
+        match &self.0 {
+            Some(cells) => cells
+                .compressed
+                .get_or_init(|| compress(&self.encoded(encode)))
+                .clone(),
+            None => compress(&encode()),
         }
     }
 }

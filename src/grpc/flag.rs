@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use super::{
     connection_key,
     convert::{from_proto, page, timestamp, to_proto},
+    frames::{Frames, Messages},
     principal,
 };
 use crate::{
@@ -22,7 +23,7 @@ use crate::{
         self, Effective, FlagDef,
         listing::{DEFAULT_CACHE_BYTES, ListCache, Listed},
         service::{FlagChanges, FlagList, ListRequest, NewFlag, Service, Target},
-        watch::{Delivery, WatchItem},
+        watch::WatchItem,
     },
     service::Input,
 };
@@ -44,12 +45,10 @@ impl FlagApi {
         }
     }
 
-    /// `WatchFlags`, encoded: each event once for all the streams of its
-    /// audience.
-    async fn watch_encoded(
-        &self,
-        req: Request<WatchFlagsRequest>,
-    ) -> Result<EncodedStream, Status> {
+    /// `WatchFlags`: the items with the memos by which the streams given
+    /// the same item share its encoding (an event per audience, a snapshot
+    /// per view and revision).
+    async fn watch_items(&self, req: Request<WatchFlagsRequest>) -> Result<Items, Status> {
         let r = req.get_ref();
         let stream = self
             .flags
@@ -60,7 +59,10 @@ impl FlagApi {
                 connection_key(&req),
             )
             .await?;
-        Ok(Box::pin(stream.map(encode_delivery)))
+        Ok(Box::pin(stream.map(|d| match d.item {
+            WatchItem::Failed(e) => Err(e.into()),
+            item => Ok((item, d.memo)),
+        })))
     }
 
     /// `ListFlags`, encoded: from the cache when the view has not changed
@@ -166,11 +168,35 @@ impl tower::Service<http::Request<axum::body::Body>> for EncodedRoutes {
         let max = Some(self.max_message_bytes);
         Box::pin(async move {
             Ok(if req.uri().path() == WATCH_FLAGS {
-                tonic::server::Grpc::new(EncodedCodec::<WatchFlagsRequest>::small_messages())
-                    .apply_compression_config(gzip(), gzip())
-                    .apply_max_message_size_config(max, max)
-                    .server_streaming(WatchFlagsCall(api), req)
-                    .await
+                // tonic reads the request and answers the headers (an error
+                // as a trailers-only answer); the messages are written from
+                // the encodings the streams share.
+                let items = Arc::new(std::sync::Mutex::new(None));
+                let resp =
+                    tonic::server::Grpc::new(EncodedCodec::<WatchFlagsRequest>::small_messages())
+                        .apply_compression_config(gzip(), gzip())
+                        .apply_max_message_size_config(max, max)
+                        .server_streaming(
+                            WatchFlagsCall {
+                                api,
+                                items: items.clone(),
+                            },
+                            req,
+                        )
+                        .await;
+                let items = items.lock().unwrap_or_else(|p| p.into_inner()).take();
+                match items {
+                    None => resp,
+                    Some(items) => {
+                        let (parts, _) = resp.into_parts();
+                        let gzip = parts
+                            .headers
+                            .get("grpc-encoding")
+                            .is_some_and(|e| e == "gzip");
+                        let body = Frames::new(items, encode_item, gzip, max.unwrap_or(usize::MAX));
+                        http::Response::from_parts(parts, tonic::body::Body::new(body))
+                    }
+                }
             } else {
                 tonic::server::Grpc::new(EncodedCodec::<ListFlagsRequest>::default())
                     .apply_compression_config(gzip(), gzip())
@@ -190,10 +216,17 @@ fn gzip() -> tonic::codec::EnabledCompressionEncodings {
     e
 }
 
-/// An encoded watch stream.
+/// A watch's items, each with the memo of its encoding.
+type Items = Messages<WatchItem>;
+
+/// An encoded watch stream, as tonic's server writes it (here: none; the
+/// items are handed over in `items` and written by [`Frames`]).
 type EncodedStream = Pin<Box<dyn Stream<Item = Result<Encoded, Status>> + Send + 'static>>;
 
-struct WatchFlagsCall(FlagApi);
+struct WatchFlagsCall {
+    api: FlagApi,
+    items: Arc<std::sync::Mutex<Option<Items>>>,
+}
 
 impl tonic::server::ServerStreamingService<WatchFlagsRequest> for WatchFlagsCall {
     type Response = Encoded;
@@ -202,8 +235,15 @@ impl tonic::server::ServerStreamingService<WatchFlagsRequest> for WatchFlagsCall
         Pin<Box<dyn std::future::Future<Output = Result<Response<EncodedStream>, Status>> + Send>>;
 
     fn call(&mut self, req: Request<WatchFlagsRequest>) -> Self::Future {
-        let api = self.0.clone();
-        Box::pin(async move { api.watch_encoded(req).await.map(Response::new) })
+        let api = self.api.clone();
+        let slot = self.items.clone();
+        Box::pin(async move {
+            let items = api.watch_items(req).await?;
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(items);
+            Ok(Response::new(
+                Box::pin(futures_util::stream::empty()) as EncodedStream
+            ))
+        })
     }
 }
 
@@ -320,22 +360,9 @@ fn watch_to_proto(item: &WatchItem) -> Result<WatchFlagsResponse, Status> {
 }
 
 /// A watch item, encoded: once for all the streams that share it.
-fn encode_delivery(d: Delivery) -> Result<Encoded, Status> {
-    if let WatchItem::Failed(e) = d.item {
-        return Err(e.into());
-    }
-    let mut failed = None;
-    let bytes = d.memo.encoded(|| match watch_to_proto(&d.item) {
-        Ok(m) => Bytes::from(m.encode_to_vec()),
-        Err(e) => {
-            failed = Some(e);
-            Bytes::new()
-        }
-    });
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(Encoded(bytes)),
-    }
+/// The encoding of a watch item.
+fn encode_item(item: &WatchItem) -> Result<Bytes, Status> {
+    watch_to_proto(item).map(|m| Bytes::from(m.encode_to_vec()))
 }
 
 /// Converts an optional stored value: absent is none, present must convert.
@@ -505,12 +532,9 @@ impl FlagService for FlagApi {
         &self,
         req: Request<WatchFlagsRequest>,
     ) -> Result<Response<Self::WatchFlagsStream>, Status> {
-        let stream = self.watch_encoded(req).await?;
+        let stream = self.watch_items(req).await?;
         Ok(Response::new(Box::pin(stream.map(|item| {
-            item.and_then(|e| {
-                WatchFlagsResponse::decode(e.0)
-                    .map_err(|e| Error::internal("decoding a watch event", e).into())
-            })
+            item.and_then(|(item, _)| watch_to_proto(&item))
         }))))
     }
 }

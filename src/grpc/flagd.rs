@@ -351,7 +351,7 @@ impl Known {
                 WatchItem::Snapshot {
                     flags, continues, ..
                 } => {
-                    self.parts.extend(flags.into_iter().map(|f| f.flag));
+                    self.parts.extend(flags.iter().map(|f| f.flag.clone()));
                     if continues {
                         continue;
                     }
@@ -441,7 +441,7 @@ impl View {
                     continues,
                     revision,
                 } => {
-                    self.parts.extend(flags);
+                    self.parts.extend(flags.iter().cloned());
                     if !continues {
                         self.flags = std::mem::take(&mut self.parts)
                             .into_iter()

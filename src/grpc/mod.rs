@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod flag;
 pub mod flagd;
+pub mod frames;
 pub mod gating;
 pub mod status;
 pub mod tenant;
