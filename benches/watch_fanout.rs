@@ -31,61 +31,6 @@ use common::*;
 use switchyard::api::v1::{CreateFlagRequest, Flag, FlagEventType, FlagType, WatchFlagsRequest};
 use tokio::sync::mpsc;
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU time (user + system) of a process so far, in milliseconds.
-fn cpu_ms(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    ticks * 10.0 // USER_HZ = 100
-}
-
-/// The server's CPU per `Health/Check` call, in µs: 20 000 calls, 32 in
-/// flight over `channels`.
-async fn health_cpu_us(pid: &str, channels: &[switchyard::client::Client]) -> f64 {
-    const CALLS: usize = 20_000;
-    const IN_FLIGHT: usize = 32;
-    let before = cpu_ms(pid);
-    let mut tasks = Vec::new();
-    for w in 0..IN_FLIGHT {
-        let mut health = channels[w % channels.len()].health();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..CALLS / IN_FLIGHT {
-                health
-                    .check(switchyard::api::health::HealthCheckRequest::default())
-                    .await
-                    .expect("health");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("health caller");
-    }
-    (cpu_ms(pid) - before) * 1000.0 / (CALLS / IN_FLIGHT * IN_FLIGHT) as f64
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<usize> = std::env::args()

@@ -56,6 +56,41 @@ fn bad_configuration_is_one_line_and_a_non_zero_exit() {
             "SWITCHYARD_MAX_CONNECTIONS",
         ),
         (&["frobnicate"], &[], "frobnicate"),
+        // Issue 30: an in-memory database each connection would see empty,
+        // a configuration file that never ends, and any web page reading
+        // the anonymous flagd tenant's flags.
+        (
+            &[],
+            &[("SWITCHYARD_DATABASE_URL", "sqlite::memory:")],
+            "SWITCHYARD_DATABASE_URL",
+        ),
+        (
+            &[],
+            &[("SWITCHYARD_DATABASE_URL", "sqlite://db?mode=memory")],
+            "SWITCHYARD_DATABASE_URL",
+        ),
+        (&["serve", "--config", "/dev/zero"], &[], "/dev/zero"),
+        (
+            &[],
+            &[
+                ("SWITCHYARD_CORS_ORIGINS", "*"),
+                ("SWITCHYARD_FLAGD_ANONYMOUS_TENANT", "acme"),
+            ],
+            "SWITCHYARD_CORS_ORIGINS",
+        ),
+        (
+            &[],
+            &[
+                ("SWITCHYARD_MAX_WATCHERS", "10"),
+                ("SWITCHYARD_MAX_WATCHERS_PER_CALLER", "11"),
+            ],
+            "SWITCHYARD_MAX_WATCHERS_PER_CALLER",
+        ),
+        (
+            &[],
+            &[("SWITCHYARD_MAX_CONCURRENT_STREAMS", "0")],
+            "SWITCHYARD_MAX_CONCURRENT_STREAMS",
+        ),
     ];
     for (args, env, setting) in cases {
         let out = command(dir.path(), args, env).output().unwrap();

@@ -316,6 +316,101 @@ async fn every_call_is_counted_once_with_its_labels_and_the_exposition_passes_pr
     }
 }
 
+/// A request the caller framed badly is answered INVALID_ARGUMENT and
+/// counted so, never as a server failure (which spends the error budget):
+/// an empty body, a frame cut short, a bad compressed flag, a compressed
+/// flag without `grpc-encoding`, a message that does not inflate, gRPC-Web
+/// text that is not base64. A conditional GET answered 304 is OK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_faults_are_counted_as_theirs_never_as_server_failures() {
+    use prost::Message as _;
+    let server = Running::start(&[]);
+    let admin = server.client(ADMIN).await;
+    create_bool_flag(&admin, "f", false).await;
+    let valid = EvaluateFlagRequest {
+        flag_key: "f".into(),
+        target: None,
+    }
+    .encode_to_vec();
+    let mut cut = grpc_frame(0, &valid).to_vec();
+    cut[4] += 10;
+    let auth = format!("Bearer {ADMIN}");
+    let grpc = "application/grpc";
+    /// Content type, more headers, body, what the message says.
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, &'a str);
+    let cases: Vec<Case> = vec![
+        (grpc, vec![], Vec::new(), "carries no message"),
+        (grpc, vec![], cut, "ends inside a message"),
+        (
+            grpc,
+            vec![],
+            grpc_frame(7, &valid).to_vec(),
+            "compressed flag is 7",
+        ),
+        (
+            grpc,
+            vec![],
+            grpc_frame(1, &valid).to_vec(),
+            "names no grpc-encoding",
+        ),
+        (
+            grpc,
+            vec![("grpc-encoding", "gzip")],
+            grpc_frame(1, &valid).to_vec(),
+            "does not inflate",
+        ),
+        (
+            "application/grpc-web-text",
+            vec![],
+            b"!!!!not*base64".to_vec(),
+            "gRPC-Web body cannot be read",
+        ),
+    ];
+    let n = cases.len();
+    for (content_type, mut headers, body, needle) in cases {
+        headers.push(("authorization", auth.as_str()));
+        let r = grpc_raw(
+            &admin.channel(),
+            "/switchyard.v1.FlagService/EvaluateFlag",
+            content_type,
+            &headers,
+            tonic::body::Body::new(http_body_util::Full::new(bytes::Bytes::from(body))),
+        )
+        .await;
+        assert_eq!(r.code(), Code::InvalidArgument, "{needle}: {r:?}");
+        assert!(r.message().contains(needle), "{needle}: {r:?}");
+    }
+    let (status, head, _) = server.request("GET", "/admin/feature-flags", Some(ADMIN), &[], "");
+    assert_eq!(status, 200);
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("an etag")
+        .to_owned();
+    let (status, _, _) = server.request(
+        "GET",
+        "/admin/feature-flags",
+        Some(ADMIN),
+        &[&format!("if-none-match: {etag}")],
+        "",
+    );
+    assert_eq!(status, 304);
+    let samples = parse(&server.get("/metrics", None).1);
+    assert_eq!(
+        requests(&samples, "EvaluateFlag", "INVALID_ARGUMENT", "grpc"),
+        n as f64
+    );
+    for code in ["INTERNAL", "UNKNOWN", "DATA_LOSS", "UNAVAILABLE"] {
+        assert_eq!(
+            requests(&samples, "EvaluateFlag", code, "grpc"),
+            0.0,
+            "{code}"
+        );
+        assert_eq!(requests(&samples, "ListFlags", code, "http"), 0.0, "{code}");
+    }
+    assert_eq!(requests(&samples, "ListFlags", "OK", "http"), 2.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_metrics_off_the_exposition_is_empty() {
     let server = Running::start(&[("SWITCHYARD_METRICS", "off")]);

@@ -243,6 +243,13 @@ impl Service {
             created_at_us: 0,
             updated_at_us: 0,
         };
+        // A flag must fit in the answers that carry it (its definition,
+        // the FULL listing): one that could never be read back is refused
+        // before anything is written.
+        let size = super::def_bound(&def);
+        if size > self.part_budget {
+            return Err(super::state::too_large(&def.key, size, self.part_budget));
+        }
         let (def, committed) = store::create(&self.store, def).await?;
         self.announce(&committed).await;
         Ok(def)
@@ -333,7 +340,8 @@ impl Service {
         }
         // Checked against the stored flag inside the write transaction.
         u.value_type = f.value_type?;
-        let (def, committed) = store::update(&self.store, &f.key, u, expected).await?;
+        let (def, committed) =
+            store::update(&self.store, &f.key, u, expected, self.part_budget).await?;
         self.announce(&committed).await;
         Ok(def)
     }
@@ -359,7 +367,16 @@ impl Service {
         p.require_admin()?;
         validate_tenant_id(tenant)?;
         validate_key("flag_key", key)?;
-        let committed = store::set_override(&self.store, tenant, key, value?, expected).await?;
+        let value = value?;
+        let size = super::encoded_bound(&super::Effective {
+            flag: key.to_owned(),
+            value: value.clone(),
+            source: super::ValueSource::Tenant,
+        });
+        if size > self.part_budget {
+            return Err(super::state::too_large(key, size, self.part_budget));
+        }
+        let committed = store::set_override(&self.store, tenant, key, value, expected).await?;
         self.announce(&committed).await;
         Ok(committed.revision)
     }

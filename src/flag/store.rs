@@ -150,12 +150,15 @@ pub struct FlagUpdate {
     pub value_type: Option<FlagType>,
 }
 
-/// Updates a flag; values are type-checked against the stored type here.
+/// Updates a flag; values are type-checked against the stored type here,
+/// and the flag as updated must encode within `max_def_bytes`
+/// ([`super::def_bound`]), or nothing is written.
 pub async fn update(
     store: &Store,
     key: &str,
     u: FlagUpdate,
     expected: i64,
+    max_def_bytes: usize,
 ) -> Result<(FlagDef, Committed)> {
     let mut w = store.begin_write().await?;
     let mut def = current(&mut w, key).await?;
@@ -181,6 +184,10 @@ pub async fn update(
             check_value("flag.stored_value", v, def.value_type)?;
         }
         def.stored = v;
+    }
+    let size = super::def_bound(&def);
+    if size > max_def_bytes {
+        return Err(super::state::too_large(key, size, max_def_bytes));
     }
     def.revision = w.revision;
     def.updated_at_us = w.now_us;

@@ -165,7 +165,8 @@ impl tower::Service<http::Request<axum::body::Body>> for EncodedRoutes {
 
     fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
         let api = self.api.clone();
-        let max = Some(self.max_message_bytes);
+        let limit = self.max_message_bytes;
+        let max = Some(limit);
         Box::pin(async move {
             Ok(if req.uri().path() == WATCH_FLAGS {
                 // tonic reads the request and answers the headers (an error
@@ -193,7 +194,7 @@ impl tower::Service<http::Request<axum::body::Body>> for EncodedRoutes {
                             .headers
                             .get("grpc-encoding")
                             .is_some_and(|e| e == "gzip");
-                        let body = Frames::new(items, encode_item, gzip, max.unwrap_or(usize::MAX));
+                        let body = Frames::new(items, encode_item, gzip, limit);
                         http::Response::from_parts(parts, tonic::body::Body::new(body))
                     }
                 }

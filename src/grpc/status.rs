@@ -71,6 +71,8 @@ pub fn http_status_for(code: tonic::Code) -> http::StatusCode {
 /// cancelled the call. Anything else: `None`, left as it is.
 pub fn from_tonic(code: tonic::Code, message: &str) -> Option<(tonic::Code, String)> {
     use tonic::Code as C;
+    /// Where the limit of the public services is said.
+    const PUBLIC: &str = "; 64 KiB for health and reflection";
     let numbers = |m: &str| -> Vec<u64> {
         m.split(|c: char| !c.is_ascii_digit())
             .filter_map(|n| n.parse().ok())
@@ -87,7 +89,7 @@ pub fn from_tonic(code: tonic::Code, message: &str) -> Option<(tonic::Code, Stri
                     C::ResourceExhausted,
                     format!(
                         "the request message is {found} bytes; the limit is {limit} \
-                         (max_message_bytes)"
+                         (max_message_bytes{PUBLIC})"
                     ),
                 ))
             } else if message.starts_with("Error, encoded message length too large") {
@@ -108,7 +110,7 @@ pub fn from_tonic(code: tonic::Code, message: &str) -> Option<(tonic::Code, Stri
                 C::ResourceExhausted,
                 format!(
                     "the request message inflates past the limit of {limit} bytes \
-                     (max_message_bytes)"
+                     (max_message_bytes{PUBLIC})"
                 ),
             ))
         }

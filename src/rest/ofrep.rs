@@ -23,9 +23,12 @@
 use axum::{
     Json, Router,
     body::{Body, Bytes},
-    extract::{Path, Query, Request, State},
+    extract::{
+        Path, Query, Request, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{any, get, post},
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
@@ -58,12 +61,20 @@ pub const EVENTS_PATH: &str = "/ofrep/v1/events";
 /// closes the stream.
 const INACTIVITY_DELAY_S: u32 = 120;
 
-/// The OFREP routes over `flags`.
+/// The OFREP routes over `flags`. Every answer but a success, 401 and 403
+/// carries OFREP's error body, a wrong method or an unknown OFREP path too.
 pub fn router(flags: Service) -> Router {
     Router::new()
-        .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate_one))
-        .route("/ofrep/v1/evaluate/flags", post(evaluate_all))
-        .route(EVENTS_PATH, get(events))
+        .route(
+            "/ofrep/v1/evaluate/flags/{key}",
+            post(evaluate_one).fallback(|| not_allowed("POST")),
+        )
+        .route(
+            "/ofrep/v1/evaluate/flags",
+            post(evaluate_all).fallback(|| not_allowed("POST")),
+        )
+        .route(EVENTS_PATH, get(events).fallback(|| not_allowed("GET")))
+        .route("/ofrep/{*rest}", any(not_found))
         .with_state(Ofrep {
             flags,
             bulk: Arc::new(Bounded::new(BULK_BYTES)),
@@ -252,11 +263,49 @@ fn event_streams(audience: &Audience, since: i64) -> Value {
     }])
 }
 
+/// 405 for another method than `allow`.
+async fn not_allowed(allow: &'static str) -> Response {
+    let mut resp = Failure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "GENERAL",
+        format!("this OFREP route takes {allow}"),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+/// 404 for a path under `/ofrep/` that OFREP does not have.
+async fn not_found(req: Request) -> Response {
+    Failure::new(
+        StatusCode::NOT_FOUND,
+        "GENERAL",
+        format!(
+            "no OFREP route {}: the routes are POST /ofrep/v1/evaluate/flags[/{{key}}] and \
+             GET {EVENTS_PATH}",
+            req.uri().path()
+        ),
+    )
+    .into_response()
+}
+
 async fn evaluate_one(
     State(Ofrep { flags, .. }): State<Ofrep>,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> Response {
+    let key = match key {
+        Ok(Path(key)) => key,
+        Err(e) => {
+            return Failure::new(
+                StatusCode::BAD_REQUEST,
+                "GENERAL",
+                format!("the flag key in the path cannot be read: {}", e.body_text()),
+            )
+            .into_response();
+        }
+    };
     let principal = req.extensions().get::<Principal>().cloned();
     let body = match read(req).await {
         Ok(b) => b,
@@ -341,9 +390,20 @@ async fn evaluate_all(State(Ofrep { flags, bulk }): State<Ofrep>, req: Request) 
 /// reconnect.
 async fn events(
     State(Ofrep { flags, .. }): State<Ofrep>,
-    Query(query): Query<HashMap<String, String>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
     req: Request,
 ) -> Response {
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return Failure::new(
+                StatusCode::BAD_REQUEST,
+                "GENERAL",
+                format!("the query cannot be read: {}", e.body_text()),
+            )
+            .into_response();
+        }
+    };
     let Some(p) = req.extensions().get::<Principal>().cloned() else {
         return StatusCode::UNAUTHORIZED.into_response();
     };

@@ -48,6 +48,10 @@ use crate::{
 };
 pub use health::{FLAGD_SERVICE_NAMES, Health, SERVICE_NAMES};
 
+/// The largest request message of the public services (health, reflection):
+/// theirs are a service name or a symbol.
+pub const PUBLIC_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// The reflection services' names (each version lists both).
 const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
 const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
@@ -193,35 +197,49 @@ fn grpc_routes(app: &App, health: HealthServer<Health>) -> Result<Routes, Error>
     // (`grpc-accept-encoding`); a message is limited to `max` decompressed.
     let gzip = CompressionEncoding::Gzip;
     let flag_api = FlagApi::new(app.flags.clone());
+    // The public services (no token) take small requests: a compressed
+    // message is inflated no further than that.
+    let public = PUBLIC_MAX_MESSAGE_BYTES.min(max);
     let mut grpc = Routes::builder();
-    grpc.add_service(health.accept_compressed(gzip).send_compressed(gzip))
-        .add_service(reflection_v1.accept_compressed(gzip).send_compressed(gzip))
-        .add_service(
-            reflection_v1alpha
-                .accept_compressed(gzip)
-                .send_compressed(gzip),
-        )
-        .add_service(
-            TenantServiceServer::new(TenantApi::new(app.tenants.clone()))
-                .accept_compressed(gzip)
-                .send_compressed(gzip)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            FlagServiceServer::new(flag_api.clone())
-                .accept_compressed(gzip)
-                .send_compressed(gzip)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            GatingServiceServer::new(GatingApi::new(app.gating.clone()))
-                .accept_compressed(gzip)
-                .send_compressed(gzip)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        );
+    grpc.add_service(
+        health
+            .accept_compressed(gzip)
+            .send_compressed(gzip)
+            .max_decoding_message_size(public),
+    )
+    .add_service(
+        reflection_v1
+            .accept_compressed(gzip)
+            .send_compressed(gzip)
+            .max_decoding_message_size(public),
+    )
+    .add_service(
+        reflection_v1alpha
+            .accept_compressed(gzip)
+            .send_compressed(gzip)
+            .max_decoding_message_size(public),
+    )
+    .add_service(
+        TenantServiceServer::new(TenantApi::new(app.tenants.clone()))
+            .accept_compressed(gzip)
+            .send_compressed(gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    )
+    .add_service(
+        FlagServiceServer::new(flag_api.clone())
+            .accept_compressed(gzip)
+            .send_compressed(gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    )
+    .add_service(
+        GatingServiceServer::new(GatingApi::new(app.gating.clone()))
+            .accept_compressed(gzip)
+            .send_compressed(gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    );
     // flagd's packages, for OpenFeature's flagd providers.
     let flagd = Flagd::new(app.flags.clone(), max);
     grpc.add_service(

@@ -172,6 +172,20 @@ impl Running {
     }
 
     fn send(&self, method: &str, path: &str, token: Option<&str>, json: &str) -> (u16, String) {
+        let (status, _, body) = self.request(method, path, token, &[], json);
+        (status, body)
+    }
+
+    /// `method path` with more request headers (`name: value`) and a JSON
+    /// body (empty: none); the status, the response head and the body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[&str],
+        json: &str,
+    ) -> (u16, String, String) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
@@ -183,20 +197,18 @@ impl Running {
                 json.len()
             )
         };
+        let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nhost: test\r\n{auth}{body}connection: close\r\n\r\n{json}"
+            "{method} {path} HTTP/1.1\r\nhost: test\r\n{auth}{extra}{body}connection: close\r\n\r\n{json}"
         )
         .unwrap();
         let mut out = Vec::new();
         s.read_to_end(&mut out).unwrap();
         let text = String::from_utf8_lossy(&out).into_owned();
         let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (status, head.to_owned(), body.to_owned())
     }
 }
 

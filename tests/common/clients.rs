@@ -199,3 +199,99 @@ impl Lines {
         }
     }
 }
+
+/// What a raw gRPC (or gRPC-Web) call got back: the HTTP status, the
+/// content type, and the gRPC status from the headers (trailers-only) or the
+/// trailers.
+#[derive(Debug)]
+pub struct RawGrpc {
+    pub http: u16,
+    pub content_type: String,
+    pub status: Option<tonic::Status>,
+}
+
+impl RawGrpc {
+    /// The gRPC code (panics when the answer carried none).
+    pub fn code(&self) -> tonic::Code {
+        self.status.as_ref().expect("a grpc-status").code()
+    }
+
+    /// The status message.
+    pub fn message(&self) -> &str {
+        self.status.as_ref().map_or("", tonic::Status::message)
+    }
+}
+
+/// A gRPC frame holding `message`, its compressed flag set to `flag`.
+pub fn grpc_frame(flag: u8, message: &[u8]) -> bytes::Bytes {
+    let mut b = Vec::with_capacity(5 + message.len());
+    b.push(flag);
+    b.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    b.extend_from_slice(message);
+    bytes::Bytes::from(b)
+}
+
+/// A request body that sends `first` and then stays open until the sender
+/// returned with it is dropped: what a client still uploading looks like.
+pub fn open_body(
+    first: bytes::Bytes,
+) -> (
+    tonic::body::Body,
+    tokio::sync::mpsc::Sender<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.try_send(Ok(http_body::Frame::data(first)))
+        .expect("room");
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    (
+        tonic::body::Body::new(http_body_util::StreamBody::new(stream)),
+        tx,
+    )
+}
+
+/// Sends `POST path` on `channel` (HTTP/2) with `content-type` `grpc` (or a
+/// gRPC-Web type), `headers` and `body`, as no generated client would.
+pub async fn grpc_raw(
+    channel: &Channel,
+    path: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: tonic::body::Body,
+) -> RawGrpc {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://test{path}"))
+        .header("content-type", content_type)
+        .header("te", "trailers");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = channel
+        .clone()
+        .oneshot(req.body(body).expect("request"))
+        .await
+        .expect("an answer");
+    let http = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let status = match tonic::Status::from_header_map(resp.headers()) {
+        Some(s) => Some(s),
+        None => {
+            let collected = resp.into_body().collect().await.ok();
+            collected
+                .and_then(|c| c.trailers().cloned())
+                .and_then(|t| tonic::Status::from_header_map(&t))
+        }
+    };
+    RawGrpc {
+        http,
+        content_type,
+        status,
+    }
+}
