@@ -14,8 +14,10 @@
 //!   rounds of 2 000 `WatchFlags` streams (100 per connection) that each
 //!   read their snapshot and stay open, then close: the server's resident
 //!   memory idle, with the streams open, and after they closed, per round.
+//!   The same with flagd's `SyncFlags` (in-process OpenFeature providers),
+//!   whose first message is the whole view as flagd JSON.
 //!
-//! `cargo bench --bench limits [-- bombs|memory]` (both by default).
+//! `cargo bench --bench limits [-- bombs|memory|sync]` (all by default).
 //! `SWITCHYARD_BENCH_BIN` runs another build (see `common::spawn`).
 
 mod common;
@@ -233,7 +235,14 @@ async fn bombs() {
     stop(server);
 }
 
-async fn memory() {
+/// Which long-lived stream the memory rounds open.
+#[derive(Clone, Copy, PartialEq)]
+enum Streams {
+    Watch,
+    Sync,
+}
+
+async fn memory(kind: Streams) {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let server = spawn(
@@ -265,8 +274,12 @@ async fn memory() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_kib(pid);
+    let name = match kind {
+        Streams::Watch => "WatchFlags",
+        Streams::Sync => "flagd SyncFlags",
+    };
     println!(
-        "view: 100 flags of 10 KiB; {STREAMS} WatchFlags streams per round, \
+        "view: 100 flags of 10 KiB; {STREAMS} {name} streams per round, \
          {PER_CONNECTION} per connection; server RSS idle {:.1} MiB",
         idle as f64 / 1024.0
     );
@@ -279,8 +292,23 @@ async fn memory() {
         let started = Instant::now();
         let mut opening = Vec::new();
         for i in 0..STREAMS {
-            let mut client = channels[i / PER_CONNECTION].flags();
+            let channel = &channels[i / PER_CONNECTION];
+            let mut client = channel.flags();
+            let mut sync = switchyard::api::flagd::sync::v1::flag_sync_service_client::FlagSyncServiceClient::with_interceptor(
+                channel.channel(),
+                switchyard::client::Bearer::new(TOKEN),
+            );
             opening.push(tokio::spawn(async move {
+                if kind == Streams::Sync {
+                    let mut stream = sync
+                        .sync_flags(switchyard::api::flagd::sync::v1::SyncFlagsRequest::default())
+                        .await
+                        .expect("sync")
+                        .into_inner();
+                    let first = stream.next().await.expect("a view").expect("no error");
+                    let bytes = first.flag_configuration.len();
+                    return (Box::new(stream) as Box<dyn std::any::Any + Send>, bytes);
+                }
                 let mut stream = client
                     .watch_flags(WatchFlagsRequest::default())
                     .await
@@ -298,7 +326,7 @@ async fn memory() {
                         break;
                     }
                 }
-                (stream, bytes)
+                (Box::new(stream) as Box<dyn std::any::Any + Send>, bytes)
             }));
         }
         let mut streams = Vec::new();
@@ -319,7 +347,7 @@ async fn memory() {
             first_after = after;
         }
         println!(
-            "round {round}: {STREAMS} snapshots ({:.0} MiB) read in {:.1} s; RSS open {:.1} MiB \
+            "round {round}: {STREAMS} views ({:.0} MiB) read in {:.1} s; RSS open {:.1} MiB \
              ({:+.1} above idle), after close {:.1} MiB ({:+.1} % of round 1's)",
             received as f64 / (1 << 20) as f64,
             opened.as_secs_f64(),
@@ -343,6 +371,9 @@ async fn main() {
         bombs().await;
     }
     if all || which.iter().any(|w| w == "memory") {
-        memory().await;
+        memory(Streams::Watch).await;
+    }
+    if all || which.iter().any(|w| w == "sync") {
+        memory(Streams::Sync).await;
     }
 }

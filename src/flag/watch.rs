@@ -13,7 +13,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex},
 };
 
 use futures_util::Stream;
@@ -27,6 +27,7 @@ use super::{
 use crate::{
     changelog::{ChangeLog, Read},
     error::{Error, ErrorKind, Result},
+    service::cache::Recent,
     store::Store,
     telemetry::metrics,
 };
@@ -198,42 +199,23 @@ pub type Parts = Arc<[(WatchItem, Memo)]>;
 /// Makes snapshots, and shares each one among the streams that start from
 /// the same view at the same revision: the parts are built, and encoded, once
 /// however many streams send them (a fleet reconnecting at once, the streams
-/// of a burst).
-///
-/// A snapshot lives while a stream still has parts of it to send, and the
-/// newest of each view is kept [`SNAPSHOT_GRACE`] longer: streams of a burst
-/// arrive one after another, each usually done taking its parts before the
-/// next asks, and should still find it. A newer revision of the view
-/// replaces it at once.
+/// of a burst). A snapshot lives while a stream still has parts of it to send,
+/// and the newest of each view a few seconds more ([`Recent`]).
 #[derive(Debug)]
 pub struct Snapshots {
     /// The most flag bytes in one part.
     part_budget: usize,
-    shared: Mutex<HashMap<SnapshotKey, Shared>>,
+    /// By view (tenant) and the revision its subscriber held before (which
+    /// the parts before the last carry).
+    shared: Recent<(Option<String>, i64), [(WatchItem, Memo)]>,
 }
-
-/// A view (tenant) and the revision its subscriber held before (which the
-/// parts before the last carry).
-type SnapshotKey = (Option<String>, i64);
-
-/// The newest snapshot of one view.
-#[derive(Debug)]
-struct Shared {
-    revision: i64,
-    parts: Weak<[(WatchItem, Memo)]>,
-    /// Kept until `until`, whoever sends it.
-    kept: Option<(Parts, std::time::Instant)>,
-}
-
-/// How long the newest snapshot of a view is kept after it was made.
-pub const SNAPSHOT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Snapshots {
     /// Snapshots cut in parts of at most `part_budget` bytes of flags.
     pub fn new(part_budget: usize) -> Snapshots {
         Snapshots {
             part_budget,
-            shared: Mutex::default(),
+            shared: Recent::default(),
         }
     }
 
@@ -241,45 +223,15 @@ impl Snapshots {
     /// `before`, and its revision: the one already made, when it is of the
     /// revision current now.
     pub fn get(&self, flags: &Flags, tenant: Option<&str>, before: i64) -> (Parts, i64) {
+        let key = (tenant.map(str::to_owned), before);
         let now = flags.revision();
-        let key: SnapshotKey = (tenant.map(str::to_owned), before);
-        {
-            let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-            Self::sweep(&mut shared);
-            if let Some(s) = shared.get(&key)
-                && s.revision == now
-                && let Some(parts) = s.parts.upgrade()
-            {
-                return (parts, now);
-            }
+        if let Some(parts) = self.shared.get(&key, now) {
+            return (parts, now);
         }
         let (all, revision) = flags.snapshot(tenant);
         let parts: Parts = self.cut(all, revision, before).into();
-        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        let newer = shared.get(&key).is_some_and(|s| s.revision > revision);
-        if !newer {
-            shared.insert(
-                key,
-                Shared {
-                    revision,
-                    parts: Arc::downgrade(&parts),
-                    kept: Some((parts.clone(), std::time::Instant::now() + SNAPSHOT_GRACE)),
-                },
-            );
-        }
+        self.shared.put(key, revision, &parts);
         (parts, revision)
-    }
-
-    /// Lets go of snapshots kept past their grace, and forgets those no
-    /// stream sends any more.
-    fn sweep(shared: &mut HashMap<SnapshotKey, Shared>) {
-        let now = std::time::Instant::now();
-        shared.retain(|_, s| {
-            if s.kept.as_ref().is_some_and(|(_, until)| *until <= now) {
-                s.kept = None;
-            }
-            s.kept.is_some() || s.parts.strong_count() > 0
-        });
     }
 
     /// Cuts `flags` at `revision` into parts. The parts before the last

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::{
     connection_key,
     convert::{from_proto, page, timestamp, to_proto},
-    frames::{Frames, Messages},
+    frames::{self, Messages},
     principal,
 };
 use crate::{
@@ -169,35 +169,8 @@ impl tower::Service<http::Request<axum::body::Body>> for EncodedRoutes {
         let max = Some(limit);
         Box::pin(async move {
             Ok(if req.uri().path() == WATCH_FLAGS {
-                // tonic reads the request and answers the headers (an error
-                // as a trailers-only answer); the messages are written from
-                // the encodings the streams share.
-                let items = Arc::new(std::sync::Mutex::new(None));
-                let resp =
-                    tonic::server::Grpc::new(EncodedCodec::<WatchFlagsRequest>::small_messages())
-                        .apply_compression_config(gzip(), gzip())
-                        .apply_max_message_size_config(max, max)
-                        .server_streaming(
-                            WatchFlagsCall {
-                                api,
-                                items: items.clone(),
-                            },
-                            req,
-                        )
-                        .await;
-                let items = items.lock().unwrap_or_else(|p| p.into_inner()).take();
-                match items {
-                    None => resp,
-                    Some(items) => {
-                        let (parts, _) = resp.into_parts();
-                        let gzip = parts
-                            .headers
-                            .get("grpc-encoding")
-                            .is_some_and(|e| e == "gzip");
-                        let body = Frames::new(items, encode_item, gzip, limit);
-                        http::Response::from_parts(parts, tonic::body::Body::new(body))
-                    }
-                }
+                // Written from the encodings the streams share.
+                frames::serve(req, limit, move |req| watch_items(api, req), encode_item).await
             } else {
                 tonic::server::Grpc::new(EncodedCodec::<ListFlagsRequest>::default())
                     .apply_compression_config(gzip(), gzip())
@@ -220,32 +193,8 @@ fn gzip() -> tonic::codec::EnabledCompressionEncodings {
 /// A watch's items, each with the memo of its encoding.
 type Items = Messages<WatchItem>;
 
-/// An encoded watch stream, as tonic's server writes it (here: none; the
-/// items are handed over in `items` and written by [`Frames`]).
-type EncodedStream = Pin<Box<dyn Stream<Item = Result<Encoded, Status>> + Send + 'static>>;
-
-struct WatchFlagsCall {
-    api: FlagApi,
-    items: Arc<std::sync::Mutex<Option<Items>>>,
-}
-
-impl tonic::server::ServerStreamingService<WatchFlagsRequest> for WatchFlagsCall {
-    type Response = Encoded;
-    type ResponseStream = EncodedStream;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Response<EncodedStream>, Status>> + Send>>;
-
-    fn call(&mut self, req: Request<WatchFlagsRequest>) -> Self::Future {
-        let api = self.api.clone();
-        let slot = self.items.clone();
-        Box::pin(async move {
-            let items = api.watch_items(req).await?;
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(items);
-            Ok(Response::new(
-                Box::pin(futures_util::stream::empty()) as EncodedStream
-            ))
-        })
-    }
+async fn watch_items(api: FlagApi, req: Request<WatchFlagsRequest>) -> Result<Items, Status> {
+    api.watch_items(req).await
 }
 
 struct ListFlagsCall(FlagApi);

@@ -17,13 +17,21 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     pin::Pin,
+    sync::Arc,
 };
+
+use bytes::Bytes;
 
 use futures_util::{Stream, StreamExt, stream};
 use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
 
-use super::{connection_key, convert::to_proto, principal};
+use super::{
+    connection_key,
+    convert::to_proto,
+    frames::{self, Messages},
+    principal,
+};
 use crate::{
     api::flagd::{
         evaluation::{v1, v2},
@@ -32,10 +40,12 @@ use crate::{
     error::{Error, ErrorKind},
     flag::{
         Effective,
+        hub::Memo,
         openfeature::{self, Attribute, PerContext},
         service::{Audience, Evaluation, Service},
         watch::{Delivery, WatchItem},
     },
+    service::cache::Recent,
 };
 
 /// The gRPC metadata header that carries a flagd selector.
@@ -53,6 +63,17 @@ pub struct Flagd {
     flags: Service,
     /// The largest message sent (`max_message_bytes`).
     max_message_bytes: usize,
+    /// The configurations the sync streams send, made once per view and
+    /// revision for every stream of that view.
+    configurations: Arc<Recent<Option<String>, Configuration>>,
+}
+
+/// A view's flagd configuration as `SyncFlags` sends it: the encoded
+/// `SyncFlagsResponse`, and the memo of its compressed form.
+#[derive(Debug)]
+pub struct Configuration {
+    encoded: Bytes,
+    memo: Memo,
 }
 
 /// One evaluation, as every flagd resolution answers it.
@@ -151,6 +172,7 @@ impl Flagd {
         Flagd {
             flags,
             max_message_bytes,
+            configurations: Arc::default(),
         }
     }
 
@@ -245,10 +267,16 @@ impl Flagd {
 
     /// `SyncFlags`: the configuration once the view is loaded, then again
     /// after each burst of changes.
+    /// `SyncFlags`: the view's whole configuration at once, and again after
+    /// every change to it. What a stream sends is the configuration of its
+    /// view as the state holds it when a change arrives (never a view that
+    /// did not exist), made once per view and revision for all its streams
+    /// ([`Self::shared_configuration`]); the stream itself holds only the
+    /// revision it sent last.
     async fn sync(
         &self,
         req: &Request<sync::SyncFlagsRequest>,
-    ) -> Result<Events<sync::SyncFlagsResponse>, Status> {
+    ) -> Result<Messages<Arc<Configuration>>, Status> {
         #[allow(deprecated)]
         let field = req.get_ref().selector.clone();
         let (audience, _) = self.audience(req, None, &field).await?;
@@ -261,34 +289,65 @@ impl Flagd {
                 connection_key(req),
             )
             .await?;
-        let tenant = audience.tenant().map(str::to_owned);
-        let context = tenant
-            .as_ref()
-            .map(|t| fields(&json!({ openfeature::TENANT_ATTRIBUTE: t })));
-        let mut view = View::default();
-        let max = self.max_message_bytes;
+        let this = self.clone();
+        let mut sent = -1;
         let configurations = watch.ready_chunks(BURST).filter_map(move |burst| {
-            let next = view.apply(burst).map(|changed| {
-                changed.and_then(|()| {
-                    let configuration = openfeature::flagd_configuration(
-                        view.flags.values(),
-                        view.revision,
-                        tenant.as_deref(),
-                    );
-                    match too_large(configuration.len(), max, tenant.as_deref()) {
-                        Some(refused) => Err(refused),
-                        None => Ok(sync::SyncFlagsResponse {
-                            flag_configuration: configuration,
-                            sync_context: context.clone(),
-                        }),
-                    }
-                })
+            let failed = burst.iter().find_map(|d| match &d.item {
+                WatchItem::Failed(e) => Some(e.clone()),
+                _ => None,
             });
+            let changed = burst
+                .iter()
+                .any(|d| !matches!(d.item, WatchItem::Heartbeat { .. }));
+            let next = match failed {
+                Some(e) => Some(Err(e.into())),
+                None if changed => match this.shared_configuration(&audience) {
+                    Ok((c, revision)) if revision > sent => {
+                        sent = revision;
+                        let memo = c.memo.clone();
+                        Some(Ok((c, memo)))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                },
+                None => None,
+            };
             std::future::ready(next)
         });
         Ok(Box::pin(
             configurations.chain(stream::once(async { Err(stopping()) })),
         ))
+    }
+
+    /// The configuration of `audience`'s view now, and the view's revision:
+    /// the one made already for that revision, else made now (and refused
+    /// when it would not fit in one message).
+    fn shared_configuration(
+        &self,
+        audience: &Audience,
+    ) -> Result<(Arc<Configuration>, i64), Status> {
+        let key = audience.tenant().map(str::to_owned);
+        let now = self.flags.view_tag(audience).revision;
+        if let Some(c) = self.configurations.get(&key, now) {
+            return Ok((c, now));
+        }
+        let all = self.flags.evaluate_all(audience);
+        let revision = all.tag.revision;
+        let configuration =
+            openfeature::flagd_configuration(&all.values, revision, audience.tenant());
+        self.fits(configuration.len(), audience)?;
+        let response = sync::SyncFlagsResponse {
+            flag_configuration: configuration,
+            sync_context: audience
+                .tenant()
+                .map(|t| fields(&json!({ openfeature::TENANT_ATTRIBUTE: t }))),
+        };
+        let c = Arc::new(Configuration {
+            encoded: Bytes::from(prost::Message::encode_to_vec(&response)),
+            memo: Memo::shared(),
+        });
+        self.configurations.put(key, revision, &c);
+        Ok((c, revision))
     }
 
     /// Every flag of the request's view, as flagd JSON.
@@ -300,7 +359,7 @@ impl Flagd {
         let (audience, _) = self.audience(req, None, selector_field).await?;
         let all = self.flags.evaluate_all(&audience);
         let configuration =
-            openfeature::flagd_configuration(&all.values, all.revision, audience.tenant());
+            openfeature::flagd_configuration(&all.values, all.tag.revision, audience.tenant());
         self.fits(configuration.len(), &audience)?;
         Ok(configuration)
     }
@@ -400,77 +459,6 @@ impl Known {
             out.push(Ok(make("keep_alive", None)));
         }
         out
-    }
-}
-
-/// The view a sync stream sends, as its changes arrive.
-struct View {
-    ready: bool,
-    flags: BTreeMap<String, Effective>,
-    parts: Vec<Effective>,
-    /// The revision of the last item applied.
-    revision: i64,
-    /// The revision of the last configuration sent.
-    sent: i64,
-}
-
-impl Default for View {
-    fn default() -> Self {
-        View {
-            ready: false,
-            flags: BTreeMap::new(),
-            parts: Vec::new(),
-            revision: 0,
-            sent: -1,
-        }
-    }
-}
-
-impl View {
-    /// Applies a burst: `Some(())` when a configuration is to be sent: the
-    /// view changed and stands at a revision it has not been sent at. The
-    /// events of one change but its last carry the revision before it, so a
-    /// burst that ends inside a change waits for the rest of it (a view
-    /// that never existed is never sent).
-    fn apply(&mut self, burst: Vec<Delivery>) -> Option<Result<(), Status>> {
-        let mut changed = false;
-        for d in burst {
-            match d.item {
-                WatchItem::Snapshot {
-                    flags,
-                    continues,
-                    revision,
-                } => {
-                    self.parts.extend(flags.iter().cloned());
-                    if !continues {
-                        self.flags = std::mem::take(&mut self.parts)
-                            .into_iter()
-                            .map(|e| (e.flag.clone(), e))
-                            .collect();
-                        self.revision = revision;
-                        self.ready = true;
-                        changed = true;
-                    }
-                }
-                WatchItem::Upsert { flag, revision, .. } => {
-                    self.flags.insert(flag.flag.clone(), flag);
-                    self.revision = revision;
-                    changed = true;
-                }
-                WatchItem::Delete { flag, revision, .. } => {
-                    self.flags.remove(&flag);
-                    self.revision = revision;
-                    changed = true;
-                }
-                WatchItem::Heartbeat { .. } => {}
-                WatchItem::Failed(e) => return Some(Err(e.into())),
-            }
-        }
-        if changed && self.ready && self.revision > self.sent {
-            self.sent = self.revision;
-            return Some(Ok(()));
-        }
-        None
     }
 }
 
@@ -626,11 +614,20 @@ evaluation_service!(v2, event_v2, Some, {});
 impl sync::flag_sync_service_server::FlagSyncService for Flagd {
     type SyncFlagsStream = Events<sync::SyncFlagsResponse>;
 
+    /// Served by [`SyncRoute`] on the server, written from the shared
+    /// encodings; this is the same stream, decoded, for whoever calls the
+    /// trait directly.
     async fn sync_flags(
         &self,
         req: Request<sync::SyncFlagsRequest>,
     ) -> Result<Response<Self::SyncFlagsStream>, Status> {
-        self.sync(&req).await.map(Response::new)
+        let items = self.sync(&req).await?;
+        Ok(Response::new(Box::pin(items.map(|item| {
+            item.and_then(|(c, _)| {
+                <sync::SyncFlagsResponse as prost::Message>::decode(c.encoded.clone())
+                    .map_err(|e| Error::internal("decoding a sync message", e).into())
+            })
+        }))))
     }
 
     async fn fetch_all_flags(
@@ -659,4 +656,50 @@ impl sync::flag_sync_service_server::FlagSyncService for Flagd {
             metadata: Some(fields(&m)),
         }))
     }
+}
+
+/// `flagd.sync.v1.FlagSyncService/SyncFlags` as the server routes it: the
+/// same stream as [`sync::flag_sync_service_server::FlagSyncService::sync_flags`],
+/// written from the configurations its streams share (`frames.rs`), never
+/// copied per stream. Mounted at [`SyncRoute::PATH`], in front of the
+/// generated service.
+#[derive(Debug, Clone)]
+pub struct SyncRoute(pub Flagd);
+
+impl SyncRoute {
+    /// The method's path.
+    pub const PATH: &'static str = "/flagd.sync.v1.FlagSyncService/SyncFlags";
+}
+
+impl tower::Service<http::Request<axum::body::Body>> for SyncRoute {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
+        let flagd = self.0.clone();
+        let max = flagd.max_message_bytes;
+        Box::pin(async move {
+            Ok(frames::serve(req, max, move |req| sync_items(flagd, req), encoded).await)
+        })
+    }
+}
+
+async fn sync_items(
+    flagd: Flagd,
+    req: Request<sync::SyncFlagsRequest>,
+) -> Result<Messages<Arc<Configuration>>, Status> {
+    flagd.sync(&req).await
+}
+
+fn encoded(c: &Arc<Configuration>) -> Result<Bytes, Status> {
+    Ok(c.encoded.clone())
 }

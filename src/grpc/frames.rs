@@ -12,8 +12,10 @@
 //! written here.
 
 use std::{
+    future::Future,
     io::Write,
     pin::Pin,
+    sync::{Arc, Mutex},
     task::{Context, Poll, ready},
 };
 
@@ -23,7 +25,10 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use tonic::Status;
 
-use crate::flag::hub::Memo;
+use crate::{
+    api::codec::{Encoded, EncodedCodec},
+    flag::hub::Memo,
+};
 
 /// What a stream sends: items with the memo of their encoding, or the
 /// status it ends with.
@@ -153,6 +158,87 @@ impl<T> Body for Frames<T> {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
+    }
+}
+
+/// Serves a server-streaming call whose messages are written by [`Frames`]:
+/// tonic reads the request (`Req`: its framing, `grpc-encoding` and size
+/// within `max`) and answers the headers, gzip when the client takes it, or a
+/// refusal as a trailers-only answer; `call` turns the request into the
+/// stream's items, each encoded by `encode`.
+pub async fn serve<Req, T, F, Fut>(
+    req: http::Request<axum::body::Body>,
+    max: usize,
+    call: F,
+    encode: fn(&T) -> Result<Bytes, Status>,
+) -> http::Response<tonic::body::Body>
+where
+    Req: prost::Message + Default + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(tonic::Request<Req>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Messages<T>, Status>> + Send + 'static,
+{
+    let items = Arc::new(Mutex::new(None));
+    let mut gzip = tonic::codec::EnabledCompressionEncodings::default();
+    gzip.enable(tonic::codec::CompressionEncoding::Gzip);
+    let resp = tonic::server::Grpc::new(EncodedCodec::<Req>::small_messages())
+        .apply_compression_config(gzip, gzip)
+        .apply_max_message_size_config(Some(max), Some(max))
+        .server_streaming(
+            Capture {
+                call: Some(call),
+                items: items.clone(),
+            },
+            req,
+        )
+        .await;
+    let taken = items.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match taken {
+        // Refused: tonic's answer as it is.
+        None => resp,
+        Some(items) => {
+            let (parts, _) = resp.into_parts();
+            let gzip = parts
+                .headers
+                .get("grpc-encoding")
+                .is_some_and(|e| e == "gzip");
+            let body = Frames::new(items, encode, gzip, max);
+            http::Response::from_parts(parts, tonic::body::Body::new(body))
+        }
+    }
+}
+
+/// The stream tonic would write: none; the items are handed over instead.
+type Nothing = Pin<Box<dyn Stream<Item = Result<Encoded, Status>> + Send>>;
+
+/// The call, as tonic's server calls it: it keeps the items for [`serve`].
+struct Capture<F, T> {
+    call: Option<F>,
+    items: Arc<Mutex<Option<Messages<T>>>>,
+}
+
+impl<Req, T, F, Fut> tonic::server::ServerStreamingService<Req> for Capture<F, T>
+where
+    Req: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(tonic::Request<Req>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Messages<T>, Status>> + Send + 'static,
+{
+    type Response = Encoded;
+    type ResponseStream = Nothing;
+    type Future = Pin<Box<dyn Future<Output = Result<tonic::Response<Nothing>, Status>> + Send>>;
+
+    fn call(&mut self, req: tonic::Request<Req>) -> Self::Future {
+        let call = self.call.take();
+        let slot = self.items.clone();
+        Box::pin(async move {
+            let call = call.ok_or_else(|| Status::internal("a stream is served once"))?;
+            let items = call(req).await?;
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(items);
+            Ok(tonic::Response::new(
+                Box::pin(futures_util::stream::empty()) as Nothing,
+            ))
+        })
     }
 }
 

@@ -40,7 +40,7 @@ use crate::{
     error::{Error, ErrorKind},
     grpc::{
         flag::{EncodedRoutes, FlagApi},
-        flagd::Flagd,
+        flagd::{Flagd, SyncRoute},
         gating::GatingApi,
         tenant::TenantApi,
     },
@@ -242,6 +242,7 @@ fn grpc_routes(app: &App, health: HealthServer<Health>) -> Result<Routes, Error>
     );
     // flagd's packages, for OpenFeature's flagd providers.
     let flagd = Flagd::new(app.flags.clone(), max);
+    let sync_route = SyncRoute(flagd.clone());
     grpc.add_service(
         flagd_v1::service_server::ServiceServer::new(flagd.clone())
             .accept_compressed(gzip)
@@ -263,13 +264,14 @@ fn grpc_routes(app: &App, health: HealthServer<Health>) -> Result<Routes, Error>
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),
     );
-    // ListFlags and WatchFlags answer from encodings made once (more
+    // ListFlags, WatchFlags and flagd's SyncFlags answer from encodings made once (more
     // specific routes than the service's own, so they are the ones matched).
     let encoded = EncodedRoutes::new(flag_api, max);
     let mut router = grpc.routes().into_axum_router();
     for path in EncodedRoutes::PATHS {
         router = router.route_service(path, encoded.clone());
     }
+    router = router.route_service(SyncRoute::PATH, sync_route);
     Ok(Routes::from(router))
 }
 
