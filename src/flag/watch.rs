@@ -194,7 +194,14 @@ impl WatcherLimit {
 
 /// A snapshot's items (its parts, or the failure of a flag that fits in no
 /// part), each with the memo of its encoding.
-pub type Parts = Arc<[(WatchItem, Memo)]>;
+pub type Parts = Arc<[Part]>;
+
+/// One item of a snapshot and the memo of its encoding.
+pub type Part = (WatchItem, Memo);
+
+/// A view (tenant), and the revision its subscriber held before (which the
+/// parts before the last carry).
+type SnapshotKey = (Option<String>, i64);
 
 /// Makes snapshots, and shares each one among the streams that start from
 /// the same view at the same revision: the parts are built, and encoded, once
@@ -205,9 +212,8 @@ pub type Parts = Arc<[(WatchItem, Memo)]>;
 pub struct Snapshots {
     /// The most flag bytes in one part.
     part_budget: usize,
-    /// By view (tenant) and the revision its subscriber held before (which
-    /// the parts before the last carry).
-    shared: Recent<(Option<String>, i64), [(WatchItem, Memo)]>,
+    /// The newest of each view.
+    shared: Recent<SnapshotKey, [Part]>,
 }
 
 impl Snapshots {
@@ -237,7 +243,7 @@ impl Snapshots {
     /// Cuts `flags` at `revision` into parts. The parts before the last
     /// carry `before`, what the subscriber held (a resume from it is
     /// correct): only the last completes `revision`.
-    fn cut(&self, flags: Vec<Effective>, revision: i64, before: i64) -> Vec<(WatchItem, Memo)> {
+    fn cut(&self, flags: Vec<Effective>, revision: i64, before: i64) -> Vec<Part> {
         let mut out = Vec::new();
         let mut part = Vec::new();
         let mut bytes = 0;
