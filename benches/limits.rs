@@ -40,7 +40,7 @@ const BOMB_TIME: Duration = Duration::from_secs(60);
 /// Streams per memory round, and per connection.
 const STREAMS: usize = 2000;
 const PER_CONNECTION: usize = 100;
-const ROUNDS: usize = 2;
+const ROUNDS: usize = 5;
 
 /// About 1 MB of gzip that inflates to 1 GiB of zeros.
 fn bomb() -> Bytes {

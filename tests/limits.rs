@@ -557,29 +557,26 @@ async fn gate_documents_are_bounded_and_their_history_is_paged_by_bytes(backend:
                 .unwrap();
         }
     }
-    let (mut seen, mut pages, mut token) = (0, 0, String::new());
-    loop {
-        let page = gating
-            .list_gate_runs(ListGateRunsRequest {
-                page_size: 1000,
-                page_token: token.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("page {pages}: {e:?}"))
-            .into_inner();
-        assert!(
-            prost::Message::encoded_len(&page) <= LIMIT,
-            "{} bytes",
-            prost::Message::encoded_len(&page)
-        );
-        pages += 1;
-        seen += page.runs.len();
-        if page.next_page_token.is_empty() {
-            break;
+    let (seen, pages) = all_pages(LIMIT, |token| {
+        let mut gating = gating.clone();
+        async move {
+            let page = gating
+                .list_gate_runs(ListGateRunsRequest {
+                    page_size: 1000,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            (
+                prost::Message::encoded_len(&page),
+                page.runs.len(),
+                page.next_page_token,
+            )
         }
-        token = page.next_page_token;
-    }
+    })
+    .await;
     assert_eq!(seen, runs);
     assert!(pages > 1, "{pages} page(s)");
     let r = http(
@@ -597,6 +594,27 @@ async fn gate_documents_are_bounded_and_their_history_is_paged_by_bytes(backend:
         String::from_utf8_lossy(&r.body[..200.min(r.body.len())])
     );
     server.shutdown().await.unwrap();
+}
+
+/// Reads every page of a listing: `fetch` answers a page token with the
+/// page's encoded size, its number of items and the next token. Asserts every
+/// page fits in `limit`; returns the items and the pages read.
+async fn all_pages<F, Fut>(limit: usize, mut fetch: F) -> (usize, usize)
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = (usize, usize, String)>,
+{
+    let (mut items, mut pages, mut token) = (0, 0, String::new());
+    loop {
+        let (bytes, n, next) = fetch(token).await;
+        assert!(bytes <= limit, "page {pages}: {bytes} bytes");
+        pages += 1;
+        items += n;
+        if next.is_empty() {
+            return (items, pages);
+        }
+        token = next;
+    }
 }
 
 /// Tenants with as many long patterns as allowed are listed whole, page by
@@ -625,24 +643,25 @@ async fn tenants_are_paged_by_bytes(backend: Backend) {
             .await
             .unwrap();
     }
-    let (mut seen, mut pages, mut token) = (0, 0, String::new());
-    loop {
-        let page = tenants
-            .list_tenants(ListTenantsRequest {
-                page_size: 1000,
-                page_token: token.clone(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("page {pages}: {e:?}"))
-            .into_inner();
-        assert!(prost::Message::encoded_len(&page) <= LIMIT);
-        pages += 1;
-        seen += page.tenants.len();
-        if page.next_page_token.is_empty() {
-            break;
+    let (seen, pages) = all_pages(LIMIT, |token| {
+        let mut tenants = tenants.clone();
+        async move {
+            let page = tenants
+                .list_tenants(ListTenantsRequest {
+                    page_size: 1000,
+                    page_token: token,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            (
+                prost::Message::encoded_len(&page),
+                page.tenants.len(),
+                page.next_page_token,
+            )
         }
-        token = page.next_page_token;
-    }
+    })
+    .await;
     assert_eq!(seen, count);
     assert!(pages > 1, "{pages} page(s)");
     server.shutdown().await.unwrap();
@@ -686,20 +705,18 @@ async fn an_answer_over_the_limit_is_a_server_error(backend: Backend) {
         .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     flags.create_flag(wide(None)).await.unwrap();
-    let e = flags
-        .update_flag(UpdateFlagRequest {
-            flag: Some(Flag {
-                key: "wide".into(),
-                stored_value: Some(string(&half)),
-                ..Default::default()
-            }),
-            update_mask: Some(pbjson_types::FieldMask {
-                paths: vec!["stored_value".into()],
-            }),
-            expected_revision: 0,
-        })
-        .await
-        .unwrap_err();
+    let store_half = || UpdateFlagRequest {
+        flag: Some(Flag {
+            key: "wide".into(),
+            stored_value: Some(string(&half)),
+            ..Default::default()
+        }),
+        update_mask: Some(pbjson_types::FieldMask {
+            paths: vec!["stored_value".into()],
+        }),
+        expected_revision: 0,
+    };
+    let e = flags.update_flag(store_half()).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     let e = flags
         .set_tenant_override(switchyard::api::v1::SetTenantOverrideRequest {
@@ -729,20 +746,7 @@ async fn an_answer_over_the_limit_is_a_server_error(backend: Backend) {
     larger.max_message_bytes = 64 * 1024;
     let server = TestServer::start(larger).await;
     let mut flags = server.flags(ADMIN).await;
-    flags
-        .update_flag(UpdateFlagRequest {
-            flag: Some(Flag {
-                key: "wide".into(),
-                stored_value: Some(string(&half)),
-                ..Default::default()
-            }),
-            update_mask: Some(pbjson_types::FieldMask {
-                paths: vec!["stored_value".into()],
-            }),
-            expected_revision: 0,
-        })
-        .await
-        .unwrap();
+    flags.update_flag(store_half()).await.unwrap();
     server.shutdown().await.unwrap();
     let server = TestServer::start(config).await;
     let mut flags = server.flags(ADMIN).await;

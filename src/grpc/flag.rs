@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::{
     connection_key,
     convert::{from_proto, page, timestamp, to_proto},
-    frames::{self, Messages},
+    frames::{self, Messages, Route},
     principal,
 };
 use crate::{
@@ -150,34 +150,24 @@ impl EncodedRoutes {
 const LIST_FLAGS: &str = "/switchyard.v1.FlagService/ListFlags";
 const WATCH_FLAGS: &str = "/switchyard.v1.FlagService/WatchFlags";
 
-impl tower::Service<http::Request<axum::body::Body>> for EncodedRoutes {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = std::convert::Infallible;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
-        let api = self.api.clone();
-        let limit = self.max_message_bytes;
-        let max = Some(limit);
-        Box::pin(async move {
-            Ok(if req.uri().path() == WATCH_FLAGS {
-                // Written from the encodings the streams share.
-                frames::serve(req, limit, move |req| watch_items(api, req), encode_item).await
-            } else {
-                tonic::server::Grpc::new(EncodedCodec::<ListFlagsRequest>::default())
-                    .apply_compression_config(gzip(), gzip())
-                    .apply_max_message_size_config(max, max)
-                    .unary(ListFlagsCall(api), req)
-                    .await
-            })
+impl EncodedRoutes {
+    /// The route of [`Self::PATHS`].
+    pub fn route(self) -> Route {
+        Route::new(move |req: http::Request<axum::body::Body>| {
+            let api = self.api.clone();
+            let limit = self.max_message_bytes;
+            async move {
+                if req.uri().path() == WATCH_FLAGS {
+                    // Written from the encodings the streams share.
+                    frames::serve(req, limit, move |req| watch_items(api, req), encode_item).await
+                } else {
+                    tonic::server::Grpc::new(EncodedCodec::<ListFlagsRequest>::default())
+                        .apply_compression_config(gzip(), gzip())
+                        .apply_max_message_size_config(Some(limit), Some(limit))
+                        .unary(ListFlagsCall(api), req)
+                        .await
+                }
+            }
         })
     }
 }

@@ -29,7 +29,7 @@ use tonic::{Request, Response, Status};
 use super::{
     connection_key,
     convert::to_proto,
-    frames::{self, Messages},
+    frames::{self, Messages, Route},
     principal,
 };
 use crate::{
@@ -614,7 +614,7 @@ evaluation_service!(v2, event_v2, Some, {});
 impl sync::flag_sync_service_server::FlagSyncService for Flagd {
     type SyncFlagsStream = Events<sync::SyncFlagsResponse>;
 
-    /// Served by [`SyncRoute`] on the server, written from the shared
+    /// Served by [`sync_route`] on the server, written from the shared
     /// encodings; this is the same stream, decoded, for whoever calls the
     /// trait directly.
     async fn sync_flags(
@@ -661,37 +661,18 @@ impl sync::flag_sync_service_server::FlagSyncService for Flagd {
 /// `flagd.sync.v1.FlagSyncService/SyncFlags` as the server routes it: the
 /// same stream as [`sync::flag_sync_service_server::FlagSyncService::sync_flags`],
 /// written from the configurations its streams share (`frames.rs`), never
-/// copied per stream. Mounted at [`SyncRoute::PATH`], in front of the
-/// generated service.
-#[derive(Debug, Clone)]
-pub struct SyncRoute(pub Flagd);
-
-impl SyncRoute {
-    /// The method's path.
-    pub const PATH: &'static str = "/flagd.sync.v1.FlagSyncService/SyncFlags";
-}
-
-impl tower::Service<http::Request<axum::body::Body>> for SyncRoute {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = std::convert::Infallible;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
-        let flagd = self.0.clone();
+/// copied per stream. Mounted at [`SYNC_FLAGS`], in front of the generated
+/// service.
+pub fn sync_route(flagd: Flagd) -> Route {
+    Route::new(move |req: http::Request<axum::body::Body>| {
+        let flagd = flagd.clone();
         let max = flagd.max_message_bytes;
-        Box::pin(async move {
-            Ok(frames::serve(req, max, move |req| sync_items(flagd, req), encoded).await)
-        })
-    }
+        async move { frames::serve(req, max, move |req| sync_items(flagd, req), encoded).await }
+    })
 }
+
+/// The path of `SyncFlags`.
+pub const SYNC_FLAGS: &str = "/flagd.sync.v1.FlagSyncService/SyncFlags";
 
 async fn sync_items(
     flagd: Flagd,

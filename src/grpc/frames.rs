@@ -161,6 +161,49 @@ impl<T> Body for Frames<T> {
     }
 }
 
+/// A route the server mounts in front of a generated service's method: an
+/// async function of the request.
+#[derive(Clone)]
+pub struct Route(Arc<RouteFn>);
+
+type RouteFn = dyn Fn(
+        http::Request<axum::body::Body>,
+    ) -> Pin<Box<dyn Future<Output = http::Response<tonic::body::Body>> + Send>>
+    + Send
+    + Sync;
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Route")
+    }
+}
+
+impl Route {
+    /// The route that answers with `serve`.
+    pub fn new<F, Fut>(serve: F) -> Route
+    where
+        F: Fn(http::Request<axum::body::Body>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = http::Response<tonic::body::Body>> + Send + 'static,
+    {
+        Route(Arc::new(move |req| Box::pin(serve(req))))
+    }
+}
+
+impl tower::Service<http::Request<axum::body::Body>> for Route {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
+        let answer = (self.0)(req);
+        Box::pin(async move { Ok(answer.await) })
+    }
+}
+
 /// Serves a server-streaming call whose messages are written by [`Frames`]:
 /// tonic reads the request (`Req`: its framing, `grpc-encoding` and size
 /// within `max`) and answers the headers, gzip when the client takes it, or a

@@ -40,7 +40,7 @@ use crate::{
     error::{Error, ErrorKind},
     grpc::{
         flag::{EncodedRoutes, FlagApi},
-        flagd::{Flagd, SyncRoute},
+        flagd::{Flagd, SYNC_FLAGS, sync_route},
         gating::GatingApi,
         tenant::TenantApi,
     },
@@ -242,7 +242,7 @@ fn grpc_routes(app: &App, health: HealthServer<Health>) -> Result<Routes, Error>
     );
     // flagd's packages, for OpenFeature's flagd providers.
     let flagd = Flagd::new(app.flags.clone(), max);
-    let sync_route = SyncRoute(flagd.clone());
+    let sync = sync_route(flagd.clone());
     grpc.add_service(
         flagd_v1::service_server::ServiceServer::new(flagd.clone())
             .accept_compressed(gzip)
@@ -266,12 +266,12 @@ fn grpc_routes(app: &App, health: HealthServer<Health>) -> Result<Routes, Error>
     );
     // ListFlags, WatchFlags and flagd's SyncFlags answer from encodings made once (more
     // specific routes than the service's own, so they are the ones matched).
-    let encoded = EncodedRoutes::new(flag_api, max);
+    let encoded = EncodedRoutes::new(flag_api, max).route();
     let mut router = grpc.routes().into_axum_router();
     for path in EncodedRoutes::PATHS {
         router = router.route_service(path, encoded.clone());
     }
-    router = router.route_service(SyncRoute::PATH, sync_route);
+    router = router.route_service(SYNC_FLAGS, sync);
     Ok(Routes::from(router))
 }
 
