@@ -17,7 +17,8 @@
 //!   The same with flagd's `SyncFlags` (in-process OpenFeature providers),
 //!   whose first message is the whole view as flagd JSON.
 //!
-//! `cargo bench --bench limits [-- bombs|memory|sync]` (all by default).
+//! `cargo bench --bench limits [-- bombs|memory|sync] [ROUNDS]` (all, and 5
+//! rounds, by default).
 //! `SWITCHYARD_BENCH_BIN` runs another build (see `common::spawn`).
 
 mod common;
@@ -41,6 +42,15 @@ const BOMB_TIME: Duration = Duration::from_secs(60);
 const STREAMS: usize = 2000;
 const PER_CONNECTION: usize = 100;
 const ROUNDS: usize = 5;
+
+/// The number of memory rounds: the first number among the arguments, else
+/// [`ROUNDS`].
+fn rounds() -> usize {
+    std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(ROUNDS)
+}
 
 /// About 1 MB of gzip that inflates to 1 GiB of zeros.
 fn bomb() -> Bytes {
@@ -284,7 +294,7 @@ async fn memory(kind: Streams) {
         idle as f64 / 1024.0
     );
     let mut first_after = 0;
-    for round in 1..=ROUNDS {
+    for round in 1..=rounds() {
         let mut channels = Vec::new();
         for _ in 0..STREAMS.div_ceil(PER_CONNECTION) {
             channels.push(connect(port).await);
@@ -364,7 +374,7 @@ async fn memory(kind: Streams) {
 async fn main() {
     let which: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|a| !a.starts_with('-'))
+        .filter(|a| !a.starts_with('-') && a.parse::<usize>().is_err())
         .collect();
     let all = which.is_empty();
     if all || which.iter().any(|w| w == "bombs") {

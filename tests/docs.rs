@@ -21,7 +21,8 @@
 //! (`.ci/run` has built the release binary by then); elsewhere as `cargo run`,
 //! the debug build `cargo test` has just made, so that the test command does
 //! not build the whole tree a second time (`SWITCHYARD_TEST_RELEASE=1` runs
-//! it as written).
+//! it as written); every `cargo run` names the repository's manifest, so
+//! that cargo finds its build from the scratch directory.
 //!
 //! The examples run in order, README first, against server A (what
 //! `127.0.0.1:50051` means in them) and B (`127.0.0.1:50052`), each on its own
@@ -356,6 +357,13 @@ async fn every_example_in_the_docs_runs() {
     if !release {
         map.push(("cargo run --release".to_owned(), "cargo run".to_owned()));
     }
+    // The repository's own manifest, not the scratch directory's link to it:
+    // cargo then finds the build it made (a manifest at another path is
+    // another package to it, built again).
+    map.push((
+        "cargo run".to_owned(),
+        format!("cargo run --manifest-path {ROOT}/Cargo.toml"),
+    ));
     let ci = std::fs::read_to_string(Path::new(ROOT).join(".ci/run")).unwrap();
     let blocks = blocks(&["sh", "python", "js"]);
     assert!(
@@ -418,11 +426,12 @@ async fn every_example_in_the_docs_runs() {
             line: block.line,
         };
         let dir_path = dir.path().to_owned();
+        let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || run(&block, &env, &dir_path))
             .await
             .unwrap();
         match result {
-            Ok(_) => eprintln!("ok   {at}"),
+            Ok(_) => eprintln!("ok   {at} ({:.1} s)", started.elapsed().as_secs_f64()),
             Err(why) => {
                 eprintln!("FAIL {at}: {why}");
                 failures.push(at);
