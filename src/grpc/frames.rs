@@ -30,6 +30,10 @@ use crate::{
     flag::hub::Memo,
 };
 
+/// Messages up to this size are copied behind their header and sent in one
+/// chunk: fewer frames for the many small events of a watch.
+const COPY_MAX: usize = 4096;
+
 /// What a stream sends: items with the memo of their encoding, or the
 /// status it ends with.
 pub type Messages<T> = Pin<Box<dyn Stream<Item = Result<(T, Memo), Status>> + Send>>;
@@ -91,9 +95,17 @@ impl<T> Frames<T> {
                 self.max
             )));
         }
-        let mut header = BytesMut::with_capacity(5);
+        // A small message goes out whole, in one chunk with its header (a
+        // copy of a few bytes); a large one as its header and then the
+        // shared bytes themselves.
+        let small = payload.len() <= COPY_MAX;
+        let mut header = BytesMut::with_capacity(5 + if small { payload.len() } else { 0 });
         header.put_u8(u8::from(self.gzip));
         header.put_u32(u32::try_from(payload.len()).unwrap_or(u32::MAX));
+        if small {
+            header.put_slice(&payload);
+            return Ok((header.freeze(), Bytes::new()));
+        }
         Ok((header.freeze(), payload))
     }
 }
@@ -142,7 +154,7 @@ impl<T> Body for Frames<T> {
         };
         Poll::Ready(Some(Ok(match framed {
             Ok((header, payload)) => {
-                self.payload = Some(payload);
+                self.payload = (!payload.is_empty()).then_some(payload);
                 Frame::data(header)
             }
             Err(status) => {
@@ -299,14 +311,14 @@ mod tests {
     #[tokio::test]
     async fn frames_share_the_memos_bytes_and_end_with_a_status() {
         let memo = Memo::shared();
-        let shared = memo.encoded(|| encode(&1000).unwrap());
+        let shared = memo.encoded(|| encode(&10_000).unwrap());
         let messages = vec![
-            Ok((1000, memo.clone())),
+            Ok((10_000, memo.clone())),
             Err(Status::resource_exhausted("too big")),
         ];
-        let mut body = Frames::new(Box::pin(stream::iter(messages)), encode, false, 4096);
+        let mut body = Frames::new(Box::pin(stream::iter(messages)), encode, false, 1 << 20);
         let header = body.frame().await.unwrap().unwrap().into_data().unwrap();
-        assert_eq!(&header[..], &[0, 0, 0, 0x03, 0xe8]);
+        assert_eq!(&header[..], &[0, 0, 0, 0x27, 0x10]);
         let payload = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(
             payload.as_ptr(),
