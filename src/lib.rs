@@ -1,30 +1,20 @@
 //! Switchyard: a gRPC control plane for multi-tenant fleets.
 //!
-//! See `ARCHITECTURE.md` for the map. The binary (`main.rs`) parses the command
-//! line, loads [`config::Config`] and calls [`server::serve`]; tests call the
-//! same function.
+//! The application lives in the workspace's crates, one a layer (see
+//! `ARCHITECTURE.md`): `switchyard-api` (the contract: protos, codecs, the
+//! typed client), `switchyard-core` (the capabilities, storage, the change
+//! log; no transport), `switchyard-server` (gRPC, REST, OFREP, flagd on one
+//! listener) and `switchyard-cli` (the client commands). This package is the
+//! binary (`main.rs`), and this library names the layers under the paths the
+//! integration tests and the benches use.
 
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod app;
-pub mod auth;
-pub mod bus;
-pub mod cache;
-pub mod changelog;
-pub mod client;
-pub mod config;
-pub mod error;
-pub mod flag;
-pub mod follower;
-pub mod gating;
-pub mod grpc;
-pub mod prometheus;
-pub mod rest;
-pub mod server;
-pub mod service;
-pub mod store;
-pub mod telemetry;
-pub mod tenant;
-
-pub use server::serve;
+pub use switchyard_api as api;
+pub use switchyard_api::client;
+pub use switchyard_cli as cli;
+pub use switchyard_core::{
+    app, auth, bus, changelog, config, error, flag, follower, gating, id, service, store,
+    telemetry, tenant,
+};
+pub use switchyard_server::{self as server, grpc, rest, serve};

@@ -6,10 +6,8 @@
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use switchyard::{
-    client::commands::{CanaryArgs, SmokeArgs},
-    config::{Config, Overrides},
-};
+use switchyard_cli::commands::{self, CanaryArgs, SmokeArgs};
+use switchyard_core::config::{Config, Overrides};
 
 /// A gRPC control plane: tenant routing, feature flags with a lossless watch,
 /// release gating.
@@ -104,10 +102,10 @@ fn main() -> ExitCode {
     // The client commands read no server configuration.
     match cli.command {
         Some(Command::Smoke(args)) => {
-            return ExitCode::from(runtime.block_on(switchyard::client::commands::smoke(args)));
+            return ExitCode::from(runtime.block_on(commands::smoke(args, &client_env())));
         }
         Some(Command::Canary(args)) => {
-            return ExitCode::from(runtime.block_on(switchyard::client::commands::canary(args)));
+            return ExitCode::from(runtime.block_on(commands::canary(args, &client_env())));
         }
         _ => {}
     }
@@ -139,7 +137,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let telemetry = match switchyard::telemetry::init(&config, runtime.handle()) {
+    let telemetry = match switchyard_server::telemetry::init(&config, runtime.handle()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("switchyard: invalid configuration: {e}");
@@ -165,18 +163,18 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let addr = config.listen_addr().map_err(|e| e.to_string())?;
+    let addr = config.listener.listen_addr().map_err(|e| e.to_string())?;
     let signal = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    switchyard::serve(config, listener, signal)
+    switchyard_server::serve(config, listener, signal)
         .await
         .map_err(|e| e.message().to_owned())
 }
 
 async fn migrate(config: Config) -> Result<(), String> {
-    let store = switchyard::store::Store::connect(&config.database_url)
+    let store = switchyard_core::store::Store::connect(&config.storage.database_url)
         .await
         .map_err(|e| e.message().to_owned())?;
     store.migrate().await.map_err(|e| e.message().to_owned())?;
@@ -218,6 +216,20 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(not(unix))]
     async {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// What the client commands take from the environment.
+fn client_env() -> commands::Environment {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    commands::Environment {
+        token: var("SWITCHYARD_TOKEN"),
+        run_id: var("GITHUB_RUN_ID"),
+        git_sha: var("GITHUB_SHA"),
+        step_summary: std::env::var_os("GITHUB_STEP_SUMMARY")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+        ci: std::env::var_os("CI").is_some(),
     }
 }
 

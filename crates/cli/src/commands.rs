@@ -1,0 +1,932 @@
+//! `switchyard smoke` and `switchyard canary`: synthetic traffic against
+//! running servers, judged by the same judge as GatingService, written as the
+//! GATING.md documents and a Markdown summary.
+//!
+//! Exit codes (CONTRACT.md): 0 PASS, 1 FAIL, 2 a usage error or a run that
+//! could not be made (nothing is written then), 3 INCONCLUSIVE or NO_DATA.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use clap::Args;
+use tonic::{Code, Request, Status};
+
+use crate::{
+    progress::Progress,
+    summary,
+    traffic::{self, Call, Mix, PhaseResult, Shape, Side, Stop, Subjects},
+};
+use switchyard_api::client::{Client, ClientError, Retry, endpoint};
+use switchyard_api::v1::{
+    self as pb, CompareCanaryRequest, CreateFlagRequest, CreateTenantRequest, EvaluateSmokeRequest,
+    Flag, FlagType, GateRun, GetSmokeThresholdRequest, ListGateRunsRequest, Tenant,
+};
+use switchyard_core::gating::{
+    document::{self, CanaryInput, RulesInput, SmokeInput},
+    report::{CanaryConfig, RunMetadata, SmokeConfig},
+};
+use switchyard_server::grpc::gating as convert;
+
+/// Exit code: the run could not be made (usage, connection, setup).
+pub const EXIT_USAGE: u8 = 2;
+
+/// What the commands take from the process environment, read by the binary
+/// (`main.rs` is the one reader of the environment).
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// `SWITCHYARD_TOKEN`: the token when `--token` is not given.
+    pub token: Option<String>,
+    /// `GITHUB_RUN_ID`: the run id when `--run-id` is not given.
+    pub run_id: Option<String>,
+    /// `GITHUB_SHA`: the commit when `--git-sha` is not given.
+    pub git_sha: Option<String>,
+    /// `GITHUB_STEP_SUMMARY`: where the Markdown summary is appended
+    /// (printed when unset).
+    pub step_summary: Option<PathBuf>,
+    /// `CI` is set: no progress line, even on a terminal.
+    pub ci: bool,
+}
+
+impl Environment {
+    /// Fills what `t` leaves out from the environment.
+    fn fill(&self, t: &mut TrafficArgs) {
+        if t.token.is_empty()
+            && let Some(token) = &self.token
+        {
+            t.token.clone_from(token);
+        }
+        if t.run_id.is_none() {
+            t.run_id.clone_from(&self.run_id);
+        }
+        if t.git_sha.is_none() {
+            t.git_sha.clone_from(&self.git_sha);
+        }
+    }
+}
+
+/// The traffic options `smoke` and `canary` share.
+#[derive(Debug, Clone, Args)]
+pub struct TrafficArgs {
+    /// The bearer token sent with every call (an admin token: gating calls
+    /// need one) [default: $SWITCHYARD_TOKEN].
+    #[arg(long, default_value = "")]
+    pub token: String,
+    /// Calls per second (to each server), sent on schedule whatever the
+    /// server does.
+    #[arg(long, default_value = "200", value_parser = parse_rate)]
+    pub rate: f64,
+    /// How long the measured phase lasts (`30s`, `500ms`, `2m`; a bare number
+    /// is seconds).
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    pub duration: Duration,
+    /// Traffic sent before measuring, at the same rate, then discarded (0 for
+    /// none).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// HTTP/2 connections per server; calls take them in turn.
+    #[arg(long, default_value = "2", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub connections: u16,
+    /// At most this many calls in flight per server; a call due beyond it is
+    /// not sent and counts as an error of its own cause.
+    #[arg(long, default_value = "1000", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_in_flight: u32,
+    /// Each call's deadline; a call not answered within it is a
+    /// DEADLINE_EXCEEDED error.
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
+    pub deadline: Duration,
+    /// The calls and their weights: EvaluateFlag, ResolveTenant, ListFlags,
+    /// AdminFeatureFlags (`EvaluateFlag=8,ResolveTenant=1`; no `=N` weighs 1).
+    #[arg(long, default_value = "EvaluateFlag", value_parser = Mix::parse)]
+    pub mix: Mix,
+    /// The flag EvaluateFlag evaluates.
+    #[arg(long, default_value = "smoke")]
+    pub flag: String,
+    /// The host ResolveTenant resolves.
+    #[arg(long, default_value = "smoke.switchyard.test")]
+    pub host: String,
+    /// Create the flag (bool, true) and a tenant `smoke` for the host first,
+    /// if they do not exist.
+    #[arg(long)]
+    pub setup: bool,
+    /// The run's id in the reports [default: $GITHUB_RUN_ID, else random].
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// The commit under test [default: $GITHUB_SHA, else `git rev-parse
+    /// HEAD` here, else none].
+    #[arg(long)]
+    pub git_sha: Option<String>,
+    /// Rows of the history table (the last runs of the same target).
+    #[arg(long, default_value = "10", value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub history: u16,
+}
+
+/// `switchyard smoke`.
+#[derive(Debug, Clone, Args)]
+pub struct SmokeArgs {
+    /// The server under test (`host:port` or `http://host:port`).
+    #[arg(long, value_name = "ADDR")]
+    pub target: Option<String>,
+    /// The GatingService that sets the threshold and keeps the verdict
+    /// [default: the target].
+    #[arg(long, value_name = "ADDR")]
+    pub gating: Option<String>,
+    /// The SLO whose error budget sets the p95 threshold [default: the
+    /// server's default SLO].
+    #[arg(long, default_value = "")]
+    pub slo: String,
+    /// The error-rate limit [default: 0.01].
+    #[arg(long)]
+    pub max_error_rate: Option<f64>,
+    /// The fewest requests to judge; fewer is INCONCLUSIVE [default: 200].
+    #[arg(long)]
+    pub min_requests: Option<i32>,
+    /// Where the summary is written.
+    #[arg(long, default_value = "smoke-summary.json", value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
+}
+
+/// `switchyard canary`.
+#[derive(Debug, Clone, Args)]
+pub struct CanaryArgs {
+    /// The baseline (`host:port` or `http://host:port`).
+    #[arg(long, value_name = "ADDR")]
+    pub baseline: Option<String>,
+    /// The canary.
+    #[arg(long, value_name = "ADDR")]
+    pub canary: Option<String>,
+    /// A GatingService that keeps the verdict as a gate run (without it the
+    /// report is judged here and kept only in the file).
+    #[arg(long, value_name = "ADDR")]
+    pub gating: Option<String>,
+    /// The "before" phase, against the baseline alone, after the warm-up
+    /// (0 for none).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub before: Duration,
+    /// The latency check fails above the baseline's p95 times this [1.10] ...
+    #[arg(long)]
+    pub p95_ratio: Option<f64>,
+    /// ... and by more than this many ms [5].
+    #[arg(long)]
+    pub p95_floor_ms: Option<f64>,
+    /// The error check fails above the baseline's error rate times this [1.5] ...
+    #[arg(long)]
+    pub error_rate_ratio: Option<f64>,
+    /// ... and above this rate [0.005] ...
+    #[arg(long)]
+    pub error_rate_floor: Option<f64>,
+    /// ... with at least this many canary errors [5].
+    #[arg(long)]
+    pub min_error_count: Option<i32>,
+    /// The fewest requests on each side to judge; fewer is INCONCLUSIVE [200].
+    #[arg(long)]
+    pub min_requests: Option<i32>,
+    /// Where the report is written.
+    #[arg(long, default_value = "canary-report.json", value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
+}
+
+/// Why a command ended without a verdict: one line for standard error.
+#[derive(Debug)]
+struct Usage(String);
+
+impl From<String> for Usage {
+    fn from(s: String) -> Usage {
+        Usage(s)
+    }
+}
+
+type Run<T> = Result<T, Usage>;
+
+/// Reads `30s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 30s, 500ms or 2m"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: the unit must be ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs > 86_400.0 {
+        return Err(format!("{s:?}: at most 24h"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `d` as the options take it: `30s`, `1.5s`, `250ms`, `0s`.
+fn show(d: Duration) -> String {
+    if d.subsec_millis() == 0 || d >= Duration::from_secs(10) {
+        format!("{}s", d.as_secs_f64().round())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!(
+            "{}s",
+            format!("{:.3}", d.as_secs_f64()).trim_end_matches('0')
+        )
+    }
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(1) {
+        return Err(format!("{s:?}: must be above zero"));
+    }
+    Ok(d)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of calls per second"))?;
+    if !(r > 0.0 && r <= 100_000.0) {
+        return Err(format!("{s:?}: must be above 0 and at most 100000"));
+    }
+    Ok(r)
+}
+
+/// The address of a required option, or the line saying it is missing.
+fn required(value: Option<&String>, option: &str) -> Run<String> {
+    match value.map(|v| v.trim()) {
+        Some(v) if !v.is_empty() => Ok(v.to_owned()),
+        _ => Err(Usage(format!("{option} ADDR is required"))),
+    }
+}
+
+fn shape(t: &TrafficArgs) -> Shape {
+    Shape {
+        rate: t.rate,
+        mix: t.mix.clone(),
+        max_in_flight: t.max_in_flight as usize,
+        deadline: t.deadline,
+    }
+}
+
+fn run_id(t: &TrafficArgs) -> String {
+    match t.run_id.as_deref().map(str::trim) {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => hex::encode(rand::random::<[u8; 8]>()),
+    }
+}
+
+fn git_sha(t: &TrafficArgs) -> String {
+    if let Some(sha) = t
+        .git_sha
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        return sha.to_owned();
+    }
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn metadata(t: &TrafficArgs, run_id: &str) -> RunMetadata {
+    RunMetadata {
+        generated_at_us: switchyard_core::store::now_us(),
+        tool_version: document::TOOL_VERSION.into(),
+        git_sha: git_sha(t),
+        run_id: run_id.to_owned(),
+    }
+}
+
+/// A status as one line.
+fn status_line(s: &Status) -> String {
+    let message = s.message().replace('\n', " ");
+    if message.is_empty() {
+        format!("{:?}", s.code())
+    } else {
+        format!("{}: {message}", traffic::code_name(s.code()))
+    }
+}
+
+async fn connect_side(label: &str, address: &str, t: &TrafficArgs) -> Run<Arc<Side>> {
+    let subjects = Subjects {
+        flag: t.flag.clone(),
+        host: t.host.clone(),
+    };
+    Side::connect(label, address, &t.token, t.connections.into(), subjects)
+        .await
+        .map(Arc::new)
+        .map_err(|e| match e {
+            ClientError::Connect(e) => Usage(format!("cannot reach {address}: {e}")),
+            e => Usage(format!("{address}: {e}")),
+        })
+}
+
+async fn connect_gating(address: &str, token: &str) -> Run<Client> {
+    let endpoint = endpoint(address)
+        .map_err(|e| Usage(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5));
+    Client::connect_to(endpoint, token)
+        .await
+        .map_err(|e| match e {
+            ClientError::Connect(e) => Usage(format!("cannot reach {address}: {e}")),
+            e => Usage(format!("{address}: {e}")),
+        })
+}
+
+/// Creates the smoke flag and tenant on `side` unless they exist.
+async fn setup(side: &Side, t: &TrafficArgs) -> Run<()> {
+    let client = side.client();
+    let flag = CreateFlagRequest {
+        flag: Some(Flag {
+            key: t.flag.clone(),
+            r#type: FlagType::Bool as i32,
+            description: "Evaluated by switchyard smoke and canary runs.".into(),
+            default_value: Some(pbjson_types::Value {
+                kind: Some(pbjson_types::value::Kind::BoolValue(true)),
+            }),
+            ..Default::default()
+        }),
+    };
+    let created = Retry::default()
+        .call(|| {
+            let mut flags = client.flags();
+            let req = flag.clone();
+            async move { flags.create_flag(req).await.map(drop) }
+        })
+        .await;
+    setup_outcome(created, side, &format!("creating flag {:?}", t.flag), t)?;
+    let tenant = CreateTenantRequest {
+        tenant: Some(Tenant {
+            id: "smoke".into(),
+            display_name: "switchyard smoke runs".into(),
+            patterns: vec![t.host.clone()],
+            ..Default::default()
+        }),
+    };
+    let created = Retry::default()
+        .call(|| {
+            let mut tenants = client.tenants();
+            let req = tenant.clone();
+            async move { tenants.create_tenant(req).await.map(drop) }
+        })
+        .await;
+    setup_outcome(created, side, "creating tenant \"smoke\"", t)
+}
+
+fn setup_outcome(r: Result<(), Status>, side: &Side, what: &str, t: &TrafficArgs) -> Run<()> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(s) if s.code() == Code::AlreadyExists => Ok(()),
+        Err(s) => Err(Usage(format!(
+            "--setup: {what} on {}: {}{}",
+            side.address(),
+            status_line(&s),
+            token_hint(&s, t)
+        ))),
+    }
+}
+
+fn token_hint(s: &Status, t: &TrafficArgs) -> &'static str {
+    match s.code() {
+        Code::Unauthenticated if t.token.is_empty() => {
+            "; pass the server's admin token with --token or SWITCHYARD_TOKEN"
+        }
+        Code::Unauthenticated | Code::PermissionDenied => {
+            "; smoke and canary runs need an admin token (--token or SWITCHYARD_TOKEN)"
+        }
+        _ => "",
+    }
+}
+
+/// One call of each kind in the mix, so a run that cannot succeed stops
+/// before it starts (with what to do about it).
+async fn preflight(side: &Side, t: &TrafficArgs) -> Run<()> {
+    for call in t.mix.calls() {
+        let r = Retry::default().call(|| side.call(call, t.deadline)).await;
+        if let Err(s) = r {
+            let hint = match (s.code(), call) {
+                (Code::NotFound, Call::EvaluateFlag) => format!(
+                    "; create flag {:?} on it, pass --setup, or choose another with --flag",
+                    t.flag
+                ),
+                (Code::NotFound, Call::ResolveTenant) => format!(
+                    "; give a tenant a pattern for {:?}, pass --setup, or choose another with --host",
+                    t.host
+                ),
+                _ => token_hint(&s, t).to_owned(),
+            };
+            return Err(Usage(format!(
+                "{} {} on {}: {}{hint}",
+                side.label(),
+                call.short(),
+                side.address(),
+                status_line(&s)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Stops the run on the first Ctrl-C; a second one ends the process.
+fn stop_on_ctrl_c() -> Stop {
+    let stop = Stop::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "switchyard: interrupted; finishing the calls in flight (Ctrl-C again to quit)"
+            );
+            s.stop();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    stop
+}
+
+async fn phase(
+    name: &str,
+    sides: &[Arc<Side>],
+    shape: &Shape,
+    length: Duration,
+    stop: &Stop,
+    progress: &Progress,
+) -> PhaseResult {
+    progress.phase(name, length);
+    let labels: Vec<String> = sides.iter().map(|s| s.label().to_owned()).collect();
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let result = traffic::run_phase(sides, shape, length, stop, |glances, elapsed| {
+        progress.show(&labels, glances, elapsed, length);
+    })
+    .await;
+    progress.finish();
+    result
+}
+
+/// The last runs of `kind` on `target`, newest first, or a note why not.
+async fn history(
+    client: &Client,
+    kind: &str,
+    target: &str,
+    rows: u16,
+) -> (Vec<GateRun>, Option<String>) {
+    if rows == 0 {
+        return (Vec::new(), None);
+    }
+    let req = ListGateRunsRequest {
+        page_size: rows.into(),
+        page_token: String::new(),
+        kind: kind.into(),
+        target: target.into(),
+    };
+    let r = Retry::default()
+        .call(|| {
+            let mut gating = client.gating();
+            let req = req.clone();
+            async move { gating.list_gate_runs(req).await }
+        })
+        .await;
+    match r {
+        Ok(resp) => (resp.into_inner().runs, None),
+        Err(s) => (
+            Vec::new(),
+            Some(format!(
+                "the history could not be read: {}",
+                status_line(&s)
+            )),
+        ),
+    }
+}
+
+fn join_notes(notes: &[Option<String>]) -> Option<String> {
+    let notes: Vec<&str> = notes.iter().flatten().map(String::as_str).collect();
+    (!notes.is_empty()).then(|| notes.join(" "))
+}
+
+fn write_json<M: prost::Message>(full_name: &str, message: &M, out: &Path) -> Run<()> {
+    let json = switchyard_server::rest::message_json(full_name, message)
+        .map_err(|e| Usage(format!("writing {}: {}", out.display(), e.message())))?;
+    summary::write_document(out, &json).map_err(Usage)
+}
+
+/// Prints `line` to standard error with the command's name.
+fn say(command: &str, line: &str) {
+    eprintln!("switchyard {command}: {line}");
+}
+
+/// Runs `switchyard smoke`; returns the exit code.
+pub async fn smoke(mut args: SmokeArgs, env: &Environment) -> u8 {
+    env.fill(&mut args.traffic);
+    match run_smoke(args, env).await {
+        Ok(code) => code,
+        Err(Usage(line)) => {
+            say("smoke", &line);
+            EXIT_USAGE
+        }
+    }
+}
+
+async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
+    let target = required(args.target.as_ref(), "--target")?;
+    let t = &args.traffic;
+    if let Some(r) = args.max_error_rate
+        && !(r > 0.0 && r <= 1.0)
+    {
+        return Err(Usage(format!(
+            "--max-error-rate: must be a ratio above 0 and at most 1, not {r}"
+        )));
+    }
+    if args.min_requests.is_some_and(|n| n < 0) {
+        return Err(Usage("--min-requests: must not be negative".into()));
+    }
+    let side = connect_side("target", &target, t).await?;
+    let gating = match &args.gating {
+        Some(addr) => connect_gating(addr, &t.token).await?,
+        None => side.client().clone(),
+    };
+    if t.setup {
+        setup(&side, t).await?;
+    }
+    preflight(&side, t).await?;
+    let threshold = Retry::default()
+        .call(|| {
+            let mut g = gating.gating();
+            let slo = args.slo.clone();
+            async move {
+                g.get_smoke_threshold(GetSmokeThresholdRequest { slo })
+                    .await
+            }
+        })
+        .await
+        .map_err(|s| {
+            Usage(format!(
+                "GetSmokeThreshold: {}{}",
+                status_line(&s),
+                token_hint(&s, t)
+            ))
+        })?
+        .into_inner();
+    let budget = threshold.budget.clone().unwrap_or_default();
+    say(
+        "smoke",
+        &format!(
+            "{target}: {} at {}/s for {} after {} of warm-up; p95 must stay under {} ms ({}, {})",
+            t.mix,
+            t.rate,
+            show(t.duration),
+            show(t.warmup),
+            threshold.threshold_ms,
+            threshold.tier,
+            threshold.source
+        ),
+    );
+
+    let stop = stop_on_ctrl_c();
+    let progress = Progress::for_terminal(env.ci);
+    let shape = shape(t);
+    let sides = [side.clone()];
+    let mut interrupted = false;
+    if !t.warmup.is_zero() {
+        interrupted = phase("warm-up", &sides, &shape, t.warmup, &stop, &progress)
+            .await
+            .interrupted;
+    }
+    let measured = if interrupted {
+        None
+    } else {
+        Some(phase("smoke", &sides, &shape, t.duration, &stop, &progress).await)
+    };
+    interrupted |= measured.as_ref().is_some_and(|m| m.interrupted);
+    let results = match &measured {
+        Some(m) => m.stats(0, &target),
+        None => switchyard_core::gating::report::TrafficStats {
+            label: target.clone(),
+            percentile_method: traffic::PERCENTILE_METHOD.into(),
+            ..Default::default()
+        },
+    };
+
+    let run_id = run_id(t);
+    let config = SmokeConfig {
+        target: target.clone(),
+        calls: t.mix.calls().iter().map(|c| c.name().to_owned()).collect(),
+        rate: t.rate,
+        duration_s: t.duration.as_secs_f64(),
+        warmup_s: t.warmup.as_secs_f64(),
+        percentile_method: traffic::PERCENTILE_METHOD.into(),
+    };
+    let meta = metadata(t, &run_id);
+    let request = EvaluateSmokeRequest {
+        results: Some(convert::stats_to_proto(&results)),
+        target: target.clone(),
+        run_id: run_id.clone(),
+        slo: args.slo.clone(),
+        max_error_rate: args.max_error_rate,
+        min_requests: args.min_requests,
+        config: Some(convert::smoke_config_to_proto(&config)),
+        metadata: Some(convert::metadata_to_proto(&meta)),
+        interrupted,
+    };
+    let kept = Retry::default()
+        .call(|| {
+            let mut g = gating.gating();
+            let req = request.clone();
+            async move { g.evaluate_smoke(req).await }
+        })
+        .await;
+    let (summary, note) = match kept.map(|r| r.into_inner().run.and_then(|run| run.report)) {
+        Ok(Some(pb::gate_run::Report::Smoke(s))) => (s, None),
+        other => {
+            let why = match other {
+                Err(s) => status_line(&s),
+                Ok(_) => "the answer held no smoke summary".into(),
+            };
+            let input = SmokeInput {
+                results: Some(results),
+                target: target.clone(),
+                run_id: run_id.clone(),
+                slo: args.slo.clone(),
+                max_error_rate: args.max_error_rate,
+                min_requests: args.min_requests,
+                config,
+                metadata: meta,
+                interrupted,
+            };
+            let local = document::smoke_summary(input, convert::budget_from_proto(&budget))
+                .map_err(|e| Usage(format!("judging the run: {}", e.message())))?;
+            (
+                convert::smoke_to_proto(&local),
+                Some(format!(
+                    "EvaluateSmoke failed ({why}): this verdict was judged here with the threshold read before the run, and not kept."
+                )),
+            )
+        }
+    };
+    write_json("switchyard.v1.SmokeSummary", &summary, &args.out)?;
+    let (runs, history_note) = history(&gating, "smoke", &target, t.history).await;
+    let markdown = summary::smoke_markdown(
+        &summary,
+        &runs,
+        join_notes(&[note, history_note]).as_deref(),
+    );
+    finish(
+        "smoke",
+        &markdown,
+        summary.verdict.unwrap_or_default(),
+        &args.out,
+        env,
+    )
+}
+
+/// Publishes the Markdown, says the verdict in one line and returns its exit
+/// code.
+fn finish(
+    command: &str,
+    markdown: &str,
+    verdict: pb::VerdictBlock,
+    out: &Path,
+    env: &Environment,
+) -> Run<u8> {
+    let published = summary::publish(markdown, env.step_summary.as_deref()).map_err(Usage)?;
+    say(
+        command,
+        &format!(
+            "{}{} — wrote {}{}",
+            verdict.status,
+            reasons(&verdict.reasons),
+            out.display(),
+            published.map_or_else(String::new, |p| format!(", appended to {}", p.display()))
+        ),
+    );
+    Ok(exit_code(verdict.exit_code))
+}
+
+fn reasons(r: &[String]) -> String {
+    if r.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", r.join("; "))
+    }
+}
+
+fn exit_code(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(EXIT_USAGE)
+}
+
+/// Runs `switchyard canary`; returns the exit code.
+pub async fn canary(mut args: CanaryArgs, env: &Environment) -> u8 {
+    env.fill(&mut args.traffic);
+    match run_canary(args, env).await {
+        Ok(code) => code,
+        Err(Usage(line)) => {
+            say("canary", &line);
+            EXIT_USAGE
+        }
+    }
+}
+
+async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
+    let baseline_addr = required(args.baseline.as_ref(), "--baseline")?;
+    let canary_addr = required(args.canary.as_ref(), "--canary")?;
+    let t = &args.traffic;
+    let rules = RulesInput {
+        p95_ratio: args.p95_ratio,
+        p95_floor_ms: args.p95_floor_ms,
+        error_rate_ratio: args.error_rate_ratio,
+        error_rate_floor: args.error_rate_floor,
+        min_error_count: args.min_error_count,
+        min_requests: args.min_requests,
+    };
+    switchyard_core::gating::judge::validate_rules("policy", &rules.resolve())
+        .map_err(|e| Usage(format!("canary rules: {}", e.message())))?;
+    let baseline = connect_side("baseline", &baseline_addr, t).await?;
+    let canary = connect_side("canary", &canary_addr, t).await?;
+    let gating = match &args.gating {
+        Some(addr) => Some(connect_gating(addr, &t.token).await?),
+        None => None,
+    };
+    if t.setup {
+        setup(&baseline, t).await?;
+        setup(&canary, t).await?;
+    }
+    preflight(&baseline, t).await?;
+    preflight(&canary, t).await?;
+    say(
+        "canary",
+        &format!(
+            "baseline {baseline_addr} vs canary {canary_addr}: {} at {}/s each, interleaved, for {} after {} of warm-up and {} of baseline alone",
+            t.mix,
+            t.rate,
+            show(t.duration),
+            show(t.warmup),
+            show(args.before)
+        ),
+    );
+
+    let stop = stop_on_ctrl_c();
+    let progress = Progress::for_terminal(env.ci);
+    let shape = shape(t);
+    let both = [baseline.clone(), canary.clone()];
+    let mut interrupted = false;
+    if !t.warmup.is_zero() {
+        interrupted = phase("warm-up", &both, &shape, t.warmup, &stop, &progress)
+            .await
+            .interrupted;
+    }
+    let mut before = None;
+    if !interrupted && !args.before.is_zero() {
+        let b = phase(
+            "before",
+            std::slice::from_ref(&baseline),
+            &shape,
+            args.before,
+            &stop,
+            &progress,
+        )
+        .await;
+        interrupted = b.interrupted;
+        before = Some(b.stats(0, "baseline"));
+    }
+    let during = if interrupted {
+        None
+    } else {
+        Some(phase("during", &both, &shape, t.duration, &stop, &progress).await)
+    };
+    interrupted |= during.as_ref().is_some_and(|d| d.interrupted);
+    let empty = |label: &str| switchyard_core::gating::report::TrafficStats {
+        label: label.into(),
+        percentile_method: traffic::PERCENTILE_METHOD.into(),
+        ..Default::default()
+    };
+    let (b, c) = match &during {
+        Some(d) => (d.stats(0, "baseline"), d.stats(1, "canary")),
+        None => (empty("baseline"), empty("canary")),
+    };
+
+    let run_id = run_id(t);
+    let config = CanaryConfig {
+        interleaved: true,
+        percentile_method: traffic::PERCENTILE_METHOD.into(),
+        rules: rules.resolve(),
+        baseline: baseline_addr.clone(),
+        canary: canary_addr.clone(),
+    };
+    let meta = metadata(t, &run_id);
+    let input = CanaryInput {
+        baseline: Some(b),
+        canary: Some(c),
+        rules,
+        record: gating.is_some(),
+        baseline_before: before,
+        config,
+        metadata: meta,
+        interrupted,
+    };
+    let mut note = None;
+    let mut report = None;
+    if let Some(g) = &gating {
+        let request = CompareCanaryRequest {
+            baseline: input.baseline.as_ref().map(convert::stats_to_proto),
+            canary: input.canary.as_ref().map(convert::stats_to_proto),
+            policy: Some(convert::rules_input_to_proto(&input.rules)),
+            record: true,
+            baseline_before: input.baseline_before.as_ref().map(convert::stats_to_proto),
+            config: Some(convert::canary_config_to_proto(&input.config)),
+            metadata: Some(convert::metadata_to_proto(&input.metadata)),
+            interrupted,
+        };
+        let r = Retry::default()
+            .call(|| {
+                let mut g = g.gating();
+                let req = request.clone();
+                async move { g.compare_canary(Request::new(req)).await }
+            })
+            .await;
+        match r.map(|r| r.into_inner().report) {
+            Ok(Some(r)) => report = Some(r),
+            Ok(None) => {
+                note = Some(
+                    "CompareCanary answered no report: this verdict was judged here and not kept."
+                        .to_owned(),
+                )
+            }
+            Err(s) => {
+                note = Some(format!(
+                    "CompareCanary failed ({}): this verdict was judged here and not kept.",
+                    status_line(&s)
+                ))
+            }
+        }
+    }
+    let report = match report {
+        Some(r) => r,
+        None => convert::canary_to_proto(
+            &document::canary_report(input)
+                .map_err(|e| Usage(format!("judging the run: {}", e.message())))?,
+        ),
+    };
+    write_json("switchyard.v1.CanaryReport", &report, &args.out)?;
+    let (runs, history_note) = match &gating {
+        Some(g) => history(g, "canary", &canary_addr, t.history).await,
+        None => (Vec::new(), None),
+    };
+    let markdown =
+        summary::canary_markdown(&report, &runs, join_notes(&[note, history_note]).as_deref());
+    finish(
+        "canary",
+        &markdown,
+        report.verdict.unwrap_or_default(),
+        &args.out,
+        env,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit_or_mean_seconds() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("1d").unwrap_err().contains("ms, s, m or h"));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("25h").is_err());
+        assert!(
+            parse_positive_duration("0s")
+                .unwrap_err()
+                .contains("above zero")
+        );
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("NaN").is_err());
+        assert!(parse_rate("1e9").is_err());
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        for d in ["30s", "0s", "250ms", "1.5s", "2m"] {
+            let parsed = parse_duration(d).unwrap();
+            assert_eq!(parse_duration(&show(parsed)), Ok(parsed), "{d}");
+        }
+        assert_eq!(show(Duration::from_millis(1500)), "1.5s");
+    }
+}

@@ -1,0 +1,15 @@
+//! `switchyard smoke` and `switchyard canary`: open-model synthetic traffic
+//! at a server (`traffic`), judged by its GatingService (or by the same
+//! judge here, `switchyard_core::gating::document`), written as the GATING.md
+//! documents and a Markdown job summary (`summary`), with a terminal line
+//! while it runs (`progress`). The flows and their arguments are `commands`.
+//!
+//! Nothing here reads the process environment: the binary passes what the
+//! commands need of it (`commands::Environment`).
+
+#![forbid(unsafe_code)]
+
+pub mod commands;
+pub mod progress;
+pub mod summary;
+pub mod traffic;

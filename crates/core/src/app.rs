@@ -1,0 +1,328 @@
+//! The application, built in one place: storage, cache and bus, the
+//! replica's tenant and flag state, the follower of the change log, the
+//! capabilities' services, and the background tasks they need. Nothing here
+//! knows a transport; `server/` puts the services on the listener.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    auth::{Authenticator, Scope},
+    bus::Bus,
+    changelog::{Announce, ChangeLog},
+    config::Config,
+    error::{Error, Result},
+    flag::{self, EnvOverrides, state::Flags, watch::WatcherLimit},
+    follower::{Follower, Readiness},
+    gating,
+    id::TenantId,
+    store::{Backend, Store},
+    tenant::{self, Tenants, cache::ResolutionCache},
+};
+
+/// A running application: what every transport serves. One per server.
+#[derive(Debug)]
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// The token table.
+    pub authenticator: Arc<Authenticator>,
+    /// TenantService's use cases.
+    pub tenants: tenant::service::TenantService,
+    /// FlagService's use cases.
+    pub flags: flag::service::FlagService,
+    /// GatingService's use cases.
+    pub gating: gating::service::GatingService,
+    follower: Arc<Follower>,
+    /// Cancelled when shutdown begins: background tasks and long-lived
+    /// streams end on it.
+    pub shutdown: CancellationToken,
+}
+
+impl App {
+    /// Validates the configuration, opens the store (migrating SQLite; on
+    /// PostgreSQL checking that `switchyard migrate` has run), connects Redis
+    /// when configured, loads the replica's state, and starts the background
+    /// tasks: the initial tenant load, the follower, watch heartbeats,
+    /// change-log pruning and metrics upkeep. They stop when
+    /// [`App::shutdown`] is cancelled.
+    ///
+    /// `budget` is where gating reads error budgets (the server's Prometheus
+    /// client, when `prometheus_url` is set): an outgoing adapter the core
+    /// only knows through its trait.
+    pub async fn start(
+        config: Config,
+        budget: Option<Arc<dyn gating::budget::BudgetQuery>>,
+    ) -> Result<App> {
+        config
+            .validate()
+            .map_err(|e| Error::invalid_argument("configuration", e))?;
+        let store = Store::connect(&config.storage.database_url).await?;
+        match store.backend() {
+            Backend::Sqlite => store.migrate().await?,
+            Backend::Postgres => store.check_schema().await?,
+        }
+        let shutdown = CancellationToken::new();
+        let (bus, cache) = match &config.storage.redis_url {
+            None => (Bus::in_process(), ResolutionCache::Disabled),
+            Some(url) => {
+                let (client, conn) = connect_redis(url).await?;
+                let bus = Bus::redis(
+                    client,
+                    conn.clone(),
+                    &config.storage.redis_prefix,
+                    shutdown.clone(),
+                );
+                let cache = ResolutionCache::Redis {
+                    conn,
+                    prefix: config.storage.redis_prefix.clone(),
+                };
+                (bus, cache)
+            }
+        };
+        // The flag state is loaded before serving; its revision is where this
+        // replica starts following the change log.
+        let state = flag::store::load_state(&store).await?;
+        let start_revision = state.revision;
+        let flag_state = Arc::new(Flags::new(
+            state,
+            EnvOverrides::new(&config.flags.flag_overrides),
+            config.watch.watch_queue,
+        ));
+        let generation = Tenants::stored_generation(&store).await?;
+        let tenant_state = Arc::new(Tenants::new(store.clone(), cache, generation));
+        let follower = Arc::new(Follower::new(
+            store.clone(),
+            bus,
+            tenant_state.clone(),
+            flag_state.clone(),
+            start_revision,
+        ));
+        let announce: Arc<dyn Announce> = follower.clone();
+        let tenants = tenant::service::TenantService::new(
+            tenant_state.clone(),
+            announce.clone(),
+            config.listener.max_message_bytes,
+        );
+        let flags = flag::service::FlagService::new(flag::service::Parts {
+            store: store.clone(),
+            flags: flag_state.clone(),
+            tenants: tenant_state.clone(),
+            resolver: tenants.clone(),
+            watchers: WatcherLimit::new(
+                config.watch.max_watchers,
+                config.watch.watchers_per_caller(),
+            ),
+            announce,
+            max_message_bytes: config.listener.max_message_bytes,
+        });
+
+        let gating = gating::service::GatingService::new(gating::service::Parts {
+            store: store.clone(),
+            flags: flag_state.clone(),
+            tenants: tenant_state.clone(),
+            slos: config
+                .gating
+                .slos
+                .iter()
+                .map(|s| gating::budget::Slo {
+                    name: s.name.clone(),
+                    query: s.query.clone(),
+                    base_p95_ms: s.base_p95_ms,
+                    tiers: s
+                        .tiers
+                        .iter()
+                        .map(|t| gating::report::BudgetTier {
+                            below: t.below,
+                            p95_ms: t.p95_ms,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            default_slo: config.gating.default_slo.clone(),
+            max_message_bytes: config.listener.max_message_bytes,
+            prometheus: budget,
+        });
+
+        spawn_initial_load(tenant_state, shutdown.clone());
+        follower
+            .clone()
+            .spawn(config.storage.sync_interval(), shutdown.clone());
+        spawn_heartbeats(flag_state, config.watch.watch_heartbeat_s, shutdown.clone());
+        spawn_pruning(
+            store.clone(),
+            config.storage.change_log_retention_s,
+            shutdown.clone(),
+        );
+        crate::telemetry::start_metrics(&config);
+        {
+            // The smoke threshold and budget gauges, for dashboard lines.
+            let gating = gating.clone();
+            spawn_every(Duration::from_secs(30), shutdown.clone(), move || {
+                let gating = gating.clone();
+                async move { gating.refresh().await }
+            });
+        }
+        spawn_every(Duration::from_secs(5), shutdown.clone(), || {
+            crate::telemetry::metrics_upkeep();
+            std::future::ready(())
+        });
+
+        Ok(App {
+            authenticator: Arc::new(authenticator(&config)),
+            config,
+            store,
+            tenants,
+            flags,
+            gating,
+            follower,
+            shutdown,
+        })
+    }
+
+    /// Returns a receiver of whether this replica follows the change log.
+    pub fn readiness(&self) -> watch::Receiver<Readiness> {
+        self.follower.readiness()
+    }
+
+    /// Stops the background tasks and closes the store, waiting for its
+    /// connections to be returned.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        self.store.close().await;
+    }
+}
+
+/// Opens the Redis client and the shared command connection (with timeouts,
+/// so a hung Redis cannot hang a call).
+async fn connect_redis(url: &str) -> Result<(redis::Client, redis::aio::ConnectionManager)> {
+    let client = redis::Client::open(url)
+        .map_err(|_| Error::invalid_argument("SWITCHYARD_REDIS_URL", "is not a valid Redis URL"))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(2);
+    let conn = redis::aio::ConnectionManager::new_with_config(client.clone(), config)
+        .await
+        .map_err(|e| Error::unavailable("Redis (SWITCHYARD_REDIS_URL)", e))?;
+    Ok((client, conn))
+}
+
+/// Loads the tenant matcher in the background, retrying every second until it
+/// succeeds; until then resolutions go to Redis and the database.
+fn spawn_initial_load(tenants: Arc<Tenants>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            match tenants.reload().await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "loading the tenant matcher failed; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {},
+                () = stop.cancelled() => return,
+            }
+        }
+    });
+}
+
+/// Runs `job` every `period` (the first time at once) until `stop` is cancelled.
+fn spawn_every<F, Fut>(period: Duration, stop: CancellationToken, mut job: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => job().await,
+                () = stop.cancelled() => break,
+            }
+        }
+    });
+}
+
+/// Sends a heartbeat to every watch stream every `secs` seconds, and ends
+/// every watch when shutdown begins.
+fn spawn_heartbeats(flags: Arc<Flags>, secs: u64, stop: CancellationToken) {
+    tokio::spawn({
+        let (flags, stop) = (flags.clone(), stop.clone());
+        async move {
+            stop.cancelled().await;
+            flags.close_watches();
+        }
+    });
+    spawn_every(Duration::from_secs(secs), stop, move || {
+        flags.heartbeat();
+        std::future::ready(())
+    });
+}
+
+/// Deletes change-log rows older than the retention window, once a minute.
+fn spawn_pruning(store: Store, retention_s: u64, stop: CancellationToken) {
+    let retention_us = i64::try_from(retention_s)
+        .unwrap_or(i64::MAX / 2)
+        .saturating_mul(1_000_000);
+    spawn_every(Duration::from_secs(60), stop, move || {
+        let store = store.clone();
+        async move {
+            let before = crate::store::now_us().saturating_sub(retention_us);
+            match store.prune_change_log(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned the change log"),
+                Err(e) => tracing::warn!(error = %e, "pruning the change log failed"),
+            }
+        }
+    });
+}
+
+/// Builds the token table. With no token configured at all, generates an admin
+/// token and prints it once on stderr.
+fn authenticator(config: &Config) -> Authenticator {
+    let mut tokens: Vec<(String, Scope, String)> = config
+        .auth
+        .tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            Scope::parse(&t.scope)
+                .ok()
+                .map(|s| (t.secret.0.clone(), s, format!("tokens[{i}]")))
+        })
+        .collect();
+    match &config.auth.admin_token {
+        Some(t) => tokens.push((t.0.clone(), Scope::Admin, "admin_token".into())),
+        None if tokens.is_empty() => {
+            let secret = generate_token();
+            eprintln!(
+                "switchyard: no token configured; this run's admin token (shown once): {secret}"
+            );
+            tokens.push((secret, Scope::Admin, "generated".into()));
+        }
+        None => {}
+    }
+    Authenticator::new(
+        tokens
+            .iter()
+            .map(|(s, scope, caller)| (s.as_str(), scope.clone(), caller.as_str())),
+    )
+    .with_flagd_anonymous(
+        config
+            .auth
+            .flagd_anonymous_tenant
+            .as_deref()
+            .and_then(|t| TenantId::parse(t, "flagd_anonymous_tenant").ok()),
+    )
+}
+
+/// Returns 32 random bytes as hex.
+pub fn generate_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}

@@ -1,0 +1,241 @@
+//! Who is calling and what they may do: token [`Scope`]s, the caller's
+//! [`Principal`], and the [`Authenticator`] that turns a bearer secret into a
+//! principal.
+//!
+//! Nothing here knows a transport. The server's middleware
+//! (`server/middleware.rs`) authenticates every gRPC and HTTP request once and
+//! attaches the principal; each service method then asks the principal for
+//! the scope it needs, because only the use case knows which tenant a request
+//! touches.
+//!
+//! Secrets are compared as SHA-256 digests in constant time against every
+//! configured token (no early exit), and are never logged.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::{error::Error, id::TenantId};
+
+/// What a token allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything.
+    Admin,
+    /// Gating RPCs.
+    Gating,
+    /// Reading, watching and evaluating one tenant's flags, resolving into it.
+    Tenant(TenantId),
+}
+
+impl Scope {
+    /// Parses `admin`, `gating` or `tenant:<id>`.
+    pub fn parse(s: &str) -> Result<Scope, String> {
+        match s {
+            "admin" => Ok(Scope::Admin),
+            "gating" => Ok(Scope::Gating),
+            _ => match s.strip_prefix("tenant:") {
+                Some(id) => TenantId::parse(id, "tenant")
+                    .map(Scope::Tenant)
+                    .map_err(|_| format!("scope {s:?}: {id:?} is not a valid tenant id")),
+                None => Err(format!("scope {s:?}: must be admin, gating or tenant:<id>")),
+            },
+        }
+    }
+}
+
+/// The authenticated caller of a request: what it may do (its scope) and
+/// who it is (the credential it presented), which quotas count by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    scope: Scope,
+    caller: Arc<str>,
+}
+
+impl Principal {
+    /// Creates a principal with `scope`, as the caller `internal` (tests and
+    /// internal callers).
+    pub fn new(scope: Scope) -> Self {
+        Principal::named(scope, "internal")
+    }
+
+    /// Creates the principal of the credential named `caller`.
+    pub fn named(scope: Scope, caller: &str) -> Self {
+        Principal {
+            scope,
+            caller: Arc::from(caller),
+        }
+    }
+
+    /// Returns the scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// Which credential called: the setting it was configured by
+    /// (`admin_token`, `tokens[2]`, `flagd_anonymous_tenant`, or `generated`
+    /// for the admin token made at start-up). Every request made with one
+    /// token is one caller; its secret never appears here.
+    pub fn caller(&self) -> &Arc<str> {
+        &self.caller
+    }
+
+    /// Allows admins only.
+    pub fn require_admin(&self) -> Result<(), Error> {
+        match self.scope {
+            Scope::Admin => Ok(()),
+            _ => Err(Error::permission_denied("this call needs an admin token")),
+        }
+    }
+
+    /// Allows admins and gating tokens.
+    pub fn require_gating(&self) -> Result<(), Error> {
+        match self.scope {
+            Scope::Admin | Scope::Gating => Ok(()),
+            _ => Err(Error::permission_denied(
+                "this call needs a gating or admin token",
+            )),
+        }
+    }
+
+    /// Allows admins and the token of `tenant_id`.
+    pub fn require_tenant(&self, tenant_id: &str) -> Result<(), Error> {
+        match &self.scope {
+            Scope::Admin => Ok(()),
+            Scope::Tenant(own) if own.as_str() == tenant_id => Ok(()),
+            Scope::Tenant(_) => Err(Error::permission_denied(
+                "this token is scoped to another tenant",
+            )),
+            Scope::Gating => Err(Error::permission_denied(
+                "a gating token cannot read tenant data",
+            )),
+        }
+    }
+
+    /// Returns the tenant a tenant-scoped token is confined to.
+    pub fn tenant(&self) -> Option<&str> {
+        match &self.scope {
+            Scope::Tenant(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// The configured tokens, kept as digests.
+#[derive(Debug)]
+pub struct Authenticator {
+    tokens: Vec<([u8; 32], Principal)>,
+    flagd_anonymous: Option<Principal>,
+}
+
+/// The caller every flagd call without a token is (one caller for all).
+pub const FLAGD_ANONYMOUS_CALLER: &str = "flagd_anonymous_tenant";
+
+impl Authenticator {
+    /// Builds the table from `(secret, scope, caller)`: each secret grants
+    /// `scope` to the caller named `caller` (see [`Principal::caller`]).
+    pub fn new<'a>(tokens: impl IntoIterator<Item = (&'a str, Scope, &'a str)>) -> Self {
+        Authenticator {
+            tokens: tokens
+                .into_iter()
+                .map(|(secret, scope, caller)| (digest(secret), Principal::named(scope, caller)))
+                .collect(),
+            flagd_anonymous: None,
+        }
+    }
+
+    /// Lets flagd calls without a token act as `tenant`'s token
+    /// (`flagd_anonymous_tenant`), all as the one caller
+    /// [`FLAGD_ANONYMOUS_CALLER`].
+    #[must_use]
+    pub fn with_flagd_anonymous(mut self, tenant: Option<TenantId>) -> Self {
+        self.flagd_anonymous =
+            tenant.map(|t| Principal::named(Scope::Tenant(t), FLAGD_ANONYMOUS_CALLER));
+        self
+    }
+
+    /// Who a flagd call without a token is, if anyone.
+    pub fn flagd_anonymous(&self) -> Option<&Principal> {
+        self.flagd_anonymous.as_ref()
+    }
+
+    /// Returns the principal of `secret`, comparing against every token.
+    pub fn authenticate(&self, secret: &str) -> Option<Principal> {
+        let presented = digest(secret);
+        let mut found = None;
+        for (d, principal) in &self.tokens {
+            let diff = d
+                .iter()
+                .zip(presented.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff == 0 && found.is_none() {
+                found = Some(principal);
+            }
+        }
+        found.cloned()
+    }
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn tenant(id: &str) -> TenantId {
+        TenantId::parse(id, "tenant").unwrap()
+    }
+
+    #[test]
+    fn scopes_parse() {
+        assert_eq!(Scope::parse("admin"), Ok(Scope::Admin));
+        assert_eq!(
+            Scope::parse("tenant:acme"),
+            Ok(Scope::Tenant(tenant("acme")))
+        );
+        assert!(Scope::parse("tenant:").is_err());
+        assert!(Scope::parse("root").is_err());
+    }
+
+    #[test]
+    fn tenant_tokens_are_confined() {
+        let p = Principal::new(Scope::Tenant(tenant("a")));
+        assert!(p.require_tenant("a").is_ok());
+        assert_eq!(
+            p.require_tenant("b").unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
+        assert!(p.require_admin().is_err());
+        assert!(p.require_gating().is_err());
+    }
+
+    #[test]
+    fn only_known_secrets_authenticate() {
+        let a = Authenticator::new([
+            ("admin-secret-0123456789", Scope::Admin, "admin_token"),
+            (
+                "tenant-secret-0123456789",
+                Scope::Tenant(tenant("t")),
+                "tokens[0]",
+            ),
+            (
+                "tenant-secret-9876543210",
+                Scope::Tenant(tenant("t")),
+                "tokens[1]",
+            ),
+        ]);
+        let admin = a.authenticate("admin-secret-0123456789").unwrap();
+        assert_eq!(admin.scope(), &Scope::Admin);
+        assert_eq!(&**admin.caller(), "admin_token");
+        // Two tokens of one scope are two callers.
+        assert_eq!(
+            &**a.authenticate("tenant-secret-9876543210").unwrap().caller(),
+            "tokens[1]"
+        );
+        assert!(a.authenticate("admin-secret-012345678").is_none());
+        assert!(a.authenticate("").is_none());
+    }
+}

@@ -1,0 +1,496 @@
+//! The flag use cases, whatever the transport: each method takes the caller's
+//! [`Principal`] and domain types, checks the caller's scope first, then the
+//! input in the order of the rules, and announces every committed change.
+
+use std::sync::Arc;
+
+use futures_util::Stream;
+use serde_json::Value;
+
+use super::{
+    DEFAULT_PAGE_SIZE, Effective, FlagDef, FlagType, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE,
+    check_value,
+    listing::{ListCache, ListKey, Listed},
+    state::{Flags, ViewTag},
+    store::{self, FlagUpdate},
+    validate_key,
+    watch::{self, Delivery, WatcherLimit},
+};
+use crate::{
+    auth::{Principal, Scope},
+    changelog::{Announce, Committed},
+    error::{Error, Result},
+    id::TenantId,
+    service::{
+        Input,
+        mask::UpdateMask,
+        page::{Page, PageRequest},
+    },
+    store::Store,
+    tenant::{self, Tenants},
+};
+
+/// A flag to create, as the caller sent it.
+#[derive(Debug, Clone)]
+pub struct NewFlag {
+    /// The key.
+    pub key: String,
+    /// The type.
+    pub value_type: Input<FlagType>,
+    /// What the flag controls.
+    pub description: String,
+    /// The declared default.
+    pub default: Input<Value>,
+    /// The stored value, if any.
+    pub stored: Input<Option<Value>>,
+}
+
+/// The fields of an update, as the caller sent them; the update mask says
+/// which ones count.
+#[derive(Debug, Clone)]
+pub struct FlagChanges {
+    /// The flag's key.
+    pub key: String,
+    /// The type the caller believes the flag has (`None`: not said).
+    pub value_type: Input<Option<FlagType>>,
+    /// A new description.
+    pub description: String,
+    /// A new default.
+    pub default: Input<Value>,
+    /// A new stored value (`None` clears it).
+    pub stored: Input<Option<Value>>,
+}
+
+/// Which tenant an evaluation is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// None named: a tenant token's own tenant, values without overrides
+    /// for an admin.
+    Caller,
+    /// The tenant with this id.
+    TenantId(String),
+    /// The tenant this key (a host) resolves to.
+    ResolveKey(String),
+}
+
+/// A flag's value for one evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// The effective value and its source.
+    pub value: Effective,
+    /// The revision the value is at.
+    pub revision: i64,
+    /// The tenant it was evaluated for, if any.
+    pub tenant: Option<String>,
+}
+
+/// The tenant an evaluation is for, resolved and allowed for its caller by
+/// [`Service::audience`] (so the evaluations that take one need no check of
+/// their own). `None`: values without tenant overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience(Option<String>);
+
+impl Audience {
+    /// The tenant, if any.
+    pub fn tenant(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+/// Every effective flag of an audience, and the version of its view.
+#[derive(Debug, Clone)]
+pub struct Evaluations {
+    /// The flags, by key.
+    pub values: Vec<Effective>,
+    /// The revision the values are at.
+    pub revision: i64,
+    /// The version of the audience's view (its tag changes exactly when one
+    /// of these values may have).
+    pub tag: ViewTag,
+}
+
+/// One page of `ListFlags`.
+#[derive(Debug, Clone)]
+pub struct FlagList {
+    /// The effective values of the page.
+    pub values: Page<Effective>,
+    /// The definitions of the same flags, in the same order (only when
+    /// asked for).
+    pub definitions: Vec<FlagDef>,
+    /// The version of the view the page shows: its revision is that of the
+    /// view's last change.
+    pub tag: ViewTag,
+}
+
+/// A `ListFlags` call as the caller sent it.
+#[derive(Debug, Clone)]
+pub struct ListRequest {
+    /// The tenant named (empty: the caller's default, see [`Target::Caller`]).
+    pub tenant: String,
+    /// The page asked for.
+    pub page: PageRequest,
+    /// Whether definitions come with the values.
+    pub with_definitions: Input<bool>,
+    /// An entity tag of an earlier answer (or a list of them, or `*`, as in
+    /// HTTP's `If-None-Match`): when it names the view's current version,
+    /// the answer is [`Listed::NotModified`].
+    pub if_none_match: String,
+}
+
+/// The flag service of a replica.
+#[derive(Clone)]
+pub struct FlagService {
+    store: Store,
+    flags: Arc<Flags>,
+    tenants: Arc<Tenants>,
+    resolver: tenant::service::TenantService,
+    watchers: WatcherLimit,
+    announce: Arc<dyn Announce>,
+    part_budget: usize,
+    snapshots: Arc<watch::Snapshots>,
+}
+
+impl std::fmt::Debug for FlagService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlagService").finish_non_exhaustive()
+    }
+}
+
+/// What the flag service is built over.
+pub struct Parts {
+    /// The database.
+    pub store: Store,
+    /// The replica's flag state.
+    pub flags: Arc<Flags>,
+    /// The replica's tenants.
+    pub tenants: Arc<Tenants>,
+    /// The tenant service, for evaluations by resolve key.
+    pub resolver: tenant::service::TenantService,
+    /// The limit on open watch streams.
+    pub watchers: WatcherLimit,
+    /// Told of every committed change.
+    pub announce: Arc<dyn Announce>,
+    /// The largest message sent (`max_message_bytes`): pages and snapshot
+    /// parts are cut to fit it.
+    pub max_message_bytes: usize,
+}
+
+impl FlagService {
+    /// Creates the service.
+    pub fn new(p: Parts) -> FlagService {
+        FlagService {
+            store: p.store,
+            flags: p.flags,
+            tenants: p.tenants,
+            resolver: p.resolver,
+            watchers: p.watchers,
+            announce: p.announce,
+            part_budget: super::part_budget(p.max_message_bytes),
+            snapshots: Arc::new(watch::Snapshots::new(super::part_budget(
+                p.max_message_bytes,
+            ))),
+        }
+    }
+
+    async fn announce(&self, c: &Committed) {
+        self.announce.committed(c).await;
+    }
+
+    /// Returns the tenant a read is for: the one named, or a tenant token's
+    /// own when none is named; checks the caller may read it and that it
+    /// exists. `None`: values without any tenant override.
+    async fn reading_tenant(
+        &self,
+        p: &Principal,
+        named: &str,
+        field: &str,
+    ) -> Result<Option<String>> {
+        let tenant = match (named.is_empty(), p.scope()) {
+            (_, Scope::Gating) => return may_read_flags(p).map(|()| None),
+            (true, Scope::Tenant(own)) => own.to_string(),
+            (true, Scope::Admin) => return Ok(None),
+            (false, _) => {
+                let named = TenantId::parse(named, field)?;
+                p.require_tenant(&named)?;
+                named.to_string()
+            }
+        };
+        if !self.tenants.exists(&tenant).await? {
+            return Err(Error::not_found(format!("tenant {tenant:?}")));
+        }
+        Ok(Some(tenant))
+    }
+
+    /// Creates a flag (admin).
+    pub async fn create(&self, p: &Principal, flag: Input<NewFlag>) -> Result<FlagDef> {
+        p.require_admin()?;
+        let f = flag?;
+        validate_key("flag.key", &f.key)?;
+        let value_type = f.value_type?;
+        check_description(&f.description)?;
+        let default = f.default?;
+        check_value("flag.default_value", &default, value_type)?;
+        let stored = f.stored?;
+        if let Some(v) = &stored {
+            check_value("flag.stored_value", v, value_type)?;
+        }
+        let def = FlagDef {
+            key: f.key,
+            value_type,
+            description: f.description,
+            default,
+            stored,
+            revision: 0,
+            created_at_us: 0,
+            updated_at_us: 0,
+        };
+        // A flag must fit in the answers that carry it (its definition,
+        // the FULL listing): one that could never be read back is refused
+        // before anything is written.
+        let size = super::def_bound(&def);
+        if size > self.part_budget {
+            return Err(super::state::too_large(&def.key, size, self.part_budget));
+        }
+        let (def, committed) = store::create(&self.store, def).await?;
+        self.announce(&committed).await;
+        Ok(def)
+    }
+
+    /// Returns a flag's definition (any token that may read flags).
+    pub async fn get(&self, p: &Principal, key: &str) -> Result<FlagDef> {
+        self.reading_tenant(p, "", "tenant").await?;
+        validate_key("flag_key", key)?;
+        self.flags.get(key)
+    }
+
+    /// Returns one page of flags with their effective values for the
+    /// tenant `r` names, encoded by `encode` (which also gives the size of
+    /// the encoding), or [`Listed::NotModified`]. The encoding is kept in
+    /// `cache` and served again until the view changes.
+    pub async fn list<E: Clone>(
+        &self,
+        p: &Principal,
+        r: ListRequest,
+        cache: &ListCache<E>,
+        encode: impl FnOnce(&FlagList) -> (E, usize),
+    ) -> Result<Listed<E>> {
+        let tenant = self.reading_tenant(p, &r.tenant, "tenant").await?;
+        let with_definitions = r.with_definitions?;
+        let (size, after) = r.page.resolve(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let tag = self.flags.view_tag(tenant.as_deref());
+        if !r.if_none_match.is_empty() && tag.matches(&r.if_none_match) {
+            return Ok(Listed::NotModified(tag));
+        }
+        let key = ListKey {
+            tenant,
+            after,
+            size,
+            with_definitions,
+        };
+        if let Some(encoded) = cache.get(&key, &tag) {
+            return Ok(Listed::Page(tag, encoded));
+        }
+        let (values, definitions, more, tag) = self.flags.list(
+            key.tenant.as_deref(),
+            &key.after,
+            size,
+            self.part_budget,
+            with_definitions,
+        )?;
+        let list = FlagList {
+            values: Page::new(values, more, |e| &e.flag),
+            definitions,
+            tag,
+        };
+        let (encoded, bytes) = encode(&list);
+        cache.put(key, list.tag.clone(), encoded.clone(), bytes);
+        Ok(Listed::Page(list.tag, encoded))
+    }
+
+    /// Updates the fields `mask` names (all when empty); refuses a stale
+    /// `expected` revision (non-zero). Admin.
+    pub async fn update(
+        &self,
+        p: &Principal,
+        changes: Input<FlagChanges>,
+        mask: &[String],
+        expected: i64,
+    ) -> Result<FlagDef> {
+        p.require_admin()?;
+        let f = changes?;
+        validate_key("flag.key", &f.key)?;
+        let mask = UpdateMask::parse(
+            mask,
+            &[
+                &["description"],
+                &["default_value", "defaultValue"],
+                &["stored_value", "storedValue"],
+            ],
+            &["key", "type", "revision", "create_time", "update_time"],
+        )?;
+        let mut u = FlagUpdate::default();
+        if mask.covers("description") {
+            check_description(&f.description)?;
+            u.description = Some(f.description);
+        }
+        if mask.covers("default_value") {
+            u.default = Some(f.default?);
+        }
+        if mask.covers("stored_value") {
+            u.stored = Some(f.stored?);
+        }
+        // Checked against the stored flag inside the write transaction.
+        u.value_type = f.value_type?;
+        let (def, committed) =
+            store::update(&self.store, &f.key, u, expected, self.part_budget).await?;
+        self.announce(&committed).await;
+        Ok(def)
+    }
+
+    /// Deletes a flag and its overrides; returns the revision. Admin.
+    pub async fn delete(&self, p: &Principal, key: &str, expected: i64) -> Result<i64> {
+        p.require_admin()?;
+        validate_key("flag_key", key)?;
+        let committed = store::delete(&self.store, key, expected).await?;
+        self.announce(&committed).await;
+        Ok(committed.revision)
+    }
+
+    /// Sets a tenant's override of a flag; returns the revision. Admin.
+    pub async fn set_override(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        key: &str,
+        value: Input<Value>,
+        expected: i64,
+    ) -> Result<i64> {
+        p.require_admin()?;
+        let tenant = TenantId::parse(tenant, "tenant_id")?;
+        validate_key("flag_key", key)?;
+        let value = value?;
+        let size = super::encoded_bound(&super::Effective {
+            flag: key.to_owned(),
+            value: value.clone(),
+            source: super::ValueSource::Tenant,
+        });
+        if size > self.part_budget {
+            return Err(super::state::too_large(key, size, self.part_budget));
+        }
+        let committed = store::set_override(&self.store, &tenant, key, value, expected).await?;
+        self.announce(&committed).await;
+        Ok(committed.revision)
+    }
+
+    /// Removes a tenant's override of a flag; returns the revision. Admin.
+    pub async fn clear_override(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        key: &str,
+        expected: i64,
+    ) -> Result<i64> {
+        p.require_admin()?;
+        let tenant = TenantId::parse(tenant, "tenant_id")?;
+        validate_key("flag_key", key)?;
+        let committed = store::clear_override(&self.store, &tenant, key, expected).await?;
+        self.announce(&committed).await;
+        Ok(committed.revision)
+    }
+
+    /// Evaluates a flag for `target`.
+    pub async fn evaluate(&self, p: &Principal, key: &str, target: Target) -> Result<Evaluation> {
+        // The caller's scope first, then the request (as every call does).
+        may_read_flags(p)?;
+        validate_key("flag_key", key)?;
+        let audience = self.audience(p, target).await?;
+        self.evaluate_for(&audience, key)
+    }
+
+    /// Resolves `target` for the caller: the tenant it names (or a host
+    /// resolves to), allowed for `p`, or the caller's default (see
+    /// [`Target::Caller`]).
+    pub async fn audience(&self, p: &Principal, target: Target) -> Result<Audience> {
+        may_read_flags(p)?;
+        Ok(Audience(match target {
+            Target::ResolveKey(k) => Some(self.resolver.resolve(p, &k).await?.tenant.id.clone()),
+            Target::TenantId(t) => self.reading_tenant(p, &t, "tenant_id").await?,
+            Target::Caller => self.reading_tenant(p, "", "tenant_id").await?,
+        }))
+    }
+
+    /// Evaluates a flag for an audience already resolved.
+    pub fn evaluate_for(&self, audience: &Audience, key: &str) -> Result<Evaluation> {
+        validate_key("flag_key", key)?;
+        let (value, revision) = self.flags.evaluate(key, audience.tenant())?;
+        Ok(Evaluation {
+            value,
+            revision,
+            tenant: audience.0.clone(),
+        })
+    }
+
+    /// The tag of an audience's view as it is now: whether an answer the
+    /// caller holds is still current, without evaluating anything.
+    pub fn view_tag(&self, audience: &Audience) -> ViewTag {
+        self.flags.view_tag(audience.tenant())
+    }
+
+    /// Evaluates every flag for an audience already resolved, with the tag of
+    /// its view.
+    pub fn evaluate_all(&self, audience: &Audience) -> Evaluations {
+        // The tag first: a change landing in between then makes the tag
+        // older than the values (the next request sees a new tag), never
+        // newer (which would hide the change behind a 304).
+        let tag = self.flags.view_tag(audience.tenant());
+        let (values, revision) = self.flags.snapshot(audience.tenant());
+        Evaluations {
+            values,
+            revision,
+            tag,
+        }
+    }
+
+    /// Opens a watch of `tenant` (empty: the caller's default) from `since`
+    /// (0: a snapshot first); see [`watch::open`]. `connection` identifies
+    /// the caller's connection: the watches of one connection are woken
+    /// together.
+    pub async fn watch(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        since: i64,
+        connection: u64,
+    ) -> Result<impl Stream<Item = Delivery> + Send + 'static> {
+        let tenant = self.reading_tenant(p, tenant, "tenant_id").await?;
+        let slot = self.watchers.acquire(p.caller())?;
+        watch::open(
+            self.flags.clone(),
+            &self.store,
+            tenant,
+            since,
+            slot,
+            connection,
+            self.snapshots.clone(),
+        )
+        .await
+    }
+}
+
+/// Refuses gating tokens, which read no flags.
+fn may_read_flags(p: &Principal) -> Result<()> {
+    match p.scope() {
+        Scope::Gating => Err(Error::permission_denied("a gating token cannot read flags")),
+        _ => Ok(()),
+    }
+}
+
+fn check_description(d: &str) -> Result<()> {
+    if d.chars().count() > MAX_DESCRIPTION_LEN {
+        return Err(Error::invalid_argument(
+            "flag.description",
+            format!("must be at most {MAX_DESCRIPTION_LEN} characters"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The listener's connections: at most `max_connections` at once (one more
+//! is closed as soon as it is accepted), and a connection on which no byte
+//! moves, read or written, for `connection_idle_timeout_s` is closed.
+//!
+//! Writes are gathered and sent together at a flush, one scheduler turn late
+//! ([`Conn::poll_flush`]): when one change wakes a connection's many watch
+//! streams (the hub wakes them one connection after another), each hands its frame to the HTTP/2 connection, which would
+//! otherwise flush after each of them (the woken connection task runs right
+//! after the stream that woke it); now the streams woken with it run first
+//! and the connection sends all their frames in one write.
+//!
+//! Every byte read or written counts: a live HTTP/2 client answers the
+//! server's keepalive PINGs (every `http2_keepalive_interval_s`), so a healthy
+//! watch, however quiet, is never cut (configuration refuses an idle timeout
+//! that is not longer than the PING interval plus its timeout); an HTTP/1.1
+//! stream (SSE, NDJSON, gRPC-Web), whose client sends nothing after its
+//! request, lives on its heartbeats. What is cut is a socket that never speaks
+//! (one that never even sends the HTTP/2 preface), an HTTP/1.1 keep-alive
+//! connection left unused, and a peer that stops reading (the writes stop).
+
+use std::{
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures_util::Stream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::{Instant, Sleep},
+};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// The limits on the listener's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Closes a connection that sent nothing this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Accepts connections from `listener` within `limits`.
+pub fn incoming(
+    listener: TcpListener,
+    limits: Limits,
+) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let last_warning = Arc::new(AtomicU64::new(0));
+    futures_util::stream::unfold(listener, move |listener| {
+        let open = open.clone();
+        let last_warning = last_warning.clone();
+        async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, go on.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = open.clone().try_acquire_owned() else {
+                    // At the limit: closed at once (dropped), said at most
+                    // once a second.
+                    let now = switchyard_core::store::now_us() as u64 / 1_000_000;
+                    if last_warning.swap(now, Ordering::Relaxed) != now {
+                        tracing::warn!(
+                            max_connections = limits.max_connections,
+                            "connection limit reached (SWITCHYARD_MAX_CONNECTIONS): closing new connections"
+                        );
+                    }
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = Conn {
+                    io: stream,
+                    idle: limits.idle_timeout.map(Idle::new),
+                    out: Vec::new(),
+                    sent: 0,
+                    deferred: false,
+                    _permit: permit,
+                };
+                return Some((Ok(conn), listener));
+            }
+        }
+    })
+}
+
+/// One accepted connection, holding its place under the limit.
+#[derive(Debug)]
+pub struct Conn {
+    io: TcpStream,
+    idle: Option<Idle>,
+    /// Written and not sent yet; `sent` bytes of it are already out.
+    out: Vec<u8>,
+    sent: usize,
+    /// The flush has let the other woken tasks run once.
+    deferred: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Past this many bytes gathered, a write sends them first.
+const GATHER_MAX: usize = 64 * 1024;
+/// A write at least this large with nothing gathered goes out as it is (no
+/// copy): large answers gain nothing from gathering.
+const WRITE_THROUGH: usize = 16 * 1024;
+
+impl Conn {
+    /// Bytes moved: the connection is not idle. A write counts as much as a
+    /// read, so an HTTP/1.1 stream (SSE, NDJSON, gRPC-Web), whose client
+    /// sends nothing once its request is in, lives while its events are
+    /// delivered; a peer that stops reading stops the writes too.
+    fn active(&mut self) {
+        if let Some(idle) = &mut self.idle {
+            idle.last_active = Instant::now();
+        }
+    }
+
+    /// Sends everything gathered.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.out.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.sent += n;
+                    self.active();
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // An idle connection keeps no buffer.
+        self.out = Vec::new();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Gathers `bufs`, sending what is gathered first when it is large.
+    fn poll_gather(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.out.len() >= GATHER_MAX {
+            match self.poll_send(cx) {
+                Poll::Ready(Ok(())) => {}
+                other => return other.map_ok(|()| 0),
+            }
+        }
+        if self.out.is_empty() && bufs.iter().map(|b| b.len()).sum::<usize>() >= WRITE_THROUGH {
+            let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+            if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+                self.active();
+            }
+            return r;
+        }
+        let mut n = 0;
+        for b in bufs {
+            self.out.extend_from_slice(b);
+            n += b.len();
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                // Only the time of the read is kept here (no timer work on
+                // every read); the timer is moved when it fires.
+                if let Some(idle) = &mut this.idle
+                    && buf.filled().len() > before
+                {
+                    idle.last_active = Instant::now();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                if this.idle.as_mut().is_some_and(|idle| idle.expired(cx)) {
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "idle connection closed",
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+/// The idle timer of a connection.
+#[derive(Debug)]
+struct Idle {
+    timeout: Duration,
+    last_active: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Idle {
+    fn new(timeout: Duration) -> Idle {
+        Idle {
+            timeout,
+            last_active: Instant::now(),
+            timer: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    /// Whether nothing moved for the timeout; otherwise the timer is set
+    /// to the timeout after the last read (and registered with `cx`).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let deadline = self.last_active + self.timeout;
+            if deadline <= Instant::now() {
+                return true;
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_gather(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_gather(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    /// Sends what was gathered, one scheduler turn late: the first call
+    /// wakes its own task and returns `Pending`, which puts the connection
+    /// behind the tasks already woken (the other watch streams of a change),
+    /// whose frames the connection then gathers too; the next call sends
+    /// them all.
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.sent < self.out.len() {
+            if !self.deferred {
+                self.deferred = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            std::task::ready!(self.poll_send(cx))?;
+        }
+        self.deferred = false;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_send(cx))?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.io.connect_info()
+    }
+}

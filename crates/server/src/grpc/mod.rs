@@ -1,0 +1,28 @@
+//! The gRPC edge: tonic service implementations that take the caller's
+//! principal, convert messages to domain types, call the capability's service
+//! and convert the answer. No rule of the API lives here.
+
+pub mod convert;
+pub mod flag;
+pub mod flagd;
+pub mod frames;
+pub mod gating;
+pub mod status;
+pub mod tenant;
+
+use switchyard_core::auth::Principal;
+
+/// Returns the principal the auth middleware attached to a request.
+pub fn principal<T>(req: &tonic::Request<T>) -> Result<&Principal, tonic::Status> {
+    req.extensions()
+        .get::<Principal>()
+        .ok_or_else(|| tonic::Status::unauthenticated("missing bearer token"))
+}
+
+/// A number for the caller's connection (its peer address): the watches of
+/// one connection are woken together. 0 when the transport has no address.
+pub fn connection_key<T>(req: &tonic::Request<T>) -> u64 {
+    use std::hash::BuildHasher;
+    req.remote_addr()
+        .map_or(0, |a| foldhash::fast::FixedState::with_seed(0).hash_one(a))
+}
