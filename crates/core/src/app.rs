@@ -1,7 +1,7 @@
 //! The application, built in one place: storage, cache and bus, the
 //! replica's tenant and flag state, the follower of the change log, the
 //! capabilities' services, and the background tasks they need. Nothing here
-//! knows a transport; `server/` puts the services on the listener.
+//! knows a transport; `switchyard-server` puts the services on the listener.
 
 use std::{future::Future, sync::Arc, time::Duration};
 

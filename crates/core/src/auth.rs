@@ -3,7 +3,7 @@
 //! principal.
 //!
 //! Nothing here knows a transport. The server's middleware
-//! (`server/middleware.rs`) authenticates every gRPC and HTTP request once and
+//! (`switchyard-server`'s `middleware.rs`) authenticates every gRPC and HTTP request once and
 //! attaches the principal; each service method then asks the principal for
 //! the scope it needs, because only the use case knows which tenant a request
 //! touches.

@@ -3,7 +3,7 @@
 //!
 //! Domain and store code return [`Error`]. The one table that maps each kind
 //! to a gRPC code and an HTTP status (grpc-gateway's) is at the transport edge,
-//! `grpc/status.rs`. Driver and SQL errors never reach a client: they are
+//! `switchyard-server`'s `grpc/status.rs`. Driver and SQL errors never reach a client: they are
 //! logged here and replaced by a generic message.
 
 use std::fmt;

@@ -7,7 +7,7 @@
 //! [`App::start`](switchyard_core::app::App::start); this crate wires it to
 //! the transports: `grpc` and `rest` convert, the modules beside them are the
 //! HTTP layers (`web`, `middleware`, `observe`, `conn`, `health`), and the
-//! outgoing adapters (`prometheus`, the budget reader; `telemetry`, the
+//! outgoing adapters (`budget_reader`, Prometheus's budget; `telemetry`, the
 //! tracer and its exporter).
 
 #![forbid(unsafe_code)]

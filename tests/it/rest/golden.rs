@@ -4,7 +4,7 @@
 //!
 //! Timestamps are checked to be RFC 3339 in UTC ending in `Z`, then replaced
 //! by `"<timestamp>"`; everything else (revisions included) must match
-//! exactly. `UPDATE_GOLDEN=1 cargo test --test rest_golden` rewrites the files
+//! exactly. `UPDATE_GOLDEN=1 cargo test --test it rest::golden` rewrites the files
 //! after an intended change; review the diff.
 
 use std::{collections::BTreeSet, path::PathBuf};

@@ -5,7 +5,7 @@
 //! pub/sub channel `{prefix}feature_flags_events` as JSON
 //! (`{"revision":7,"entity":"flag","flag_key":"x"}`). Redis drops messages while
 //! a subscriber is disconnected, so the subscriber emits [`BusMessage::Resync`]
-//! after every (re)subscription, and the follower (`sync.rs`) also polls: a lost
+//! after every (re)subscription, and the follower (`follower.rs`) also polls: a lost
 //! message costs latency, never a change.
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The change log: one row per committed write, numbered by the global
 //! revision. It is the replication backbone: every replica follows it in
 //! revision order (`follower.rs`), and a resuming watch replays it
-//! (`flag/watch.rs`).
+//! (`flag/watch/`).
 //!
 //! This module owns the rows: their typed [`Change`], the versioned payload
 //! format ([`wire`]), appending ([`Append::commit_change`]), reading in order

@@ -2,7 +2,7 @@
 //! tier table, and the rule that picks a tier from what Prometheus answered.
 //!
 //! Prometheus itself is behind [`BudgetQuery`], implemented at the edge
-//! (`prometheus.rs`); this module decides:
+//! (`switchyard-server`'s `budget_reader.rs`); this module decides:
 //! - no Prometheus configured: the base threshold, source `disabled`;
 //! - no usable answer (unreachable, timeout, an HTTP or query error, no
 //!   series, several series, NaN, an infinity): the strictest tier, source

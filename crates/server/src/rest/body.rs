@@ -8,7 +8,7 @@
 //! inflation of `limit` bytes, never more, and is refused as too large.
 //! gRPC calls never come here: their messages carry their own compression
 //! (`grpc-encoding`), bounded by tonic, and an HTTP `Content-Encoding` on a
-//! gRPC call is refused before anything is read (`server/web.rs`).
+//! gRPC call is refused before anything is read (`web.rs`).
 
 use std::io::Write;
 
