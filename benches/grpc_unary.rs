@@ -7,13 +7,15 @@
 //! override per tenant, then runs rounds of
 //! each call, interleaved (health, resolve, health, resolve, ...), each for a
 //! fixed time with a fixed number of calls in flight over 4 HTTP/2
-//! connections. Reports calls/s and p50/p99 latency per call, and the ratio of
-//! each call's throughput to health's.
+//! connections. Reports calls/s, p50/p99 latency and the server's CPU time per
+//! call (user + system, from `/proc`; steadier than throughput on a machine
+//! the client shares), and the ratio of each call's throughput to health's.
 //!
 //! Calls: `ResolveTenant` (half exact, half suffix matches) and `EvaluateFlag`
 //! (by tenant id).
 //!
-//! `cargo bench --bench grpc_unary [-- SECONDS_PER_ROUND]`
+//! `cargo bench --bench grpc_unary [-- SECONDS_PER_ROUND]` (`GRPC_UNARY_ROUNDS`,
+//! default 2: how many interleaved rounds of each call)
 
 mod common;
 
@@ -66,14 +68,38 @@ async fn one(call: Call, ch: Client, i: usize) -> bool {
     }
 }
 
-/// Runs `call` for `secs` with IN_FLIGHT workers over `channels`; returns
-/// (calls/s, latencies in µs).
-async fn round(call: Call, channels: &[Client], secs: u64) -> (f64, Vec<u32>) {
+/// One round of one call.
+struct Round {
+    call: Call,
+    /// Calls per second.
+    rate: f64,
+    /// The server's CPU time per call, in µs.
+    cpu_us: f64,
+    /// Every call's latency, in µs.
+    latencies: Vec<u32>,
+}
+
+/// Runs `call` for `secs` with IN_FLIGHT workers over `channels` against the
+/// server `pid`.
+async fn round(call: Call, channels: &[Client], secs: u64, pid: &str) -> Round {
     let channels = channels.to_vec();
-    closed_loop(IN_FLIGHT, secs, move |w, i| {
+    let cpu = cpu_ms(pid);
+    let (rate, latencies) = closed_loop(IN_FLIGHT, secs, move |w, i| {
         one(call, channels[w % channels.len()].clone(), i)
     })
-    .await
+    .await;
+    let calls = latencies.len().max(1) as f64;
+    Round {
+        call,
+        rate,
+        cpu_us: (cpu_ms(pid) - cpu) * 1000.0 / calls,
+        latencies,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn pct(sorted: &[u32], q: f64) -> f64 {
@@ -89,6 +115,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let server = spawn(dir.path(), port, &[]);
+    let pid = server.id().to_string();
     let mut channels = Vec::new();
     for _ in 0..CONNECTIONS {
         channels.push(connect(port).await);
@@ -100,48 +127,53 @@ async fn main() {
     .await;
     // Warm-up.
     for call in [Call::Health, Call::Resolve, Call::Evaluate] {
-        round(call, &channels, 1).await;
+        round(call, &channels, 1, &pid).await;
     }
 
-    let mut results: Vec<(Call, f64, Vec<u32>)> = Vec::new();
-    for _ in 0..2 {
+    let rounds: usize = std::env::var("GRPC_UNARY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let mut results: Vec<Round> = Vec::new();
+    for _ in 0..rounds {
         for call in [Call::Health, Call::Resolve, Call::Evaluate] {
-            let (rate, lat) = round(call, &channels, secs).await;
-            results.push((call, rate, lat));
+            results.push(round(call, &channels, secs, &pid).await);
         }
     }
+    // Per call: mean calls/s, p50 and p99 over every round's latencies, and
+    // the median of the rounds' CPU per call.
     let summary = |call: Call| {
-        let mut lat = Vec::new();
-        let mut rates = Vec::new();
-        for (c, r, l) in &results {
-            if *c == call {
-                rates.push(*r);
-                lat.extend_from_slice(l);
-            }
-        }
+        let mine: Vec<&Round> = results.iter().filter(|r| r.call == call).collect();
+        let mut lat: Vec<u32> = mine
+            .iter()
+            .flat_map(|r| r.latencies.iter().copied())
+            .collect();
         lat.sort_unstable();
         (
-            rates.iter().sum::<f64>() / rates.len() as f64,
+            mine.iter().map(|r| r.rate).sum::<f64>() / mine.len() as f64,
             pct(&lat, 0.5),
             pct(&lat, 0.99),
+            median(mine.iter().map(|r| r.cpu_us).collect()),
         )
     };
-    let (h_rate, h50, h99) = summary(Call::Health);
+    let (h_rate, h50, h99, h_cpu) = summary(Call::Health);
     println!(
-        "{IN_FLIGHT} calls in flight over {CONNECTIONS} connections, 2 interleaved rounds of {secs} s each, client and server on the same 2 cores"
+        "{IN_FLIGHT} calls in flight over {CONNECTIONS} connections, {rounds} interleaved rounds of {secs} s each, client and server on the same 2 cores"
     );
     println!(
-        "grpc.health.v1.Health/Check:            {h_rate:>8.0} calls/s, p50 {h50:.2} ms, p99 {h99:.2} ms"
+        "grpc.health.v1.Health/Check:               {h_rate:>6.0} calls/s, p50 {h50:.2} ms, p99 {h99:.2} ms, server CPU {h_cpu:.1} µs/call"
     );
-    let (r_rate, r50, r99) = summary(Call::Resolve);
+    let (r_rate, r50, r99, r_cpu) = summary(Call::Resolve);
     println!(
-        "switchyard.v1.TenantService/ResolveTenant: {r_rate:>6.0} calls/s, p50 {r50:.2} ms, p99 {r99:.2} ms ({TENANTS} tenants); {:.2} of health's throughput",
-        r_rate / h_rate
+        "switchyard.v1.TenantService/ResolveTenant: {r_rate:>6.0} calls/s, p50 {r50:.2} ms, p99 {r99:.2} ms, server CPU {r_cpu:.1} µs/call ({TENANTS} tenants); {:.2} of health's throughput, {:+.1} µs/call",
+        r_rate / h_rate,
+        r_cpu - h_cpu
     );
-    let (e_rate, e50, e99) = summary(Call::Evaluate);
+    let (e_rate, e50, e99, e_cpu) = summary(Call::Evaluate);
     println!(
-        "switchyard.v1.FlagService/EvaluateFlag:     {e_rate:>6.0} calls/s, p50 {e50:.2} ms, p99 {e99:.2} ms (10 flags, {TENANTS} tenants with overrides); {:.2} of health's throughput",
-        e_rate / h_rate
+        "switchyard.v1.FlagService/EvaluateFlag:    {e_rate:>6.0} calls/s, p50 {e50:.2} ms, p99 {e99:.2} ms, server CPU {e_cpu:.1} µs/call (10 flags, {TENANTS} tenants with overrides); {:.2} of health's throughput, {:+.1} µs/call",
+        e_rate / h_rate,
+        e_cpu - h_cpu
     );
     stop(server);
 }

@@ -56,6 +56,11 @@ impl TenantId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id's text, without a copy.
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 impl std::ops::Deref for TenantId {

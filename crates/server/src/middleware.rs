@@ -41,19 +41,6 @@ pub async fn authenticate(
     }
     let grpc = is_grpc(&req);
     let ofrep = req.uri().path().starts_with(OFREP_PREFIX);
-    let header = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    // OFREP's own header: the same secrets, in `X-API-Key`.
-    let header = match (header, ofrep) {
-        (None, true) => req
-            .headers()
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(|k| format!("Bearer {}", k.trim())),
-        (h, _) => h.map(str::to_owned),
-    };
     // flagd providers that cannot send a header (flagd_anonymous_tenant); a
     // header that is there but unreadable is a wrong token, not none.
     if !req.headers().contains_key(http::header::AUTHORIZATION)
@@ -63,21 +50,37 @@ pub async fn authenticate(
         req.extensions_mut().insert::<Principal>(p.clone());
         return next.run(req).await;
     }
-    let refusal = match header.as_deref() {
-        None => "missing bearer token",
+    let header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    // OFREP's own header: the same secrets, in `X-API-Key`. Borrowed, not
+    // copied: this runs on every call.
+    let header: Option<std::borrow::Cow<'_, str>> = match (header, ofrep) {
+        (None, true) => req
+            .headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(|k| format!("Bearer {}", k.trim()).into()),
+        (h, _) => h.map(Into::into),
+    };
+    let outcome = match header.as_deref() {
+        None => Err("missing bearer token"),
         // The scheme is case-insensitive (RFC 7235).
         Some(h) => match (h.get(..7), h.get(7..)) {
             (Some(scheme), Some(rest)) if scheme.eq_ignore_ascii_case("bearer ") => {
-                match auth.authenticate(rest.trim()) {
-                    Some(p) => {
-                        req.extensions_mut().insert::<Principal>(p);
-                        return next.run(req).await;
-                    }
-                    None => "invalid bearer token",
-                }
+                auth.authenticate(rest.trim()).ok_or("invalid bearer token")
             }
-            _ => "authorization must be \"Bearer <token>\"",
+            _ => Err("authorization must be \"Bearer <token>\""),
         },
+    };
+    drop(header);
+    let refusal = match outcome {
+        Ok(p) => {
+            req.extensions_mut().insert::<Principal>(p);
+            return next.run(req).await;
+        }
+        Err(refusal) => refusal,
     };
     drain_http1(req).await;
     if ofrep {

@@ -212,7 +212,7 @@ impl FlagService {
             (false, _) => {
                 let named = TenantId::parse(named, field)?;
                 p.require_tenant(&named)?;
-                named.to_string()
+                named.into_string()
             }
         };
         if !self.tenants.exists(&tenant).await? {
@@ -404,7 +404,7 @@ impl FlagService {
         may_read_flags(p)?;
         validate_key("flag_key", key)?;
         let audience = self.audience(p, target).await?;
-        self.evaluate_for(&audience, key)
+        self.evaluate_checked(audience, key)
     }
 
     /// Resolves `target` for the caller: the tenant it names (or a host
@@ -422,11 +422,16 @@ impl FlagService {
     /// Evaluates a flag for an audience already resolved.
     pub fn evaluate_for(&self, audience: &Audience, key: &str) -> Result<Evaluation> {
         validate_key("flag_key", key)?;
+        self.evaluate_checked(audience.clone(), key)
+    }
+
+    /// [`Self::evaluate_for`] of a key already checked.
+    fn evaluate_checked(&self, audience: Audience, key: &str) -> Result<Evaluation> {
         let (value, revision) = self.flags.evaluate(key, audience.tenant())?;
         Ok(Evaluation {
             value,
             revision,
-            tenant: audience.0.clone(),
+            tenant: audience.0,
         })
     }
 

@@ -16,6 +16,11 @@ use super::{
 };
 use crate::error::{Error, Result};
 
+/// The maps every evaluation reads: hashed with foldhash (seeded per
+/// process), not SipHash; the keys are tenant ids and flag keys an admin
+/// wrote.
+pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The whole flag state of a replica at `revision`.
 #[derive(Debug, Default, Clone)]
 pub struct FlagState {
@@ -24,7 +29,7 @@ pub struct FlagState {
     /// Flags by key.
     pub flags: BTreeMap<String, FlagDef>,
     /// Overrides: tenant → flag → (value, revision of its last change).
-    pub overrides: HashMap<String, HashMap<String, (Value, i64)>>,
+    pub overrides: Map<String, Map<String, (Value, i64)>>,
     /// The revision this state was loaded at: every view is at least this
     /// recent (what changed before it is not known one by one).
     pub loaded_at: i64,
@@ -33,7 +38,7 @@ pub struct FlagState {
     pub flags_changed: i64,
     /// Per tenant, the last revision that changed one of its overrides or
     /// deleted it: only that tenant's view changes with it.
-    pub tenant_changed: HashMap<String, i64>,
+    pub tenant_changed: Map<String, i64>,
 }
 
 impl FlagState {

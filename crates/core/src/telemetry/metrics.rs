@@ -279,9 +279,21 @@ pub const CODE_NAMES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
-/// Records a tenant resolution asked of `layer` (`local` or `redis`).
+/// The layers a tenant resolution is asked of, as [`tenant_cache`] names them.
+const TENANT_CACHE_LAYERS: [&str; 2] = ["local", "redis"];
+
+/// Records a tenant resolution asked of `layer` (`local` or `redis`). On
+/// every resolution's path: the four handles are made once, not looked up
+/// by their labels per call.
 pub fn tenant_cache(layer: &'static str, hit: bool) {
-    counter!(TENANT_CACHE, "layer" => layer, "result" => if hit { "hit" } else { "miss" })
+    static HANDLES: [[OnceLock<Counter>; 2]; 2] = [const { [const { OnceLock::new() }; 2] }; 2];
+    let Some(l) = TENANT_CACHE_LAYERS.iter().position(|x| *x == layer) else {
+        return;
+    };
+    HANDLES[l][usize::from(hit)]
+        .get_or_init(|| {
+            counter!(TENANT_CACHE, "layer" => TENANT_CACHE_LAYERS[l], "result" => if hit { "hit" } else { "miss" })
+        })
         .increment(1);
 }
 

@@ -13,6 +13,10 @@ use std::{collections::HashMap, hash::BuildHasher, sync::Arc};
 
 use super::{TenantRecord, pattern::Pattern};
 
+/// The maps a lookup reads by tenant id: foldhash (seeded per process), not
+/// SipHash.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// What a pattern maps to.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -199,9 +203,9 @@ impl Table {
 #[derive(Debug)]
 pub struct Matcher {
     tables: [Table; 3],
-    tenants: HashMap<String, Arc<TenantRecord>>,
+    tenants: Map<String, Arc<TenantRecord>>,
     /// Each tenant's number, in build order.
-    ordinals: HashMap<String, u32>,
+    ordinals: Map<String, u32>,
     entries: Vec<Entry>,
     /// The number of each entry's tenant.
     owners: Vec<u32>,
@@ -222,8 +226,8 @@ impl Matcher {
     pub fn build(tenants: impl IntoIterator<Item = TenantRecord>) -> Matcher {
         let mut m = Matcher {
             tables: Default::default(),
-            tenants: HashMap::new(),
-            ordinals: HashMap::new(),
+            tenants: Map::default(),
+            ordinals: Map::default(),
             entries: Vec::new(),
             owners: Vec::new(),
             catch_all_owner: 0,
@@ -403,7 +407,7 @@ pub struct Layered {
     base: Arc<Matcher>,
     /// Every tenant changed since `base` was built: its record now (`None`:
     /// deleted) and the sequence number of the change that brought it.
-    changed: HashMap<String, (u64, Option<Arc<TenantRecord>>)>,
+    changed: Map<String, (u64, Option<Arc<TenantRecord>>)>,
     /// The patterns of the changed tenants that exist.
     delta: Matcher,
     /// One bit per base tenant number: set when the tenant changed, so its
@@ -418,7 +422,7 @@ impl Layered {
     pub fn new(base: Matcher, epoch: u64) -> Layered {
         Layered {
             base: Arc::new(base),
-            changed: HashMap::new(),
+            changed: Map::default(),
             delta: Matcher::build([]),
             stale: Vec::new(),
             epoch,
@@ -507,7 +511,7 @@ impl Layered {
     fn over(
         &self,
         base: Arc<Matcher>,
-        changed: HashMap<String, (u64, Option<Arc<TenantRecord>>)>,
+        changed: Map<String, (u64, Option<Arc<TenantRecord>>)>,
     ) -> Layered {
         let delta = Matcher::build(changed.values().filter_map(|(_, t)| t.as_deref().cloned()));
         let mut stale = vec![0u64; base.ordinals.len().div_ceil(64)];

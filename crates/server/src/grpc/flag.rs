@@ -12,7 +12,7 @@ use super::{
     connection_key,
     convert::{from_proto, page, timestamp, to_proto},
     frames::{self, Messages, Route},
-    principal,
+    principal, principal_in,
 };
 use switchyard_api::{
     codec::{Encoded, EncodedCodec},
@@ -456,15 +456,17 @@ impl flag_service_server::FlagService for FlagApi {
         &self,
         req: Request<EvaluateFlagRequest>,
     ) -> Result<Response<EvaluateFlagResponse>, Status> {
-        let r = req.get_ref();
-        let target = match &r.target {
-            Some(evaluate_flag_request::Target::ResolveKey(key)) => Target::ResolveKey(key.clone()),
-            Some(evaluate_flag_request::Target::TenantId(t)) => Target::TenantId(t.clone()),
+        let (_, extensions, r) = req.into_parts();
+        let p = principal_in(&extensions)?;
+        // The request's strings are moved into the call, not copied.
+        let target = match r.target {
+            Some(evaluate_flag_request::Target::ResolveKey(key)) => Target::ResolveKey(key),
+            Some(evaluate_flag_request::Target::TenantId(t)) => Target::TenantId(t),
             None => Target::Caller,
         };
         let e = self
             .flags
-            .evaluate(principal(&req)?, &r.flag_key, target)
+            .evaluate(p, &r.flag_key, target)
             .await
             .or_status()?;
         Ok(Response::new(EvaluateFlagResponse {

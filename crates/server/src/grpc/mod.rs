@@ -14,7 +14,13 @@ use switchyard_core::auth::Principal;
 
 /// Returns the principal the auth middleware attached to a request.
 pub fn principal<T>(req: &tonic::Request<T>) -> Result<&Principal, tonic::Status> {
-    req.extensions()
+    principal_in(req.extensions())
+}
+
+/// [`principal`], from a request taken apart (`Request::into_parts`), so
+/// that its message can be moved into the call.
+pub fn principal_in(extensions: &tonic::Extensions) -> Result<&Principal, tonic::Status> {
+    extensions
         .get::<Principal>()
         .ok_or_else(|| tonic::Status::unauthenticated("missing bearer token"))
 }
