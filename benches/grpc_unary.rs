@@ -15,7 +15,13 @@
 //! (by tenant id).
 //!
 //! `cargo bench --bench grpc_unary [-- SECONDS_PER_ROUND]` (`GRPC_UNARY_ROUNDS`,
-//! default 2: how many interleaved rounds of each call)
+//! default 2: how many interleaved rounds of each call).
+//!
+//! `GRPC_UNARY_ONLY=health|resolve|evaluate` runs one round of that call alone,
+//! without warm-up, and prints how many calls it made (`idle`: no calls, the
+//! same time): for a profiler around
+//! the server (`scripts/unary-cost.sh` counts its instructions and
+//! allocations per call under callgrind).
 
 mod common;
 
@@ -125,6 +131,25 @@ async fn main() {
         vec![format!("t{i}.example"), format!("*.t{i}.example")]
     })
     .await;
+    if let Ok(only) = std::env::var("GRPC_UNARY_ONLY") {
+        if only == "idle" {
+            // What the server does in that time without calls (its timers).
+            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            println!("idle: 0 calls in {secs} s");
+            stop(server);
+            return;
+        }
+        let call = match only.as_str() {
+            "health" => Call::Health,
+            "resolve" => Call::Resolve,
+            "evaluate" => Call::Evaluate,
+            other => panic!("GRPC_UNARY_ONLY={other}: health, resolve or evaluate"),
+        };
+        let r = round(call, &channels, secs, &pid).await;
+        println!("{only}: {} calls in {secs} s", r.latencies.len());
+        stop(server);
+        return;
+    }
     // Warm-up.
     for call in [Call::Health, Call::Resolve, Call::Evaluate] {
         round(call, &channels, 1, &pid).await;
