@@ -22,6 +22,7 @@ pub mod service;
 pub mod size;
 pub mod state;
 pub mod store;
+pub mod targeting;
 pub mod watch;
 
 pub use change::{Event, FlagChange, Payload, Prior, audience, events_for};
