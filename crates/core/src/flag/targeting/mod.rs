@@ -2,4 +2,5 @@
 //! custom operations first.
 
 pub mod fractional;
+pub mod logic;
 pub mod semver;
