@@ -68,6 +68,7 @@ async fn one(call: Call, ch: Client, i: usize) -> bool {
                     "t{}",
                     i % TENANTS
                 ))),
+                ..Default::default()
             })
             .await
             .is_ok(),

@@ -47,6 +47,7 @@ async fn evaluate_round(clients: &[Client], secs: u64) -> f64 {
                             "t{}",
                             i % TENANTS
                         ))),
+                        ..Default::default()
                     })
                     .await
                     .expect("evaluate");

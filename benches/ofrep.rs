@@ -191,6 +191,7 @@ async fn grpc_rounds(port: u16, secs: u64) {
                     .evaluate_flag(EvaluateFlagRequest {
                         flag_key: bool_flag(i),
                         target: Some(evaluate_flag_request::Target::TenantId("t0".into())),
+                        ..Default::default()
                     })
                     .await
                     .is_ok()

@@ -93,6 +93,7 @@ fn h2load(dir: &Path, port: u16, rate: u64) -> Option<(f64, f64, usize)> {
         grpc_frame(&EvaluateFlagRequest {
             flag_key: "smoke".into(),
             target: None,
+            ..Default::default()
         }),
     )
     .expect("write the body");

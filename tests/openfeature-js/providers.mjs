@@ -77,7 +77,7 @@ async function typed(client, name) {
   check(`${name}: bool, the tenant's override`, [d.value, d.reason, d.variant], [true, 'TARGETING_MATCH', 'tenant']);
   check(`${name}: metadata source`, d.flagMetadata.source, 'tenant');
   d = await client.getStringDetails('of-string', 'code-default');
-  check(`${name}: string`, [d.value, d.reason], ['blue', StandardResolutionReasons.DEFAULT]);
+  check(`${name}: string`, [d.value, d.reason], ['blue', StandardResolutionReasons.STATIC]);
   d = await client.getNumberDetails('of-int', 0);
   check(`${name}: integer`, [d.value, d.errorCode], [3, undefined]);
   d = await client.getNumberDetails('of-float', 0);

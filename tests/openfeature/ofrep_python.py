@@ -43,9 +43,10 @@ def main():
     check("bool, the tenant's override", (d.value, d.reason, d.variant), (True, Reason.TARGETING_MATCH, "tenant"))
     check("metadata: source", d.flag_metadata.get("source"), "tenant")
     d = theirs.get_boolean_details("of-bool", False)
-    check("bool, another tenant: the default", (d.value, d.reason), (False, Reason.DEFAULT))
+    # A flag without targeting is STATIC, as flagd answers.
+    check("bool, another tenant: the default", (d.value, d.reason), (False, Reason.STATIC))
     d = mine.get_string_details("of-string", "code-default")
-    check("string", (d.value, d.reason), ("blue", Reason.DEFAULT))
+    check("string", (d.value, d.reason), ("blue", Reason.STATIC))
     d = mine.get_integer_details("of-int", 0)
     check("integer", (d.value, d.error_code), (3, None))
     d = mine.get_float_details("of-float", 0.0)

@@ -12,7 +12,10 @@
 //!     .call(|| async {
 //!         client
 //!             .flags()
-//!             .evaluate_flag(EvaluateFlagRequest { flag_key: "new-ui".into(), target: None })
+//!             .evaluate_flag(EvaluateFlagRequest {
+//!                 flag_key: "new-ui".into(),
+//!                 ..Default::default()
+//!             })
 //!             .await
 //!     })
 //!     .await?;

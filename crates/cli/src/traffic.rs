@@ -314,6 +314,7 @@ impl Side {
                     let mut req = Request::new(EvaluateFlagRequest {
                         flag_key: self.subjects.flag.clone(),
                         target: None,
+                        ..Default::default()
                     });
                     req.set_timeout(deadline);
                     client.flags().evaluate_flag(req).await.map(drop)

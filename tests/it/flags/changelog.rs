@@ -107,6 +107,7 @@ fn every_payload_format_this_release_writes_has_golden_rows() {
 
 on_both_backends!(
     rows_written_by_0_1_0_decode_and_apply,
+    rows_in_the_flagd_model_decode_and_apply,
     a_replica_stops_before_an_undecodable_row_and_goes_on_once_it_reads,
 );
 
@@ -224,9 +225,114 @@ async fn rows_written_by_0_1_0_decode_and_apply(backend: Backend) {
     assert_eq!(state(Some("b")), state(None), "b's overrides left with b");
     let def = flags.get("new-ui").unwrap();
     assert_eq!(
-        (def.description.as_str(), def.revision, &def.default),
+        (
+            def.description.as_str(),
+            def.revision,
+            def.default_value().unwrap()
+        ),
         ("The new UI", 11, &json!(false))
     );
+    store.close().await;
+}
+
+/// Format 2 (flagd's model): variants, a default variant or none, a rule
+/// with `$evaluators` substituted, metadata, a disabled flag hiding a
+/// tenant's override. Every row decodes and applies; each audience sees what
+/// the writes meant for it, the rule evaluated for its tenant.
+async fn rows_in_the_flagd_model_decode_and_apply(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    db.migrate().await;
+    let store = Store::connect(&db.url).await.unwrap();
+    let g = golden(2);
+    insert(&store, &g.rows).await;
+    let Read::Batch(batch) = store.changes_after(0, 100).await.unwrap() else {
+        panic!("the golden rows are contiguous");
+    };
+    assert_eq!(batch.undecodable, None);
+    let env = EnvOverrides::default();
+    // The events, each as `revision key=value (source, variant)`.
+    let events = |tenant: Option<&str>| -> Vec<String> {
+        let mut state = FlagState::default();
+        let mut out = Vec::new();
+        for e in &batch.entries {
+            // As a replica derives them: the prior state from its own.
+            let mut c = flag::FlagChange::from(e.clone());
+            c.prior = Some(state.prior(&c));
+            state.apply(&c);
+            out.extend(
+                flag::events_for(&env, &c, tenant)
+                    .into_iter()
+                    .map(|ev| match ev {
+                        Event::Upsert(v) => format!(
+                            "{} {} ({})",
+                            e.revision,
+                            shown(&v),
+                            v.variant.as_deref().unwrap_or("-")
+                        ),
+                        Event::Delete(k) => format!("{} delete {k}", e.revision),
+                    }),
+            );
+        }
+        out
+    };
+    // Tenant b: checkout's rule buckets b by its id ("old", a's is "new");
+    // b's override
+    // shows, is hidden while checkout is disabled (clearing it then changes
+    // nothing b sees), and shows again; b's deletion restores the rule's
+    // answer.
+    assert_eq!(
+        events(Some("b")),
+        [
+            "3 new-ui=false (default) (default)",
+            "4 checkout=\"v1\" (targeting) (old)",
+            "5 no-default=null (default) (-)",
+            "7 checkout=\"v3\" (tenant) (tenant)",
+            "8 checkout=null (disabled) (-)",
+            "9 new-ui=true (store) (store)",
+            "11 checkout=\"v1\" (targeting) (old)",
+            "12 checkout=\"v3\" (tenant) (tenant)",
+            "13 checkout=\"v1\" (targeting) (old)",
+            "14 delete no-default",
+        ]
+    );
+    // No tenant: the rule has no tenantId to bucket, so the default variant.
+    assert_eq!(
+        events(None),
+        [
+            "3 new-ui=false (default) (default)",
+            "4 checkout=\"v1\" (default) (old)",
+            "5 no-default=null (default) (-)",
+            "8 checkout=null (disabled) (-)",
+            "9 new-ui=true (store) (store)",
+            "11 checkout=\"v1\" (default) (old)",
+            "14 delete no-default",
+        ]
+    );
+
+    // A replica that has applied nothing follows them all.
+    let flags = Arc::new(Flags::new(
+        FlagState::default(),
+        EnvOverrides::default(),
+        64,
+    ));
+    let tenants = Arc::new(Tenants::new(store.clone(), ResolutionCache::Disabled, 0));
+    let follower = Follower::new(store.clone(), Bus::in_process(), tenants, flags.clone(), 0);
+    follower.catch_up().await.unwrap();
+    assert_eq!((follower.applied(), flags.revision()), (14, 14));
+    let state = |tenant| -> Vec<String> { flags.snapshot(tenant).0.iter().map(shown).collect() };
+    assert_eq!(
+        state(Some("a")),
+        ["checkout=\"v2\" (targeting)", "new-ui=true (tenant)"]
+    );
+    let def = flags.get("checkout").unwrap();
+    assert_eq!(
+        def.targeting.as_ref().unwrap().source()["if"][0],
+        json!({"ends_with": [{"var": "email"}, "@beta.example"]}),
+        "$evaluators were substituted when the rule was written"
+    );
+    assert_eq!(def.metadata["tier"], json!(1));
     store.close().await;
 }
 

@@ -24,6 +24,7 @@ async fn evaluate(
         .evaluate_flag(EvaluateFlagRequest {
             flag_key: key.into(),
             target: tenant.map(|t| evaluate_flag_request::Target::TenantId(t.into())),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())
@@ -130,6 +131,7 @@ async fn values_report_their_source_with_env_over_tenant_over_store_over_default
             target: Some(evaluate_flag_request::Target::ResolveKey(
                 "B.Example:443".into(),
             )),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -494,6 +496,7 @@ async fn overrides_stay_with_their_tenant(backend: Backend) {
             target: Some(evaluate_flag_request::Target::ResolveKey(
                 "a.example".into(),
             )),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -96,7 +96,7 @@ async fn rest_listings_carry_the_view_tag_and_answer_304_until_the_view_changes(
         r.json()
             .as_array()
             .unwrap()
-            .contains(&json!({"flag": "beta", "value": true, "source": "tenant"})),
+            .contains(&json!({"flag": "beta", "value": true, "source": "tenant", "variant": "tenant", "targeting": false})),
         "{}",
         r.json()
     );
@@ -111,7 +111,7 @@ async fn rest_listings_carry_the_view_tag_and_answer_304_until_the_view_changes(
         r.json()
             .as_array()
             .unwrap()
-            .contains(&json!({"flag": "dark", "value": true, "source": "tenant"})),
+            .contains(&json!({"flag": "dark", "value": true, "source": "tenant", "variant": "tenant", "targeting": false})),
         "{}",
         r.json()
     );
@@ -235,7 +235,7 @@ async fn cached_answers_are_never_another_views(backend: Backend) {
             let r = get(&server, ADMIN_FLAGS, token, None).await;
             assert_eq!(
                 r.json(),
-                json!([{"flag": "beta", "value": value, "source": source}]),
+                json!([{"flag": "beta", "value": value, "source": source, "variant": source, "targeting": false}]),
                 "REST, round {round}"
             );
         }

@@ -239,6 +239,7 @@ async fn listed(url: &str, tenant: &str) -> (BTreeMap<String, Option<pbjson_type
         .evaluate_flag(EvaluateFlagRequest {
             flag_key: first,
             target: None,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -41,16 +41,13 @@ async fn a_replica_whose_changes_were_all_pruned_reloads_instead_of_believing_it
     for (i, key) in ["a", "b", "c"].iter().enumerate() {
         flag::store::create(
             &store,
-            FlagDef {
-                key: key.to_string(),
-                value_type: FlagType::Number,
-                description: String::new(),
-                default: json!(i),
-                stored: None,
-                revision: 0,
-                created_at_us: 0,
-                updated_at_us: 0,
-            },
+            FlagDef::legacy(
+                key.to_string(),
+                FlagType::Number,
+                String::new(),
+                json!(i),
+                None,
+            ),
         )
         .await
         .unwrap();

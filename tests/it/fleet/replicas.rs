@@ -328,6 +328,7 @@ async fn killed_pubsub_connections_lose_no_change_and_repeat_none() {
         .evaluate_flag(EvaluateFlagRequest {
             flag_key: "n".into(),
             target: Some(evaluate_flag_request::Target::TenantId("a".into())),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -377,7 +378,7 @@ async fn rest_writes_on_one_replica_show_in_the_others_admin_array_and_watch() {
     wait_until(Duration::from_secs(10), || async {
         let r = http(&two, "GET", "/admin/feature-flags?tenant=a", admin, None).await;
         r.status == 200
-            && r.json() == serde_json::json!([{"flag": "f", "value": "off", "source": "default"}])
+            && r.json() == serde_json::json!([{"flag": "f", "value": "off", "source": "default", "variant": "default", "targeting": false}])
     })
     .await;
     let watch = http_send(&two, "GET", "/v1/flags:watch?tenantId=a", admin, None).await;
@@ -398,7 +399,7 @@ async fn rest_writes_on_one_replica_show_in_the_others_admin_array_and_watch() {
         http(&two, "GET", "/admin/feature-flags?tenant=a", admin, None)
             .await
             .json()
-            == serde_json::json!([{"flag": "f", "value": "on", "source": "tenant"}])
+            == serde_json::json!([{"flag": "f", "value": "on", "source": "tenant", "variant": "tenant", "targeting": false}])
     })
     .await;
     // The watch on the other replica: the snapshot, then the override.

@@ -44,6 +44,7 @@ async fn drive(server: &Running) {
                 .evaluate_flag(EvaluateFlagRequest {
                     flag_key: "new-ui".into(),
                     target: None,
+                    ..Default::default()
                 })
                 .await
                 .unwrap();

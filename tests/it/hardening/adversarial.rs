@@ -296,6 +296,7 @@ async fn small_findings_are_refused_precisely(backend: Backend) {
         .evaluate_flag(EvaluateFlagRequest {
             flag_key: "not a key!".into(),
             target: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -91,6 +91,7 @@ async fn every_call_is_counted_once_with_its_labels_and_the_exposition_passes_pr
             .evaluate_flag(EvaluateFlagRequest {
                 flag_key: "new-ui".into(),
                 target: None,
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -101,6 +102,7 @@ async fn every_call_is_counted_once_with_its_labels_and_the_exposition_passes_pr
             .evaluate_flag(EvaluateFlagRequest {
                 flag_key: "missing".into(),
                 target: None,
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -122,6 +124,7 @@ async fn every_call_is_counted_once_with_its_labels_and_the_exposition_passes_pr
         .evaluate_flag(EvaluateFlagRequest {
             flag_key: "new-ui".into(),
             target: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -328,6 +331,7 @@ async fn callers_faults_are_counted_as_theirs_never_as_server_failures() {
     let valid = EvaluateFlagRequest {
         flag_key: "f".into(),
         target: None,
+        ..Default::default()
     }
     .encode_to_vec();
     let mut cut = grpc_frame(0, &valid).to_vec();
@@ -419,6 +423,7 @@ async fn with_metrics_off_the_exposition_is_empty() {
         .evaluate_flag(EvaluateFlagRequest {
             flag_key: "x".into(),
             target: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -113,6 +113,7 @@ async fn evaluate(client: &switchyard::client::Client, flag: &str, parent: Optio
     let mut req = Request::new(EvaluateFlagRequest {
         flag_key: flag.into(),
         target: None,
+        ..Default::default()
     });
     if let Some(p) = parent {
         req.metadata_mut().insert("traceparent", p.parse().unwrap());

@@ -181,6 +181,48 @@ fn script() -> Vec<Step> {
             "/v1/flags/banner:evaluate?resolveKey=nobody.example",
             None,
         ),
+        case(
+            "ImportFlags.ok",
+            "POST",
+            "/v1/flags:import",
+            Some(json!({"configuration": {
+                "$evaluators": {"beta_users": {"starts_with": [{"var": "email"}, "beta"]}},
+                "flags": {"checkout": {
+                    "state": "ENABLED",
+                    "variants": {"new": true, "old": false},
+                    "defaultVariant": "old",
+                    "targeting": {"if": [{"$ref": "beta_users"}, "new",
+                        {"fractional": [["new", 10], ["old", 90]]}]},
+                    "metadata": {"team": "payments"}
+                }}
+            }})),
+        ),
+        case(
+            "ImportFlags.error",
+            "POST",
+            "/v1/flags:import",
+            Some(json!({"configuration": {"flags": {"checkout": {
+                "state": "ENABLED", "variants": {"new": true},
+                "targeting": {"if": [{"nope": [1]}, "new", null]}
+            }}}})),
+        ),
+        case(
+            "EvaluateFlag_post.ok",
+            "POST",
+            "/v1/flags/checkout:evaluate",
+            Some(json!({"tenantId": "a", "context": {"targetingKey": "user-7"}, "explain": true})),
+        ),
+        case(
+            "EvaluateFlag_post.error",
+            "POST",
+            "/v1/flags/checkout:evaluate",
+            Some(json!({"context": "user-7"})),
+        ),
+        case("ExportFlags.ok", "GET", "/v1/flags:export", None),
+        as_token(
+            case("ExportFlags.error", "GET", "/v1/flags:export", None),
+            Some(tenant_token("a")),
+        ),
         case("WatchFlags.ok", "GET", "/v1/flags:watch?tenantId=a", None),
         case(
             "WatchFlags.error",

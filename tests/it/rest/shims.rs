@@ -114,22 +114,22 @@ async fn admin_feature_flags_is_the_bare_array_with_each_value_and_its_source(ba
     assert_eq!(
         r.json(),
         json!([
-            {"flag": "banner", "value": "hi a", "source": "tenant"},
-            {"flag": "kill-switch", "value": true, "source": "env"},
-            {"flag": "limit", "value": 20, "source": "store"},
-            {"flag": "theme", "value": {"dark": true}, "source": "default"},
+            {"flag": "banner", "value": "hi a", "source": "tenant", "variant": "tenant", "targeting": false},
+            {"flag": "kill-switch", "value": true, "source": "env", "variant": "env", "targeting": false},
+            {"flag": "limit", "value": 20, "source": "store", "variant": "store", "targeting": false},
+            {"flag": "theme", "value": {"dark": true}, "source": "default", "variant": "default", "targeting": false},
         ])
     );
     // The exact bytes: no envelope, integral numbers without a fraction.
     assert_eq!(
         std::str::from_utf8(&r.body).unwrap(),
-        r#"[{"flag":"banner","value":"hi a","source":"tenant"},{"flag":"kill-switch","value":true,"source":"env"},{"flag":"limit","value":20,"source":"store"},{"flag":"theme","value":{"dark":true},"source":"default"}]"#
+        r#"[{"flag":"banner","value":"hi a","source":"tenant","variant":"tenant","targeting":false},{"flag":"kill-switch","value":true,"source":"env","variant":"env","targeting":false},{"flag":"limit","value":20,"source":"store","variant":"store","targeting":false},{"flag":"theme","value":{"dark":true},"source":"default","variant":"default","targeting":false}]"#
     );
     // No tenant: nobody's override.
     let r = http(&server, "GET", ADMIN_FLAGS, admin, None).await;
     assert_eq!(
         r.json()[0],
-        json!({"flag": "banner", "value": "hello", "source": "default"})
+        json!({"flag": "banner", "value": "hello", "source": "default", "variant": "default", "targeting": false})
     );
     // A tenant token lists its own tenant, named or not.
     let a = tenant_token("a");
@@ -422,10 +422,13 @@ async fn refusals_have_precise_statuses_and_write_nothing(backend: Backend) {
             assert!(needle.ends_with(allow), "{what}: Allow {allow:?}");
         }
     }
-    // The evaluate route's path belongs to it alone: OPTIONS lists only GET,
-    // not the methods of a flag named "f:evaluate".
+    // The evaluate route's path belongs to it alone: OPTIONS lists its GET
+    // and POST, not the methods of a flag named "f:evaluate".
     let r = http(&server, "OPTIONS", "/v1/flags/f:evaluate", admin, None).await;
-    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    assert_eq!(
+        (r.status, r.header("allow")),
+        (405, Some("GET, HEAD, POST"))
+    );
     // A URL over 8 KiB: 414.
     let long = format!("/v1/flags?tenant={}", "a".repeat(9000));
     let r = http(&server, "GET", &long, admin, None).await;
@@ -717,7 +720,7 @@ async fn watch_streams_newline_delimited_json(backend: Backend) {
     );
     assert_eq!(
         upsert["result"]["flag"],
-        json!({"flag": "f", "value": 1.5, "source": "default"})
+        json!({"flag": "f", "value": 1.5, "source": "default", "variant": "default", "targeting": false})
     );
     let commit_time = upsert["result"]["commitTime"].as_str().unwrap();
     assert!(commit_time.ends_with('Z'), "{commit_time}");
@@ -725,7 +728,7 @@ async fn watch_streams_newline_delimited_json(backend: Backend) {
     assert_eq!(own["result"]["revision"], a_rev);
     assert_eq!(
         own["result"]["flag"],
-        json!({"flag": "f", "value": 3, "source": "tenant"})
+        json!({"flag": "f", "value": 3, "source": "tenant", "variant": "tenant", "targeting": false})
     );
 
     // Resuming from a revision over REST replays what came after it.
@@ -771,7 +774,7 @@ async fn the_bare_array_is_the_whole_collection_unless_a_page_is_asked_for(backe
     assert_eq!(all.len(), 250, "more than one page of ListFlags, all of it");
     assert_eq!(
         all[249],
-        json!({"flag": "f249", "value": 249, "source": "default"})
+        json!({"flag": "f249", "value": 249, "source": "default", "variant": "default", "targeting": false})
     );
 
     // Asking for a page: that page, and the next one's token in a header.

@@ -26,7 +26,7 @@ use crate::{
     error::Result,
     store::{Store, WriteTx},
 };
-use wire::PayloadV1;
+use wire::Payload;
 
 /// What kind of change a row records; stored as the `entity` and `op` columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -170,19 +170,19 @@ impl Change {
         )
     }
 
-    fn payload(&self) -> Option<PayloadV1> {
+    fn payload(&self) -> Option<Payload> {
         Some(match self {
-            Change::FlagUpsert { flag, overridden } => PayloadV1::FlagUpsert {
+            Change::FlagUpsert { flag, overridden } => Payload::FlagUpsert {
                 flag: flag.clone(),
                 overridden: overridden.clone(),
             },
-            Change::FlagDelete { .. } => PayloadV1::FlagDelete {},
-            Change::OverrideSet { value, .. } => PayloadV1::OverrideUpsert {
+            Change::FlagDelete { .. } => Payload::FlagDelete {},
+            Change::OverrideSet { value, .. } => Payload::OverrideUpsert {
                 value: value.clone(),
             },
-            Change::OverrideClear { flag, .. } => PayloadV1::OverrideDelete { flag: flag.clone() },
+            Change::OverrideClear { flag, .. } => Payload::OverrideDelete { flag: flag.clone() },
             Change::TenantUpsert { .. } => return None,
-            Change::TenantDelete { restored, .. } => PayloadV1::TenantDelete {
+            Change::TenantDelete { restored, .. } => Payload::TenantDelete {
                 restored: restored.clone(),
             },
         })
@@ -423,21 +423,19 @@ fn decode(row: &RawRow) -> Result<Change, String> {
     };
     let payload = row.payload.as_deref().map(wire::decode).transpose()?;
     let change = match (kind, payload) {
-        (ChangeKind::FlagUpsert, Some(PayloadV1::FlagUpsert { flag, overridden })) => {
+        (ChangeKind::FlagUpsert, Some(Payload::FlagUpsert { flag, overridden })) => {
             same_key(&key()?, &flag)?;
             Change::FlagUpsert { flag, overridden }
         }
-        (ChangeKind::FlagDelete, Some(PayloadV1::FlagDelete {})) => {
+        (ChangeKind::FlagDelete, Some(Payload::FlagDelete {})) => {
             Change::FlagDelete { key: key()? }
         }
-        (ChangeKind::OverrideSet, Some(PayloadV1::OverrideUpsert { value })) => {
-            Change::OverrideSet {
-                tenant: tenant()?,
-                key: key()?,
-                value,
-            }
-        }
-        (ChangeKind::OverrideClear, Some(PayloadV1::OverrideDelete { flag })) => {
+        (ChangeKind::OverrideSet, Some(Payload::OverrideUpsert { value })) => Change::OverrideSet {
+            tenant: tenant()?,
+            key: key()?,
+            value,
+        },
+        (ChangeKind::OverrideClear, Some(Payload::OverrideDelete { flag })) => {
             same_key(&key()?, &flag)?;
             Change::OverrideClear {
                 tenant: tenant()?,
@@ -445,7 +443,7 @@ fn decode(row: &RawRow) -> Result<Change, String> {
             }
         }
         (ChangeKind::TenantUpsert, None) => Change::TenantUpsert { tenant: tenant()? },
-        (ChangeKind::TenantDelete, Some(PayloadV1::TenantDelete { restored })) => {
+        (ChangeKind::TenantDelete, Some(Payload::TenantDelete { restored })) => {
             Change::TenantDelete {
                 tenant: tenant()?,
                 restored,

@@ -9,13 +9,15 @@
 //! one. Unknown fields are refused rather than ignored, so a payload written
 //! by a newer release is reported as undecodable instead of being half read.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 
 /// The version this release writes.
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 
-/// A flag as the change log records it (version 1).
+/// A flag as the change log records it (version 2: flagd's model).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlagRecord {
@@ -27,11 +29,19 @@ pub struct FlagRecord {
     /// The description.
     #[serde(default)]
     pub description: String,
-    /// The declared default.
-    pub default: Json,
-    /// The stored value, if any (written as `null` when none).
+    /// `ENABLED` or `DISABLED`.
+    pub state: String,
+    /// The variants by name.
+    pub variants: BTreeMap<String, Json>,
+    /// The default variant, if any.
     #[serde(default)]
-    pub stored: Option<Json>,
+    pub default_variant: Option<String>,
+    /// The targeting rule as written, if any.
+    #[serde(default)]
+    pub targeting: Option<Json>,
+    /// Scalar metadata.
+    #[serde(default)]
+    pub metadata: Map<String, Json>,
     /// The revision of the flag's last change.
     pub revision: i64,
     /// Creation time, µs since the epoch.
@@ -40,7 +50,53 @@ pub struct FlagRecord {
     pub updated_at_us: i64,
 }
 
-/// A flag's type as the change log records it (version 1).
+/// A flag as version 1 recorded it: a declared default and a stored value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FlagRecordV1 {
+    pub key: String,
+    #[serde(rename = "type")]
+    pub value_type: ValueType,
+    #[serde(default)]
+    pub description: String,
+    pub default: Json,
+    #[serde(default)]
+    pub stored: Option<Json>,
+    pub revision: i64,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+impl From<FlagRecordV1> for FlagRecord {
+    /// Version 1's values become variants: `default`, and `store` (then the
+    /// default variant) when a value was stored.
+    fn from(r: FlagRecordV1) -> FlagRecord {
+        let mut variants = BTreeMap::new();
+        variants.insert("default".to_owned(), r.default);
+        let default_variant = match r.stored {
+            Some(v) if !v.is_null() => {
+                variants.insert("store".to_owned(), v);
+                "store"
+            }
+            _ => "default",
+        };
+        FlagRecord {
+            key: r.key,
+            value_type: r.value_type,
+            description: r.description,
+            state: "ENABLED".to_owned(),
+            variants,
+            default_variant: Some(default_variant.to_owned()),
+            targeting: None,
+            metadata: Map::new(),
+            revision: r.revision,
+            created_at_us: r.created_at_us,
+            updated_at_us: r.updated_at_us,
+        }
+    }
+}
+
+/// A flag's type as the change log records it (versions 1 and 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ValueType {
@@ -56,10 +112,10 @@ pub enum ValueType {
     Object,
 }
 
-/// The payload of one row, version 1. Tenant upserts have no payload.
+/// The payload of one row, version 2. Tenant upserts have no payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub(super) enum PayloadV1 {
+pub(super) enum Payload {
     FlagUpsert {
         flag: FlagRecord,
         overridden: Vec<String>,
@@ -76,15 +132,52 @@ pub(super) enum PayloadV1 {
     },
 }
 
+/// The payload of one row, version 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub(super) enum PayloadV1 {
+    FlagUpsert {
+        flag: FlagRecordV1,
+        overridden: Vec<String>,
+    },
+    FlagDelete {},
+    OverrideUpsert {
+        value: Json,
+    },
+    OverrideDelete {
+        flag: FlagRecordV1,
+    },
+    TenantDelete {
+        restored: Vec<FlagRecordV1>,
+    },
+}
+
+impl From<PayloadV1> for Payload {
+    fn from(p: PayloadV1) -> Payload {
+        match p {
+            PayloadV1::FlagUpsert { flag, overridden } => Payload::FlagUpsert {
+                flag: flag.into(),
+                overridden,
+            },
+            PayloadV1::FlagDelete {} => Payload::FlagDelete {},
+            PayloadV1::OverrideUpsert { value } => Payload::OverrideUpsert { value },
+            PayloadV1::OverrideDelete { flag } => Payload::OverrideDelete { flag: flag.into() },
+            PayloadV1::TenantDelete { restored } => Payload::TenantDelete {
+                restored: restored.into_iter().map(Into::into).collect(),
+            },
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Versioned<'a> {
     v: u64,
     #[serde(flatten)]
-    payload: &'a PayloadV1,
+    payload: &'a Payload,
 }
 
 /// Encodes a payload in the current version.
-pub(super) fn encode(payload: &PayloadV1) -> Result<String, serde_json::Error> {
+pub(super) fn encode(payload: &Payload) -> Result<String, serde_json::Error> {
     serde_json::to_string(&Versioned {
         v: VERSION,
         payload,
@@ -92,7 +185,7 @@ pub(super) fn encode(payload: &PayloadV1) -> Result<String, serde_json::Error> {
 }
 
 /// Decodes a payload of any version this release reads.
-pub(super) fn decode(text: &str) -> Result<PayloadV1, String> {
+pub(super) fn decode(text: &str) -> Result<Payload, String> {
     let mut object = match serde_json::from_str::<Json>(text) {
         Ok(Json::Object(o)) => o,
         Ok(_) => return Err("the payload is not a JSON object".to_owned()),
@@ -105,8 +198,11 @@ pub(super) fn decode(text: &str) -> Result<PayloadV1, String> {
             .ok_or_else(|| format!("the payload version {v} is not a number"))?,
     };
     match version {
-        1 => serde_json::from_value(Json::Object(object))
+        1 => serde_json::from_value::<PayloadV1>(Json::Object(object))
+            .map(Payload::from)
             .map_err(|e| format!("the version 1 payload does not decode: {e}")),
+        2 => serde_json::from_value(Json::Object(object))
+            .map_err(|e| format!("the version 2 payload does not decode: {e}")),
         v => Err(format!(
             "payload version {v} was written by a newer release (this one reads up to {VERSION})"
         )),
@@ -119,24 +215,24 @@ mod tests {
 
     #[test]
     fn current_payloads_round_trip_and_carry_their_version() {
-        let p = PayloadV1::OverrideUpsert {
+        let p = Payload::OverrideUpsert {
             value: serde_json::json!({"a": [1, "x"]}),
         };
         let text = encode(&p).unwrap();
-        assert!(text.starts_with("{\"v\":1,"), "{text}");
+        assert!(text.starts_with("{\"v\":2,"), "{text}");
         assert_eq!(decode(&text).unwrap(), p);
     }
 
     #[test]
     fn unversioned_payloads_are_version_1() {
         let p = decode(r#"{"kind":"flag_delete"}"#).unwrap();
-        assert_eq!(p, PayloadV1::FlagDelete {});
+        assert_eq!(p, Payload::FlagDelete {});
     }
 
     #[test]
     fn newer_or_malformed_payloads_are_refused_with_a_reason() {
         for (text, reason) in [
-            (r#"{"v":2,"kind":"flag_delete"}"#, "newer release"),
+            (r#"{"v":3,"kind":"flag_delete"}"#, "newer release"),
             (r#"{"kind":"flag_renamed"}"#, "does not decode"),
             (
                 r#"{"kind":"override_upsert","value":1,"extra":true}"#,

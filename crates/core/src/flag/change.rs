@@ -74,6 +74,9 @@ pub struct Prior {
     /// The tenant's overrides before: of the flag concerned, or all of them
     /// for a tenant deletion, by flag key.
     pub overrides: BTreeMap<String, Value>,
+    /// For a flag upsert: every tenant's override of the flag, by tenant
+    /// (a state change shows or hides them).
+    pub flag_overrides: BTreeMap<String, Value>,
 }
 
 impl From<Entry> for FlagChange {
@@ -127,7 +130,7 @@ pub fn events_for(env: &EnvOverrides, c: &FlagChange, tenant: Option<&str>) -> V
         let p = prior?;
         Some(p.flag.as_ref().map(|d| {
             debug_assert_eq!(d.key, key);
-            effective(env, d, tenant_override)
+            effective(env, d, tenant, tenant_override)
         }))
     };
     let upsert_if_changed = |old: Option<Option<Effective>>, new: Effective| match old {
@@ -137,11 +140,21 @@ pub fn events_for(env: &EnvOverrides, c: &FlagChange, tenant: Option<&str>) -> V
     match &c.payload {
         Payload::FlagUpsert { flag, overridden } => {
             // A tenant whose override hides the change sees nothing (with an
-            // env override its value is the env value either way).
-            if tenant.is_some_and(|t| overridden.iter().any(|o| o == t)) {
-                Vec::new()
+            // env override its value is the env value either way), unless
+            // the flag's state changed: disabling it hides the override.
+            if let Some(t) = tenant.filter(|t| overridden.iter().any(|o| o == t)) {
+                let Some(p) = prior else { return Vec::new() };
+                let Some(v) = p.flag_overrides.get(t) else {
+                    return Vec::new();
+                };
+                upsert_if_changed(
+                    before(&flag.key, Some(v)),
+                    effective(env, flag, tenant, Some(v)),
+                )
+                .into_iter()
+                .collect()
             } else {
-                upsert_if_changed(before(&flag.key, None), effective(env, flag, None))
+                upsert_if_changed(before(&flag.key, None), effective(env, flag, tenant, None))
                     .into_iter()
                     .collect()
             }
@@ -150,14 +163,21 @@ pub fn events_for(env: &EnvOverrides, c: &FlagChange, tenant: Option<&str>) -> V
         Payload::OverrideUpsert { value } if mine => {
             let key = c.flag_key.clone().unwrap_or_default();
             let old = prior.map(|p| p.overrides.get(&key));
-            let new = env_first(
-                env,
-                Effective {
-                    flag: key.clone(),
-                    value: value.clone(),
-                    source: ValueSource::Tenant,
-                },
-            );
+            // With the flag known, as any evaluation (a disabled flag hides
+            // the override); else the override itself.
+            let new = match prior.and_then(|p| p.flag.as_ref()) {
+                Some(d) => effective(env, d, tenant, Some(value)),
+                None => env_first(
+                    env,
+                    Effective {
+                        flag: key.clone(),
+                        value: value.clone(),
+                        source: ValueSource::Tenant,
+                        variant: Some("tenant".into()),
+                        targeting: false,
+                    },
+                ),
+            };
             upsert_if_changed(old.and_then(|o| before(&key, o)), new)
                 .into_iter()
                 .collect()
@@ -166,7 +186,7 @@ pub fn events_for(env: &EnvOverrides, c: &FlagChange, tenant: Option<&str>) -> V
             let old = prior.map(|p| p.overrides.get(&flag.key));
             upsert_if_changed(
                 old.and_then(|o| before(&flag.key, o)),
-                effective(env, flag, None),
+                effective(env, flag, tenant, None),
             )
             .into_iter()
             .collect()
@@ -174,9 +194,12 @@ pub fn events_for(env: &EnvOverrides, c: &FlagChange, tenant: Option<&str>) -> V
         Payload::TenantDelete { restored } if mine => restored
             .iter()
             .filter_map(|f| {
-                let old =
-                    prior.map(|p| p.overrides.get(&f.key).map(|v| effective(env, f, Some(v))));
-                upsert_if_changed(old, effective(env, f, None))
+                let old = prior.map(|p| {
+                    p.overrides
+                        .get(&f.key)
+                        .map(|v| effective(env, f, tenant, Some(v)))
+                });
+                upsert_if_changed(old, effective(env, f, tenant, None))
             })
             .collect(),
         _ => Vec::new(),
@@ -190,8 +213,15 @@ pub fn events_for(env: &EnvOverrides, c: &FlagChange, tenant: Option<&str>) -> V
 /// so subscribers of one audience can share the events and their encoding.
 pub fn audience<'a>(c: &FlagChange, tenant: Option<&'a str>) -> Option<&'a str> {
     let t = tenant?;
+    // A flag with a rule may answer each tenant differently (rules read
+    // `tenantId`): its changes are every tenant's own.
+    let ruled = |d: &FlagDef| d.targeting.is_some();
     let concerned = c.tenant_id.as_deref() == Some(t)
-        || matches!(&c.payload, Payload::FlagUpsert { overridden, .. } if overridden.iter().any(|o| o == t));
+        || matches!(&c.payload, Payload::FlagUpsert { overridden, flag } if ruled(flag) || overridden.iter().any(|o| o == t))
+        || c.prior
+            .as_ref()
+            .and_then(|p| p.flag.as_ref())
+            .is_some_and(ruled);
     concerned.then_some(t)
 }
 
@@ -204,6 +234,8 @@ fn env_first(env: &EnvOverrides, eff: Effective) -> Effective {
             value: v.clone(),
             source: ValueSource::Env,
             flag: eff.flag,
+            variant: Some("env".into()),
+            targeting: eff.targeting,
         },
         None => eff,
     }
@@ -232,6 +264,7 @@ mod tests {
             prior: Some(Prior {
                 flag: Some(prior.clone()),
                 overrides: BTreeMap::new(),
+                flag_overrides: Default::default(),
             }),
         };
         // The description, or the default under a stored value: nobody's
@@ -265,6 +298,7 @@ mod tests {
                     .map(|v| ("f".to_owned(), v))
                     .into_iter()
                     .collect(),
+                flag_overrides: Default::default(),
             }),
         };
         assert_eq!(events_for(&env, &set(None), Some("a")).len(), 1);
@@ -282,6 +316,7 @@ mod tests {
             prior: Some(Prior {
                 flag: None,
                 overrides: [("f".to_owned(), json!(6)), ("g".to_owned(), json!("y"))].into(),
+                flag_overrides: Default::default(),
             }),
         };
         let events = events_for(&env, &deleted, Some("a"));
@@ -297,6 +332,7 @@ mod tests {
         same_source.prior = Some(Prior {
             flag: None,
             overrides: [("g".to_owned(), json!("y"))].into(),
+            flag_overrides: Default::default(),
         });
         assert_eq!(events_for(&env, &same_source, Some("a")).len(), 1);
         // Every subscriber gets its audience's events.

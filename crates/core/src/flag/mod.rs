@@ -13,11 +13,14 @@
 //! case, whatever the transport.
 
 pub mod change;
+pub mod definition;
 pub mod env;
+pub mod flagd;
 pub mod limits;
 pub mod listing;
 pub mod model;
 pub mod openfeature;
+pub mod resolve;
 pub mod service;
 pub mod size;
 pub mod state;
@@ -31,5 +34,9 @@ pub use limits::{
     DEFAULT_PAGE_SIZE, MAX_DESCRIPTION_LEN, MAX_KEY_LEN, MAX_PAGE_SIZE, MAX_VALUE_BYTES,
     MAX_VALUE_DEPTH, check_value, validate_key,
 };
-pub use model::{Effective, FlagDef, FlagType, ValueSource, effective};
+pub use model::{
+    DEFAULT_VARIANT, Effective, FlagDef, FlagType, Rule, STORED_VARIANT, Status, ValueSource,
+    effective,
+};
+pub use resolve::{Reason, Resolution, RuleError, resolve};
 pub use size::{ENVELOPE_BYTES, MAX_PART_BYTES, def_bound, encoded_bound, part_budget};

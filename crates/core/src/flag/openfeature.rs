@@ -7,11 +7,10 @@
 //! No rule of the flag service is restated here: the tenant named is handed
 //! to [`super::service::Service::audience`], which checks it like any call.
 
-use std::collections::BTreeMap;
+use serde_json::{Map, Value};
 
-use serde_json::{Map, Value, json};
-
-use super::{Effective, ValueSource, service::Target};
+pub use super::flagd::{LIST_ITEMS, flagd_configuration, integral, object_value, view_flag};
+use super::{Reason, ValueSource, resolve::Evaluation, service::Target};
 use crate::{
     auth::{Principal, Scope},
     error::{Error, ErrorKind, Result},
@@ -22,10 +21,6 @@ pub const TENANT_ATTRIBUTE: &str = "tenantId";
 /// The context attribute resolved through TenantService when no tenant is
 /// named (admin tokens).
 pub const HOST_ATTRIBUTE: &str = "host";
-
-/// The key a flagd list value travels under: flagd's values carry no list,
-/// so a `list` flag is the object `{"items": [...]}`.
-pub const LIST_ITEMS: &str = "items";
 
 /// An attribute of an evaluation context, as the transport found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,29 +113,23 @@ impl PerContext {
     }
 }
 
-/// The OpenFeature reason of an answer from `source`:
-/// - a tenant's override: `TARGETING_MATCH` (the value was chosen for this
-///   tenant);
-/// - the declared default: `DEFAULT`;
-/// - a stored value or a replica's `env` override: `STATIC` when the
-///   caller's tenant is fixed, else `TARGETING_MATCH`. flagd's RPC providers
-///   cache `STATIC` answers by flag key alone, whatever the context: an
-///   admin whose contexts name different tenants must not be handed one
-///   tenant's answer for another's.
-pub fn reason(source: ValueSource, per_context: PerContext) -> &'static str {
-    match (source, per_context) {
-        (ValueSource::Tenant, _) | (ValueSource::Env | ValueSource::Store, PerContext::Yes) => {
+/// The OpenFeature reason of an evaluation: flagd's, except that a
+/// `STATIC` answer (no rule) is `TARGETING_MATCH` when another context of
+/// the same caller could name a tenant with an override of the flag.
+/// flagd's RPC providers cache `STATIC` answers by flag key alone, whatever
+/// the context: an admin whose contexts name different tenants must not be
+/// handed one tenant's answer for another's.
+pub fn reason(e: &Evaluation, per_context: PerContext) -> &'static str {
+    match e.resolution.reason {
+        Reason::Static
+            if per_context == PerContext::Yes
+                && e.overridden
+                && e.resolution.source != ValueSource::Env =>
+        {
             "TARGETING_MATCH"
         }
-        (ValueSource::Env | ValueSource::Store, PerContext::No) => "STATIC",
-        (ValueSource::Default, _) => "DEFAULT",
+        r => r.as_str(),
     }
-}
-
-/// The variant of an answer: the source's name (`tenant`, `env`, `store`,
-/// `default`).
-pub fn variant(source: ValueSource) -> &'static str {
-    source.as_str()
 }
 
 /// Reads a flagd selector (`Flagd-Selector` header, or the sync requests'
@@ -169,27 +158,6 @@ pub fn selector_tenant(selector: &str) -> Result<Option<String>> {
         return Err(Error::invalid_argument("selector", "names no tenant"));
     }
     Ok(Some(tenant.to_owned()))
-}
-
-/// `v` with integral numbers written without a fraction (`3`, not `3.0`):
-/// SDKs and in-process providers tell an integer from a float by it.
-pub fn integral(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => match n.as_f64() {
-            // Exact below 2^53.
-            #[allow(clippy::cast_possible_truncation)]
-            Some(f) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => json!(f as i64),
-            _ => v.clone(),
-        },
-        Value::Array(items) => Value::Array(items.iter().map(integral).collect()),
-        Value::Object(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), integral(v)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
 }
 
 /// A flag's value for a flagd `ResolveBoolean`; another type is
@@ -261,58 +229,10 @@ fn describe(v: &Value) -> &'static str {
     }
 }
 
-/// A value as flagd carries it: numbers integral where they are, a list as
-/// `{"items": [...]}`.
-pub fn object_value(v: &Value) -> Value {
-    match v {
-        Value::Array(_) => json!({ LIST_ITEMS: integral(v) }),
-        other => integral(other),
-    }
-}
-
-/// The flagd JSON flag configuration of a view (flagd-schemas'
-/// `json/flags.json`), which in-process providers evaluate themselves: each
-/// flag ENABLED with one variant named after its source, which is its
-/// `defaultVariant`; flag `metadata` has `source`, the flag-set `metadata`
-/// `flagSetId` (the tenant, if any) and `revision` (providers merge the two;
-/// a revision per flag would make every flag look changed at every change).
-/// Only the keys flagd's schema allows are written (the Python provider
-/// refuses a configuration with any other).
-pub fn flagd_configuration<'a>(
-    flags: impl IntoIterator<Item = &'a Effective>,
-    revision: i64,
-    tenant: Option<&str>,
-) -> String {
-    let flags: BTreeMap<&str, Value> = flags
-        .into_iter()
-        .map(|e| {
-            let variant = variant(e.source);
-            (
-                e.flag.as_str(),
-                json!({
-                    "state": "ENABLED",
-                    "variants": { variant: object_value(&e.value) },
-                    "defaultVariant": variant,
-                    "metadata": { "source": e.source.as_str() },
-                }),
-            )
-        })
-        .collect();
-    let mut metadata = Map::new();
-    if let Some(t) = tenant {
-        metadata.insert("flagSetId".into(), Value::String(t.to_owned()));
-    }
-    metadata.insert("revision".into(), json!(revision));
-    json!({
-        "$schema": "https://flagd.dev/schema/v0/flags.json",
-        "flags": flags,
-        "metadata": metadata,
-    })
-    .to_string()
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -365,13 +285,32 @@ mod tests {
     }
 
     #[test]
-    fn stored_values_are_static_only_for_a_fixed_tenant() {
-        use ValueSource::*;
-        assert_eq!(reason(Tenant, PerContext::No), "TARGETING_MATCH");
-        assert_eq!(reason(Store, PerContext::No), "STATIC");
-        assert_eq!(reason(Env, PerContext::No), "STATIC");
-        assert_eq!(reason(Store, PerContext::Yes), "TARGETING_MATCH");
-        assert_eq!(reason(Default, PerContext::Yes), "DEFAULT");
+    fn static_answers_are_never_another_tenants() {
+        use crate::flag::{EnvOverrides, model::tests::def, resolve::resolve};
+        let d = def("f", json!(1), Some(json!(2)));
+        let e = |overridden: bool| Evaluation {
+            key: "f".into(),
+            resolution: resolve(
+                &EnvOverrides::default(),
+                &d,
+                None,
+                None,
+                &Map::new(),
+                0,
+                None,
+            ),
+            metadata: Map::new(),
+            overridden,
+            revision: 1,
+            tenant: None,
+            explanation: Vec::new(),
+        };
+        // Nobody overrides the flag: every context gets this answer.
+        assert_eq!(reason(&e(false), PerContext::Yes), "STATIC");
+        // A tenant does: an admin's next context could name it.
+        assert_eq!(reason(&e(true), PerContext::Yes), "TARGETING_MATCH");
+        // A tenant token's tenant is fixed.
+        assert_eq!(reason(&e(true), PerContext::No), "STATIC");
         let tenant = Principal::new(Scope::Tenant(crate::id::TenantId::parse("a", "t").unwrap()));
         assert_eq!(PerContext::Yes.for_caller(&tenant), PerContext::No);
         let admin = Principal::new(Scope::Admin);
@@ -393,32 +332,5 @@ mod tests {
         let e = as_string("k", &json!(true)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert!(e.message().contains("TYPE_MISMATCH"), "{e}");
-    }
-
-    #[test]
-    fn a_configuration_has_only_the_keys_flagd_allows() {
-        let flags = [
-            Effective {
-                flag: "n".into(),
-                value: json!(3.0),
-                source: ValueSource::Tenant,
-            },
-            Effective {
-                flag: "l".into(),
-                value: json!(["a"]),
-                source: ValueSource::Default,
-            },
-        ];
-        let c: Value = serde_json::from_str(&flagd_configuration(&flags, 7, Some("a"))).unwrap();
-        assert_eq!(
-            c["flags"]["n"],
-            json!({"state": "ENABLED", "variants": {"tenant": 3}, "defaultVariant": "tenant",
-                   "metadata": {"source": "tenant"}})
-        );
-        assert_eq!(
-            c["flags"]["l"]["variants"]["default"],
-            json!({"items": ["a"]})
-        );
-        assert_eq!(c["metadata"], json!({"flagSetId": "a", "revision": 7}));
     }
 }

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use futures_util::Stream;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{
     DEFAULT_PAGE_SIZE, Effective, FlagDef, FlagType, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE,
     check_value,
+    definition::{self, DefinitionUpdate},
     listing::{ListCache, ListKey, Listed},
     state::{Flags, ViewTag},
     store::{self, FlagUpdate},
@@ -30,6 +31,8 @@ use crate::{
     tenant::{self, Tenants},
 };
 
+pub use super::resolve::Evaluation;
+
 /// A flag to create, as the caller sent it.
 #[derive(Debug, Clone)]
 pub struct NewFlag {
@@ -39,10 +42,13 @@ pub struct NewFlag {
     pub value_type: Input<FlagType>,
     /// What the flag controls.
     pub description: String,
-    /// The declared default.
-    pub default: Input<Value>,
+    /// The declared default (the variant `default`); required unless
+    /// `definition` gives the variants.
+    pub default: Input<Option<Value>>,
     /// The stored value, if any.
     pub stored: Input<Option<Value>>,
+    /// The flagd-model fields given.
+    pub definition: Input<DefinitionUpdate>,
 }
 
 /// The fields of an update, as the caller sent them; the update mask says
@@ -55,10 +61,12 @@ pub struct FlagChanges {
     pub value_type: Input<Option<FlagType>>,
     /// A new description.
     pub description: String,
-    /// A new default.
-    pub default: Input<Value>,
+    /// A new default (`None`: not given).
+    pub default: Input<Option<Value>>,
     /// A new stored value (`None` clears it).
     pub stored: Input<Option<Value>>,
+    /// New flagd-model fields (each counts when the mask names it).
+    pub definition: Input<DefinitionUpdate>,
 }
 
 /// Which tenant an evaluation is for.
@@ -71,17 +79,6 @@ pub enum Target {
     TenantId(String),
     /// The tenant this key (a host) resolves to.
     ResolveKey(String),
-}
-
-/// A flag's value for one evaluation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Evaluation {
-    /// The effective value and its source.
-    pub value: Effective,
-    /// The revision the value is at.
-    pub revision: i64,
-    /// The tenant it was evaluated for, if any.
-    pub tenant: Option<String>,
 }
 
 /// The tenant an evaluation is for, resolved and allowed for its caller by
@@ -135,6 +132,29 @@ pub struct ListRequest {
     /// HTTP's `If-None-Match`): when it names the view's current version,
     /// the answer is [`Listed::NotModified`].
     pub if_none_match: String,
+}
+
+/// What an import did, flag by flag.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// The revision of the last change written (0: none).
+    pub revision: i64,
+    /// The flags created.
+    pub created: Vec<String>,
+    /// The flags updated.
+    pub updated: Vec<String>,
+    /// The flags already as the file has them.
+    pub unchanged: Vec<String>,
+    /// The flags deleted (prune).
+    pub deleted: Vec<String>,
+}
+
+fn same_definition(a: &FlagDef, b: &FlagDef) -> bool {
+    a.status == b.status
+        && a.variants == b.variants
+        && a.default_variant == b.default_variant
+        && a.targeting == b.targeting
+        && a.metadata == b.metadata
 }
 
 /// The flag service of a replica.
@@ -229,21 +249,41 @@ impl FlagService {
         let value_type = f.value_type?;
         check_description(&f.description)?;
         let default = f.default?;
-        check_value("flag.default_value", &default, value_type)?;
         let stored = f.stored?;
-        if let Some(v) = &stored {
-            check_value("flag.stored_value", v, value_type)?;
-        }
-        let def = FlagDef {
-            key: f.key,
-            value_type,
-            description: f.description,
-            default,
-            stored,
-            revision: 0,
-            created_at_us: 0,
-            updated_at_us: 0,
+        let mut definition = f.definition?;
+        // On create, "none" is "not given" but for a flag given by variants.
+        definition.default_variant = definition.default_variant.filter(Option::is_some);
+        definition.targeting = definition.targeting.filter(Option::is_some);
+        let mut def = match (default, &definition.variants) {
+            (Some(default), None) => {
+                check_value("flag.default_value", &default, value_type)?;
+                if let Some(v) = &stored {
+                    check_value("flag.stored_value", v, value_type)?;
+                }
+                FlagDef::legacy(f.key, value_type, f.description, default, stored)
+            }
+            (None, Some(_)) if stored.is_none() => {
+                FlagDef::legacy(f.key, value_type, f.description, Value::Null, None)
+            }
+            (None, None) => {
+                return Err(Error::invalid_argument(
+                    "flag.default_value",
+                    "is required (or give the flag's variants)",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(Error::invalid_argument(
+                    "flag.variants",
+                    "give either variants (with default_variant) or default_value and \
+                     stored_value, not both",
+                ));
+            }
         };
+        if definition.variants.is_some() && definition.default_variant.is_none() {
+            // Variants without a default variant: none, as in flagd.
+            def.default_variant = None;
+        }
+        definition.apply_to(&mut def)?;
         // A flag must fit in the answers that carry it (its definition,
         // the FULL listing): one that could never be read back is refused
         // before anything is written.
@@ -319,12 +359,18 @@ impl FlagService {
         p.require_admin()?;
         let f = changes?;
         validate_key("flag.key", &f.key)?;
+        let mask_in = mask;
         let mask = UpdateMask::parse(
             mask,
             &[
                 &["description"],
                 &["default_value", "defaultValue"],
                 &["stored_value", "storedValue"],
+                &["state"],
+                &["variants"],
+                &["default_variant", "defaultVariant"],
+                &["targeting"],
+                &["metadata"],
             ],
             &["key", "type", "revision", "create_time", "update_time"],
         )?;
@@ -333,11 +379,44 @@ impl FlagService {
             check_description(&f.description)?;
             u.description = Some(f.description);
         }
+        // An empty mask names every legacy field, and the flagd-model
+        // fields that were given.
+        let explicit = !mask_in.is_empty();
         if mask.covers("default_value") {
-            u.default = Some(f.default?);
+            match f.default? {
+                Some(v) => u.default = Some(v),
+                None if explicit => {
+                    return Err(Error::invalid_argument("flag.default_value", "is required"));
+                }
+                None => {}
+            }
         }
         if mask.covers("stored_value") {
             u.stored = Some(f.stored?);
+        }
+        let given = f.definition?;
+        let named = |field: &str| explicit && mask.covers(field);
+        let d = DefinitionUpdate {
+            state: given.state.filter(|_| mask.covers("state")),
+            variants: given.variants.filter(|_| mask.covers("variants")),
+            default_variant: if named("default_variant") {
+                Some(given.default_variant.flatten())
+            } else {
+                given.default_variant.filter(Option::is_some)
+            },
+            targeting: if named("targeting") {
+                Some(given.targeting.flatten())
+            } else {
+                given.targeting.filter(Option::is_some)
+            },
+            metadata: if named("metadata") {
+                Some(given.metadata.unwrap_or_default())
+            } else {
+                given.metadata.filter(|m| !m.is_empty())
+            },
+        };
+        if !d.is_empty() {
+            u.definition = Some(d);
         }
         // Checked against the stored flag inside the write transaction.
         u.value_type = f.value_type?;
@@ -345,6 +424,97 @@ impl FlagService {
             store::update(&self.store, &f.key, u, expected, self.part_budget).await?;
         self.announce(&committed).await;
         Ok(def)
+    }
+
+    /// Imports a flagd flag-definition file (see [`definition::parse_file`]):
+    /// every flag is checked before anything is written; then each is
+    /// created, or updated when its definition differs (compare-and-set on
+    /// the revision read), and with `prune` every other flag is deleted.
+    /// Admin.
+    pub async fn import(
+        &self,
+        p: &Principal,
+        file: Input<Value>,
+        prune: bool,
+    ) -> Result<ImportReport> {
+        p.require_admin()?;
+        let flags = definition::parse_file(&file?)?;
+        let current: std::collections::BTreeMap<String, FlagDef> = self
+            .flags
+            .definitions()
+            .into_iter()
+            .map(|d| (d.key.clone(), d))
+            .collect();
+        for def in &flags {
+            let size = super::def_bound(def);
+            if size > self.part_budget {
+                return Err(super::state::too_large(&def.key, size, self.part_budget));
+            }
+            if let Some(cur) = current.get(&def.key)
+                && cur.value_type != def.value_type
+            {
+                return Err(Error::invalid_argument(
+                    &format!("configuration/flags/{}/variants", def.key),
+                    format!(
+                        "are {}s, but the existing flag is a {} (a flag's type cannot change; \
+                         delete it first)",
+                        def.value_type.as_str(),
+                        cur.value_type.as_str()
+                    ),
+                ));
+            }
+        }
+        let mut report = ImportReport::default();
+        let keys: std::collections::BTreeSet<String> =
+            flags.iter().map(|d| d.key.clone()).collect();
+        for def in flags {
+            let committed = match current.get(&def.key) {
+                None => {
+                    let key = def.key.clone();
+                    let (_, c) = store::create(&self.store, def).await?;
+                    report.created.push(key);
+                    c
+                }
+                Some(cur) if same_definition(cur, &def) => {
+                    report.unchanged.push(def.key);
+                    continue;
+                }
+                Some(cur) => {
+                    let u = FlagUpdate {
+                        definition: Some(DefinitionUpdate {
+                            state: Some(def.status),
+                            variants: Some(def.variants),
+                            default_variant: Some(def.default_variant),
+                            targeting: Some(def.targeting.map(|r| r.source().clone())),
+                            metadata: Some(def.metadata),
+                        }),
+                        ..FlagUpdate::default()
+                    };
+                    let (_, c) =
+                        store::update(&self.store, &def.key, u, cur.revision, self.part_budget)
+                            .await?;
+                    report.updated.push(def.key);
+                    c
+                }
+            };
+            report.revision = committed.revision;
+            self.announce(&committed).await;
+        }
+        if prune {
+            for (key, cur) in current.iter().filter(|(k, _)| !keys.contains(*k)) {
+                let committed = store::delete(&self.store, key, cur.revision).await?;
+                report.revision = committed.revision;
+                report.deleted.push(key.clone());
+                self.announce(&committed).await;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Every flag as a flagd flag-definition file. Admin.
+    pub async fn export(&self, p: &Principal) -> Result<Value> {
+        p.require_admin()?;
+        Ok(definition::to_file(&self.flags.definitions()))
     }
 
     /// Deletes a flag and its overrides; returns the revision. Admin.
@@ -373,6 +543,8 @@ impl FlagService {
             flag: key.to_owned(),
             value: value.clone(),
             source: super::ValueSource::Tenant,
+            variant: Some("tenant".into()),
+            targeting: false,
         });
         if size > self.part_budget {
             return Err(super::state::too_large(key, size, self.part_budget));
@@ -398,13 +570,21 @@ impl FlagService {
         Ok(committed.revision)
     }
 
-    /// Evaluates a flag for `target`.
-    pub async fn evaluate(&self, p: &Principal, key: &str, target: Target) -> Result<Evaluation> {
+    /// Evaluates a flag for `target` in `context` (with its steps when
+    /// `explain`).
+    pub async fn evaluate(
+        &self,
+        p: &Principal,
+        key: &str,
+        target: Target,
+        context: &Map<String, Value>,
+        explain: bool,
+    ) -> Result<Evaluation> {
         // The caller's scope first, then the request (as every call does).
         may_read_flags(p)?;
         validate_key("flag_key", key)?;
         let audience = self.audience(p, target).await?;
-        self.evaluate_checked(audience, key)
+        self.evaluate_checked(audience, key, context, explain)
     }
 
     /// Resolves `target` for the caller: the tenant it names (or a host
@@ -419,20 +599,30 @@ impl FlagService {
         }))
     }
 
-    /// Evaluates a flag for an audience already resolved.
-    pub fn evaluate_for(&self, audience: &Audience, key: &str) -> Result<Evaluation> {
+    /// Evaluates a flag for an audience already resolved, in `context`.
+    pub fn evaluate_for(
+        &self,
+        audience: &Audience,
+        key: &str,
+        context: &Map<String, Value>,
+    ) -> Result<Evaluation> {
         validate_key("flag_key", key)?;
-        self.evaluate_checked(audience.clone(), key)
+        self.evaluate_checked(audience.clone(), key, context, false)
     }
 
     /// [`Self::evaluate_for`] of a key already checked.
-    fn evaluate_checked(&self, audience: Audience, key: &str) -> Result<Evaluation> {
-        let (value, revision) = self.flags.evaluate(key, audience.tenant())?;
-        Ok(Evaluation {
-            value,
-            revision,
-            tenant: audience.0,
-        })
+    fn evaluate_checked(
+        &self,
+        audience: Audience,
+        key: &str,
+        context: &Map<String, Value>,
+        explain: bool,
+    ) -> Result<Evaluation> {
+        let mut e = self
+            .flags
+            .evaluate(key, audience.tenant(), context, explain)?;
+        e.tenant = audience.0;
+        Ok(e)
     }
 
     /// The tag of an audience's view as it is now: whether an answer the
@@ -454,6 +644,29 @@ impl FlagService {
             revision,
             tag,
         }
+    }
+
+    /// Evaluates every flag for an audience already resolved, in `context`,
+    /// with the revision they are at.
+    pub fn evaluate_all_in(
+        &self,
+        audience: &Audience,
+        context: &Map<String, Value>,
+    ) -> (Vec<Evaluation>, i64) {
+        let (mut all, revision) = self.flags.evaluate_all(audience.tenant(), context);
+        for e in &mut all {
+            e.tenant = audience.0.clone();
+        }
+        (all, revision)
+    }
+
+    /// An audience's view as flagd's flag configuration holds it (see
+    /// [`super::flagd::view_flag`]), with the tag of the view.
+    pub fn flagd_view(&self, audience: &Audience) -> (Vec<(String, Value)>, ViewTag) {
+        // The tag first, as in `evaluate_all`.
+        let tag = self.flags.view_tag(audience.tenant());
+        let (flags, _) = self.flags.flagd_view(audience.tenant());
+        (flags, tag)
     }
 
     /// Opens a watch of `tenant` (empty: the caller's default) from `since`

@@ -70,8 +70,26 @@ pub fn def_bound(d: &FlagDef) -> usize {
         + FIELD
         + d.description.len()
         + FIELD
-        + value_bound(&d.default)
-        + d.stored.as_ref().map_or(0, |v| FIELD + value_bound(v))
+        // A flag given by its legacy values lists no variants.
+        + if d.is_legacy_shaped() {
+            0
+        } else {
+            d.variants
+                .iter()
+                .map(|(k, v)| 3 * FIELD + k.len() + value_bound(v))
+                .sum::<usize>()
+        }
+        + d.default_value().map_or(0, |v| FIELD + value_bound(v))
+        + d.stored_value().map_or(0, |v| FIELD + value_bound(v))
+        + d.default_variant.as_ref().map_or(0, |v| FIELD + v.len())
+        + d.targeting.as_ref().map_or(0, |r| FIELD + value_bound(r.source()))
+        + if d.metadata.is_empty() {
+            0
+        } else {
+            FIELD + value_bound(&serde_json::Value::Object(d.metadata.clone()))
+        }
+        + FIELD
+        + 8
         + 11
         + 2 * (FIELD + 11 + 6)
 }

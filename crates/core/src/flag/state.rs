@@ -11,8 +11,9 @@ use serde_json::Value;
 use super::watch::{Fanout, Subscriber};
 use super::watch::{HubMessage, Memo};
 use super::{
-    Effective, EnvOverrides, FlagChange, FlagDef, Payload, Prior, def_bound, effective,
-    encoded_bound,
+    Effective, EnvOverrides, FlagChange, FlagDef, Payload, Prior, ValueSource, def_bound,
+    effective, encoded_bound,
+    resolve::{Evaluation, now_s, resolve},
 };
 use crate::error::{Error, Result};
 
@@ -39,6 +40,8 @@ pub struct FlagState {
     /// Per tenant, the last revision that changed one of its overrides or
     /// deleted it: only that tenant's view changes with it.
     pub tenant_changed: Map<String, i64>,
+    /// Per flag, how many tenants override it (absent: none).
+    pub override_count: Map<String, usize>,
 }
 
 impl FlagState {
@@ -79,9 +82,20 @@ impl FlagState {
                 .collect(),
             _ => Default::default(),
         };
+        let flag_overrides = match &c.payload {
+            Payload::FlagUpsert { overridden, .. } => overridden
+                .iter()
+                .filter_map(|t| {
+                    let (v, _) = self.overrides.get(t)?.get(key)?;
+                    Some((t.clone(), v.clone()))
+                })
+                .collect(),
+            _ => Default::default(),
+        };
         Prior {
             flag: self.flags.get(key).cloned(),
             overrides,
+            flag_overrides,
         }
     }
 
@@ -108,24 +122,45 @@ impl FlagState {
                 for o in self.overrides.values_mut() {
                     o.remove(&key);
                 }
+                self.override_count.remove(&key);
             }
             Payload::OverrideUpsert { value } => {
-                self.overrides
-                    .entry(tenant)
-                    .or_default()
-                    .insert(key, (value.clone(), c.revision));
+                self.put_override(tenant, key, value.clone(), c.revision);
             }
             Payload::OverrideDelete { .. } => {
-                if let Some(o) = self.overrides.get_mut(&tenant) {
-                    o.remove(&key);
+                if let Some(o) = self.overrides.get_mut(&tenant)
+                    && o.remove(&key).is_some()
+                {
+                    self.uncount(&key);
                 }
             }
             Payload::TenantDelete { .. } => {
-                self.overrides.remove(&tenant);
+                if let Some(o) = self.overrides.remove(&tenant) {
+                    for k in o.keys() {
+                        self.uncount(k);
+                    }
+                }
             }
             Payload::Other => {}
         }
         self.revision = c.revision;
+    }
+
+    /// Sets `tenant`'s override of `key`, counting it.
+    pub fn put_override(&mut self, tenant: String, key: String, value: Value, revision: i64) {
+        let o = self.overrides.entry(tenant).or_default();
+        if o.insert(key.clone(), (value, revision)).is_none() {
+            *self.override_count.entry(key).or_default() += 1;
+        }
+    }
+
+    fn uncount(&mut self, key: &str) {
+        if let Some(n) = self.override_count.get_mut(key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.override_count.remove(key);
+            }
+        }
     }
 }
 
@@ -286,6 +321,11 @@ impl Flags {
         self.hub.close();
     }
 
+    /// Returns every flag's definition, in key order.
+    pub fn definitions(&self) -> Vec<FlagDef> {
+        self.read().flags.values().cloned().collect()
+    }
+
     /// Returns a flag's definition.
     pub fn get(&self, key: &str) -> Result<FlagDef> {
         self.read()
@@ -295,8 +335,15 @@ impl Flags {
             .ok_or_else(|| Error::not_found(format!("flag {key:?}")))
     }
 
-    /// Evaluates a flag for `tenant`; returns the value and the revision.
-    pub fn evaluate(&self, key: &str, tenant: Option<&str>) -> Result<(Effective, i64)> {
+    /// Evaluates a flag for `tenant` in `context` (with the rule's steps
+    /// when `explain`); the evaluation's `tenant` is left for the caller.
+    pub fn evaluate(
+        &self,
+        key: &str,
+        tenant: Option<&str>,
+        context: &serde_json::Map<String, Value>,
+        explain: bool,
+    ) -> Result<Evaluation> {
         let state = self.read();
         let def = state
             .flags
@@ -306,7 +353,89 @@ impl Flags {
             .and_then(|t| state.overrides.get(t))
             .and_then(|o| o.get(key))
             .map(|(v, _)| v);
-        Ok((effective(&self.env, def, over), state.revision))
+        let mut explanation = Vec::new();
+        let resolution = resolve(
+            &self.env,
+            def,
+            tenant,
+            over,
+            context,
+            now_s(),
+            explain.then_some(&mut explanation),
+        );
+        let mut metadata = def.metadata.clone();
+        if matches!(resolution.source, ValueSource::Env | ValueSource::Tenant) {
+            metadata.insert(
+                "source".into(),
+                Value::String(resolution.source.as_str().to_owned()),
+            );
+        }
+        Ok(Evaluation {
+            key: def.key.clone(),
+            resolution,
+            metadata,
+            overridden: state.override_count.get(key).is_some_and(|n| *n > 0),
+            revision: state.revision,
+            tenant: None,
+            explanation,
+        })
+    }
+
+    /// Evaluates every flag for `tenant` in `context`, in key order; the
+    /// evaluations' `tenant` is left for the caller.
+    pub fn evaluate_all(
+        &self,
+        tenant: Option<&str>,
+        context: &serde_json::Map<String, Value>,
+    ) -> (Vec<Evaluation>, i64) {
+        let state = self.read();
+        let overrides = tenant.and_then(|t| state.overrides.get(t));
+        let now = now_s();
+        let all = state
+            .flags
+            .values()
+            .map(|def| {
+                let over = overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v);
+                let resolution = resolve(&self.env, def, tenant, over, context, now, None);
+                let mut metadata = def.metadata.clone();
+                if matches!(resolution.source, ValueSource::Env | ValueSource::Tenant) {
+                    metadata.insert(
+                        "source".into(),
+                        Value::String(resolution.source.as_str().to_owned()),
+                    );
+                }
+                Evaluation {
+                    key: def.key.clone(),
+                    resolution,
+                    metadata,
+                    overridden: state.override_count.get(&def.key).is_some_and(|n| *n > 0),
+                    revision: state.revision,
+                    tenant: None,
+                    explanation: Vec::new(),
+                }
+            })
+            .collect();
+        (all, state.revision)
+    }
+
+    /// Every flag of `tenant`'s view as flagd's JSON flag configuration
+    /// holds it (for in-process providers), in key order, and the revision:
+    /// see [`super::flagd::view_flag`].
+    pub fn flagd_view(&self, tenant: Option<&str>) -> (Vec<(String, Value)>, i64) {
+        let state = self.read();
+        let overrides = tenant.and_then(|t| state.overrides.get(t));
+        let flags = state
+            .flags
+            .values()
+            .map(|def| {
+                let over = overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v);
+                (
+                    def.key.clone(),
+                    super::flagd::view_flag(&self.env, def, over),
+                )
+            })
+            .collect();
+        (flags, state.revision)
     }
 
     /// Returns every effective flag of `tenant` and the revision they are at.
@@ -320,6 +449,7 @@ impl Flags {
                 effective(
                     &self.env,
                     def,
+                    tenant,
                     overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v),
                 )
             })
@@ -354,6 +484,7 @@ impl Flags {
             let e = effective(
                 &self.env,
                 def,
+                tenant,
                 overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v),
             );
             let size = encoded_bound(&e) + if with_definitions { def_bound(def) } else { 0 };

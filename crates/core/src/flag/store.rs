@@ -6,40 +6,97 @@
 
 use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 
-use super::{FlagDef, FlagType, check_value, state::FlagState};
+use super::{FlagDef, FlagType, Rule, Status, check_value, state::FlagState};
 use crate::{
     changelog::{Append, Change, Committed, FlagRecord},
     error::{Error, Result},
     store::{Backend, Store, WriteTx},
 };
 
-const FLAG_COLUMNS: &str = "key, value_type, description, default_value, stored_value, revision, created_at_us, updated_at_us";
+const FLAG_COLUMNS: &str = "key, value_type, description, default_value, stored_value, definition, revision, created_at_us, updated_at_us";
 
 fn json(field: &str, text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| Error::internal(&format!("reading stored {field}"), e))
 }
 
+/// The `definition` column: a flag's flagd-model fields beyond its key,
+/// type and description.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Definition {
+    state: String,
+    variants: std::collections::BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    default_variant: Option<String>,
+    #[serde(default)]
+    targeting: Option<serde_json::Value>,
+    #[serde(default)]
+    metadata: serde_json::Map<String, serde_json::Value>,
+}
+
 fn def_from_row(row: &AnyRow) -> Result<FlagDef> {
     let ty: String = row.try_get("value_type")?;
-    let stored: Option<String> = row.try_get("stored_value")?;
-    Ok(FlagDef {
-        key: row.try_get("key")?,
-        value_type: FlagType::parse(&ty)
-            .ok_or_else(|| Error::internal("reading a flag", format!("unknown type {ty:?}")))?,
-        description: row.try_get("description")?,
-        default: json("default_value", &row.try_get::<String, _>("default_value")?)?,
-        stored: stored
-            .as_deref()
-            .map(|s| json("stored_value", s))
-            .transpose()?,
-        revision: row.try_get("revision")?,
-        created_at_us: row.try_get("created_at_us")?,
-        updated_at_us: row.try_get("updated_at_us")?,
-    })
+    let value_type = FlagType::parse(&ty)
+        .ok_or_else(|| Error::internal("reading a flag", format!("unknown type {ty:?}")))?;
+    let definition: Option<String> = row.try_get("definition")?;
+    let mut def = match definition {
+        Some(text) => {
+            let d: Definition = serde_json::from_str(&text)
+                .map_err(|e| Error::internal("reading a stored flag definition", e))?;
+            FlagDef {
+                key: row.try_get("key")?,
+                value_type,
+                description: row.try_get("description")?,
+                status: Status::parse(&d.state).unwrap_or(Status::Enabled),
+                variants: d.variants,
+                default_variant: d.default_variant,
+                targeting: d.targeting.map(Rule::load),
+                metadata: d.metadata,
+                revision: 0,
+                created_at_us: 0,
+                updated_at_us: 0,
+            }
+        }
+        None => {
+            let stored: Option<String> = row.try_get("stored_value")?;
+            FlagDef::legacy(
+                row.try_get("key")?,
+                value_type,
+                row.try_get("description")?,
+                json("default_value", &row.try_get::<String, _>("default_value")?)?,
+                stored
+                    .as_deref()
+                    .map(|s| json("stored_value", s))
+                    .transpose()?,
+            )
+        }
+    };
+    def.revision = row.try_get("revision")?;
+    def.created_at_us = row.try_get("created_at_us")?;
+    def.updated_at_us = row.try_get("updated_at_us")?;
+    Ok(def)
 }
 
 fn to_text(v: &serde_json::Value) -> String {
     v.to_string()
+}
+
+/// The columns a definition is written to: `default_value`,
+/// `stored_value` (the legacy view) and `definition`.
+fn columns(def: &FlagDef) -> (String, Option<String>, String) {
+    let definition = Definition {
+        state: def.status.as_str().to_owned(),
+        variants: def.variants.clone(),
+        default_variant: def.default_variant.clone(),
+        targeting: def.targeting.as_ref().map(|r| r.source().clone()),
+        metadata: def.metadata.clone(),
+    };
+    (
+        def.default_value()
+            .map_or_else(|| "null".to_owned(), to_text),
+        def.stored_value().map(to_text),
+        serde_json::to_string(&definition).unwrap_or_default(),
+    )
 }
 
 /// Loads the whole flag state as of one revision, in one read snapshot.
@@ -68,11 +125,7 @@ pub async fn load_state(store: &Store) -> Result<FlagState> {
         let tenant: String = row.try_get(0)?;
         let key: String = row.try_get(1)?;
         let value = json("override", &row.try_get::<String, _>(2)?)?;
-        state
-            .overrides
-            .entry(tenant)
-            .or_default()
-            .insert(key, (value, row.try_get(3)?));
+        state.put_override(tenant, key, value, row.try_get(3)?);
     }
     tx.commit().await?;
     Ok(state)
@@ -114,15 +167,17 @@ pub async fn create(store: &Store, mut def: FlagDef) -> Result<(FlagDef, Committ
     def.revision = w.revision;
     def.created_at_us = w.now_us;
     def.updated_at_us = w.now_us;
+    let (default_value, stored_value, definition) = columns(&def);
     sqlx::query(
-        "INSERT INTO flags (key, value_type, description, default_value, stored_value, revision, created_at_us, updated_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        "INSERT INTO flags (key, value_type, description, default_value, stored_value, definition, revision, created_at_us, updated_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
     )
     .bind(def.key.clone())
     .bind(def.value_type.as_str())
     .bind(def.description.clone())
-    .bind(to_text(&def.default))
-    .bind(def.stored.as_ref().map(to_text))
+    .bind(default_value)
+    .bind(stored_value)
+    .bind(definition)
     .bind(def.revision)
     .bind(def.created_at_us)
     .execute(&mut *w.tx)
@@ -148,6 +203,8 @@ pub struct FlagUpdate {
     pub stored: Option<Option<serde_json::Value>>,
     /// The type the caller believes the flag has; another one is refused.
     pub value_type: Option<FlagType>,
+    /// New flagd-model fields, checked against the flag as it is.
+    pub definition: Option<super::definition::DefinitionUpdate>,
 }
 
 /// Updates a flag; values are type-checked against the stored type here,
@@ -177,13 +234,19 @@ pub async fn update(
     }
     if let Some(v) = u.default {
         check_value("flag.default_value", &v, def.value_type)?;
-        def.default = v;
+        def.variants.insert(super::DEFAULT_VARIANT.to_owned(), v);
+        if def.default_variant.is_none() {
+            def.default_variant = Some(super::DEFAULT_VARIANT.to_owned());
+        }
     }
     if let Some(v) = u.stored {
         if let Some(v) = &v {
             check_value("flag.stored_value", v, def.value_type)?;
         }
-        def.stored = v;
+        def.set_stored(v);
+    }
+    if let Some(d) = u.definition {
+        d.apply_to(&mut def)?;
     }
     let size = super::def_bound(&def);
     if size > max_def_bytes {
@@ -191,12 +254,14 @@ pub async fn update(
     }
     def.revision = w.revision;
     def.updated_at_us = w.now_us;
+    let (default_value, stored_value, definition) = columns(&def);
     sqlx::query(
-        "UPDATE flags SET description = $1, default_value = $2, stored_value = $3, revision = $4, updated_at_us = $5 WHERE key = $6",
+        "UPDATE flags SET description = $1, default_value = $2, stored_value = $3, definition = $4, revision = $5, updated_at_us = $6 WHERE key = $7",
     )
     .bind(def.description.clone())
-    .bind(to_text(&def.default))
-    .bind(def.stored.as_ref().map(to_text))
+    .bind(default_value)
+    .bind(stored_value)
+    .bind(definition)
     .bind(def.revision)
     .bind(def.updated_at_us)
     .bind(key)

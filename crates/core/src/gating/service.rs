@@ -235,8 +235,17 @@ impl GatingService {
             }
         }
         let (counts, fallbacks) = nlp::count(&outcomes, |tenant| {
-            match self.flags.evaluate(nlp::THRESHOLD_FLAG, Some(tenant)) {
-                Ok((e, _)) => e.value.as_f64().unwrap_or(nlp::DEFAULT_THRESHOLD),
+            match self.flags.evaluate(
+                nlp::THRESHOLD_FLAG,
+                Some(tenant),
+                &serde_json::Map::new(),
+                false,
+            ) {
+                Ok(e) => e
+                    .resolution
+                    .value
+                    .as_f64()
+                    .unwrap_or(nlp::DEFAULT_THRESHOLD),
                 Err(_) => nlp::DEFAULT_THRESHOLD,
             }
         });

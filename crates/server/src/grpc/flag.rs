@@ -22,8 +22,11 @@ use switchyard_core::{
     error::Error,
     flag::{
         self, Effective, FlagDef,
+        definition::DefinitionUpdate,
         listing::{DEFAULT_CACHE_BYTES, ListCache, Listed},
+        openfeature,
         service::{FlagChanges, FlagList, FlagService, ListRequest, NewFlag, Target},
+        targeting::logic::Step,
         watch::WatchItem,
     },
     service::Input,
@@ -237,21 +240,147 @@ pub fn def_to_proto(d: &FlagDef) -> Flag {
         key: d.key.clone(),
         r#type: flag_type_to_proto(d.value_type) as i32,
         description: d.description.clone(),
-        default_value: Some(to_proto(&d.default)),
-        stored_value: d.stored.as_ref().map(to_proto),
+        default_value: d.default_value().map(to_proto),
+        stored_value: d.stored_value().map(to_proto),
         revision: d.revision,
         create_time: Some(timestamp(d.created_at_us)),
         update_time: Some(timestamp(d.updated_at_us)),
+        state: d.status.as_str().to_owned(),
+        // A flag given by its two legacy values lists no variants.
+        variants: if d.is_legacy_shaped() {
+            Default::default()
+        } else {
+            d.variants
+                .iter()
+                .map(|(k, v)| (k.clone(), to_proto(v)))
+                .collect()
+        },
+        default_variant: if d.is_legacy_shaped() {
+            String::new()
+        } else {
+            d.default_variant.clone().unwrap_or_default()
+        },
+        targeting: d.targeting.as_ref().map(|r| to_struct(r.source())),
+        metadata: (!d.metadata.is_empty())
+            .then(|| to_struct(&serde_json::Value::Object(d.metadata.clone()))),
     }
+}
+
+/// A JSON object as a protobuf `Struct` (anything else: empty).
+pub fn to_struct(v: &serde_json::Value) -> pbjson_types::Struct {
+    match to_proto(v).kind {
+        Some(pbjson_types::value::Kind::StructValue(s)) => s,
+        _ => pbjson_types::Struct::default(),
+    }
+}
+
+/// A protobuf `Struct` as JSON, integral numbers written as integers (as
+/// rules and flagd files have them); `field` names it in errors.
+pub fn from_struct(
+    field: &str,
+    s: &pbjson_types::Struct,
+) -> switchyard_core::error::Result<serde_json::Map<String, serde_json::Value>> {
+    s.fields
+        .iter()
+        .map(|(k, v)| {
+            Ok((
+                k.clone(),
+                openfeature::integral(&from_proto(&format!("{field}.{k}"), Some(v))?),
+            ))
+        })
+        .collect()
 }
 
 /// Converts an effective value to its message.
 pub fn effective_to_proto(e: &Effective) -> EffectiveFlag {
     EffectiveFlag {
         flag: e.flag.clone(),
-        value: Some(to_proto(&e.value)),
+        value: (!e.value.is_null()).then(|| to_proto(&e.value)),
         source: e.source.as_str().to_owned(),
+        variant: e.variant.clone().unwrap_or_default(),
+        targeting: e.targeting,
     }
+}
+
+/// The flagd-model fields of a `Flag` message, each as given: see
+/// [`DefinitionUpdate`] (an empty `state` or `variants` is not given; an
+/// empty `default_variant` or a missing `targeting` is "none" where the
+/// update mask names it).
+fn definition(f: &Flag) -> Input<DefinitionUpdate> {
+    let state = match f.state.as_str() {
+        "" => None,
+        s => Some(flag::Status::parse(s).ok_or_else(|| {
+            Error::invalid_argument("flag.state", format!("is {s:?}; it is ENABLED or DISABLED"))
+        })?),
+    };
+    let variants = if f.variants.is_empty() {
+        None
+    } else {
+        Some(
+            f.variants
+                .iter()
+                .map(|(k, v)| {
+                    let field = format!("flag.variants.{k}");
+                    Ok((
+                        k.clone(),
+                        openfeature::integral(&from_proto(&field, Some(v))?),
+                    ))
+                })
+                .collect::<switchyard_core::error::Result<_>>()?,
+        )
+    };
+    Ok(DefinitionUpdate {
+        state,
+        variants,
+        default_variant: Some((!f.default_variant.is_empty()).then(|| f.default_variant.clone())),
+        targeting: Some(
+            f.targeting
+                .as_ref()
+                .map(|t| from_struct("flag.targeting", t).map(serde_json::Value::Object))
+                .transpose()?,
+        ),
+        metadata: f
+            .metadata
+            .as_ref()
+            .map(|m| from_struct("flag.metadata", m))
+            .transpose()?,
+    })
+}
+
+/// Converts a rule's steps.
+fn steps_to_proto(steps: &[Step]) -> Vec<RuleStep> {
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::If { at, condition } => RuleStep {
+                at: at.clone(),
+                operation: "if".into(),
+                condition: condition.map_or(-1, |c| i32::try_from(c).unwrap_or(i32::MAX)),
+                ..Default::default()
+            },
+            Step::Fractional {
+                at,
+                value,
+                bucket,
+                weights,
+                picked,
+            } => RuleStep {
+                at: at.clone(),
+                operation: "fractional".into(),
+                bucketing_value: value.clone(),
+                bucket: *bucket,
+                weights: weights
+                    .iter()
+                    .map(|(v, w)| FractionalWeight {
+                        variant: Some(to_proto(v)),
+                        weight: *w,
+                    })
+                    .collect(),
+                picked: Some(to_proto(picked)),
+                ..Default::default()
+            },
+        })
+        .collect()
 }
 
 fn watch_to_proto(item: &WatchItem) -> Result<WatchFlagsResponse, Status> {
@@ -287,8 +416,7 @@ fn watch_to_proto(item: &WatchItem) -> Result<WatchFlagsResponse, Status> {
             revision: *revision,
             flag: Some(EffectiveFlag {
                 flag: flag.clone(),
-                value: None,
-                source: String::new(),
+                ..Default::default()
             }),
             commit_time: Some(timestamp(*committed_at_us)),
             ..Default::default()
@@ -314,14 +442,20 @@ fn stored(v: Option<&pbjson_types::Value>) -> Input<Option<serde_json::Value>> {
         .transpose()
 }
 
+/// Converts an optional value: absent is `None`, present must convert.
+fn optional(field: &str, v: Option<&pbjson_types::Value>) -> Input<Option<serde_json::Value>> {
+    v.map(|v| from_proto(field, Some(v))).transpose()
+}
+
 /// Converts the request's `flag`, which is required, for a create.
 fn new_flag(f: Option<Flag>) -> Input<NewFlag> {
     let f = f.ok_or_else(|| Error::invalid_argument("flag", "is required"))?;
     Ok(NewFlag {
         value_type: flag_type_from_proto(f.r#type)
             .and_then(|t| t.ok_or_else(|| Error::invalid_argument("flag.type", "is required"))),
-        default: from_proto("flag.default_value", f.default_value.as_ref()),
+        default: optional("flag.default_value", f.default_value.as_ref()),
         stored: stored(f.stored_value.as_ref()),
+        definition: definition(&f),
         key: f.key,
         description: f.description,
     })
@@ -332,8 +466,9 @@ fn changes(f: Option<Flag>) -> Input<FlagChanges> {
     let f = f.ok_or_else(|| Error::invalid_argument("flag", "is required"))?;
     Ok(FlagChanges {
         value_type: flag_type_from_proto(f.r#type),
-        default: from_proto("flag.default_value", f.default_value.as_ref()),
+        default: optional("flag.default_value", f.default_value.as_ref()),
         stored: stored(f.stored_value.as_ref()),
+        definition: definition(&f),
         key: f.key,
         description: f.description,
     })
@@ -464,17 +599,64 @@ impl flag_service_server::FlagService for FlagApi {
             Some(evaluate_flag_request::Target::TenantId(t)) => Target::TenantId(t),
             None => Target::Caller,
         };
+        let context = match &r.context {
+            Some(c) => from_struct("context", c).or_status()?,
+            None => serde_json::Map::new(),
+        };
         let e = self
             .flags
-            .evaluate(p, &r.flag_key, target)
+            .evaluate(p, &r.flag_key, target, &context, r.explain)
             .await
             .or_status()?;
+        let res = e.resolution;
+        let (error_code, error_message) = res
+            .error
+            .map(|(code, m)| (code.as_str().to_owned(), m))
+            .unwrap_or_default();
         Ok(Response::new(EvaluateFlagResponse {
-            flag: e.value.flag,
-            value: Some(to_proto(&e.value.value)),
-            source: e.value.source.as_str().to_owned(),
+            flag: e.key,
+            value: (!res.value.is_null()).then(|| to_proto(&res.value)),
+            source: res.source.as_str().to_owned(),
             revision: e.revision,
             tenant_id: e.tenant.unwrap_or_default(),
+            variant: res.variant.unwrap_or_default(),
+            reason: res.reason.as_str().to_owned(),
+            error_code,
+            error_message,
+            metadata: (!e.metadata.is_empty())
+                .then(|| to_struct(&serde_json::Value::Object(e.metadata))),
+            explanation: steps_to_proto(&e.explanation),
+        }))
+    }
+
+    async fn import_flags(
+        &self,
+        req: Request<ImportFlagsRequest>,
+    ) -> Result<Response<ImportFlagsResponse>, Status> {
+        let p = principal(&req)?.clone();
+        let r = req.into_inner();
+        let file = r
+            .configuration
+            .as_ref()
+            .ok_or_else(|| Error::invalid_argument("configuration", "is required"))
+            .and_then(|c| from_struct("configuration", c).map(serde_json::Value::Object));
+        let report = self.flags.import(&p, file, r.prune).await.or_status()?;
+        Ok(Response::new(ImportFlagsResponse {
+            revision: report.revision,
+            created: report.created,
+            updated: report.updated,
+            unchanged: report.unchanged,
+            deleted: report.deleted,
+        }))
+    }
+
+    async fn export_flags(
+        &self,
+        req: Request<ExportFlagsRequest>,
+    ) -> Result<Response<ExportFlagsResponse>, Status> {
+        let file = self.flags.export(principal(&req)?).await.or_status()?;
+        Ok(Response::new(ExportFlagsResponse {
+            configuration: Some(to_struct(&file)),
         }))
     }
 

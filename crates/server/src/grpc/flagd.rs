@@ -40,7 +40,7 @@ use switchyard_api::flagd::{
 use switchyard_core::{
     error::{Error, ErrorKind},
     flag::{
-        Effective,
+        RuleError,
         openfeature::{self, Attribute, PerContext},
         service::{Audience, Evaluation, FlagService},
         watch::{Delivery, Memo, WatchItem},
@@ -84,42 +84,48 @@ struct Resolved {
 
 impl Resolved {
     fn reason(&self) -> String {
-        openfeature::reason(self.evaluation.value.source, self.per_context).to_owned()
+        openfeature::reason(&self.evaluation, self.per_context).to_owned()
     }
 
     fn variant(&self) -> String {
-        openfeature::variant(self.evaluation.value.source).to_owned()
+        self.evaluation
+            .resolution
+            .variant
+            .clone()
+            .unwrap_or_default()
     }
 
     fn metadata(&self) -> Option<pbjson_types::Struct> {
-        Some(metadata(&self.evaluation.value, self.evaluation.revision))
+        Some(fields(&Value::Object(self.evaluation.metadata.clone())))
     }
 
+    /// The value (`Null`: none, the caller's own default applies).
     fn value(&self) -> &Value {
-        &self.evaluation.value.value
+        &self.evaluation.resolution.value
     }
 
     fn key(&self) -> &str {
-        &self.evaluation.value.flag
+        &self.evaluation.key
     }
 }
 
-/// A flag's `metadata`: its Switchyard source and the revision.
-fn metadata(e: &Effective, revision: i64) -> pbjson_types::Struct {
-    use pbjson_types::value::Kind;
-    let mut fields = std::collections::HashMap::with_capacity(2);
-    let value = |kind| pbjson_types::Value { kind: Some(kind) };
-    fields.insert(
-        "source".to_owned(),
-        value(Kind::StringValue(e.source.as_str().to_owned())),
-    );
-    // Exact below 2^53, far beyond any revision.
-    #[allow(clippy::cast_precision_loss)]
-    fields.insert(
-        "revision".to_owned(),
-        value(Kind::NumberValue(revision as f64)),
-    );
-    pbjson_types::Struct { fields }
+/// The gRPC status of a failed rule, as flagd answers it (its providers map
+/// `DATA_LOSS` to `PARSE_ERROR` and `UNKNOWN` to `GENERAL`).
+fn rule_failure(key: &str, code: RuleError, message: &str) -> Status {
+    match code {
+        RuleError::Parse => Status::data_loss(format!(
+            "PARSE_ERROR: the targeting rule of flag {key:?} failed: {message}"
+        )),
+        RuleError::General => Status::unknown(format!("GENERAL: flag {key:?}: {message}")),
+    }
+}
+
+/// An evaluation context as JSON (none: empty).
+fn context_map(context: Option<&pbjson_types::Struct>) -> serde_json::Map<String, Value> {
+    match context {
+        Some(c) => super::flag::from_struct("context", c).unwrap_or_default(),
+        None => serde_json::Map::new(),
+    }
 }
 
 /// A JSON object's fields as a protobuf `Struct` (anything else: empty).
@@ -227,7 +233,11 @@ impl Flagd {
         context: Option<&pbjson_types::Struct>,
     ) -> Result<Resolved, Status> {
         let (audience, per_context) = self.audience(req, context, "").await?;
-        let evaluation = self.flags.evaluate_for(&audience, key).or_status()?;
+        let ctx = context_map(context);
+        let evaluation = self.flags.evaluate_for(&audience, key, &ctx).or_status()?;
+        if let Some((code, message)) = &evaluation.resolution.error {
+            return Err(rule_failure(key, *code, message));
+        }
         Ok(Resolved {
             evaluation,
             per_context,
@@ -335,10 +345,9 @@ impl Flagd {
         if let Some(c) = self.configurations.get(&key, now) {
             return Ok((c, now));
         }
-        let all = self.flags.evaluate_all(audience);
-        let revision = all.tag.revision;
-        let configuration =
-            openfeature::flagd_configuration(&all.values, revision, audience.tenant());
+        let (flags, tag) = self.flags.flagd_view(audience);
+        let revision = tag.revision;
+        let configuration = openfeature::flagd_configuration(flags, revision, audience.tenant());
         self.fits(configuration.len(), audience)?;
         let response = sync::SyncFlagsResponse {
             flag_configuration: configuration,
@@ -361,9 +370,9 @@ impl Flagd {
         selector_field: &str,
     ) -> Result<String, Status> {
         let (audience, _) = self.audience(req, None, selector_field).await?;
-        let all = self.flags.evaluate_all(&audience);
+        let (flags, tag) = self.flags.flagd_view(&audience);
         let configuration =
-            openfeature::flagd_configuration(&all.values, all.tag.revision, audience.tenant());
+            openfeature::flagd_configuration(flags, tag.revision, audience.tenant());
         self.fits(configuration.len(), &audience)?;
         Ok(configuration)
     }
@@ -502,10 +511,17 @@ macro_rules! resolved {
         let $e = $self
             .resolve(&$req, &r.flag_key, r.context.as_ref())
             .await?;
+        // No value (a disabled flag, none picked and no default variant):
+        // the reason alone, as flagd answers.
+        let none = $e.value().is_null();
         Ok(Response::new($v::$answer {
-            value: $value,
+            value: if none { Default::default() } else { $value },
             reason: $e.reason(),
-            variant: $some($e.variant()),
+            variant: if none {
+                Default::default()
+            } else {
+                $some($e.variant())
+            },
             metadata: $e.metadata(),
         }))
     }};
@@ -584,21 +600,24 @@ evaluation_service!(v1, event_v1, std::convert::identity, {
         let (audience, per_context) = self
             .audience(&req, req.get_ref().context.as_ref(), "")
             .await?;
-        let all = self.flags.evaluate_all(&audience);
+        let ctx = context_map(req.get_ref().context.as_ref());
+        let (all, revision) = self.flags.evaluate_all_in(&audience, &ctx);
+        // As flagd: a flag without a value (disabled, failed, or none
+        // picked and no default variant) is left out.
         let flags = all
-            .values
             .iter()
+            .filter(|e| !e.resolution.value.is_null())
             .map(|e| {
                 let flag = v1::AnyFlag {
-                    reason: openfeature::reason(e.source, per_context).to_owned(),
-                    variant: openfeature::variant(e.source).to_owned(),
-                    value: any_value(&e.value),
-                    metadata: Some(metadata(e, all.revision)),
+                    reason: openfeature::reason(e, per_context).to_owned(),
+                    variant: e.resolution.variant.clone().unwrap_or_default(),
+                    value: any_value(&e.resolution.value),
+                    metadata: Some(fields(&Value::Object(e.metadata.clone()))),
                 };
-                (e.flag.clone(), flag)
+                (e.key.clone(), flag)
             })
             .collect();
-        let mut set = json!({"revision": all.revision});
+        let mut set = json!({"revision": revision});
         if let Some(t) = audience.tenant() {
             set[openfeature::TENANT_ATTRIBUTE] = json!(t);
         }

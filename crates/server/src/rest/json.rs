@@ -525,6 +525,8 @@ mod tests {
             flag: flag.into(),
             value,
             source: source.into(),
+            variant: if source.is_empty() { "" } else { "v" }.into(),
+            targeting: source == "tenant",
         }
     }
 
@@ -593,6 +595,17 @@ mod tests {
             revision: i64::MAX,
             create_time: ts(1_764_085_228, 661_243_000),
             update_time: ts(0, 0),
+            state: "ENABLED".into(),
+            variants: [(
+                "default".to_owned(),
+                Value {
+                    kind: Some(V::StringValue(String::new())),
+                },
+            )]
+            .into(),
+            default_variant: "default".into(),
+            targeting: None,
+            metadata: None,
         }];
         same(
             "switchyard.v1.ListFlagsResponse",
@@ -700,6 +713,7 @@ mod tests {
             flag: "f".into(),
             value: v(V::NumberValue(f64::NAN)),
             source: "store".into(),
+            ..Default::default()
         };
         let desc = pool()
             .get_message_by_name("switchyard.v1.EffectiveFlag")

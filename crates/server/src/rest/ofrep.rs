@@ -41,9 +41,8 @@ use switchyard_core::{
     auth::Principal,
     error::{Error, ErrorKind},
     flag::{
-        Effective,
         openfeature::{self, Attribute, PerContext},
-        service::{Audience, FlagService, Target},
+        service::{Audience, Evaluation, FlagService, Target},
         state::ViewTag,
         watch::WatchItem,
     },
@@ -135,6 +134,17 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// The failure as an entry of a bulk answer.
+    fn entry(self) -> Value {
+        json!({
+            "key": self.key.unwrap_or_default(),
+            "errorCode": self.code,
+            "errorDetails": self.details,
+        })
+    }
+}
+
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         if matches!(
@@ -203,7 +213,7 @@ async fn audience(
     flags: &FlagService,
     principal: Option<&Principal>,
     body: &Bytes,
-) -> Result<(Audience, PerContext), Failure> {
+) -> Result<(Audience, PerContext, Map<String, Value>), Failure> {
     let p = principal
         .ok_or_else(|| Failure::new(StatusCode::UNAUTHORIZED, "GENERAL", "missing bearer token"))?;
     let context = context(body)?;
@@ -217,29 +227,64 @@ async fn audience(
         .audience(p, target)
         .await
         .map_err(|e| Failure::from_error(&e, false))?;
-    Ok((audience, per_context.for_caller(p)))
+    Ok((audience, per_context.for_caller(p), context))
 }
 
-/// One flag's OFREP success.
-fn success(e: &Effective, revision: i64, per_context: PerContext) -> Value {
-    json!({
-        "key": e.flag,
-        "value": openfeature::integral(&e.value),
-        "reason": openfeature::reason(e.source, per_context),
-        "variant": openfeature::variant(e.source),
-        "metadata": {"source": e.source.as_str(), "revision": revision},
-    })
+/// One flag's OFREP answer, as flagd gives it: a success (without `value`
+/// and `variant` when there is no value: a disabled flag, or none picked
+/// and no default variant), or the failure of its rule (`PARSE_ERROR`,
+/// `GENERAL`).
+fn answer(e: &Evaluation, per_context: PerContext) -> Result<Value, Failure> {
+    let r = &e.resolution;
+    if let Some((code, message)) = &r.error {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            code.as_str(),
+            format!("the targeting rule of flag {:?} failed: {message}", e.key),
+        )
+        .for_key(&e.key));
+    }
+    let mut out = json!({
+        "key": e.key,
+        "reason": openfeature::reason(e, per_context),
+        "metadata": e.metadata,
+    });
+    if !r.value.is_null() {
+        out["value"] = openfeature::integral(&r.value);
+        out["variant"] = json!(r.variant.as_deref().unwrap_or_default());
+    }
+    Ok(out)
+}
+
+/// A digest of an evaluation context: bulk answers in different contexts
+/// are cached apart.
+fn context_digest(context: &Map<String, Value>) -> String {
+    use sha2::Digest;
+    if context.is_empty() {
+        return String::new();
+    }
+    // serde_json's map is ordered by key: equal contexts write the same.
+    let digest = sha2::Sha256::digest(Value::Object(context.clone()).to_string().as_bytes());
+    hex::encode(&digest[..8])
 }
 
 /// The bulk answers' tag: the view's, marked when the answer is an admin's
-/// (whose reasons differ from a tenant token's for the same view).
-fn bulk_tag(view: ViewTag, per_context: PerContext) -> ViewTag {
-    match per_context {
+/// (whose reasons differ from a tenant token's for the same view), and with
+/// the context's digest (rules answer each context differently).
+fn bulk_tag(view: ViewTag, per_context: PerContext, context: &str) -> ViewTag {
+    let marked = match per_context {
         PerContext::No => view,
         PerContext::Yes => ViewTag {
             etag: format!("{}-ctx\"", view.etag.trim_end_matches('"')),
             ..view
         },
+    };
+    if context.is_empty() {
+        return marked;
+    }
+    ViewTag {
+        etag: format!("{}-{context}\"", marked.etag.trim_end_matches('"')),
+        ..marked
     }
 }
 
@@ -312,15 +357,15 @@ async fn evaluate_one(
         Err(f) => return f.for_key(&key).into_response(),
     };
     let result = async {
-        let (audience, per_context) = audience(&flags, principal.as_ref(), &body).await?;
-        flags
-            .evaluate_for(&audience, &key)
-            .map(|e| (e, per_context))
-            .map_err(|e| Failure::from_error(&e, true))
+        let (audience, per_context, context) = audience(&flags, principal.as_ref(), &body).await?;
+        let e = flags
+            .evaluate_for(&audience, &key, &context)
+            .map_err(|e| Failure::from_error(&e, true))?;
+        answer(&e, per_context)
     }
     .await;
     match result {
-        Ok((e, per_context)) => Json(success(&e.value, e.revision, per_context)).into_response(),
+        Ok(answer) => Json(answer).into_response(),
         Err(f) => f.for_key(&key).into_response(),
     }
 }
@@ -336,12 +381,13 @@ async fn evaluate_all(State(Ofrep { flags, bulk }): State<Ofrep>, req: Request) 
         Ok(b) => b,
         Err(f) => return f.into_response(),
     };
-    let (audience, per_context) = match audience(&flags, principal.as_ref(), &body).await {
+    let (audience, per_context, context) = match audience(&flags, principal.as_ref(), &body).await {
         Ok(a) => a,
         Err(f) => return f.into_response(),
     };
+    let digest = context_digest(&context);
     // The caller's version first: a 304 evaluates nothing.
-    let current = bulk_tag(flags.view_tag(&audience), per_context);
+    let current = bulk_tag(flags.view_tag(&audience), per_context, &digest);
     if if_none_match.is_some_and(|t| current.matches(&t)) {
         return (StatusCode::NOT_MODIFIED, etag_header(&current.etag)).into_response();
     }
@@ -350,12 +396,12 @@ async fn evaluate_all(State(Ofrep { flags, bulk }): State<Ofrep>, req: Request) 
         None => {
             // The tag is read before the values: a change landing in between
             // leaves the answer newer than its tag, never older.
-            let all = flags.evaluate_all(&audience);
-            let tag = bulk_tag(all.tag, per_context);
+            let view = flags.view_tag(&audience);
+            let (all, _) = flags.evaluate_all_in(&audience, &context);
+            let tag = bulk_tag(view, per_context, &digest);
             let values: Vec<Value> = all
-                .values
                 .iter()
-                .map(|e| success(e, all.revision, per_context))
+                .map(|e| answer(e, per_context).unwrap_or_else(|f| f.entry()))
                 .collect();
             let body = Bytes::from(
                 json!({"flags": values, "eventStreams": event_streams(&audience, tag.revision)})
@@ -496,7 +542,9 @@ async fn events(
             }
             let frame = match (changed, covered) {
                 (Some((revision, at_us)), _) => {
-                    let etag = bulk_tag(flags.view_tag(&audience), per_context).etag;
+                    // The view's tag (a bulk answer in a context adds its
+                    // digest, so a client refetches either way).
+                    let etag = bulk_tag(flags.view_tag(&audience), per_context, "").etag;
                     let mut data = json!({"type": "refetchEvaluation", "etag": etag});
                     if at_us > 0 {
                         data["lastModified"] = json!(at_us / 1_000_000);
@@ -579,9 +627,11 @@ mod tests {
             revision: 3,
             etag: "\"3-ab\"".into(),
         };
-        assert_eq!(bulk_tag(view.clone(), PerContext::No), view);
-        let admin = bulk_tag(view.clone(), PerContext::Yes);
+        assert_eq!(bulk_tag(view.clone(), PerContext::No, ""), view);
+        let admin = bulk_tag(view.clone(), PerContext::Yes, "");
         assert_eq!(admin.etag, "\"3-ab-ctx\"");
         assert!(!admin.matches(&view.etag) && admin.matches(&admin.etag));
+        let in_context = bulk_tag(view.clone(), PerContext::No, "d1");
+        assert_eq!(in_context.etag, "\"3-ab-d1\"");
     }
 }

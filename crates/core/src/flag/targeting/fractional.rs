@@ -32,9 +32,10 @@ pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
     h ^ (h >> 16)
 }
 
-/// The index of the weight `value` falls into: `None` when the weights sum
-/// to 0 (flagd then answers as if the rule gave nothing).
-pub fn bucket(value: &str, weights: &[u32]) -> Option<usize> {
+/// The point `value` hashes to in `0..Σweights` and the index of the weight
+/// it falls into: `None` when the weights sum to 0 (flagd then answers as if
+/// the rule gave nothing).
+pub fn bucket(value: &str, weights: &[u32]) -> Option<(u64, usize)> {
     let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
     if total == 0 {
         return None;
@@ -42,10 +43,13 @@ pub fn bucket(value: &str, weights: &[u32]) -> Option<usize> {
     let hash = u64::from(murmur3_32(value.as_bytes(), 0));
     let point = (hash * total) >> 32;
     let mut running = 0u64;
-    weights.iter().position(|w| {
-        running += u64::from(*w);
-        running > point
-    })
+    weights
+        .iter()
+        .position(|w| {
+            running += u64::from(*w);
+            running > point
+        })
+        .map(|i| (point, i))
 }
 
 #[cfg(test)]
@@ -75,11 +79,11 @@ mod tests {
             ("nine", "diamonds"),
             ("3", "clubs"),
         ] {
-            let i = bucket(&format!("fractional-flag{name}"), &[25; 4]).unwrap();
+            let (_, i) = bucket(&format!("fractional-flag{name}"), &[25; 4]).unwrap();
             assert_eq!(suits[i], want, "{name}");
         }
         for (key, want) in [("jon@company.com", 0), ("jane@company.com", 1)] {
-            let i = bucket(&format!("fractional-flag-shorthand{key}"), &[1, 1]);
+            let i = bucket(&format!("fractional-flag-shorthand{key}"), &[1, 1]).map(|b| b.1);
             assert_eq!(i, Some(want), "{key}");
         }
     }
@@ -88,7 +92,7 @@ mod tests {
     fn zero_weights_give_no_bucket_and_zero_weight_variants_are_never_chosen() {
         assert_eq!(bucket("x", &[0, 0]), None);
         for i in 0..1000 {
-            assert_eq!(bucket(&format!("k{i}"), &[0, 3, 0]), Some(1));
+            assert_eq!(bucket(&format!("k{i}"), &[0, 3, 0]).map(|b| b.1), Some(1));
         }
     }
 }

@@ -23,6 +23,11 @@ pub enum Expr {
     Var(Vec<String>, Option<Box<Expr>>),
     /// Any other operation, its arguments compiled.
     Op(Op, Vec<Expr>),
+    /// An `if` or a `fractional` at a JSON pointer of the rule, whose
+    /// choice an explanation records.
+    Traced(String, Box<Expr>),
+    /// A stored rule this release does not compile: every evaluation fails.
+    Invalid(String),
 }
 
 /// The operations flagd's targeting knows.
@@ -114,7 +119,12 @@ pub fn compile(rule: &Value, at: &str) -> Result<Expr, CompileError> {
                 .enumerate()
                 .map(|(i, v)| compile(v, &format!("{here}/{i}")))
                 .collect::<Result<_, _>>()?;
-            Ok(Expr::Op(op, args))
+            let e = Expr::Op(op, args);
+            Ok(if matches!(op, Op::If | Op::Fractional) {
+                Expr::Traced(at.to_owned(), Box::new(e))
+            } else {
+                e
+            })
         }
         other => Ok(Expr::Literal(other.clone())),
     }
@@ -141,10 +151,58 @@ fn compile_var(args: &[&Value], at: &str) -> Result<Expr, CompileError> {
 }
 
 /// What an evaluation needs besides the context: the flag's key (for
-/// `fractional`'s default bucketing value).
+/// `fractional`'s default bucketing value) and where to record its steps.
 pub struct Scope<'a> {
     pub flag_key: &'a str,
     pub data: &'a Value,
+    pub trace: &'a Trace,
+}
+
+/// One choice a rule made, for `explain`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// An `if` at `at` took the branch after condition `condition` (0-based),
+    /// or its `else` (`None`; `null` when it has none).
+    If {
+        at: String,
+        condition: Option<usize>,
+    },
+    /// A `fractional` at `at` hashed `value` into `bucket` of
+    /// `0..Σweights` and picked `picked` (`Null`: no bucketing value).
+    Fractional {
+        at: String,
+        value: String,
+        bucket: u64,
+        weights: Vec<(Value, u32)>,
+        picked: Value,
+    },
+}
+
+/// The steps of one evaluation, when asked for (otherwise recording costs
+/// nothing).
+#[derive(Debug, Default)]
+pub struct Trace(Option<std::cell::RefCell<Vec<Step>>>);
+
+impl Trace {
+    /// A trace that records when `on`.
+    pub fn new(on: bool) -> Trace {
+        Trace(on.then(Default::default))
+    }
+
+    fn on(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn push(&self, s: Step) {
+        if let Some(steps) = &self.0 {
+            steps.borrow_mut().push(s);
+        }
+    }
+
+    /// The steps recorded, in evaluation order.
+    pub fn into_steps(self) -> Vec<Step> {
+        self.0.map(|s| s.into_inner()).unwrap_or_default()
+    }
 }
 
 /// An evaluation that cannot go on (flagd's PARSE_ERROR).
@@ -181,20 +239,42 @@ pub fn eval(e: &Expr, scope: &Scope<'_>) -> Result<Value, EvalError> {
             }
             Ok(at.clone())
         }
-        Expr::Op(op, args) => apply(*op, args, scope),
+        Expr::Op(op, args) => apply(*op, args, scope, None),
+        Expr::Invalid(why) => Err(EvalError(why.clone())),
+        Expr::Traced(at, inner) => match (scope.trace.on(), inner.as_ref()) {
+            (true, Expr::Op(op, args)) => apply(*op, args, scope, Some(at)),
+            _ => eval(inner, scope),
+        },
     }
 }
 
-fn apply(op: Op, args: &[Expr], scope: &Scope<'_>) -> Result<Value, EvalError> {
+fn apply(
+    op: Op,
+    args: &[Expr],
+    scope: &Scope<'_>,
+    traced: Option<&String>,
+) -> Result<Value, EvalError> {
     let arg = |i: usize| args.get(i).map_or(Ok(Value::Null), |a| eval(a, scope));
     match op {
         Op::If => {
             let mut i = 0;
             while i + 1 < args.len() {
                 if truthy(&eval(&args[i], scope)?) {
+                    if let Some(at) = traced {
+                        scope.trace.push(Step::If {
+                            at: at.clone(),
+                            condition: Some(i / 2),
+                        });
+                    }
                     return eval(&args[i + 1], scope);
                 }
                 i += 2;
+            }
+            if let Some(at) = traced {
+                scope.trace.push(Step::If {
+                    at: at.clone(),
+                    condition: None,
+                });
             }
             if i < args.len() {
                 eval(&args[i], scope)
@@ -246,7 +326,7 @@ fn apply(op: Op, args: &[Expr], scope: &Scope<'_>) -> Result<Value, EvalError> {
             for a in args {
                 match eval(a, scope)? {
                     Value::String(s) => out.push_str(&s),
-                    Value::Number(n) => out.push_str(&go_number(&n)),
+                    Value::Number(n) => out.push_str(&number_text(&n)),
                     Value::Null => {}
                     other => return Err(EvalError(format!("cat cannot join {other}"))),
                 }
@@ -276,7 +356,7 @@ fn apply(op: Op, args: &[Expr], scope: &Scope<'_>) -> Result<Value, EvalError> {
             }
             let text = |v: Value| match v {
                 Value::String(s) => Some(s),
-                Value::Number(n) => Some(go_number(&n)),
+                Value::Number(n) => Some(number_text(&n)),
                 Value::Bool(b) => Some(b.to_string()),
                 _ => None,
             };
@@ -288,13 +368,17 @@ fn apply(op: Op, args: &[Expr], scope: &Scope<'_>) -> Result<Value, EvalError> {
                 _ => Value::Null,
             })
         }
-        Op::Fractional => fractional_op(args, scope),
+        Op::Fractional => fractional_op(args, scope, traced),
     }
 }
 
 /// flagd's `fractional`: the bucketing value (a string first argument, else
 /// flag key + `targetingKey`), then `[variant, weight?]` entries.
-fn fractional_op(args: &[Expr], scope: &Scope<'_>) -> Result<Value, EvalError> {
+fn fractional_op(
+    args: &[Expr],
+    scope: &Scope<'_>,
+    traced: Option<&String>,
+) -> Result<Value, EvalError> {
     let mut vals: Vec<Value> = args
         .iter()
         .map(|a| eval(a, scope))
@@ -328,9 +412,11 @@ fn fractional_op(args: &[Expr], scope: &Scope<'_>) -> Result<Value, EvalError> {
         };
         let weight = match e.get(1) {
             None | Some(Value::Null) => 1,
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(w) if w > i64::from(i32::MAX) => return Ok(Value::Null),
-                Some(w) => w.max(0) as u32,
+            // flagd reads a weight as a float64 and truncates it.
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(w) if w > f64::from(i32::MAX) => return Ok(Value::Null),
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Some(w) => w.max(0.0) as u32,
                 None => return Ok(Value::Null),
             },
             Some(_) => return Ok(Value::Null),
@@ -342,7 +428,20 @@ fn fractional_op(args: &[Expr], scope: &Scope<'_>) -> Result<Value, EvalError> {
         variants.push(variant.clone());
         weights.push(weight);
     }
-    Ok(fractional::bucket(&value, &weights).map_or(Value::Null, |i| variants[i].clone()))
+    let (point, picked) = match fractional::bucket(&value, &weights) {
+        Some((point, i)) => (point, variants[i].clone()),
+        None => (0, Value::Null),
+    };
+    if let Some(at) = traced {
+        scope.trace.push(Step::Fractional {
+            at: at.clone(),
+            value,
+            bucket: point,
+            weights: variants.into_iter().zip(weights).collect(),
+            picked: picked.clone(),
+        });
+    }
+    Ok(picked)
 }
 
 /// JsonLogic truthiness as flagd's library has it: `{}` and `[]` are falsy.
@@ -399,7 +498,7 @@ fn compare(op: Op, a: &Value, b: &Value) -> bool {
 }
 
 /// A number as Go's `%v` writes a float64 (`1`, `1.5`).
-fn go_number(n: &serde_json::Number) -> String {
+pub fn number_text(n: &serde_json::Number) -> String {
     match n.as_f64() {
         Some(f) if f.fract() == 0.0 && f.abs() < 1e21 => format!("{}", f as i64),
         Some(f) => format!("{f}"),
@@ -435,6 +534,7 @@ mod tests {
             &Scope {
                 flag_key,
                 data: &data,
+                trace: &Trace::default(),
             },
         )
     }

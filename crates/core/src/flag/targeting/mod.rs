@@ -1,5 +1,6 @@
-//! Targeting in flagd's dialect of JsonLogic (issue 32, in progress): the
-//! custom operations first.
+//! Targeting in flagd's dialect of JsonLogic: the rule compiler and
+//! evaluator (`logic.rs`) and flagd's own operations (`fractional.rs`,
+//! `semver.rs`).
 
 pub mod fractional;
 pub mod logic;

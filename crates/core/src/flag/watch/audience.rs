@@ -134,14 +134,8 @@ mod tests {
             flag_key: Some("f".into()),
             payload: Payload::FlagUpsert {
                 flag: FlagDef {
-                    key: "f".into(),
-                    value_type: FlagType::Bool,
-                    description: String::new(),
-                    default: json!(true),
-                    stored: None,
                     revision: 3,
-                    created_at_us: 0,
-                    updated_at_us: 0,
+                    ..FlagDef::legacy("f".into(), FlagType::Bool, String::new(), json!(true), None)
                 },
                 overridden: vec!["hidden".into()],
             },

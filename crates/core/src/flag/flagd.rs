@@ -1,0 +1,139 @@
+//! Flags as flagd's JSON carries them: values (integral numbers without a
+//! fraction, a list as `{"items": [...]}`), one flag of a tenant's view, and
+//! the flag configuration in-process providers evaluate (flagd-schemas'
+//! `json/flags.json`).
+
+use serde_json::{Map, Value, json};
+
+use super::{EnvOverrides, FlagDef, Status, definition::flagd_flag};
+
+/// The key a flagd list value travels under: flagd's values carry no list,
+/// so a `list` flag is the object `{"items": [...]}`.
+pub const LIST_ITEMS: &str = "items";
+
+/// `v` with integral numbers written without a fraction (`3`, not `3.0`):
+/// SDKs and in-process providers tell an integer from a float by it.
+pub fn integral(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            // Exact below 2^53.
+            #[allow(clippy::cast_possible_truncation)]
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => json!(f as i64),
+            _ => v.clone(),
+        },
+        Value::Array(items) => Value::Array(items.iter().map(integral).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), integral(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A value as flagd carries it: numbers integral where they are, a list as
+/// `{"items": [...]}`.
+pub fn object_value(v: &Value) -> Value {
+    match v {
+        Value::Array(_) => json!({ LIST_ITEMS: integral(v) }),
+        other => integral(other),
+    }
+}
+
+/// One flag of a view as flagd's JSON flag configuration holds it, so that
+/// an in-process provider answers as the server does:
+/// - with an `env` override, a flag of one variant `env` (STATIC);
+/// - disabled, or without the tenant's override, the definition itself;
+/// - with the tenant's override, one variant `tenant` that the rule
+///   `{"if": [true, "tenant"]}` picks (TARGETING_MATCH, as the server says).
+///
+/// Values are written as flagd carries them ([`object_value`]); `metadata`
+/// says the source of an override.
+pub fn view_flag(env: &EnvOverrides, def: &FlagDef, tenant_value: Option<&Value>) -> Value {
+    let fixed = |name: &str, v: &Value, targeting: Option<Value>| {
+        let mut metadata = def.metadata.clone();
+        metadata.insert("source".into(), Value::String(name.to_owned()));
+        let mut f = json!({
+            "state": "ENABLED",
+            "variants": { name: object_value(v) },
+            "defaultVariant": name,
+            "metadata": metadata,
+        });
+        if let Some(t) = targeting {
+            f["targeting"] = t;
+        }
+        f
+    };
+    if let Some(v) = env.get(def) {
+        return fixed("env", v, None);
+    }
+    if let (Some(v), Status::Enabled) = (tenant_value, def.status) {
+        return fixed("tenant", v, Some(json!({"if": [true, "tenant"]})));
+    }
+    let mut f = flagd_flag(def);
+    if let Some(Value::Object(variants)) = f.get_mut("variants") {
+        for v in variants.values_mut() {
+            *v = object_value(v);
+        }
+    }
+    f
+}
+
+/// The flagd JSON flag configuration of a view (flagd-schemas'
+/// `json/flags.json`), which in-process providers evaluate themselves; the
+/// flag-set `metadata` has `flagSetId` (the tenant, if any) and `revision`
+/// (providers merge it into every flag's; a revision per flag would make
+/// every flag look changed at every change). Only the keys flagd's schema
+/// allows are written (the Python provider refuses a configuration with any
+/// other).
+pub fn flagd_configuration(
+    flags: Vec<(String, Value)>,
+    revision: i64,
+    tenant: Option<&str>,
+) -> String {
+    let flags: Map<String, Value> = flags.into_iter().collect();
+    let mut metadata = Map::new();
+    if let Some(t) = tenant {
+        metadata.insert("flagSetId".into(), Value::String(t.to_owned()));
+    }
+    metadata.insert("revision".into(), json!(revision));
+    json!({
+        "$schema": "https://flagd.dev/schema/v0/flags.json",
+        "flags": flags,
+        "metadata": metadata,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_renders_overrides_as_flags_of_one_variant() {
+        let def = crate::flag::model::tests::def("n", json!(3.0), None);
+        let none = EnvOverrides::default();
+        assert_eq!(
+            view_flag(&none, &def, Some(&json!(4.0))),
+            json!({"state": "ENABLED", "variants": {"tenant": 4}, "defaultVariant": "tenant",
+                   "metadata": {"source": "tenant"}, "targeting": {"if": [true, "tenant"]}})
+        );
+        assert_eq!(
+            view_flag(&none, &def, None),
+            json!({"state": "ENABLED", "variants": {"default": 3}, "defaultVariant": "default"})
+        );
+        let list = crate::flag::model::tests::def("l", json!(["a"]), None);
+        assert_eq!(
+            view_flag(&none, &list, None)["variants"]["default"],
+            json!({"items": ["a"]})
+        );
+        let c: Value = serde_json::from_str(&flagd_configuration(
+            vec![("n".into(), json!({}))],
+            7,
+            Some("a"),
+        ))
+        .unwrap();
+        assert_eq!(c["metadata"], json!({"flagSetId": "a", "revision": 7}));
+    }
+}
