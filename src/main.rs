@@ -6,7 +6,10 @@
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use switchyard_cli::commands::{self, CanaryArgs, SmokeArgs};
+use switchyard_cli::{
+    commands::{self, CanaryArgs, SmokeArgs},
+    flags::{self, FlagsCommand},
+};
 use switchyard_core::config::{Config, Overrides};
 
 /// A gRPC control plane: tenant routing, feature flags with a lossless watch,
@@ -50,6 +53,10 @@ enum Command {
     /// Drive the same interleaved traffic at a baseline and a canary and
     /// compare them; writes canary-report.json. Exits as smoke does.
     Canary(CanaryArgs),
+    /// Import or export flags in flagd's flag-definition format (a client of
+    /// a running server). Exits 0 done, 1 refused, 2 usage.
+    #[command(subcommand)]
+    Flags(FlagsCommand),
 }
 
 /// Drill options of `serve`.
@@ -106,6 +113,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Canary(args)) => {
             return ExitCode::from(runtime.block_on(commands::canary(args, &client_env())));
+        }
+        Some(Command::Flags(cmd)) => {
+            return ExitCode::from(runtime.block_on(flags::flags(cmd, &client_env())));
         }
         _ => {}
     }

@@ -37,6 +37,7 @@ mod flags {
     mod changelog;
     mod crud;
     mod listing;
+    mod targeting;
 }
 
 /// Gating: verdicts, the traffic CLI, a real Prometheus.

@@ -1,3 +1,5 @@
+//! `switchyard flags import|export` (`flags`): flagd's flag-definition files.
+//!
 //! `switchyard smoke` and `switchyard canary`: open-model synthetic traffic
 //! at a server (`traffic`), judged by its GatingService (or by the same
 //! judge here, `switchyard_core::gating::document`), written as the GATING.md
@@ -10,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod commands;
+pub mod flags;
 pub mod progress;
 pub mod summary;
 pub mod traffic;

@@ -249,6 +249,51 @@ mod tests {
     use crate::flag::model::tests::def;
 
     #[test]
+    fn a_ruled_flags_changes_are_each_tenants_own() {
+        // A rule reads tenantId: tenants' answers differ, so their events
+        // cannot be shared with the audience without a tenant.
+        let env = EnvOverrides::default();
+        let mut ruled = def("f", json!(false), None);
+        ruled.variants.insert("on".into(), json!(true));
+        ruled.targeting = Some(
+            crate::flag::Rule::compile(
+                json!({"if": [{"==": [{"var": "tenantId"}, "a"]}, "on", null]}),
+            )
+            .unwrap(),
+        );
+        let c = FlagChange {
+            revision: 2,
+            committed_at_us: 0,
+            tenant_id: None,
+            flag_key: Some("f".into()),
+            payload: Payload::FlagUpsert {
+                flag: ruled,
+                overridden: Vec::new(),
+            },
+            prior: Some(Prior::default()),
+        };
+        assert_eq!(audience(&c, Some("a")), Some("a"));
+        assert_eq!(audience(&c, Some("b")), Some("b"));
+        let value = |t| match events_for(&env, &c, t).as_slice() {
+            [Event::Upsert(e)] => e.value.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (value(Some("a")), value(Some("b")), value(None)),
+            (json!(true), json!(false), json!(false))
+        );
+        // A flag without a rule: shared as before.
+        let plain = FlagChange {
+            payload: Payload::FlagUpsert {
+                flag: def("g", json!(1), None),
+                overridden: Vec::new(),
+            },
+            ..c
+        };
+        assert_eq!(audience(&plain, Some("a")), None);
+    }
+
+    #[test]
     fn an_upsert_is_sent_only_where_the_effective_value_changed() {
         let env = EnvOverrides::default();
         let old = def("f", json!(1), Some(json!(5)));

@@ -1,0 +1,536 @@
+//! Flags in flagd's model as their users meet them, on SQLite and
+//! PostgreSQL: rules that pick a variant from the evaluation context under
+//! the tenant's override and the replica's `env` override, one answer on
+//! every protocol (EvaluateFlag, OFREP, flagd RPC), invalid definitions
+//! refused with their place and nothing written, and definitions that
+//! survive a restart and round-trip through `flags import` / `flags export`.
+
+use crate::common::*;
+use serde_json::{Value as Json, json};
+use switchyard::{
+    api::{
+        flagd::evaluation::v2,
+        v1::{
+            CreateFlagRequest, EvaluateFlagRequest, ExportFlagsRequest, Flag, FlagType,
+            ImportFlagsRequest, UpdateFlagRequest, evaluate_flag_request,
+        },
+    },
+    client::Bearer,
+};
+use tonic::Code;
+
+on_both_backends!(
+    rules_pick_variants_from_the_context_under_overrides,
+    one_context_gets_one_answer_on_every_protocol,
+    invalid_definitions_are_refused_with_their_place_and_write_nothing,
+    definitions_survive_a_restart_and_round_trip_through_the_cli,
+);
+
+/// The flags every test starts from, in flagd's file format.
+fn file() -> Json {
+    json!({
+        "$evaluators": {
+            "beta": {"starts_with": [{"var": "email"}, "beta"]}
+        },
+        "flags": {
+            "checkout": {
+                "state": "ENABLED",
+                "variants": {"new": "v2", "old": "v1"},
+                "defaultVariant": "old",
+                "targeting": {"if": [{"$ref": "beta"}, "new",
+                    {"fractional": [["new", 50], ["old", 50]]}]},
+                "metadata": {"team": "payments"}
+            },
+            "plan-gate": {
+                "state": "ENABLED",
+                "variants": {"on": true, "off": false},
+                "defaultVariant": "off",
+                "targeting": {"if": [{"in": [{"var": "tenantId"}, ["a"]]}, "on", "off"]}
+            },
+            "retired": {
+                "state": "DISABLED",
+                "variants": {"on": true, "off": false},
+                "defaultVariant": "on"
+            },
+            "opt-in": {
+                "state": "ENABLED",
+                "variants": {"yes": 1, "no": 0},
+                "defaultVariant": null,
+                "targeting": {"if": [{"sem_ver": [{"var": "version"}, ">=", "2.0.0"]}, "yes", null]}
+            },
+            "broken": {
+                "state": "ENABLED",
+                "variants": {"a": "x"},
+                "defaultVariant": "a",
+                "targeting": {"cat": ["nope-", {"var": "targetingKey"}]}
+            }
+        }
+    })
+}
+
+fn to_struct(v: &Json) -> pbjson_types::Struct {
+    switchyard::server::grpc::flag::to_struct(v)
+}
+
+async fn import(
+    server: &TestServer,
+    file: &Json,
+    prune: bool,
+) -> Result<Vec<String>, tonic::Status> {
+    server
+        .flags(ADMIN)
+        .await
+        .import_flags(ImportFlagsRequest {
+            configuration: Some(to_struct(file)),
+            prune,
+        })
+        .await
+        .map(|r| r.into_inner().created)
+}
+
+/// EvaluateFlag for `tenant` in `context`, as JSON (the REST body).
+async fn evaluate(server: &TestServer, key: &str, tenant: Option<&str>, context: Json) -> Json {
+    let mut body = json!({"context": context, "explain": true});
+    if let Some(t) = tenant {
+        body["tenantId"] = json!(t);
+    }
+    let r = http(
+        server,
+        "POST",
+        &format!("/v1/flags/{key}:evaluate"),
+        Some(ADMIN),
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+fn answer(j: &Json) -> (Json, &str, &str, &str) {
+    (
+        j.get("value").cloned().unwrap_or(Json::Null),
+        j["variant"].as_str().unwrap(),
+        j["reason"].as_str().unwrap(),
+        j["source"].as_str().unwrap(),
+    )
+}
+
+async fn rules_pick_variants_from_the_context_under_overrides(backend: Backend) {
+    let Some((server, _db)) = server_with(backend, |c| with_env_flag(c, "opt-in", "5")).await
+    else {
+        return;
+    };
+    setup_tenants(&server, &["a", "b"]).await;
+    import(&server, &file(), false).await.unwrap();
+
+    // A shared rule ($evaluators) on a context attribute.
+    let j = evaluate(
+        &server,
+        "checkout",
+        None,
+        json!({"email": "beta@x.example"}),
+    )
+    .await;
+    assert_eq!(
+        answer(&j),
+        (json!("v2"), "new", "TARGETING_MATCH", "targeting")
+    );
+    assert_eq!(j["metadata"], json!({"team": "payments"}));
+    // No targeting key for the fractional split: the default variant.
+    let j = evaluate(&server, "checkout", None, json!({})).await;
+    assert_eq!(answer(&j), (json!("v1"), "old", "DEFAULT", "default"));
+    // With one, a stable bucket, explained: the if took its else, the split
+    // hashed flag key + targeting key into 0..100.
+    let j = evaluate(&server, "checkout", None, json!({"targetingKey": "user-1"})).await;
+    let again = evaluate(&server, "checkout", None, json!({"targetingKey": "user-1"})).await;
+    assert_eq!(answer(&j), answer(&again));
+    let steps = j["explanation"].as_array().unwrap();
+    assert_eq!(steps[0]["operation"], "if");
+    assert_eq!(steps[0]["condition"], -1);
+    assert_eq!(steps[1]["operation"], "fractional");
+    assert_eq!(steps[1]["bucketingValue"], "checkoutuser-1");
+    let bucket: u64 = steps[1]["bucket"].as_str().unwrap().parse().unwrap();
+    assert!(bucket < 100, "{bucket}");
+    let picked = if bucket < 50 { "new" } else { "old" };
+    assert_eq!(
+        (steps[1]["picked"].as_str(), j["variant"].as_str()),
+        (Some(picked), Some(picked))
+    );
+
+    // The tenant is a context attribute: "only tenant a" is a rule...
+    let a = evaluate(&server, "plan-gate", Some("a"), json!({})).await;
+    assert_eq!(
+        answer(&a),
+        (json!(true), "on", "TARGETING_MATCH", "targeting")
+    );
+    let b = evaluate(&server, "plan-gate", Some("b"), json!({"tenantId": "a"})).await;
+    assert_eq!(
+        answer(&b),
+        (json!(false), "off", "TARGETING_MATCH", "targeting"),
+        "the tenant evaluated for is the rule's tenantId, whatever the context says"
+    );
+    // ...and the tenant's override comes before it.
+    set_override(&server, "b", "plan-gate", v_bool(true)).await;
+    let b = evaluate(&server, "plan-gate", Some("b"), json!({})).await;
+    assert_eq!(
+        answer(&b),
+        (json!(true), "tenant", "TARGETING_MATCH", "tenant")
+    );
+
+    // A disabled flag: no value, whatever the overrides.
+    set_override(&server, "a", "retired", v_bool(false)).await;
+    let j = evaluate(&server, "retired", Some("a"), json!({})).await;
+    assert_eq!(answer(&j), (Json::Null, "", "DISABLED", "disabled"));
+
+    // The replica's env override comes before everything.
+    let j = evaluate(&server, "opt-in", None, json!({"version": "1.0.0"})).await;
+    assert_eq!(answer(&j), (json!(5), "env", "STATIC", "env"));
+
+    // A rule naming no variant of the flag: ERROR, flagd's GENERAL.
+    let j = evaluate(&server, "broken", None, json!({"targetingKey": "k"})).await;
+    assert_eq!(answer(&j), (Json::Null, "", "ERROR", "error"));
+    assert_eq!(j["errorCode"], "GENERAL");
+    assert!(
+        j["errorMessage"].as_str().unwrap().contains("nope-k"),
+        "{j}"
+    );
+
+    // The listing says which flags have a rule and what the default
+    // context (the tenant alone) gets.
+    let r = http(
+        &server,
+        "GET",
+        "/admin/feature-flags?tenant=a",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    let listed: Vec<(String, bool, Json)> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["flag"].as_str().unwrap().to_owned(),
+                f["targeting"].as_bool().unwrap(),
+                f["value"].clone(),
+            )
+        })
+        .collect();
+    assert!(
+        listed.contains(&("plan-gate".into(), true, json!(true))),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&("checkout".into(), true, json!("v1"))),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&("retired".into(), false, Json::Null)),
+        "{listed:?}"
+    );
+}
+
+async fn set_override(server: &TestServer, tenant: &str, key: &str, value: pbjson_types::Value) {
+    server
+        .flags(ADMIN)
+        .await
+        .set_tenant_override(switchyard::api::v1::SetTenantOverrideRequest {
+            tenant_id: tenant.into(),
+            flag_key: key.into(),
+            value: Some(value),
+            expected_revision: 0,
+        })
+        .await
+        .unwrap();
+}
+
+async fn one_context_gets_one_answer_on_every_protocol(backend: Backend) {
+    let Some((server, _db)) = server_on(backend).await else {
+        return;
+    };
+    setup_tenants(&server, &["a"]).await;
+    import(&server, &file(), false).await.unwrap();
+    let mut flagd = v2::service_client::ServiceClient::with_interceptor(
+        server.channel().await,
+        Bearer::new(ADMIN),
+    );
+    let mut grpc = server.flags(ADMIN).await;
+    for i in 0..100 {
+        let ctx = json!({"targetingKey": format!("user-{i}"), "tenantId": "a",
+                         "email": if i % 7 == 0 { "beta@x" } else { "x@y" }});
+        let fields = to_struct(&ctx);
+        let e = grpc
+            .evaluate_flag(EvaluateFlagRequest {
+                flag_key: "checkout".into(),
+                target: Some(evaluate_flag_request::Target::TenantId("a".into())),
+                context: Some(fields.clone()),
+                explain: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let f = flagd
+            .resolve_string(v2::ResolveStringRequest {
+                flag_key: "checkout".into(),
+                context: Some(fields),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let o = http(
+            &server,
+            "POST",
+            "/ofrep/v1/evaluate/flags/checkout",
+            Some(ADMIN),
+            Some(json!({"context": ctx})),
+        )
+        .await
+        .json();
+        let value = e.value.as_ref().and_then(|v| match &v.kind {
+            Some(pbjson_types::value::Kind::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            (value.as_deref(), e.variant.as_str(), e.reason.as_str()),
+            (
+                f.value.as_deref(),
+                f.variant.as_deref().unwrap(),
+                f.reason.as_str()
+            ),
+            "{ctx}"
+        );
+        assert_eq!(
+            (
+                o["value"].as_str(),
+                o["variant"].as_str(),
+                o["reason"].as_str()
+            ),
+            (
+                value.as_deref(),
+                Some(e.variant.as_str()),
+                Some(e.reason.as_str())
+            ),
+            "{ctx}"
+        );
+    }
+    // No value: the reason alone, on each protocol.
+    let f = flagd
+        .resolve_int(v2::ResolveIntRequest {
+            flag_key: "opt-in".into(),
+            context: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (f.value, f.variant, f.reason.as_str()),
+        (None, None, "DEFAULT")
+    );
+    let o = http(
+        &server,
+        "POST",
+        "/ofrep/v1/evaluate/flags/retired",
+        Some(ADMIN),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(o.status, 200);
+    assert_eq!(
+        (o.json().get("value"), o.json()["reason"].as_str()),
+        (None, Some("DISABLED"))
+    );
+    // A failing rule: flagd's status codes and OFREP's error body.
+    let e = flagd
+        .resolve_string(v2::ResolveStringRequest {
+            flag_key: "broken".into(),
+            context: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unknown, "{e:?}");
+    let o = http(
+        &server,
+        "POST",
+        "/ofrep/v1/evaluate/flags/broken",
+        Some(ADMIN),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (o.status, o.json()["errorCode"].as_str()),
+        (400, Some("GENERAL"))
+    );
+}
+
+async fn invalid_definitions_are_refused_with_their_place_and_write_nothing(backend: Backend) {
+    let Some((server, _db)) = server_on(backend).await else {
+        return;
+    };
+    let mut admin = server.flags(ADMIN).await;
+    let create = |targeting: Json, variants: Json, default_variant: &str| CreateFlagRequest {
+        flag: Some(Flag {
+            key: "f".into(),
+            r#type: FlagType::String as i32,
+            variants: variants
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::from_value(v.clone()).unwrap()))
+                .collect(),
+            default_variant: default_variant.into(),
+            targeting: Some(to_struct(&targeting)),
+            ..Default::default()
+        }),
+    };
+    for (req, place) in [
+        (
+            create(
+                json!({"if": [{"regex": ["a", "b"]}, "x", null]}),
+                json!({"x": "1"}),
+                "x",
+            ),
+            "flag.targeting: at /targeting/if/0: unknown operation \"regex\"",
+        ),
+        (
+            create(json!({"var": {"a": 1}}), json!({"x": "1"}), "x"),
+            "flag.targeting: at /targeting/var",
+        ),
+        (
+            create(json!({}), json!({"x": 1}), "x"),
+            "flag.variants.x: is a number",
+        ),
+        (
+            create(json!({}), json!({"x": "1"}), "y"),
+            "flag.default_variant: names \"y\"",
+        ),
+    ] {
+        let e = admin.create_flag(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with(place), "{place}: {}", e.message());
+    }
+    // One bad flag in a file: nothing of the file is written.
+    let mut bad = file();
+    bad["flags"]["zz-bad"] = json!({"state": "ENABLED", "variants": {"a": 1},
+        "targeting": {"fractional": [["a", 1]], "extra": 1}});
+    bad["flags"]["checkout"]["targeting"]["if"][0] = json!({"$ref": "missing"});
+    let e = import(&server, &bad, false).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message()
+            .starts_with("configuration/flags/checkout/targeting/if/0/$ref"),
+        "{}",
+        e.message()
+    );
+    let listed = http(&server, "GET", "/admin/feature-flags", Some(ADMIN), None).await;
+    assert_eq!(listed.json(), json!([]), "nothing was written");
+    // A flag's type cannot change by import.
+    import(&server, &file(), false).await.unwrap();
+    let mut retyped = file();
+    retyped["flags"]["plan-gate"]["variants"] = json!({"on": "yes", "off": "no"});
+    let e = import(&server, &retyped, false).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("plan-gate"), "{}", e.message());
+    // Nor does an update leave a default variant that is not a variant.
+    let e = admin
+        .update_flag(UpdateFlagRequest {
+            flag: Some(Flag {
+                key: "checkout".into(),
+                default_variant: "gone".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(pbjson_types::FieldMask {
+                paths: vec!["default_variant".into()],
+            }),
+            expected_revision: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let j = evaluate(&server, "checkout", None, json!({})).await;
+    assert_eq!(j["variant"], "old", "the refused update wrote nothing");
+}
+
+async fn definitions_survive_a_restart_and_round_trip_through_the_cli(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    if backend == Backend::Postgres {
+        db.migrate().await;
+    }
+    let server = TestServer::start(test_config(&db)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flags.json");
+    std::fs::write(&path, file().to_string()).unwrap();
+    let addr = server.addr.to_string();
+    let cli = |args: &[&str]| {
+        let out = command(dir.path(), args, &[("SWITCHYARD_TOKEN", ADMIN)])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = cli(&["flags", "import", path.to_str().unwrap(), "--target", &addr]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("5 created, 0 updated, 0 unchanged, 0 deleted"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&["flags", "import", path.to_str().unwrap(), "--target", &addr]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("0 created, 0 updated, 5 unchanged"), "{out}");
+    let before = evaluate(&server, "checkout", None, json!({"targetingKey": "user-9"})).await;
+
+    // Export: the same flags, $evaluators substituted where they were used.
+    let (code, exported, err) = cli(&["flags", "export", "--target", &addr]);
+    assert_eq!(code, Some(0), "{err}");
+    let exported: Json = serde_json::from_str(&exported).unwrap();
+    let mut want = file();
+    want["flags"]["checkout"]["targeting"]["if"][0] =
+        json!({"starts_with": [{"var": "email"}, "beta"]});
+    assert_eq!(exported["flags"], want["flags"]);
+    // A file that is not JSON is a usage error; a refused one exit 1.
+    std::fs::write(&path, "{not json").unwrap();
+    let (code, _, err) = cli(&["flags", "import", path.to_str().unwrap(), "--target", &addr]);
+    assert_eq!(code, Some(2), "{err}");
+    std::fs::write(&path, json!({"flags": {"x": {"variants": {}}}}).to_string()).unwrap();
+    let (code, _, err) = cli(&["flags", "import", path.to_str().unwrap(), "--target", &addr]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("configuration/flags/x/state"), "{err}");
+
+    // A restart reads the definitions back from the tables: same answers.
+    server.shutdown().await.unwrap();
+    let server = TestServer::start(test_config(&db)).await;
+    let after = evaluate(&server, "checkout", None, json!({"targetingKey": "user-9"})).await;
+    assert_eq!(answer(&after), answer(&before));
+    let exported_again = server
+        .flags(ADMIN)
+        .await
+        .export_flags(ExportFlagsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let exported_again = switchyard::server::grpc::flag::from_struct(
+        "configuration",
+        &exported_again.configuration.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(exported_again["flags"], want["flags"]);
+    // Prune: a file of one flag leaves one flag.
+    let one = json!({"flags": {"retired": file()["flags"]["retired"].clone()}});
+    server
+        .flags(ADMIN)
+        .await
+        .import_flags(ImportFlagsRequest {
+            configuration: Some(to_struct(&one)),
+            prune: true,
+        })
+        .await
+        .unwrap();
+    let listed = http(&server, "GET", "/admin/feature-flags", Some(ADMIN), None).await;
+    assert_eq!(listed.json().as_array().unwrap().len(), 1);
+}
