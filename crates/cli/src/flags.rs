@@ -12,7 +12,7 @@ use switchyard_api::{
     client::{Client, ClientError, endpoint},
     v1::{ExportFlagsRequest, ImportFlagsRequest},
 };
-use switchyard_server::grpc::flag::{from_struct, to_struct};
+use switchyard_server::grpc::flag::from_struct;
 
 use crate::commands::{EXIT_USAGE, Environment};
 
@@ -107,7 +107,9 @@ async fn run(cmd: FlagsCommand, env: &Environment) -> Result<(), (u8, String)> {
             let r = client
                 .flags()
                 .import_flags(ImportFlagsRequest {
-                    configuration: Some(to_struct(&file)),
+                    // As text: `0.0` stays a float variant.
+                    configuration: None,
+                    configuration_text: text,
                     prune: a.prune,
                 })
                 .await
@@ -132,10 +134,15 @@ async fn run(cmd: FlagsCommand, env: &Environment) -> Result<(), (u8, String)> {
                 .await
                 .map_err(refused)?
                 .into_inner();
-            let file = from_struct("configuration", &r.configuration.unwrap_or_default())
-                .map_err(|e| (1, e.to_string()))?;
-            let text = serde_json::to_string_pretty(&serde_json::Value::Object(file))
-                .map_err(|e| (1, e.to_string()))?;
+            let file: serde_json::Value = if r.configuration_text.is_empty() {
+                serde_json::Value::Object(
+                    from_struct("configuration", &r.configuration.unwrap_or_default())
+                        .map_err(|e| (1, e.to_string()))?,
+                )
+            } else {
+                serde_json::from_str(&r.configuration_text).map_err(|e| (1, e.to_string()))?
+            };
+            let text = serde_json::to_string_pretty(&file).map_err(|e| (1, e.to_string()))?;
             println!("{text}");
             Ok(())
         }

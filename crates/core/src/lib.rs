@@ -17,6 +17,7 @@ pub mod flag;
 pub mod follower;
 pub mod gating;
 pub mod id;
+pub mod json;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -165,10 +165,12 @@ async fn rows_written_by_0_1_0_decode_and_apply(backend: Backend) {
             })
             .collect()
     };
+    // Version 1 wrote integral numbers as doubles (`10.0`): they read back
+    // as the integers they were sent as.
     let common = [
         "3 new-ui=false (default)",
         "4 banner=\"welcome\" (store)",
-        "5 limits={\"limit\":10.0,\"name\":\"x\"} (default)",
+        "5 limits={\"limit\":10,\"name\":\"x\"} (default)",
         "6 regions=[\"eu\",1.5,true] (default)",
         "7 rate=0.25 (default)",
     ];
@@ -208,7 +210,7 @@ async fn rows_written_by_0_1_0_decode_and_apply(backend: Backend) {
         state(None),
         [
             "banner=\"welcome\" (store)",
-            "limits={\"limit\":10.0,\"name\":\"x\"} (default)",
+            "limits={\"limit\":10,\"name\":\"x\"} (default)",
             "new-ui=true (store)",
             "regions=[\"eu\",1.5,true] (default)",
         ]
@@ -217,7 +219,7 @@ async fn rows_written_by_0_1_0_decode_and_apply(backend: Backend) {
         state(Some("a")),
         [
             "banner=\"hi a\" (tenant)",
-            "limits={\"limit\":10.0,\"name\":\"x\"} (default)",
+            "limits={\"limit\":10,\"name\":\"x\"} (default)",
             "new-ui=true (store)",
             "regions=[\"eu\",1.5,true] (default)",
         ]

@@ -58,6 +58,11 @@ fn file() -> Json {
                 "defaultVariant": null,
                 "targeting": {"if": [{"sem_ver": [{"var": "version"}, ">=", "2.0.0"]}, "yes", null]}
             },
+            "ratio": {
+                "state": "ENABLED",
+                "variants": {"zero": 0.0, "one": 1.0},
+                "defaultVariant": "zero"
+            },
             "broken": {
                 "state": "ENABLED",
                 "variants": {"a": "x"},
@@ -83,6 +88,7 @@ async fn import(
         .import_flags(ImportFlagsRequest {
             configuration: Some(to_struct(file)),
             prune,
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner().created)
@@ -477,17 +483,39 @@ async fn definitions_survive_a_restart_and_round_trip_through_the_cli(backend: B
     let (code, out, err) = cli(&["flags", "import", path.to_str().unwrap(), "--target", &addr]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        out.contains("5 created, 0 updated, 0 unchanged, 0 deleted"),
+        out.contains("6 created, 0 updated, 0 unchanged, 0 deleted"),
         "{out}"
     );
     let (code, out, _) = cli(&["flags", "import", path.to_str().unwrap(), "--target", &addr]);
     assert_eq!(code, Some(0));
-    assert!(out.contains("0 created, 0 updated, 5 unchanged"), "{out}");
+    assert!(out.contains("0 created, 0 updated, 6 unchanged"), "{out}");
     let before = evaluate(&server, "checkout", None, json!({"targetingKey": "user-9"})).await;
+    // A file's `0.0` stays a float (SDKs check it), its `0` an integer.
+    let ofrep = |key: &'static str| {
+        let server = &server;
+        async move {
+            let r = http(
+                server,
+                "POST",
+                &format!("/ofrep/v1/evaluate/flags/{key}"),
+                Some(ADMIN),
+                Some(json!({})),
+            )
+            .await;
+            String::from_utf8(r.body.to_vec()).unwrap()
+        }
+    };
+    assert!(
+        ofrep("ratio").await.contains(r#""value":0.0"#),
+        "{}",
+        ofrep("ratio").await
+    );
+    assert!(ofrep("opt-in").await.contains(r#""reason":"DEFAULT""#));
 
     // Export: the same flags, $evaluators substituted where they were used.
     let (code, exported, err) = cli(&["flags", "export", "--target", &addr]);
     assert_eq!(code, Some(0), "{err}");
+    assert!(exported.contains("\"zero\": 0.0"), "{exported}");
     let exported: Json = serde_json::from_str(&exported).unwrap();
     let mut want = file();
     want["flags"]["checkout"]["targeting"]["if"][0] =
@@ -514,11 +542,7 @@ async fn definitions_survive_a_restart_and_round_trip_through_the_cli(backend: B
         .await
         .unwrap()
         .into_inner();
-    let exported_again = switchyard::server::grpc::flag::from_struct(
-        "configuration",
-        &exported_again.configuration.unwrap(),
-    )
-    .unwrap();
+    let exported_again: Json = serde_json::from_str(&exported_again.configuration_text).unwrap();
     assert_eq!(exported_again["flags"], want["flags"]);
     // Prune: a file of one flag leaves one flag.
     let one = json!({"flags": {"retired": file()["flags"]["retired"].clone()}});
@@ -528,6 +552,7 @@ async fn definitions_survive_a_restart_and_round_trip_through_the_cli(backend: B
         .import_flags(ImportFlagsRequest {
             configuration: Some(to_struct(&one)),
             prune: true,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
+use crate::json::integral;
+
 /// The version this release writes.
 pub const VERSION: u64 = 2;
 
@@ -71,11 +73,12 @@ impl From<FlagRecordV1> for FlagRecord {
     /// Version 1's values become variants: `default`, and `store` (then the
     /// default variant) when a value was stored.
     fn from(r: FlagRecordV1) -> FlagRecord {
+        // Version 1 wrote integral numbers as doubles (`3.0`).
         let mut variants = BTreeMap::new();
-        variants.insert("default".to_owned(), r.default);
+        variants.insert("default".to_owned(), integral(&r.default));
         let default_variant = match r.stored {
             Some(v) if !v.is_null() => {
-                variants.insert("store".to_owned(), v);
+                variants.insert("store".to_owned(), integral(&v));
                 "store"
             }
             _ => "default",
@@ -160,7 +163,9 @@ impl From<PayloadV1> for Payload {
                 overridden,
             },
             PayloadV1::FlagDelete {} => Payload::FlagDelete {},
-            PayloadV1::OverrideUpsert { value } => Payload::OverrideUpsert { value },
+            PayloadV1::OverrideUpsert { value } => Payload::OverrideUpsert {
+                value: integral(&value),
+            },
             PayloadV1::OverrideDelete { flag } => Payload::OverrideDelete { flag: flag.into() },
             PayloadV1::TenantDelete { restored } => Payload::TenantDelete {
                 restored: restored.into_iter().map(Into::into).collect(),

@@ -5,39 +5,23 @@
 
 use serde_json::{Map, Value, json};
 
+pub use crate::json::integral;
+
 use super::{EnvOverrides, FlagDef, Status, definition::flagd_flag};
 
 /// The key a flagd list value travels under: flagd's values carry no list,
 /// so a `list` flag is the object `{"items": [...]}`.
 pub const LIST_ITEMS: &str = "items";
 
-/// `v` with integral numbers written without a fraction (`3`, not `3.0`):
-/// SDKs and in-process providers tell an integer from a float by it.
-pub fn integral(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => match n.as_f64() {
-            // Exact below 2^53.
-            #[allow(clippy::cast_possible_truncation)]
-            Some(f) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => json!(f as i64),
-            _ => v.clone(),
-        },
-        Value::Array(items) => Value::Array(items.iter().map(integral).collect()),
-        Value::Object(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), integral(v)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-/// A value as flagd carries it: numbers integral where they are, a list as
-/// `{"items": [...]}`.
+/// A value as flagd carries it: a list as `{"items": [...]}`. Numbers are
+/// written as they are held: integral where written through protobuf (whose
+/// one number type would make `3` a `3.0`, see [`integral`], applied on
+/// every such write), and `0.0` a float where a flagd file wrote it so (an
+/// SDK tells an integer from a float by it).
 pub fn object_value(v: &Value) -> Value {
     match v {
-        Value::Array(_) => json!({ LIST_ITEMS: integral(v) }),
-        other => integral(other),
+        Value::Array(_) => json!({ LIST_ITEMS: v }),
+        other => other.clone(),
     }
 }
 

@@ -10,6 +10,7 @@ use super::{FlagDef, FlagType, Rule, Status, check_value, state::FlagState};
 use crate::{
     changelog::{Append, Change, Committed, FlagRecord},
     error::{Error, Result},
+    json::integral,
     store::{Backend, Store, WriteTx},
 };
 
@@ -59,14 +60,18 @@ fn def_from_row(row: &AnyRow) -> Result<FlagDef> {
         }
         None => {
             let stored: Option<String> = row.try_get("stored_value")?;
+            // Written before numbers were kept as written: `3.0` for 3.
             FlagDef::legacy(
                 row.try_get("key")?,
                 value_type,
                 row.try_get("description")?,
-                json("default_value", &row.try_get::<String, _>("default_value")?)?,
+                integral(&json(
+                    "default_value",
+                    &row.try_get::<String, _>("default_value")?,
+                )?),
                 stored
                     .as_deref()
-                    .map(|s| json("stored_value", s))
+                    .map(|s| json("stored_value", s).map(|v| integral(&v)))
                     .transpose()?,
             )
         }
@@ -124,7 +129,9 @@ pub async fn load_state(store: &Store) -> Result<FlagState> {
     for row in &rows {
         let tenant: String = row.try_get(0)?;
         let key: String = row.try_get(1)?;
-        let value = json("override", &row.try_get::<String, _>(2)?)?;
+        // Overrides are written through protobuf: integral numbers are
+        // integers (rows written before were not).
+        let value = integral(&json("override", &row.try_get::<String, _>(2)?)?);
         state.put_override(tenant, key, value, row.try_get(3)?);
     }
     tx.commit().await?;

@@ -438,13 +438,18 @@ fn encode_item(item: &WatchItem) -> Result<Bytes, Status> {
 
 /// Converts an optional stored value: absent is none, present must convert.
 fn stored(v: Option<&pbjson_types::Value>) -> Input<Option<serde_json::Value>> {
-    v.map(|v| from_proto("flag.stored_value", Some(v)))
-        .transpose()
+    optional("flag.stored_value", v)
+}
+
+/// A value written through protobuf, integral numbers as integers (see
+/// [`openfeature::integral`]).
+fn value(field: &str, v: Option<&pbjson_types::Value>) -> Input<serde_json::Value> {
+    from_proto(field, v).map(|v| openfeature::integral(&v))
 }
 
 /// Converts an optional value: absent is `None`, present must convert.
 fn optional(field: &str, v: Option<&pbjson_types::Value>) -> Input<Option<serde_json::Value>> {
-    v.map(|v| from_proto(field, Some(v))).transpose()
+    v.map(|v| value(field, Some(v))).transpose()
 }
 
 /// Converts the request's `flag`, which is required, for a create.
@@ -561,7 +566,7 @@ impl flag_service_server::FlagService for FlagApi {
                 principal(&req)?,
                 &r.tenant_id,
                 &r.flag_key,
-                from_proto("value", r.value.as_ref()),
+                value("value", r.value.as_ref()),
                 r.expected_revision,
             )
             .await
@@ -635,11 +640,20 @@ impl flag_service_server::FlagService for FlagApi {
     ) -> Result<Response<ImportFlagsResponse>, Status> {
         let p = principal(&req)?.clone();
         let r = req.into_inner();
-        let file = r
-            .configuration
-            .as_ref()
-            .ok_or_else(|| Error::invalid_argument("configuration", "is required"))
-            .and_then(|c| from_struct("configuration", c).map(serde_json::Value::Object));
+        let file = match (r.configuration.as_ref(), r.configuration_text.as_str()) {
+            (Some(c), "") => from_struct("configuration", c).map(serde_json::Value::Object),
+            (None, text) if !text.is_empty() => serde_json::from_str(text).map_err(|e| {
+                Error::invalid_argument("configuration_text", format!("is not JSON: {e}"))
+            }),
+            (None, _) => Err(Error::invalid_argument(
+                "configuration",
+                "is required (or configuration_text)",
+            )),
+            (Some(_), _) => Err(Error::invalid_argument(
+                "configuration_text",
+                "give configuration or configuration_text, not both",
+            )),
+        };
         let report = self.flags.import(&p, file, r.prune).await.or_status()?;
         Ok(Response::new(ImportFlagsResponse {
             revision: report.revision,
@@ -657,6 +671,7 @@ impl flag_service_server::FlagService for FlagApi {
         let file = self.flags.export(principal(&req)?).await.or_status()?;
         Ok(Response::new(ExportFlagsResponse {
             configuration: Some(to_struct(&file)),
+            configuration_text: file.to_string(),
         }))
     }
 

@@ -250,7 +250,7 @@ fn answer(e: &Evaluation, per_context: PerContext) -> Result<Value, Failure> {
         "metadata": e.metadata,
     });
     if !r.value.is_null() {
-        out["value"] = openfeature::integral(&r.value);
+        out["value"] = r.value.clone();
         out["variant"] = json!(r.variant.as_deref().unwrap_or_default());
     }
     Ok(out)
