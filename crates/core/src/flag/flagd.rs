@@ -100,12 +100,12 @@ mod tests {
         let none = EnvOverrides::default();
         assert_eq!(
             view_flag(&none, &def, Some(&json!(4.0))),
-            json!({"state": "ENABLED", "variants": {"tenant": 4}, "defaultVariant": "tenant",
+            json!({"state": "ENABLED", "variants": {"tenant": 4.0}, "defaultVariant": "tenant",
                    "metadata": {"source": "tenant"}, "targeting": {"if": [true, "tenant"]}})
         );
         assert_eq!(
             view_flag(&none, &def, None),
-            json!({"state": "ENABLED", "variants": {"default": 3}, "defaultVariant": "default"})
+            json!({"state": "ENABLED", "variants": {"default": 3.0}, "defaultVariant": "default"})
         );
         let list = crate::flag::model::tests::def("l", json!(["a"]), None);
         assert_eq!(

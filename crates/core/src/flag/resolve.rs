@@ -140,31 +140,34 @@ pub fn resolve(
         .as_ref()
         .filter(|r| !is_empty_rule(r.source()))
     {
-        let mut data = logic::enrich(context, &def.key, now_s);
-        if let (Some(t), Value::Object(fields)) = (tenant, &mut data) {
-            fields.insert(TENANT_ATTRIBUTE.into(), Value::String(t.to_owned()));
-        }
         let tr = Trace::new(trace.is_some());
         let result = logic::eval(
             rule.expr(),
             &Scope {
                 flag_key: &def.key,
-                data: &data,
+                context,
+                tenant,
+                now_s,
                 trace: &tr,
             },
         );
+        let picked = match result {
+            Err(e) => Err(e),
+            Ok(v) if v.is_null() => Ok(None),
+            Ok(v) => Ok(Some(v)),
+        };
         if let Some(out) = trace {
             *out = tr.into_steps();
         }
-        match result {
+        match picked {
             Err(e) => return failed(RuleError::Parse, e.0),
-            Ok(Value::Null) => reason = Reason::Default,
-            Ok(picked) => {
+            Ok(None) => reason = Reason::Default,
+            Ok(Some(picked)) => {
                 let name = variant_name(&picked);
-                return match def.variants.get(&name) {
-                    Some(v) => Resolution {
+                return match def.variants.get_key_value(name.as_ref()) {
+                    Some((name, v)) => Resolution {
                         value: v.clone(),
-                        variant: Some(name),
+                        variant: Some(name.clone()),
                         source: ValueSource::Targeting,
                         reason: Reason::TargetingMatch,
                         error: None,
@@ -205,11 +208,11 @@ fn is_empty_rule(v: &Value) -> bool {
 }
 
 /// flagd reads the rule's result as JSON with the quotes taken out.
-fn variant_name(v: &Value) -> String {
+fn variant_name(v: &Value) -> std::borrow::Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => logic::number_text(n),
-        other => other.to_string().replace('"', ""),
+        Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+        Value::Number(n) => std::borrow::Cow::Owned(logic::number_text(n)),
+        other => std::borrow::Cow::Owned(other.to_string().replace('"', "")),
     }
 }
 

@@ -32,15 +32,33 @@ pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
     h ^ (h >> 16)
 }
 
+/// [`bucket`] of the concatenation `prefix + value`, without making it
+/// (flag key + targeting key, the default bucketing value) when it is short.
+pub fn bucket_of(prefix: &str, value: &str, weights: &[u32]) -> Option<(u64, usize)> {
+    let len = prefix.len() + value.len();
+    let mut buf = [0u8; 256];
+    if len <= buf.len() {
+        buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        buf[prefix.len()..len].copy_from_slice(value.as_bytes());
+        bucket_bytes(&buf[..len], weights)
+    } else {
+        bucket(&format!("{prefix}{value}"), weights)
+    }
+}
+
 /// The point `value` hashes to in `0..Σweights` and the index of the weight
 /// it falls into: `None` when the weights sum to 0 (flagd then answers as if
 /// the rule gave nothing).
 pub fn bucket(value: &str, weights: &[u32]) -> Option<(u64, usize)> {
+    bucket_bytes(value.as_bytes(), weights)
+}
+
+fn bucket_bytes(value: &[u8], weights: &[u32]) -> Option<(u64, usize)> {
     let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
     if total == 0 {
         return None;
     }
-    let hash = u64::from(murmur3_32(value.as_bytes(), 0));
+    let hash = u64::from(murmur3_32(value, 0));
     let point = (hash * total) >> 32;
     let mut running = 0u64;
     weights

@@ -8,6 +8,8 @@
 //! flagd's own operations (`fractional`, `sem_ver`, `starts_with`,
 //! `ends_with`) answer `null` where their input is not what they take.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::{fractional, semver};
@@ -20,7 +22,7 @@ pub enum Expr {
     /// An array whose elements are rules.
     List(Vec<Expr>),
     /// `{"var": path}` or `{"var": [path, default]}`: `path` split at dots.
-    Var(Vec<String>, Option<Box<Expr>>),
+    Var(Path, Option<Box<Expr>>),
     /// Any other operation, its arguments compiled.
     Op(Op, Vec<Expr>),
     /// An `if` or a `fractional` at a JSON pointer of the rule, whose
@@ -28,6 +30,62 @@ pub enum Expr {
     Traced(String, Box<Expr>),
     /// A stored rule this release does not compile: every evaluation fails.
     Invalid(String),
+    /// A `fractional` whose entries are written in the rule: checked and
+    /// summed once, when compiled.
+    Fractional(Box<Split>),
+}
+
+/// A `fractional` with its entries known at compile time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// The bucketing value's expression, if the rule gives one (it must
+    /// evaluate to a string; null means flag key + `targetingKey`).
+    by: Option<Expr>,
+    /// The variants, in the rule's order.
+    variants: Vec<Value>,
+    /// Their weights.
+    weights: Vec<u32>,
+    /// Where the rule has it (for `explain`).
+    at: String,
+    /// The arguments as written: a bucketing expression that turns out to
+    /// be an array is an entry, as in the general case.
+    args: Vec<Expr>,
+}
+
+/// A `var` path, its first part classified when compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Path {
+    root: Root,
+    rest: Vec<String>,
+}
+
+/// Where a `var` path starts.
+#[derive(Debug, Clone, PartialEq)]
+enum Root {
+    /// `""`: the whole data.
+    Whole,
+    /// `tenantId`: the tenant evaluated for (else the context's).
+    Tenant,
+    /// `$flagd`: flagd's enrichment.
+    Flagd,
+    /// Any other attribute of the context.
+    Context(String),
+}
+
+impl Path {
+    fn new(parts: Vec<String>) -> Path {
+        let mut parts = parts.into_iter();
+        let root = match parts.next() {
+            None => Root::Whole,
+            Some(p) if p == TENANT => Root::Tenant,
+            Some(p) if p == "$flagd" => Root::Flagd,
+            Some(p) => Root::Context(p),
+        };
+        Path {
+            root,
+            rest: parts.collect(),
+        }
+    }
 }
 
 /// The operations flagd's targeting knows.
@@ -92,13 +150,26 @@ pub struct CompileError {
 /// Compiles `rule`, naming positions from `at` (a JSON pointer).
 pub fn compile(rule: &Value, at: &str) -> Result<Expr, CompileError> {
     match rule {
-        Value::Array(items) => Ok(Expr::List(
-            items
+        Value::Array(items) => {
+            let items: Vec<Expr> = items
                 .iter()
                 .enumerate()
                 .map(|(i, v)| compile(v, &format!("{at}/{i}")))
-                .collect::<Result<_, _>>()?,
-        )),
+                .collect::<Result<_, _>>()?;
+            // A list of values is a value (read in place, never rebuilt).
+            if items.iter().all(|e| matches!(e, Expr::Literal(_))) {
+                return Ok(Expr::Literal(Value::Array(
+                    items
+                        .into_iter()
+                        .map(|e| match e {
+                            Expr::Literal(v) => v,
+                            _ => Value::Null,
+                        })
+                        .collect(),
+                )));
+            }
+            Ok(Expr::List(items))
+        }
         // An object of one key is an operation; any other is a value.
         Value::Object(m) if m.len() == 1 => {
             let (name, args) = m.iter().next().expect("one key");
@@ -114,11 +185,16 @@ pub fn compile(rule: &Value, at: &str) -> Result<Expr, CompileError> {
                 at: at.to_owned(),
                 message: format!("unknown operation {name:?}"),
             })?;
-            let args = args
+            let args: Vec<Expr> = args
                 .iter()
                 .enumerate()
                 .map(|(i, v)| compile(v, &format!("{here}/{i}")))
                 .collect::<Result<_, _>>()?;
+            if op == Op::Fractional
+                && let Some(split) = split(&args, at)
+            {
+                return Ok(Expr::Fractional(Box::new(split)));
+            }
             let e = Expr::Op(op, args);
             Ok(if matches!(op, Op::If | Op::Fractional) {
                 Expr::Traced(at.to_owned(), Box::new(e))
@@ -127,6 +203,58 @@ pub fn compile(rule: &Value, at: &str) -> Result<Expr, CompileError> {
             })
         }
         other => Ok(Expr::Literal(other.clone())),
+    }
+}
+
+/// A `fractional` whose entries are all written in the rule and valid (an
+/// optional bucketing expression first, then `[variant, weight?]` arrays),
+/// precompiled; anything else is left to the general case, which answers
+/// as flagd does when an entry is not one.
+fn split(args: &[Expr], at: &str) -> Option<Split> {
+    let (by, entries) = match args.first() {
+        Some(Expr::Literal(Value::Array(_))) | None => (None, args),
+        Some(first) => (Some(first.clone()), &args[1..]),
+    };
+    let mut variants = Vec::with_capacity(entries.len());
+    let mut weights = Vec::with_capacity(entries.len());
+    let mut total: u64 = 0;
+    for e in entries {
+        let Expr::Literal(Value::Array(entry)) = e else {
+            return None;
+        };
+        let variant = match entry.first() {
+            Some(v @ (Value::String(_) | Value::Bool(_) | Value::Number(_) | Value::Null)) => v,
+            _ => return None,
+        };
+        let weight = weight(entry.get(1))?;
+        total += u64::from(weight);
+        if total > i32::MAX as u64 {
+            return None;
+        }
+        variants.push(variant.clone());
+        weights.push(weight);
+    }
+    Some(Split {
+        by,
+        variants,
+        weights,
+        at: at.to_owned(),
+        args: args.to_vec(),
+    })
+}
+
+/// An entry's weight as flagd reads it (a float64, truncated; none is 1,
+/// negative is 0); `None` when flagd gives up on the rule.
+fn weight(w: Option<&Value>) -> Option<u32> {
+    match w {
+        None | Some(Value::Null) => Some(1),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(w) if w > f64::from(i32::MAX) => None,
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Some(w) => Some(w.max(0.0) as u32),
+            None => None,
+        },
+        Some(_) => None,
     }
 }
 
@@ -147,15 +275,20 @@ fn compile_var(args: &[&Value], at: &str) -> Result<Expr, CompileError> {
         Some(d) => Some(Box::new(compile(d, &format!("{at}/1"))?)),
         None => None,
     };
-    Ok(Expr::Var(path, default))
+    Ok(Expr::Var(Path::new(path), default))
 }
 
-/// What an evaluation needs besides the context: the flag's key (for
-/// `fractional`'s default bucketing value) and where to record its steps.
-pub struct Scope<'a> {
+/// What an evaluation reads: the flag's key (`$flagd.flagKey`,
+/// `fractional`'s default bucketing value), the caller's context, the
+/// tenant evaluated for (the rule's `tenantId`, whatever the context says),
+/// the time (`$flagd.timestamp`), and where to record its steps. Nothing is
+/// copied to make it: attributes are read where they are.
+pub struct Scope<'a, 't> {
     pub flag_key: &'a str,
-    pub data: &'a Value,
-    pub trace: &'a Trace,
+    pub context: &'a Map<String, Value>,
+    pub tenant: Option<&'a str>,
+    pub now_s: i64,
+    pub trace: &'t Trace,
 }
 
 /// One choice a rule made, for `explain`.
@@ -209,38 +342,33 @@ impl Trace {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvalError(pub String);
 
-/// Evaluates `e` in `scope`.
-pub fn eval(e: &Expr, scope: &Scope<'_>) -> Result<Value, EvalError> {
+type Out<'a> = Result<Cow<'a, Value>, EvalError>;
+
+fn owned<'a>(v: Value) -> Out<'a> {
+    Ok(Cow::Owned(v))
+}
+
+/// Evaluates `e` in `scope`; values written in the rule or read from the
+/// context are borrowed, not copied.
+pub fn eval<'a>(e: &'a Expr, scope: &Scope<'a, '_>) -> Out<'a> {
     match e {
-        Expr::Literal(v) => Ok(v.clone()),
-        Expr::List(items) => Ok(Value::Array(
+        Expr::Literal(v) => Ok(Cow::Borrowed(v)),
+        Expr::List(items) => owned(Value::Array(
             items
                 .iter()
-                .map(|i| eval(i, scope))
+                .map(|i| eval(i, scope).map(Cow::into_owned))
                 .collect::<Result<_, _>>()?,
         )),
-        Expr::Var(path, default) => {
-            let mut at = scope.data;
-            for part in path {
-                let next = match at {
-                    Value::Object(m) => m.get(part),
-                    Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
-                    _ => None,
-                };
-                match next {
-                    Some(v) => at = v,
-                    None => return default.as_ref().map_or(Ok(Value::Null), |d| eval(d, scope)),
-                }
-            }
-            if at.is_null()
-                && let Some(d) = default
-            {
-                return eval(d, scope);
-            }
-            Ok(at.clone())
-        }
+        Expr::Var(path, default) => match lookup(path, scope) {
+            Some(v) if !v.is_null() => Ok(v),
+            found => match default {
+                Some(d) => eval(d, scope),
+                None => Ok(found.unwrap_or(Cow::Owned(Value::Null))),
+            },
+        },
         Expr::Op(op, args) => apply(*op, args, scope, None),
         Expr::Invalid(why) => Err(EvalError(why.clone())),
+        Expr::Fractional(split) => split_eval(split, scope),
         Expr::Traced(at, inner) => match (scope.trace.on(), inner.as_ref()) {
             (true, Expr::Op(op, args)) => apply(*op, args, scope, Some(at)),
             _ => eval(inner, scope),
@@ -248,18 +376,134 @@ pub fn eval(e: &Expr, scope: &Scope<'_>) -> Result<Value, EvalError> {
     }
 }
 
-fn apply(
-    op: Op,
-    args: &[Expr],
-    scope: &Scope<'_>,
-    traced: Option<&String>,
-) -> Result<Value, EvalError> {
-    let arg = |i: usize| args.get(i).map_or(Ok(Value::Null), |a| eval(a, scope));
+/// Whether `e` is truthy, without making the value when only that is
+/// asked (an `if`'s conditions): comparisons answer a bool, `and`/`or`/`!`
+/// combine their operands' truth, and values read from the context are
+/// looked at in place.
+fn truth<'a>(e: &'a Expr, scope: &Scope<'a, '_>) -> Result<bool, EvalError> {
+    let arg = |args: &'a [Expr], i: usize| match args.get(i) {
+        Some(a) => eval(a, scope),
+        None => Ok(Cow::Owned(Value::Null)),
+    };
+    match e {
+        Expr::Literal(v) => Ok(truthy(v)),
+        Expr::Var(path, None) => Ok(lookup(path, scope).is_some_and(|v| truthy(&v))),
+        Expr::Op(op, args) => match op {
+            Op::And => {
+                for a in args {
+                    if !truth(a, scope)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(!args.is_empty())
+            }
+            Op::Or => {
+                for a in args {
+                    if truth(a, scope)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Op::Not => Ok(!truth_of(args.first(), scope)?),
+            Op::Truthy => truth_of(args.first(), scope),
+            Op::Eq => Ok(loose_eq(&*arg(args, 0)?, &*arg(args, 1)?)),
+            Op::Ne => Ok(!loose_eq(&*arg(args, 0)?, &*arg(args, 1)?)),
+            Op::StrictEq => Ok(strict_eq(&*arg(args, 0)?, &*arg(args, 1)?)),
+            Op::StrictNe => Ok(!strict_eq(&*arg(args, 0)?, &*arg(args, 1)?)),
+            Op::StartsWith | Op::EndsWith if args.len() == 2 => {
+                let (s, p) = (arg(args, 0)?, arg(args, 1)?);
+                Ok(match (s.as_ref(), p.as_ref()) {
+                    (Value::String(s), Value::String(p)) if *op == Op::StartsWith => {
+                        s.starts_with(p.as_str())
+                    }
+                    (Value::String(s), Value::String(p)) => s.ends_with(p.as_str()),
+                    _ => false,
+                })
+            }
+            _ => Ok(truthy(&*apply(*op, args, scope, None)?)),
+        },
+        other => Ok(truthy(&*eval(other, scope)?)),
+    }
+}
+
+fn truth_of<'a>(e: Option<&'a Expr>, scope: &Scope<'a, '_>) -> Result<bool, EvalError> {
+    e.map_or(Ok(false), |e| truth(e, scope))
+}
+
+/// The data at `path`: the context with `tenantId` set to the tenant
+/// evaluated for and flagd's `$flagd` (`flagKey`, `timestamp`) added.
+fn lookup<'a>(path: &'a Path, scope: &Scope<'a, '_>) -> Option<Cow<'a, Value>> {
+    let rest = path.rest.as_slice();
+    let root: Cow<'a, Value> = match &path.root {
+        Root::Whole => {
+            // The whole data: made only when a rule asks for it.
+            let mut data = scope.context.clone();
+            if let Some(t) = scope.tenant {
+                data.insert(TENANT.into(), Value::String(t.to_owned()));
+            }
+            data.insert("$flagd".into(), flagd(scope));
+            return Some(Cow::Owned(Value::Object(data)));
+        }
+        Root::Tenant => match scope.tenant {
+            Some(t) => Cow::Owned(Value::String(t.to_owned())),
+            None => Cow::Borrowed(scope.context.get(TENANT)?),
+        },
+        Root::Flagd => match rest {
+            [k] if k == "flagKey" => {
+                return Some(Cow::Owned(Value::String(scope.flag_key.to_owned())));
+            }
+            [k] if k == "timestamp" => return Some(Cow::Owned(Value::from(scope.now_s))),
+            _ => Cow::Owned(flagd(scope)),
+        },
+        Root::Context(name) => Cow::Borrowed(scope.context.get(name)?),
+    };
+    if rest.is_empty() {
+        return Some(root);
+    }
+    match root {
+        Cow::Borrowed(mut at) => {
+            for part in rest {
+                at = step(at, part)?;
+            }
+            Some(Cow::Borrowed(at))
+        }
+        Cow::Owned(v) => {
+            let mut at = &v;
+            for part in rest {
+                at = step(at, part)?;
+            }
+            Some(Cow::Owned(at.clone()))
+        }
+    }
+}
+
+fn step<'v>(at: &'v Value, part: &str) -> Option<&'v Value> {
+    match at {
+        Value::Object(m) => m.get(part),
+        Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    }
+}
+
+/// The context attribute the tenant is read from.
+const TENANT: &str = "tenantId";
+
+fn flagd(scope: &Scope<'_, '_>) -> Value {
+    serde_json::json!({ "flagKey": scope.flag_key, "timestamp": scope.now_s })
+}
+
+fn apply<'a>(op: Op, args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&String>) -> Out<'a> {
+    let arg = |i: usize| match args.get(i) {
+        Some(a) => eval(a, scope),
+        None => Ok(Cow::Owned(Value::Null)),
+    };
+    let boolean = |b: bool| owned(Value::Bool(b));
     match op {
         Op::If => {
             let mut i = 0;
             while i + 1 < args.len() {
-                if truthy(&eval(&args[i], scope)?) {
+                if truth(&args[i], scope)? {
                     if let Some(at) = traced {
                         scope.trace.push(Step::If {
                             at: at.clone(),
@@ -279,11 +523,11 @@ fn apply(
             if i < args.len() {
                 eval(&args[i], scope)
             } else {
-                Ok(Value::Null)
+                owned(Value::Null)
             }
         }
         Op::And | Op::Or => {
-            let mut last = Value::Null;
+            let mut last = Cow::Owned(Value::Null);
             for a in args {
                 last = eval(a, scope)?;
                 if truthy(&last) != (op == Op::And) {
@@ -292,46 +536,49 @@ fn apply(
             }
             Ok(last)
         }
-        Op::Not => Ok(Value::Bool(!truthy(&arg(0)?))),
-        Op::Truthy => Ok(Value::Bool(truthy(&arg(0)?))),
-        Op::Eq => Ok(Value::Bool(loose_eq(&arg(0)?, &arg(1)?))),
-        Op::Ne => Ok(Value::Bool(!loose_eq(&arg(0)?, &arg(1)?))),
-        Op::StrictEq => Ok(Value::Bool(strict_eq(&arg(0)?, &arg(1)?))),
-        Op::StrictNe => Ok(Value::Bool(!strict_eq(&arg(0)?, &arg(1)?))),
+        Op::Not => boolean(!truthy(&*arg(0)?)),
+        Op::Truthy => boolean(truthy(&*arg(0)?)),
+        Op::Eq => boolean(loose_eq(&*arg(0)?, &*arg(1)?)),
+        Op::Ne => boolean(!loose_eq(&*arg(0)?, &*arg(1)?)),
+        Op::StrictEq => boolean(strict_eq(&*arg(0)?, &*arg(1)?)),
+        Op::StrictNe => boolean(!strict_eq(&*arg(0)?, &*arg(1)?)),
         Op::Lt | Op::Le | Op::Gt | Op::Ge => {
-            let vals: Vec<Value> = args
-                .iter()
-                .map(|a| eval(a, scope))
-                .collect::<Result<_, _>>()?;
             // `{"<": [a, b, c]}` is a < b < c (between).
-            Ok(Value::Bool(
-                vals.windows(2).all(|w| compare(op, &w[0], &w[1])),
-            ))
+            let mut prev: Option<Cow<'a, Value>> = None;
+            let mut all = true;
+            for a in args {
+                let v = eval(a, scope)?;
+                if let Some(p) = &prev {
+                    all &= compare(op, p, &v);
+                }
+                prev = Some(v);
+            }
+            boolean(all)
         }
         Op::In => {
             let (needle, hay) = (arg(0)?, arg(1)?);
-            Ok(Value::Bool(match (&needle, &hay) {
+            boolean(match (needle.as_ref(), hay.as_ref()) {
                 (Value::String(n), Value::String(h)) => h.contains(n.as_str()),
                 (_, Value::String(_)) => {
                     return Err(EvalError(
                         "in: a string is searched for a string only".into(),
                     ));
                 }
-                (_, Value::Array(items)) => items.iter().any(|i| loose_eq(&needle, i)),
+                (n, Value::Array(items)) => items.iter().any(|i| loose_eq(n, i)),
                 _ => false,
-            }))
+            })
         }
         Op::Cat => {
             let mut out = String::new();
             for a in args {
-                match eval(a, scope)? {
-                    Value::String(s) => out.push_str(&s),
-                    Value::Number(n) => out.push_str(&number_text(&n)),
+                match eval(a, scope)?.as_ref() {
+                    Value::String(s) => out.push_str(s),
+                    Value::Number(n) => out.push_str(&number_text(n)),
                     Value::Null => {}
                     other => return Err(EvalError(format!("cat cannot join {other}"))),
                 }
             }
-            Ok(Value::String(if args.len() > 1 {
+            owned(Value::String(if args.len() > 1 {
                 out.trim().to_owned()
             } else {
                 out
@@ -339,31 +586,26 @@ fn apply(
         }
         Op::StartsWith | Op::EndsWith => {
             if args.len() != 2 {
-                return Ok(Value::Null);
+                return owned(Value::Null);
             }
-            Ok(match (arg(0)?, arg(1)?) {
-                (Value::String(s), Value::String(p)) => Value::Bool(if op == Op::StartsWith {
-                    s.starts_with(&p)
+            let (s, p) = (arg(0)?, arg(1)?);
+            match (s.as_ref(), p.as_ref()) {
+                (Value::String(s), Value::String(p)) => boolean(if op == Op::StartsWith {
+                    s.starts_with(p.as_str())
                 } else {
-                    s.ends_with(&p)
+                    s.ends_with(p.as_str())
                 }),
-                _ => Value::Null,
-            })
+                _ => owned(Value::Null),
+            }
         }
         Op::SemVer => {
             if args.len() != 3 {
-                return Ok(Value::Null);
+                return owned(Value::Null);
             }
-            let text = |v: Value| match v {
-                Value::String(s) => Some(s),
-                Value::Number(n) => Some(number_text(&n)),
-                Value::Bool(b) => Some(b.to_string()),
-                _ => None,
-            };
-            let (l, o, r) = (text(arg(0)?), arg(1)?, text(arg(2)?));
-            Ok(match (l, o, r) {
+            let (l, o, r) = (arg(0)?, arg(1)?, arg(2)?);
+            owned(match (version_text(&l), o.as_ref(), version_text(&r)) {
                 (Some(l), Value::String(o), Some(r)) => {
-                    semver::sem_ver(&l, &o, &r).map_or(Value::Null, Value::Bool)
+                    semver::sem_ver(&l, o, &r).map_or(Value::Null, Value::Bool)
                 }
                 _ => Value::Null,
             })
@@ -372,18 +614,63 @@ fn apply(
     }
 }
 
+/// A precompiled `fractional`: the variant is borrowed from the rule.
+fn split_eval<'a>(split: &'a Split, scope: &Scope<'a, '_>) -> Out<'a> {
+    let by = match &split.by {
+        Some(e) => eval(e, scope)?,
+        None => Cow::Owned(Value::Null),
+    };
+    let key = scope.context.get("targetingKey");
+    let found = match (by.as_ref(), key) {
+        (Value::String(v), _) => fractional::bucket(v, &split.weights),
+        (Value::Null, Some(Value::String(k))) if !k.is_empty() => {
+            fractional::bucket_of(scope.flag_key, k, &split.weights)
+        }
+        (Value::Array(_), _) => return fractional_op(&split.args, scope, None),
+        _ => return owned(Value::Null),
+    };
+    let picked = found.map(|(_, i)| &split.variants[i]);
+    if scope.trace.on() {
+        let value = match (by.as_ref(), key) {
+            (Value::String(v), _) => v.clone(),
+            (_, Some(Value::String(k))) => format!("{}{k}", scope.flag_key),
+            _ => String::new(),
+        };
+        scope.trace.push(Step::Fractional {
+            at: split.at.clone(),
+            value,
+            bucket: found.map_or(0, |(point, _)| point),
+            weights: split
+                .variants
+                .iter()
+                .cloned()
+                .zip(split.weights.iter().copied())
+                .collect(),
+            picked: picked.cloned().unwrap_or(Value::Null),
+        });
+    }
+    Ok(picked.map_or(Cow::Owned(Value::Null), Cow::Borrowed))
+}
+
+/// What `sem_ver` reads as a version: a string, a number as Go writes it, a
+/// boolean's name.
+fn version_text(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+        Value::Number(n) => Some(Cow::Owned(number_text(n))),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        _ => None,
+    }
+}
+
 /// flagd's `fractional`: the bucketing value (a string first argument, else
 /// flag key + `targetingKey`), then `[variant, weight?]` entries.
-fn fractional_op(
-    args: &[Expr],
-    scope: &Scope<'_>,
-    traced: Option<&String>,
-) -> Result<Value, EvalError> {
-    let mut vals: Vec<Value> = args
+fn fractional_op<'a>(args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&String>) -> Out<'a> {
+    let mut vals: Vec<Cow<'a, Value>> = args
         .iter()
         .map(|a| eval(a, scope))
         .collect::<Result<_, _>>()?;
-    let value = match vals.first() {
+    let value = match vals.first().map(AsRef::as_ref) {
         Some(Value::String(s)) => {
             let s = s.clone();
             vals.remove(0);
@@ -393,43 +680,40 @@ fn fractional_op(
             if matches!(first, Some(Value::Null)) {
                 vals.remove(0);
             }
-            match scope.data.get("targetingKey") {
+            match scope.context.get("targetingKey") {
                 Some(Value::String(k)) if !k.is_empty() => format!("{}{k}", scope.flag_key),
-                _ => return Ok(Value::Null),
+                _ => return owned(Value::Null),
             }
         }
     };
-    let mut variants = Vec::with_capacity(vals.len());
+    // The entries, checked and summed without copying them.
     let mut weights = Vec::with_capacity(vals.len());
     let mut total: u64 = 0;
     for entry in &vals {
-        let Value::Array(e) = entry else {
-            return Ok(Value::Null);
+        let Value::Array(e) = entry.as_ref() else {
+            return owned(Value::Null);
         };
-        let variant = match e.first() {
-            Some(v @ (Value::String(_) | Value::Bool(_) | Value::Number(_) | Value::Null)) => v,
-            _ => return Ok(Value::Null),
-        };
-        let weight = match e.get(1) {
-            None | Some(Value::Null) => 1,
-            // flagd reads a weight as a float64 and truncates it.
-            Some(Value::Number(n)) => match n.as_f64() {
-                Some(w) if w > f64::from(i32::MAX) => return Ok(Value::Null),
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                Some(w) => w.max(0.0) as u32,
-                None => return Ok(Value::Null),
-            },
-            Some(_) => return Ok(Value::Null),
+        if !matches!(
+            e.first(),
+            Some(Value::String(_) | Value::Bool(_) | Value::Number(_) | Value::Null)
+        ) {
+            return owned(Value::Null);
+        }
+        let Some(weight) = weight(e.get(1)) else {
+            return owned(Value::Null);
         };
         total += u64::from(weight);
         if total > i32::MAX as u64 {
-            return Ok(Value::Null);
+            return owned(Value::Null);
         }
-        variants.push(variant.clone());
         weights.push(weight);
     }
+    let variant = |i: usize| match vals[i].as_ref() {
+        Value::Array(e) => e[0].clone(),
+        _ => Value::Null,
+    };
     let (point, picked) = match fractional::bucket(&value, &weights) {
-        Some((point, i)) => (point, variants[i].clone()),
+        Some((point, i)) => (point, variant(i)),
         None => (0, Value::Null),
     };
     if let Some(at) = traced {
@@ -437,11 +721,11 @@ fn fractional_op(
             at: at.clone(),
             value,
             bucket: point,
-            weights: variants.into_iter().zip(weights).collect(),
+            weights: (0..weights.len()).map(variant).zip(weights).collect(),
             picked: picked.clone(),
         });
     }
-    Ok(picked)
+    owned(picked)
 }
 
 /// JsonLogic truthiness as flagd's library has it: `{}` and `[]` are falsy.
@@ -506,17 +790,6 @@ pub fn number_text(n: &serde_json::Number) -> String {
     }
 }
 
-/// The context with flagd's enrichment: `$flagd.flagKey` and
-/// `$flagd.timestamp` (Unix seconds), replacing any the caller sent.
-pub fn enrich(context: &Map<String, Value>, flag_key: &str, now_s: i64) -> Value {
-    let mut data = context.clone();
-    data.insert(
-        "$flagd".into(),
-        serde_json::json!({ "flagKey": flag_key, "timestamp": now_s }),
-    );
-    Value::Object(data)
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -528,15 +801,17 @@ mod tests {
         let Value::Object(ctx) = context else {
             panic!("an object")
         };
-        let data = enrich(&ctx, flag_key, 1_700_000_000);
         eval(
             &e,
             &Scope {
                 flag_key,
-                data: &data,
+                context: &ctx,
+                tenant: None,
+                now_s: 1_700_000_000,
                 trace: &Trace::default(),
             },
         )
+        .map(Cow::into_owned)
     }
 
     #[test]
