@@ -90,7 +90,8 @@ impl App {
         let start_revision = state.revision;
         let flag_state = Arc::new(Flags::new(
             state,
-            EnvOverrides::new(&config.flags.flag_overrides),
+            EnvOverrides::new(&config.flags.flag_overrides)
+                .with_context_values(config.flags.context_values.clone().into_iter().collect()),
             config.watch.watch_queue,
         ));
         let generation = Tenants::stored_generation(&store).await?;

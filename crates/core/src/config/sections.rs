@@ -7,8 +7,8 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 use super::{
     ConfigError,
     settings::{
-        file_only, list, log_format, number, optional_number, optional_secret, optional_text,
-        sampler, settings, switch, text, tokens, traces_exporter, track,
+        file_only, json_object, list, log_format, number, optional_number, optional_secret,
+        optional_text, sampler, settings, switch, text, tokens, traces_exporter, track,
     },
     types::{
         LogFormat, Sampler, Secret, SloConfig, TokenConfig, TracesExporter, Track, default_slos,
@@ -541,6 +541,11 @@ settings! {
         /// emergency overrides of flag values, source `env`. Read from every
         /// variable of that prefix ([`super::Config::load`]).
         flag_overrides: BTreeMap<String, String> = BTreeMap::new(), env [], file_only;
+        /// `SWITCHYARD_CONTEXT_VALUES`: attributes added to every evaluation
+        /// context, over the caller's (flagd's `--context-value`), and sent
+        /// to in-process providers in `sync_context`: a JSON object (a table
+        /// in the file).
+        context_values: BTreeMap<String, serde_json::Value> = BTreeMap::new(), env ["SWITCHYARD_CONTEXT_VALUES"], json_object;
     }
 }
 

@@ -138,6 +138,21 @@ pub(super) fn text(_: &str, v: &str) -> Result<String, ConfigError> {
     Ok(v.to_owned())
 }
 
+/// A JSON object (empty text: none).
+pub(super) fn json_object(
+    name: &str,
+    v: &str,
+) -> Result<std::collections::BTreeMap<String, serde_json::Value>, ConfigError> {
+    if v.trim().is_empty() {
+        return Ok(Default::default());
+    }
+    match serde_json::from_str(v) {
+        Ok(serde_json::Value::Object(m)) => Ok(m.into_iter().collect()),
+        Ok(_) => Err(ConfigError::new(name, "must be a JSON object")),
+        Err(e) => Err(ConfigError::new(name, format!("is not JSON: {e}"))),
+    }
+}
+
 /// Text, or unset when empty.
 pub(super) fn optional_text(_: &str, v: &str) -> Result<Option<String>, ConfigError> {
     Ok((!v.is_empty()).then(|| v.to_owned()))

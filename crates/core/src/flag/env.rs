@@ -1,9 +1,12 @@
 //! The replica-local `env` overrides (`SWITCHYARD_FLAG_<KEY>`): emergency
 //! values above everything else, read once at start.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{FlagDef, FlagType};
 
@@ -22,9 +25,10 @@ pub fn env_name(key: &str) -> String {
     s
 }
 
-/// The replica-local `env` overrides.
+/// What this replica alone sets: the `env` overrides of flag values, and
+/// the static context values added to every evaluation context.
 #[derive(Debug, Clone, Default)]
-pub struct EnvOverrides(HashMap<String, Value>);
+pub struct EnvOverrides(HashMap<String, Value>, Map<String, Value>);
 
 impl EnvOverrides {
     /// Builds the overrides from `SWITCHYARD_FLAG_*` variables (full names).
@@ -38,7 +42,31 @@ impl EnvOverrides {
                     (k.clone(), value)
                 })
                 .collect(),
+            Map::new(),
         )
+    }
+
+    /// The same, with `values` added to every evaluation context over the
+    /// caller's (`context_values`, flagd's `--context-value`).
+    pub fn with_context_values(mut self, values: Map<String, Value>) -> EnvOverrides {
+        self.1 = values;
+        self
+    }
+
+    /// The static context values.
+    pub fn context_values(&self) -> &Map<String, Value> {
+        &self.1
+    }
+
+    /// `context` with the static context values over it (borrowed when
+    /// there are none).
+    pub fn context<'c>(&self, context: &'c Map<String, Value>) -> Cow<'c, Map<String, Value>> {
+        if self.1.is_empty() {
+            return Cow::Borrowed(context);
+        }
+        let mut m = context.clone();
+        m.extend(self.1.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Cow::Owned(m)
     }
 
     /// A digest of every override, in name order: replicas with the same
@@ -54,6 +82,8 @@ impl EnvOverrides {
             h.update(self.0[n].to_string().as_bytes());
             h.update(b"\0");
         }
+        // Answers depend on the static context values too.
+        h.update(Value::Object(self.1.clone()).to_string().as_bytes());
         h.finalize().into()
     }
 

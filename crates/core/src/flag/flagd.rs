@@ -65,27 +65,16 @@ pub fn view_flag(env: &EnvOverrides, def: &FlagDef, tenant_value: Option<&Value>
 }
 
 /// The flagd JSON flag configuration of a view (flagd-schemas'
-/// `json/flags.json`), which in-process providers evaluate themselves; the
-/// flag-set `metadata` has `flagSetId` (the tenant, if any) and `revision`
-/// (providers merge it into every flag's; a revision per flag would make
-/// every flag look changed at every change). Only the keys flagd's schema
-/// allows are written (the Python provider refuses a configuration with any
-/// other).
-pub fn flagd_configuration(
-    flags: Vec<(String, Value)>,
-    revision: i64,
-    tenant: Option<&str>,
-) -> String {
+/// `json/flags.json`), which in-process providers evaluate themselves. It
+/// has no flag-set `metadata`: providers merge that into every flag's
+/// (a flag without metadata must answer none); the tenant travels in
+/// `sync_context`. Only the keys flagd's schema allows are written (the
+/// Python provider refuses a configuration with any other).
+pub fn flagd_configuration(flags: Vec<(String, Value)>) -> String {
     let flags: Map<String, Value> = flags.into_iter().collect();
-    let mut metadata = Map::new();
-    if let Some(t) = tenant {
-        metadata.insert("flagSetId".into(), Value::String(t.to_owned()));
-    }
-    metadata.insert("revision".into(), json!(revision));
     json!({
         "$schema": "https://flagd.dev/schema/v0/flags.json",
         "flags": flags,
-        "metadata": metadata,
     })
     .to_string()
 }
@@ -112,12 +101,9 @@ mod tests {
             view_flag(&none, &list, None)["variants"]["default"],
             json!({"items": ["a"]})
         );
-        let c: Value = serde_json::from_str(&flagd_configuration(
-            vec![("n".into(), json!({}))],
-            7,
-            Some("a"),
-        ))
-        .unwrap();
-        assert_eq!(c["metadata"], json!({"flagSetId": "a", "revision": 7}));
+        // No flag-set metadata: providers would merge it into every flag's.
+        let c: Value =
+            serde_json::from_str(&flagd_configuration(vec![("n".into(), json!({}))])).unwrap();
+        assert_eq!(c.get("metadata"), None);
     }
 }

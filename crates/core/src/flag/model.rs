@@ -386,7 +386,8 @@ impl From<FlagType> for ValueType {
 
 /// Returns `def`'s effective value for `tenant` (whose override is
 /// `tenant_value`) in the default evaluation context: the tenant's id and
-/// nothing else, so a rule on the targeting key gives its default.
+/// the static context values, so a rule on the targeting key gives its
+/// default.
 pub fn effective(
     env: &EnvOverrides,
     def: &FlagDef,
@@ -398,7 +399,7 @@ pub fn effective(
         def,
         tenant,
         tenant_value,
-        &Map::new(),
+        &env.context(&Map::new()),
         super::resolve::now_s(),
         None,
     );

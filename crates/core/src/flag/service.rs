@@ -660,6 +660,20 @@ impl FlagService {
         (all, revision)
     }
 
+    /// What in-process providers add to every evaluation context of an
+    /// audience's view (flagd's `sync_context`): the static context values
+    /// and the tenant's id, as the server's own evaluations have them.
+    pub fn sync_context(&self, audience: &Audience) -> Map<String, Value> {
+        let mut m = self.flags.env().context_values().clone();
+        if let Some(t) = audience.tenant() {
+            m.insert(
+                super::resolve::TENANT_ATTRIBUTE.into(),
+                Value::String(t.to_owned()),
+            );
+        }
+        m
+    }
+
     /// An audience's view as flagd's flag configuration holds it (see
     /// [`super::flagd::view_flag`]), with the tag of the view.
     pub fn flagd_view(&self, audience: &Audience) -> (Vec<(String, Value)>, ViewTag) {

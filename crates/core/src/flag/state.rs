@@ -225,6 +225,14 @@ impl Flags {
         }
     }
 
+    /// `context` with the static context values over it.
+    fn merged<'c>(
+        &self,
+        context: &'c serde_json::Map<String, Value>,
+    ) -> std::borrow::Cow<'c, serde_json::Map<String, Value>> {
+        self.env.context(context)
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, FlagState> {
         self.state
             .read()
@@ -354,12 +362,13 @@ impl Flags {
             .and_then(|o| o.get(key))
             .map(|(v, _)| v);
         let mut explanation = Vec::new();
+        let context = self.merged(context);
         let resolution = resolve(
             &self.env,
             def,
             tenant,
             over,
-            context,
+            &context,
             now_s(),
             explain.then_some(&mut explanation),
         );
@@ -391,6 +400,8 @@ impl Flags {
         let state = self.read();
         let overrides = tenant.and_then(|t| state.overrides.get(t));
         let now = now_s();
+        let context = self.merged(context);
+        let context = context.as_ref();
         let all = state
             .flags
             .values()

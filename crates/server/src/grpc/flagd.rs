@@ -347,13 +347,11 @@ impl Flagd {
         }
         let (flags, tag) = self.flags.flagd_view(audience);
         let revision = tag.revision;
-        let configuration = openfeature::flagd_configuration(flags, revision, audience.tenant());
+        let configuration = openfeature::flagd_configuration(flags);
         self.fits(configuration.len(), audience)?;
         let response = sync::SyncFlagsResponse {
             flag_configuration: configuration,
-            sync_context: audience
-                .tenant()
-                .map(|t| fields(&json!({ openfeature::TENANT_ATTRIBUTE: t }))),
+            sync_context: Some(fields(&Value::Object(self.flags.sync_context(audience)))),
         };
         let c = Arc::new(Configuration {
             encoded: Bytes::from(prost::Message::encode_to_vec(&response)),
@@ -370,9 +368,8 @@ impl Flagd {
         selector_field: &str,
     ) -> Result<String, Status> {
         let (audience, _) = self.audience(req, None, selector_field).await?;
-        let (flags, tag) = self.flags.flagd_view(&audience);
-        let configuration =
-            openfeature::flagd_configuration(flags, tag.revision, audience.tenant());
+        let (flags, _) = self.flags.flagd_view(&audience);
+        let configuration = openfeature::flagd_configuration(flags);
         self.fits(configuration.len(), &audience)?;
         Ok(configuration)
     }
@@ -671,12 +668,10 @@ impl sync::flag_sync_service_server::FlagSyncService for Flagd {
         req: Request<sync::GetMetadataRequest>,
     ) -> Result<Response<sync::GetMetadataResponse>, Status> {
         let (audience, _) = self.audience(&req, None, "").await?;
-        let mut m = json!({"revision": self.flags.view_tag(&audience).revision});
-        if let Some(t) = audience.tenant() {
-            m[openfeature::TENANT_ATTRIBUTE] = json!(t);
-        }
+        // As flagd: the sync context (the static context values, here with
+        // the tenant's id too).
         Ok(Response::new(sync::GetMetadataResponse {
-            metadata: Some(fields(&m)),
+            metadata: Some(fields(&Value::Object(self.flags.sync_context(&audience)))),
         }))
     }
 }
