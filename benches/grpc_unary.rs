@@ -11,13 +11,14 @@
 //! call (user + system, from `/proc`; steadier than throughput on a machine
 //! the client shares), and the ratio of each call's throughput to health's.
 //!
-//! Calls: `ResolveTenant` (half exact, half suffix matches) and `EvaluateFlag`
-//! (by tenant id).
+//! Calls: `ResolveTenant` (half exact, half suffix matches), `EvaluateFlag`
+//! (by tenant id) and `EvaluateFlag` of a flag whose rule has five clauses
+//! and a `fractional` split, in a context of five attributes (`targeted`).
 //!
 //! `cargo bench --bench grpc_unary [-- SECONDS_PER_ROUND]` (`GRPC_UNARY_ROUNDS`,
 //! default 2: how many interleaved rounds of each call).
 //!
-//! `GRPC_UNARY_ONLY=health|resolve|evaluate` runs one round of that call alone,
+//! `GRPC_UNARY_ONLY=health|resolve|evaluate|targeted` runs one round of that call alone,
 //! without warm-up, and prints how many calls it made (`idle`: no calls, the
 //! same time): for a profiler around
 //! the server (`scripts/unary-cost.sh` counts its instructions and
@@ -40,6 +41,38 @@ enum Call {
     Health,
     Resolve,
     Evaluate,
+    Targeted,
+}
+
+const ALL: [Call; 4] = [Call::Health, Call::Resolve, Call::Evaluate, Call::Targeted];
+
+/// The rule of the `targeted` flag: five clauses, then a split.
+fn rule() -> serde_json::Value {
+    serde_json::json!({"if": [
+        {"and": [
+            {"==": [{"var": "country"}, "NO"]},
+            {"in": [{"var": "plan"}, ["pro", "enterprise"]]},
+            {"ends_with": [{"var": "email"}, "@example.com"]},
+            {"sem_ver": [{"var": "version"}, ">", "1.9.9"]},
+            {"in": [{"var": "tenantId"}, ["t1", "t2", "t3"]]}
+        ]},
+        {"fractional": [["on", 50], ["off", 50]]},
+        "off"
+    ]})
+}
+
+fn targeted_request(i: usize) -> EvaluateFlagRequest {
+    let context = serde_json::json!({"targetingKey": format!("user-{i}"), "country": "NO",
+        "plan": "pro", "email": format!("u{i}@example.com"), "version": "2.1.0"});
+    EvaluateFlagRequest {
+        flag_key: "targeted".into(),
+        target: Some(evaluate_flag_request::Target::TenantId(format!(
+            "t{}",
+            1 + i % 3
+        ))),
+        context: Some(switchyard::grpc::flag::to_struct(&context)),
+        explain: false,
+    }
 }
 
 async fn one(call: Call, ch: Client, i: usize) -> bool {
@@ -72,6 +105,7 @@ async fn one(call: Call, ch: Client, i: usize) -> bool {
             })
             .await
             .is_ok(),
+        Call::Targeted => ch.flags().evaluate_flag(targeted_request(i)).await.is_ok(),
     }
 }
 
@@ -132,6 +166,16 @@ async fn main() {
         vec![format!("t{i}.example"), format!("*.t{i}.example")]
     })
     .await;
+    let file = serde_json::json!({"flags": {"targeted": {"state": "ENABLED",
+        "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": rule()}}});
+    channels[0]
+        .flags()
+        .import_flags(switchyard::api::v1::ImportFlagsRequest {
+            configuration: Some(switchyard::grpc::flag::to_struct(&file)),
+            ..Default::default()
+        })
+        .await
+        .expect("the targeted flag is imported");
     if let Ok(only) = std::env::var("GRPC_UNARY_ONLY") {
         if only == "idle" {
             // What the server does in that time without calls (its timers).
@@ -144,7 +188,8 @@ async fn main() {
             "health" => Call::Health,
             "resolve" => Call::Resolve,
             "evaluate" => Call::Evaluate,
-            other => panic!("GRPC_UNARY_ONLY={other}: health, resolve or evaluate"),
+            "targeted" => Call::Targeted,
+            other => panic!("GRPC_UNARY_ONLY={other}: health, resolve, evaluate or targeted"),
         };
         let r = round(call, &channels, secs, &pid).await;
         println!("{only}: {} calls in {secs} s", r.latencies.len());
@@ -152,7 +197,7 @@ async fn main() {
         return;
     }
     // Warm-up.
-    for call in [Call::Health, Call::Resolve, Call::Evaluate] {
+    for call in ALL {
         round(call, &channels, 1, &pid).await;
     }
 
@@ -162,7 +207,7 @@ async fn main() {
         .unwrap_or(2);
     let mut results: Vec<Round> = Vec::new();
     for _ in 0..rounds {
-        for call in [Call::Health, Call::Resolve, Call::Evaluate] {
+        for call in ALL {
             results.push(round(call, &channels, secs, &pid).await);
         }
     }
@@ -200,6 +245,12 @@ async fn main() {
         "switchyard.v1.FlagService/EvaluateFlag:    {e_rate:>6.0} calls/s, p50 {e50:.2} ms, p99 {e99:.2} ms, server CPU {e_cpu:.1} µs/call (10 flags, {TENANTS} tenants with overrides); {:.2} of health's throughput, {:+.1} µs/call",
         e_rate / h_rate,
         e_cpu - h_cpu
+    );
+    let (t_rate, t50, t99, t_cpu) = summary(Call::Targeted);
+    println!(
+        "EvaluateFlag, five clauses + fractional:   {t_rate:>6.0} calls/s, p50 {t50:.2} ms, p99 {t99:.2} ms, server CPU {t_cpu:.1} µs/call (a context of five attributes); {:.2} of health's throughput (goal >= 0.85), {:+.1} µs/call",
+        t_rate / h_rate,
+        t_cpu - h_cpu
     );
     stop(server);
 }

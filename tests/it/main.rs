@@ -61,6 +61,7 @@ mod observability {
 
 /// OpenFeature's protocols with OpenFeature's own providers.
 mod openfeature {
+    mod differential;
     mod flagd;
     mod ofrep;
 }

@@ -243,13 +243,14 @@ fn split(args: &[Expr], at: &str) -> Option<Split> {
     })
 }
 
-/// An entry's weight as flagd reads it (a float64, truncated; none is 1,
-/// negative is 0); `None` when flagd gives up on the rule.
+/// An entry's weight as flagd reads it (an integer; none is 1, negative is
+/// 0); `None` when flagd gives up on the rule (a fraction, too large).
 fn weight(w: Option<&Value>) -> Option<u32> {
     match w {
         None | Some(Value::Null) => Some(1),
+        // flagd (since its #1909): weights must be integers.
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(w) if w > f64::from(i32::MAX) => None,
+            Some(w) if w.fract() != 0.0 || w > f64::from(i32::MAX) => None,
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             Some(w) => Some(w.max(0.0) as u32),
             None => None,
@@ -543,15 +544,18 @@ fn apply<'a>(op: Op, args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&St
         Op::StrictEq => boolean(strict_eq(&*arg(0)?, &*arg(1)?)),
         Op::StrictNe => boolean(!strict_eq(&*arg(0)?, &*arg(1)?)),
         Op::Lt | Op::Le | Op::Gt | Op::Ge => {
-            // `{"<": [a, b, c]}` is a < b < c (between).
-            let mut prev: Option<Cow<'a, Value>> = None;
+            // `{"<": [a, b, c]}` is a < b < c (between); fewer than two
+            // operands is false, more than three are not read (as flagd's
+            // library does).
+            if args.len() < 2 {
+                return boolean(false);
+            }
+            let mut prev = eval(&args[0], scope)?;
             let mut all = true;
-            for a in args {
+            for a in &args[1..args.len().min(3)] {
                 let v = eval(a, scope)?;
-                if let Some(p) = &prev {
-                    all &= compare(op, p, &v);
-                }
-                prev = Some(v);
+                all &= compare(op, &prev, &v);
+                prev = v;
             }
             boolean(all)
         }
@@ -564,7 +568,7 @@ fn apply<'a>(op: Op, args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&St
                         "in: a string is searched for a string only".into(),
                     ));
                 }
-                (n, Value::Array(items)) => items.iter().any(|i| loose_eq(n, i)),
+                (n, Value::Array(items)) => in_array(n, items)?,
                 _ => false,
             })
         }
@@ -728,6 +732,50 @@ fn fractional_op<'a>(args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&St
     owned(picked)
 }
 
+/// `in` over an array as flagd's library has it: an element that is an
+/// array `[low, high]` is a range the needle falls in (inclusive); a number
+/// equals an element read as a number (a string parsed, else 0); anything
+/// else equals an element of the same type and value. What the library
+/// cannot read as a number fails the rule.
+fn in_array(needle: &Value, items: &[Value]) -> Result<bool, EvalError> {
+    for element in items {
+        if let Value::Array(range) = element {
+            let (Some(low), Some(high)) = (range.first(), range.get(1)) else {
+                return Err(EvalError("in: a range is [low, high]".into()));
+            };
+            let v = typed_number(needle)?;
+            if v >= typed_number(low)? && typed_number(high)? >= v {
+                return Ok(true);
+            }
+            continue;
+        }
+        match needle {
+            Value::Number(n) => {
+                if Some(typed_number(element)?) == n.as_f64() {
+                    return Ok(true);
+                }
+            }
+            Value::Array(_) | Value::Object(_) => {}
+            scalar => {
+                if element == scalar {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// A value as flagd's library reads a number for `in`: a number, a string
+/// parsed (0 when it is not a number); anything else fails the rule.
+fn typed_number(v: &Value) -> Result<f64, EvalError> {
+    match v {
+        Value::Number(n) => Ok(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => Ok(s.parse().unwrap_or(0.0)),
+        other => Err(EvalError(format!("in: {other} is not a number"))),
+    }
+}
+
 /// JsonLogic truthiness as flagd's library has it: `{}` and `[]` are falsy.
 pub fn truthy(v: &Value) -> bool {
     match v {
@@ -747,8 +795,10 @@ fn number(v: &Value) -> f64 {
         Value::Null => 0.0,
         Value::Bool(b) => f64::from(u8::from(*b)),
         Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        // Only blank text is 0; otherwise the text as written (" 1 " is not
+        // a number).
         Value::String(s) if s.trim().is_empty() => 0.0,
-        Value::String(s) => s.trim().parse().unwrap_or(f64::NAN),
+        Value::String(s) => s.parse().unwrap_or(f64::NAN),
         Value::Array(_) | Value::Object(_) => f64::NAN,
     }
 }
@@ -766,19 +816,22 @@ fn strict_eq(a: &Value, b: &Value) -> bool {
     std::mem::discriminant(a) == std::mem::discriminant(b) && loose_eq(a, b)
 }
 
+/// `<`, `<=`, `>`, `>=` as flagd's library has them: two strings compare as
+/// strings, anything else as numbers; `<=` and `>=` are "less, or equal"
+/// with equality's rule that null equals only null (so `null >= 0` is false
+/// while `null < 1` is true).
 fn compare(op: Op, a: &Value, b: &Value) -> bool {
-    use std::cmp::Ordering::*;
-    let ord = match (a, b) {
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-        _ => number(a).partial_cmp(&number(b)),
+    let less = |x: &Value, y: &Value| match (x, y) {
+        (Value::String(x), Value::String(y)) => x < y,
+        _ => number(x) < number(y),
     };
-    matches!(
-        (op, ord),
-        (Op::Lt, Some(Less))
-            | (Op::Le, Some(Less | Equal))
-            | (Op::Gt, Some(Greater))
-            | (Op::Ge, Some(Greater | Equal))
-    )
+    match op {
+        Op::Lt => less(a, b),
+        Op::Le => less(a, b) || loose_eq(a, b),
+        Op::Gt => less(b, a),
+        Op::Ge => less(b, a) || loose_eq(a, b),
+        _ => false,
+    }
 }
 
 /// A number as Go's `%v` writes a float64 (`1`, `1.5`).
@@ -959,5 +1012,57 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.at, "/flags/x/targeting/if/0");
         assert!(err.message.contains("nope"), "{err:?}");
+    }
+
+    /// Cases where OpenFeature's evaluators disagree and flagd's JsonLogic
+    /// library (diegoholiveira/jsonlogic v3) decides, as found by the
+    /// differential run against it.
+    #[test]
+    fn comparisons_membership_and_weights_follow_flagds_library() {
+        let t = |rule: Value, ctx: Value| run(rule, "f", ctx).unwrap();
+        // <= and >= use equality's null rule; < and > read null as 0.
+        assert_eq!(
+            t(json!({">=": [{"var": "age"}, 0]}), json!({})),
+            json!(false)
+        );
+        assert_eq!(t(json!({"<=": [null, 0]}), json!({})), json!(false));
+        assert_eq!(t(json!({"<": [{"var": "age"}, 1]}), json!({})), json!(true));
+        assert_eq!(t(json!({"<": [1]}), json!({})), json!(false));
+        assert_eq!(t(json!({"<": [1, 2, 3]}), json!({})), json!(true));
+        // Text with spaces around a number is not that number.
+        assert_eq!(
+            t(json!({"==": [{"var": "x"}, 1]}), json!({"x": " 1 "})),
+            json!(false)
+        );
+        assert_eq!(
+            t(json!({"==": [{"var": "x"}, 1]}), json!({"x": "1"})),
+            json!(true)
+        );
+        // `in`: a string needle is found only as the same string; a number
+        // equals an element read as a number; an array element is a range.
+        assert_eq!(
+            t(json!({"in": [{"var": "x"}, [1, 2]]}), json!({"x": "1"})),
+            json!(false)
+        );
+        assert_eq!(t(json!({"in": [1, ["1", "2"]]}), json!({})), json!(true));
+        assert_eq!(t(json!({"in": [true, [1]]}), json!({})), json!(false));
+        assert_eq!(t(json!({"in": [5, [[1, 10]]]}), json!({})), json!(true));
+        assert_eq!(t(json!({"in": [11, [[1, 10]]]}), json!({})), json!(false));
+        assert!(run(json!({"in": [1, [true]]}), "f", json!({})).is_err());
+        // Weights must be integers.
+        assert_eq!(
+            t(
+                json!({"fractional": [["a", 1.5], ["b", 1]]}),
+                json!({"targetingKey": "u"})
+            ),
+            Value::Null
+        );
+        assert_ne!(
+            t(
+                json!({"fractional": [["a", 1.0], ["b", 1]]}),
+                json!({"targetingKey": "u"})
+            ),
+            Value::Null
+        );
     }
 }
