@@ -122,10 +122,10 @@ python3 - rest.json <<'PY' || fail "unexpected /admin/feature-flags body: $(cat 
 import json, sys
 got = json.load(open(sys.argv[1]))
 want = [
-    {"flag": "kill-switch", "value": True, "source": "env"},
-    {"flag": "limit", "value": 20, "source": "store"},
-    {"flag": "new-ui", "value": True, "source": "tenant"},
-    {"flag": "theme", "value": "light", "source": "default"},
+    {"flag": "kill-switch", "value": True, "source": "env", "variant": "env", "targeting": False},
+    {"flag": "limit", "value": 20, "source": "store", "variant": "store", "targeting": False},
+    {"flag": "new-ui", "value": True, "source": "tenant", "variant": "tenant", "targeting": False},
+    {"flag": "theme", "value": "light", "source": "default", "variant": "default", "targeting": False},
 ]
 sys.exit(0 if got == want else 1)
 PY
