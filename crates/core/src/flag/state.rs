@@ -225,14 +225,6 @@ impl Flags {
         }
     }
 
-    /// `context` with the static context values over it.
-    fn merged<'c>(
-        &self,
-        context: &'c serde_json::Map<String, Value>,
-    ) -> std::borrow::Cow<'c, serde_json::Map<String, Value>> {
-        self.env.context(context)
-    }
-
     fn read(&self) -> std::sync::RwLockReadGuard<'_, FlagState> {
         self.state
             .read()
@@ -357,21 +349,36 @@ impl Flags {
             .flags
             .get(key)
             .ok_or_else(|| Error::not_found(format!("flag {key:?}")))?;
-        let over = tenant
-            .and_then(|t| state.overrides.get(t))
-            .and_then(|o| o.get(key))
-            .map(|(v, _)| v);
+        let context = self.env.context(context);
         let mut explanation = Vec::new();
-        let context = self.merged(context);
-        let resolution = resolve(
-            &self.env,
+        let mut e = self.evaluation(
+            &state,
             def,
             tenant,
-            over,
             &context,
             now_s(),
             explain.then_some(&mut explanation),
         );
+        e.explanation = explanation;
+        Ok(e)
+    }
+
+    /// One flag's evaluation in `state` for `tenant` (its override looked
+    /// up here) in `context` (the static context values already in it).
+    fn evaluation(
+        &self,
+        state: &FlagState,
+        def: &FlagDef,
+        tenant: Option<&str>,
+        context: &serde_json::Map<String, Value>,
+        now_s: i64,
+        trace: Option<&mut super::resolve::Explanation>,
+    ) -> Evaluation {
+        let over = tenant
+            .and_then(|t| state.overrides.get(t))
+            .and_then(|o| o.get(&def.key))
+            .map(|(v, _)| v);
+        let resolution = resolve(&self.env, def, tenant, over, context, now_s, trace);
         let mut metadata = def.metadata.clone();
         if matches!(resolution.source, ValueSource::Env | ValueSource::Tenant) {
             metadata.insert(
@@ -379,15 +386,15 @@ impl Flags {
                 Value::String(resolution.source.as_str().to_owned()),
             );
         }
-        Ok(Evaluation {
+        Evaluation {
             key: def.key.clone(),
             resolution,
             metadata,
-            overridden: state.override_count.get(key).is_some_and(|n| *n > 0),
+            overridden: state.override_count.get(&def.key).is_some_and(|n| *n > 0),
             revision: state.revision,
             tenant: None,
-            explanation,
-        })
+            explanation: Vec::new(),
+        }
     }
 
     /// Evaluates every flag for `tenant` in `context`, in key order; the
@@ -398,33 +405,12 @@ impl Flags {
         context: &serde_json::Map<String, Value>,
     ) -> (Vec<Evaluation>, i64) {
         let state = self.read();
-        let overrides = tenant.and_then(|t| state.overrides.get(t));
         let now = now_s();
-        let context = self.merged(context);
-        let context = context.as_ref();
+        let context = self.env.context(context);
         let all = state
             .flags
             .values()
-            .map(|def| {
-                let over = overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v);
-                let resolution = resolve(&self.env, def, tenant, over, context, now, None);
-                let mut metadata = def.metadata.clone();
-                if matches!(resolution.source, ValueSource::Env | ValueSource::Tenant) {
-                    metadata.insert(
-                        "source".into(),
-                        Value::String(resolution.source.as_str().to_owned()),
-                    );
-                }
-                Evaluation {
-                    key: def.key.clone(),
-                    resolution,
-                    metadata,
-                    overridden: state.override_count.get(&def.key).is_some_and(|n| *n > 0),
-                    revision: state.revision,
-                    tenant: None,
-                    explanation: Vec::new(),
-                }
-            })
+            .map(|def| self.evaluation(&state, def, tenant, &context, now, None))
             .collect();
         (all, state.revision)
     }
