@@ -16,8 +16,7 @@ use crate::{
     error::{Error, ErrorKind, Result},
 };
 
-/// The context attribute that names the tenant (admin tokens).
-pub const TENANT_ATTRIBUTE: &str = "tenantId";
+pub use super::resolve::TENANT_ATTRIBUTE;
 /// The context attribute resolved through TenantService when no tenant is
 /// named (admin tokens).
 pub const HOST_ATTRIBUTE: &str = "host";

@@ -14,8 +14,7 @@ use super::{
     targeting::logic::{self, Scope, Trace},
 };
 
-/// The context attribute rules read the tenant from.
-pub const TENANT_ATTRIBUTE: &str = "tenantId";
+pub use super::targeting::logic::TENANT_ATTRIBUTE;
 
 /// OpenFeature's reason for an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

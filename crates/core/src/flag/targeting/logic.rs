@@ -77,7 +77,7 @@ impl Path {
         let mut parts = parts.into_iter();
         let root = match parts.next() {
             None => Root::Whole,
-            Some(p) if p == TENANT => Root::Tenant,
+            Some(p) if p == TENANT_ATTRIBUTE => Root::Tenant,
             Some(p) if p == "$flagd" => Root::Flagd,
             Some(p) => Root::Context(p),
         };
@@ -441,14 +441,14 @@ fn lookup<'a>(path: &'a Path, scope: &Scope<'a, '_>) -> Option<Cow<'a, Value>> {
             // The whole data: made only when a rule asks for it.
             let mut data = scope.context.clone();
             if let Some(t) = scope.tenant {
-                data.insert(TENANT.into(), Value::String(t.to_owned()));
+                data.insert(TENANT_ATTRIBUTE.into(), Value::String(t.to_owned()));
             }
             data.insert("$flagd".into(), flagd(scope));
             return Some(Cow::Owned(Value::Object(data)));
         }
         Root::Tenant => match scope.tenant {
             Some(t) => Cow::Owned(Value::String(t.to_owned())),
-            None => Cow::Borrowed(scope.context.get(TENANT)?),
+            None => Cow::Borrowed(scope.context.get(TENANT_ATTRIBUTE)?),
         },
         Root::Flagd => match rest {
             [k] if k == "flagKey" => {
@@ -487,8 +487,10 @@ fn step<'v>(at: &'v Value, part: &str) -> Option<&'v Value> {
     }
 }
 
-/// The context attribute the tenant is read from.
-const TENANT: &str = "tenantId";
+/// The context attribute that names the tenant: rules read the tenant
+/// evaluated for from it, and an admin's OpenFeature context names the
+/// tenant with it.
+pub const TENANT_ATTRIBUTE: &str = "tenantId";
 
 fn flagd(scope: &Scope<'_, '_>) -> Value {
     serde_json::json!({ "flagKey": scope.flag_key, "timestamp": scope.now_s })
