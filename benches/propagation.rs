@@ -32,6 +32,7 @@ fn subscribe(ch: Client, tx: mpsc::UnboundedSender<(i64, i64)>) {
             .watch_flags(WatchFlagsRequest {
                 tenant_id: String::new(),
                 since_revision: 0,
+                ..Default::default()
             })
             .await
             .expect("watch")

@@ -76,6 +76,7 @@ async fn main() {
                 .watch_flags(WatchFlagsRequest {
                     tenant_id: String::new(),
                     since_revision: 0,
+                    ..Default::default()
                 })
                 .await
                 .expect("watch")

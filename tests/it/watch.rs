@@ -30,6 +30,7 @@ pub async fn watch(
         .watch_flags(WatchFlagsRequest {
             tenant_id: tenant.into(),
             since_revision: since,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -113,6 +114,7 @@ async fn a_watch_starts_with_a_snapshot_then_sees_only_its_tenants_changes(backe
         .watch_flags(WatchFlagsRequest {
             tenant_id: "b".into(),
             since_revision: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -123,6 +125,7 @@ async fn a_watch_starts_with_a_snapshot_then_sees_only_its_tenants_changes(backe
         .watch_flags(WatchFlagsRequest {
             tenant_id: "a".into(),
             since_revision: -1,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -133,6 +136,7 @@ async fn a_watch_starts_with_a_snapshot_then_sees_only_its_tenants_changes(backe
         .watch_flags(WatchFlagsRequest {
             tenant_id: "a".into(),
             since_revision: 1_000_000,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -256,6 +260,7 @@ async fn a_subscriber_that_stops_reading_gets_a_snapshot_instead_of_a_backlog(ba
         .watch_flags(WatchFlagsRequest {
             tenant_id: "a".into(),
             since_revision: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -600,6 +605,7 @@ async fn a_replica_serves_at_most_max_watchers_streams() {
             .watch_flags(WatchFlagsRequest {
                 tenant_id: String::new(),
                 since_revision: 0,
+                ..Default::default()
             })
             .await
             .map(tonic::Response::into_inner)

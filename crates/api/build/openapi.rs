@@ -455,13 +455,11 @@ impl Generator {
         let output = rpc.output();
         let mut ok = Map::new();
         if rpc.is_server_streaming() {
+            // One component per streaming method, whichever of its bindings
+            // comes first.
             let line = format!("{}StreamLine", rpc.name());
-            if self.schemas.contains_key(&line) {
-                return Err(format!("component {line} is defined twice"));
-            }
             let message = self.message_ref(&output);
-            self.schemas.insert(
-                line.clone(),
+            self.schemas.entry(line.clone()).or_insert_with(|| {
                 json!({
                     "type": "object",
                     "description": format!(
@@ -474,8 +472,8 @@ impl Generator {
                         "error": {"$ref": format!("#/components/schemas/{STATUS}")},
                     },
                     "additionalProperties": false,
-                }),
-            );
+                })
+            });
             ok.insert(
                 "description".into(),
                 json!(format!(

@@ -3,7 +3,8 @@
 //! the tenant's override and the replica's `env` override, one answer on
 //! every protocol (EvaluateFlag, OFREP, flagd RPC), invalid definitions
 //! refused with their place and nothing written, and definitions that
-//! survive a restart and round-trip through `flags import` / `flags export`.
+//! survive a restart and round-trip through `flags import` / `flags export`,
+//! and a watch that passes a context and follows its own values.
 
 use crate::common::*;
 use serde_json::{Value as Json, json};
@@ -24,6 +25,7 @@ on_both_backends!(
     one_context_gets_one_answer_on_every_protocol,
     invalid_definitions_are_refused_with_their_place_and_write_nothing,
     definitions_survive_a_restart_and_round_trip_through_the_cli,
+    a_watch_with_a_context_gets_its_values_and_only_their_changes,
 );
 
 /// The flags every test starts from, in flagd's file format.
@@ -236,20 +238,6 @@ async fn rules_pick_variants_from_the_context_under_overrides(backend: Backend) 
         listed.contains(&("retired".into(), false, Json::Null)),
         "{listed:?}"
     );
-}
-
-async fn set_override(server: &TestServer, tenant: &str, key: &str, value: pbjson_types::Value) {
-    server
-        .flags(ADMIN)
-        .await
-        .set_tenant_override(switchyard::api::v1::SetTenantOverrideRequest {
-            tenant_id: tenant.into(),
-            flag_key: key.into(),
-            value: Some(value),
-            expected_revision: 0,
-        })
-        .await
-        .unwrap();
 }
 
 async fn one_context_gets_one_answer_on_every_protocol(backend: Backend) {
@@ -558,4 +546,202 @@ async fn definitions_survive_a_restart_and_round_trip_through_the_cli(backend: B
         .unwrap();
     let listed = http(&server, "GET", "/admin/feature-flags", Some(ADMIN), None).await;
     assert_eq!(listed.json().as_array().unwrap().len(), 1);
+}
+
+/// WatchFlags for tenant `a` in `context` (none: the default context).
+async fn watch_in(
+    server: &TestServer,
+    context: Option<Json>,
+    since: i64,
+) -> tonic::Streaming<switchyard::api::v1::WatchFlagsResponse> {
+    server
+        .flags(ADMIN)
+        .await
+        .watch_flags(switchyard::api::v1::WatchFlagsRequest {
+            tenant_id: "a".into(),
+            since_revision: since,
+            context: context.as_ref().map(to_struct),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A watch event as (type, flag, value, variant, source, revision).
+fn event(
+    ev: &switchyard::api::v1::WatchFlagsResponse,
+) -> (String, String, Json, String, String, i64) {
+    let f = ev.flag.clone().unwrap_or_default();
+    (
+        ev.r#type().as_str_name().to_owned(),
+        f.flag,
+        f.value.as_ref().map(from_proto).unwrap_or(Json::Null),
+        f.variant,
+        f.source,
+        ev.revision,
+    )
+}
+
+fn from_proto(v: &pbjson_types::Value) -> Json {
+    switchyard::server::grpc::convert::from_proto("value", Some(v)).unwrap()
+}
+
+/// `checkout` with its two variants' values.
+fn checkout_with(new: &str, old: &str) -> Json {
+    let mut f = file();
+    f["flags"]["checkout"]["variants"] = json!({"new": new, "old": old});
+    f
+}
+
+async fn a_watch_with_a_context_gets_its_values_and_only_their_changes(backend: Backend) {
+    use crate::watch::next;
+    let Some((server, _db)) = server_on(backend).await else {
+        return;
+    };
+    setup_tenants(&server, &["a"]).await;
+    import(&server, &file(), false).await.unwrap();
+    let beta = json!({"email": "beta@x.example"});
+    let mut mine = watch_in(&server, Some(beta.clone()), 0).await;
+    let mut plain = watch_in(&server, None, 0).await;
+
+    // The snapshot holds what EvaluateFlag answers this context.
+    let snap = next(&mut mine).await;
+    let start = snap.revision;
+    let value_of = |ev: &switchyard::api::v1::WatchFlagsResponse, key: &str| {
+        let f = ev.flags.iter().find(|f| f.flag == key).unwrap();
+        (
+            f.value.as_ref().map(from_proto).unwrap_or(Json::Null),
+            f.variant.clone(),
+            f.source.clone(),
+        )
+    };
+    assert_eq!(
+        value_of(&snap, "checkout"),
+        (json!("v2"), "new".into(), "targeting".into())
+    );
+    assert_eq!(
+        value_of(&snap, "plan-gate"),
+        (json!(true), "on".into(), "targeting".into())
+    );
+    let e = evaluate(&server, "checkout", Some("a"), beta.clone()).await;
+    assert_eq!(answer(&e).0, json!("v2"));
+    // The default context has no email: the default variant.
+    let snap = next(&mut plain).await;
+    assert_eq!(
+        value_of(&snap, "checkout"),
+        (json!("v1"), "old".into(), "default".into())
+    );
+
+    // A change to a variant this context is not served sends it nothing;
+    // the default context's subscriber gets its new value.
+    let r1 = import(&server, &checkout_with("v2", "v1b"), false).await;
+    assert_eq!(r1.unwrap(), Vec::<String>::new());
+    let ev = event(&next(&mut plain).await);
+    assert_eq!(
+        (ev.0.as_str(), ev.1.as_str(), &ev.2),
+        ("FLAG_EVENT_TYPE_UPSERT", "checkout", &json!("v1b"))
+    );
+    // ... and a change to its own variant is its next event.
+    import(&server, &checkout_with("v3", "v1b"), false)
+        .await
+        .unwrap();
+    let ev = event(&next(&mut mine).await);
+    assert_eq!(
+        ev,
+        (
+            "FLAG_EVENT_TYPE_UPSERT".into(),
+            "checkout".into(),
+            json!("v3"),
+            "new".into(),
+            "targeting".into(),
+            ev.5
+        )
+    );
+    assert_eq!(ev.5, start + 2, "the change at {} sent nothing", start + 1);
+
+    // The tenant's override beats the rule, and clearing it restores it.
+    let over = set_override(&server, "a", "checkout", v_str("pinned")).await;
+    let ev = event(&next(&mut mine).await);
+    assert_eq!(
+        (ev.2, ev.3, ev.4, ev.5),
+        (json!("pinned"), "tenant".into(), "tenant".into(), over)
+    );
+    server
+        .flags(ADMIN)
+        .await
+        .clear_tenant_override(switchyard::api::v1::ClearTenantOverrideRequest {
+            tenant_id: "a".into(),
+            flag_key: "checkout".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ev = event(&next(&mut mine).await);
+    assert_eq!((ev.1.as_str(), ev.2), ("checkout", json!("v3")));
+
+    // A deleted flag is a DELETE.
+    let deleted = server
+        .flags(ADMIN)
+        .await
+        .delete_flag(switchyard::api::v1::DeleteFlagRequest {
+            flag_key: "ratio".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let ev = event(&next(&mut mine).await);
+    assert_eq!(
+        (ev.0.as_str(), ev.1.as_str(), ev.5),
+        ("FLAG_EVENT_TYPE_DELETE", "ratio", deleted)
+    );
+
+    // Resumed at the revision it holds, the watch goes on without a
+    // snapshot; from an earlier one, it starts with one.
+    let mut resumed = watch_in(&server, Some(beta.clone()), deleted).await;
+    let from_start = next(&mut watch_in(&server, Some(beta.clone()), start).await).await;
+    assert_eq!(
+        from_start.r#type().as_str_name(),
+        "FLAG_EVENT_TYPE_SNAPSHOT"
+    );
+    assert_eq!(
+        value_of(&from_start, "checkout"),
+        (json!("v3"), "new".into(), "targeting".into())
+    );
+    let over = set_override(&server, "a", "plan-gate", v_bool(false)).await;
+    let ev = event(&next(&mut resumed).await);
+    assert_eq!(
+        (ev.0.as_str(), ev.1.as_str(), ev.2, ev.5),
+        ("FLAG_EVENT_TYPE_UPSERT", "plan-gate", json!(false), over)
+    );
+
+    // Over REST, the request is the body of a POST.
+    let resp = http_send(
+        &server,
+        "POST",
+        "/v1/flags:watch",
+        Some(ADMIN),
+        Some((
+            "application/json",
+            json!({"tenantId": "a", "context": beta})
+                .to_string()
+                .into_bytes(),
+        )),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let mut lines = Lines::new(resp.into_body());
+    let snap = lines.next().await;
+    let checkout = snap["result"]["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["flag"] == "checkout")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&checkout["value"], &checkout["variant"]),
+        (&json!("v3"), &json!("new"))
+    );
 }

@@ -66,6 +66,7 @@ async fn subscribe(
             .watch_flags(WatchFlagsRequest {
                 tenant_id: tenant.into(),
                 since_revision: since,
+                ..Default::default()
             })
             .await;
         let Ok(stream) = stream else {

@@ -168,6 +168,7 @@ async fn admin_watch(server: &TestServer, tenant: &str) -> tonic::Streaming<Watc
         .watch_flags(WatchFlagsRequest {
             tenant_id: tenant.into(),
             since_revision: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -161,6 +161,7 @@ async fn every_call_is_counted_once_with_its_labels_and_the_exposition_passes_pr
         .watch_flags(WatchFlagsRequest {
             tenant_id: String::new(),
             since_revision: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

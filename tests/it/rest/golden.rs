@@ -231,6 +231,18 @@ fn script() -> Vec<Step> {
             None,
         ),
         case(
+            "WatchFlags_post.ok",
+            "POST",
+            "/v1/flags:watch",
+            Some(json!({"tenantId": "a", "context": {"targetingKey": "user-7", "plan": "pro"}})),
+        ),
+        case(
+            "WatchFlags_post.error",
+            "POST",
+            "/v1/flags:watch",
+            Some(json!({"tenantId": "a", "context": "user-7"})),
+        ),
+        case(
             "ClearTenantOverride.ok",
             "DELETE",
             "/v1/tenants/a/flags/banner",
@@ -367,20 +379,21 @@ async fn every_route_answers_its_golden_bodies(backend: Backend) {
     let mut error_routes = BTreeSet::new();
     let mut mismatches = Vec::new();
     for step in script() {
-        let (status, body) =
-            if step.path.starts_with("/v1/flags:watch") && step.name == Some("WatchFlags.ok") {
-                first_stream_line(&server, step.path).await
-            } else {
-                let r = http(
-                    &server,
-                    step.method,
-                    step.path,
-                    step.token.as_deref(),
-                    step.body.clone(),
-                )
-                .await;
-                (r.status, r.json())
-            };
+        let (status, body) = if step.path.starts_with("/v1/flags:watch")
+            && step.name.is_some_and(|n| n.ends_with(".ok"))
+        {
+            first_stream_line(&server, &step).await
+        } else {
+            let r = http(
+                &server,
+                step.method,
+                step.path,
+                step.token.as_deref(),
+                step.body.clone(),
+            )
+            .await;
+            (r.status, r.json())
+        };
         let Some(name) = step.name else {
             assert_eq!(status, 200, "setup {} {}: {body}", step.method, step.path);
             continue;
@@ -435,8 +448,12 @@ async fn every_route_answers_its_golden_bodies(backend: Backend) {
 }
 
 /// Opens a watch and returns its first NDJSON line.
-async fn first_stream_line(server: &TestServer, path: &str) -> (u16, Json) {
-    let resp = http_send(server, "GET", path, Some(ADMIN), None).await;
+async fn first_stream_line(server: &TestServer, step: &Step) -> (u16, Json) {
+    let body = step
+        .body
+        .as_ref()
+        .map(|b| ("application/json", b.to_string().into_bytes()));
+    let resp = http_send(server, step.method, step.path, Some(ADMIN), body).await;
     let status = resp.status().as_u16();
     (status, Lines::new(resp.into_body()).next().await)
 }

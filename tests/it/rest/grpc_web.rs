@@ -153,6 +153,7 @@ async fn text_mode_follows_the_watch_through_a_snapshot_and_an_upsert() {
     let request = WatchFlagsRequest {
         tenant_id: "a".into(),
         since_revision: 0,
+        ..Default::default()
     };
     let resp = post(
         &server,

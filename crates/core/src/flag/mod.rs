@@ -36,7 +36,7 @@ pub use limits::{
 };
 pub use model::{
     DEFAULT_VARIANT, Effective, FlagDef, FlagType, Rule, STORED_VARIANT, Status, ValueSource,
-    effective,
+    effective, effective_in,
 };
 pub use resolve::{Reason, Resolution, RuleError, resolve};
 pub use size::{ENVELOPE_BYTES, MAX_PART_BYTES, def_bound, encoded_bound, part_budget};

@@ -394,12 +394,23 @@ pub fn effective(
     tenant: Option<&str>,
     tenant_value: Option<&Value>,
 ) -> Effective {
+    effective_in(env, def, tenant, tenant_value, &env.context(&Map::new()))
+}
+
+/// [`effective`] in `context` (the static context values already in it).
+pub fn effective_in(
+    env: &EnvOverrides,
+    def: &FlagDef,
+    tenant: Option<&str>,
+    tenant_value: Option<&Value>,
+    context: &Map<String, Value>,
+) -> Effective {
     let r = resolve(
         env,
         def,
         tenant,
         tenant_value,
-        &env.context(&Map::new()),
+        context,
         super::resolve::now_s(),
         None,
     );

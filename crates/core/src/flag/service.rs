@@ -692,15 +692,20 @@ impl FlagService {
         p: &Principal,
         tenant: &str,
         since: i64,
+        context: Option<&Map<String, Value>>,
         connection: u64,
     ) -> Result<impl Stream<Item = Delivery> + Send + 'static> {
         let tenant = self.reading_tenant(p, tenant, "tenant_id").await?;
         let slot = self.watchers.acquire(p.caller())?;
+        let subscription = watch::Subscription {
+            tenant,
+            since,
+            context: context.map(|c| self.flags.env().context(c).into_owned()),
+        };
         watch::open(
             self.flags.clone(),
             &self.store,
-            tenant,
-            since,
+            subscription,
             slot,
             connection,
             self.snapshots.clone(),

@@ -12,7 +12,7 @@ use super::watch::{Fanout, Subscriber};
 use super::watch::{HubMessage, Memo};
 use super::{
     Effective, EnvOverrides, FlagChange, FlagDef, Payload, Prior, ValueSource, def_bound,
-    effective, encoded_bound,
+    effective, effective_in, encoded_bound,
     resolve::{Evaluation, now_s, resolve},
 };
 use crate::error::{Error, Result};
@@ -437,21 +437,44 @@ impl Flags {
 
     /// Returns every effective flag of `tenant` and the revision they are at.
     pub fn snapshot(&self, tenant: Option<&str>) -> (Vec<Effective>, i64) {
+        self.snapshot_in(tenant, &self.env.context(&serde_json::Map::new()))
+    }
+
+    /// [`Self::snapshot`] in `context` (the static context values already
+    /// in it).
+    pub fn snapshot_in(
+        &self,
+        tenant: Option<&str>,
+        context: &serde_json::Map<String, Value>,
+    ) -> (Vec<Effective>, i64) {
         let state = self.read();
         let overrides = tenant.and_then(|t| state.overrides.get(t));
         let flags = state
             .flags
             .values()
             .map(|def| {
-                effective(
-                    &self.env,
-                    def,
-                    tenant,
-                    overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v),
-                )
+                let over = overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v);
+                effective_in(&self.env, def, tenant, over, context)
             })
             .collect();
         (flags, state.revision)
+    }
+
+    /// `key`'s effective value for `tenant` in `context` (the static context
+    /// values already in it) now; `None` when there is no such flag.
+    pub fn effective_in(
+        &self,
+        key: &str,
+        tenant: Option<&str>,
+        context: &serde_json::Map<String, Value>,
+    ) -> Option<Effective> {
+        let state = self.read();
+        let def = state.flags.get(key)?;
+        let over = tenant
+            .and_then(|t| state.overrides.get(t))
+            .and_then(|o| o.get(key))
+            .map(|(v, _)| v);
+        Some(effective_in(&self.env, def, tenant, over, context))
     }
 
     /// Returns one page of flags after `after` (by key): effective values for

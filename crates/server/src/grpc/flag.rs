@@ -54,12 +54,17 @@ impl FlagApi {
     /// per view and revision).
     async fn watch_items(&self, req: Request<WatchFlagsRequest>) -> Result<Items, Status> {
         let r = req.get_ref();
+        let context = match &r.context {
+            Some(c) => Some(from_struct("context", c).or_status()?),
+            None => None,
+        };
         let stream = self
             .flags
             .watch(
                 principal(&req)?,
                 &r.tenant_id,
                 r.since_revision,
+                context.as_ref(),
                 connection_key(&req),
             )
             .await

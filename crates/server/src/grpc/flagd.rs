@@ -265,6 +265,7 @@ impl Flagd {
                 principal(req)?,
                 audience.tenant().unwrap_or_default(),
                 0,
+                None,
                 connection_key(req),
             )
             .await
@@ -299,6 +300,7 @@ impl Flagd {
                 principal(req)?,
                 audience.tenant().unwrap_or_default(),
                 0,
+                None,
                 connection_key(req),
             )
             .await

@@ -491,7 +491,7 @@ async fn events(
     };
     let per_context = PerContext::Yes.for_caller(&p);
     let watch = match flags
-        .watch(&p, audience.tenant().unwrap_or_default(), 0, 0)
+        .watch(&p, audience.tenant().unwrap_or_default(), 0, None, 0)
         .await
     {
         Ok(w) => w,

@@ -18,4 +18,6 @@ pub mod stream;
 
 pub use audience::{Audiences, HubMessage, Memo};
 pub use ring::{Fanout, Received, Subscriber};
-pub use stream::{Delivery, Parts, Snapshots, WatchItem, WatcherLimit, WatcherSlot, open};
+pub use stream::{
+    Delivery, Parts, Snapshots, Subscription, WatchItem, WatcherLimit, WatcherSlot, open,
+};

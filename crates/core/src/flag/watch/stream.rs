@@ -22,7 +22,7 @@ use super::{
     audience::{HubMessage, Memo},
     ring::{Received, Subscriber},
 };
-use crate::flag::{Effective, Event, FlagChange, encoded_bound, events_for, state::Flags};
+use crate::flag::{Effective, Event, FlagChange, Payload, encoded_bound, events_for, state::Flags};
 use crate::{
     changelog::{ChangeLog, Read},
     error::{Error, ErrorKind, Result},
@@ -239,6 +239,11 @@ impl Snapshots {
         (parts, revision)
     }
 
+    /// Cuts `flags` at `revision` into parts, for one stream alone.
+    fn own(&self, flags: Vec<Effective>, revision: i64, before: i64) -> Parts {
+        self.cut(flags, revision, before).into()
+    }
+
     /// Cuts `flags` at `revision` into parts. The parts before the last
     /// carry `before`, what the subscriber held (a resume from it is
     /// correct): only the last completes `revision`.
@@ -310,7 +315,18 @@ struct Watcher {
     sending: Option<Parts>,
     /// A `Failed` item was yielded: the stream ends.
     ended: bool,
+    /// For a watch with a context: the values it was last sent.
+    evaluated: Option<Evaluated>,
     _slot: WatcherSlot,
+}
+
+/// A watch with an evaluation context: its values are evaluated in it, and a
+/// change sends an event only when it changes a value the subscriber holds.
+struct Evaluated {
+    /// The subscriber's context, the static context values in it.
+    context: serde_json::Map<String, serde_json::Value>,
+    /// The values the subscriber holds, by flag key.
+    sent: HashMap<String, Effective>,
 }
 
 impl Watcher {
@@ -324,13 +340,65 @@ impl Watcher {
 
     fn snapshot(&mut self) {
         self.replay = None;
-        let (parts, revision) =
-            self.snapshots
-                .get(&self.flags, self.tenant.as_deref(), self.yielded);
+        let (parts, revision) = match &mut self.evaluated {
+            None => self
+                .snapshots
+                .get(&self.flags, self.tenant.as_deref(), self.yielded),
+            Some(ev) => {
+                let (all, revision) = self.flags.snapshot_in(self.tenant.as_deref(), &ev.context);
+                ev.sent = all.iter().map(|e| (e.flag.clone(), e.clone())).collect();
+                (self.snapshots.own(all, revision, self.yielded), revision)
+            }
+        };
         self.last = revision;
         self.pending.clear();
         self.pending.extend(parts.iter().cloned());
         self.sending = Some(parts);
+    }
+
+    /// The events of `c` for a watch with a context: each flag it may
+    /// change, evaluated now in the context, when its value is not the one
+    /// the subscriber holds. (The state may already be past `c`: the value
+    /// sent is then the newer one, and the later change sends nothing.)
+    fn evaluated_events(&mut self, c: &FlagChange) -> Vec<Event> {
+        let Some(ev) = &mut self.evaluated else {
+            return Vec::new();
+        };
+        let mine = c.tenant_id.is_some() && c.tenant_id == self.tenant;
+        let keys: Vec<String> = match &c.payload {
+            Payload::FlagUpsert { .. } | Payload::FlagDelete => {
+                c.flag_key.iter().cloned().collect()
+            }
+            Payload::OverrideUpsert { .. } | Payload::OverrideDelete { .. } if mine => {
+                c.flag_key.iter().cloned().collect()
+            }
+            // The flags it overrode (every flag held, when that is not known).
+            Payload::TenantDelete { .. } if mine => c
+                .prior
+                .as_ref()
+                .map(|p| p.overrides.keys().cloned().collect())
+                .unwrap_or_else(|| ev.sent.keys().cloned().collect()),
+            _ => Vec::new(),
+        };
+        let mut events = Vec::new();
+        for key in keys {
+            match self
+                .flags
+                .effective_in(&key, self.tenant.as_deref(), &ev.context)
+            {
+                None => {
+                    if ev.sent.remove(&key).is_some() {
+                        events.push(Event::Delete(key));
+                    }
+                }
+                Some(e) if ev.sent.get(&key) != Some(&e) => {
+                    ev.sent.insert(key, e.clone());
+                    events.push(Event::Upsert(e));
+                }
+                Some(_) => {}
+            }
+        }
+        events
     }
 
     /// Reads the next page of the replay; a page that does not continue where
@@ -391,7 +459,24 @@ impl Watcher {
     }
 }
 
-/// Opens a watch of `tenant` (`None`: no tenant) from `since` (0: snapshot).
+/// What a subscriber asks to watch.
+#[derive(Debug, Clone, Default)]
+pub struct Subscription {
+    /// Whose view (`None`: values without any tenant override).
+    pub tenant: Option<String>,
+    /// The revision the subscriber holds (0: none, a snapshot first).
+    pub since: i64,
+    /// The evaluation context (the static context values already in it);
+    /// `None`: the default context.
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Opens a watch of a subscription's `tenant` from `since` (0: snapshot).
+///
+/// With a `context` (the static context values already in it) the values
+/// are evaluated in it and an UPSERT is sent only when one changes. Such a
+/// watch resumes with a SNAPSHOT unless `since` is the current revision:
+/// what a context got at an earlier revision is not recorded.
 ///
 /// `since` beyond the latest committed revision is INVALID_ARGUMENT. A `since`
 /// that this replica has not reached yet (another replica is ahead) just
@@ -400,8 +485,11 @@ impl Watcher {
 pub async fn open(
     flags: Arc<Flags>,
     store: &Store,
-    tenant: Option<String>,
-    since: i64,
+    Subscription {
+        tenant,
+        since,
+        context,
+    }: Subscription,
     slot: WatcherSlot,
     group: u64,
     snapshots: Arc<Snapshots>,
@@ -424,10 +512,27 @@ pub async fn open(
         snapshots,
         sending: None,
         ended: false,
+        evaluated: context.map(|context| Evaluated {
+            context,
+            sent: HashMap::new(),
+        }),
         _slot: slot,
     };
     let current = flags.revision();
-    if since == 0 {
+    if w.evaluated.is_some() && since != 0 {
+        if since > store.current_revision().await? {
+            return Err(Error::invalid_argument(
+                "since_revision",
+                format!("{since} is ahead of the latest revision"),
+            ));
+        }
+        w.snapshot();
+        if w.last == since {
+            // Nothing changed since: the values held are the ones now.
+            w.pending.clear();
+            w.sending = None;
+        }
+    } else if since == 0 {
         w.snapshot();
     } else if since > current {
         let latest = store.current_revision().await?;
@@ -472,8 +577,14 @@ pub async fn open(
                         continue;
                     }
                     w.last = c.revision;
-                    let (events, memo) = audiences.events(w.flags.env(), &c, w.tenant.as_deref());
-                    w.push_events(&events, c.revision, c.committed_at_us, memo);
+                    if w.evaluated.is_some() {
+                        let events = w.evaluated_events(&c);
+                        w.push_events(&events, c.revision, c.committed_at_us, Memo::default());
+                    } else {
+                        let (events, memo) =
+                            audiences.events(w.flags.env(), &c, w.tenant.as_deref());
+                        w.push_events(&events, c.revision, c.committed_at_us, memo);
+                    }
                 }
                 Received::Message(HubMessage::Heartbeat(revision, memo)) => {
                     if revision >= w.last {
