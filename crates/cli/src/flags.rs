@@ -46,6 +46,10 @@ pub struct ImportArgs {
     /// Delete every flag the file does not hold.
     #[arg(long)]
     pub prune: bool,
+    /// Import rules that compile but break flagd's targeting schema (as
+    /// flagd loads them), each reported on standard error.
+    #[arg(long)]
+    pub allow_schema_violations: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -111,10 +115,14 @@ async fn run(cmd: FlagsCommand, env: &Environment) -> Result<(), (u8, String)> {
                     configuration: None,
                     configuration_text: text,
                     prune: a.prune,
+                    allow_schema_violations: a.allow_schema_violations,
                 })
                 .await
                 .map_err(refused)?
                 .into_inner();
+            for w in &r.warnings {
+                eprintln!("switchyard: warning: {w}");
+            }
             println!(
                 "{}: {} created, {} updated, {} unchanged, {} deleted (revision {})",
                 a.file.display(),

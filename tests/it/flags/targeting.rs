@@ -395,6 +395,23 @@ async fn invalid_definitions_are_refused_with_their_place_and_write_nothing(back
             create(json!({}), json!({"x": 1}), "x"),
             "flag.variants.x: is a number",
         ),
+        // Rules that compile but break flagd's published targeting schema.
+        (
+            create(
+                json!({"fractional": [["x", 50], ["y", -50]]}),
+                json!({"x": "1", "y": "2"}),
+                "x",
+            ),
+            "flag.targeting: at /targeting/fractional/1/1: must be >=0",
+        ),
+        (
+            create(
+                json!({"if": [{"sem_ver": [{"var": "v"}, "*", "1.0.0"]}, "x", null]}),
+                json!({"x": "1"}),
+                "x",
+            ),
+            "flag.targeting: at /targeting/if/0/sem_ver/1: value must be one of",
+        ),
         (
             create(json!({}), json!({"x": "1"}), "y"),
             "flag.default_variant: names \"y\"",
@@ -419,6 +436,56 @@ async fn invalid_definitions_are_refused_with_their_place_and_write_nothing(back
     );
     let listed = http(&server, "GET", "/admin/feature-flags", Some(ADMIN), None).await;
     assert_eq!(listed.json(), json!([]), "nothing was written");
+    // A rule that breaks flagd's schema refuses the file, naming the place,
+    // unless the import takes such rules as flagd does, with warnings.
+    let mut lax = file();
+    lax["flags"]["checkout"]["targeting"]["if"][0] = json!({"ends_with": [{"var": "id"}, 3]});
+    let e = import(&server, &lax, false).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        "configuration/flags/checkout/targeting/if/0/ends_with/1: want string, but got \
+         number (flagd's targeting schema)"
+    );
+    let listed = http(&server, "GET", "/admin/feature-flags", Some(ADMIN), None).await;
+    assert_eq!(listed.json(), json!([]), "nothing was written");
+    let r = server
+        .flags(ADMIN)
+        .await
+        .import_flags(ImportFlagsRequest {
+            configuration: Some(to_struct(&lax)),
+            allow_schema_violations: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.created.len(), 6);
+    assert_eq!(
+        r.warnings,
+        [
+            "configuration/flags/checkout/targeting/if/0/ends_with/1: want string, but got \
+          number (flagd's targeting schema)"
+        ]
+    );
+    // ... and evaluates it as flagd does (ends_with on a number: null, false).
+    let j = evaluate(
+        &server,
+        "checkout",
+        None,
+        json!({"id": "x3", "targetingKey": "u"}),
+    )
+    .await;
+    assert_ne!(j["reason"], "ERROR", "{j}");
+    server
+        .flags(ADMIN)
+        .await
+        .delete_flag(switchyard::api::v1::DeleteFlagRequest {
+            flag_key: "checkout".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
     // A flag's type cannot change by import.
     import(&server, &file(), false).await.unwrap();
     let mut retyped = file();

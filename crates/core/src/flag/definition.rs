@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::{FlagDef, FlagType, Rule, Status, check_value, validate_key};
+use super::{FlagDef, FlagType, Rule, Status, check_value, targeting::schema, validate_key};
 use crate::error::{Error, Result};
 
 /// The flagd-model fields of a write, as the caller sent them; `None`
@@ -55,9 +55,24 @@ impl DefinitionUpdate {
     }
 }
 
-/// Compiles a targeting rule; one that does not compile is
-/// INVALID_ARGUMENT naming the place (a JSON pointer) and the reason.
+/// Compiles a targeting rule; one that does not compile, or that flagd's
+/// targeting schema refuses, is INVALID_ARGUMENT naming the place (a JSON
+/// pointer) and the reason.
 pub fn compile_rule(rule: Value) -> Result<Rule> {
+    let violation = schema::check(&rule).err();
+    let compiled = compile_unchecked(rule)?;
+    match violation {
+        Some(v) => Err(Error::invalid_argument(
+            "flag.targeting",
+            format!("at /targeting{v}"),
+        )),
+        None => Ok(compiled),
+    }
+}
+
+/// [`compile_rule`] without flagd's schema (which an import checks on the
+/// rule as the file writes it, before `$ref`s are substituted).
+fn compile_unchecked(rule: Value) -> Result<Rule> {
     if !rule.is_object() {
         return Err(Error::invalid_argument(
             "flag.targeting",
@@ -132,11 +147,26 @@ pub fn type_of_variants(field: &str, variants: &Map<String, Value>) -> Result<Fl
     ty.ok_or_else(|| Error::invalid_argument(field, "must hold at least one variant"))
 }
 
+/// The flags of a flagd flag-definition file, and where its rules break
+/// flagd's targeting schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileFlags {
+    /// The flags, in key order.
+    pub flags: Vec<FlagDef>,
+    /// Each place (a JSON pointer in the file) where a rule or a shared
+    /// rule breaks flagd's targeting schema, with what the schema wants
+    /// there: only when they were allowed.
+    pub violations: Vec<String>,
+}
+
 /// The flags of a flagd flag-definition file, with `$evaluators`
 /// substituted for every `{"$ref": name}` as flagd does. Each flag is
 /// checked; the first fault is INVALID_ARGUMENT naming its JSON pointer in
-/// the file.
-pub fn parse_file(file: &Value) -> Result<Vec<FlagDef>> {
+/// the file. Rules (and `$evaluators`) are checked against flagd's
+/// targeting schema as the file writes them; with
+/// `allow_schema_violations` a rule that compiles but breaks the schema is
+/// kept and reported, as flagd loads such a file with a warning.
+pub fn parse_file(file: &Value, allow_schema_violations: bool) -> Result<FileFlags> {
     let Value::Object(top) = file else {
         return Err(Error::invalid_argument(
             "configuration",
@@ -171,12 +201,31 @@ pub fn parse_file(file: &Value) -> Result<Vec<FlagDef>> {
         }
     };
     let mut out = Vec::with_capacity(flags.len());
+    let mut violations = Vec::new();
     for (key, flag) in flags {
         let at = format!("configuration/flags/{}", pointer_escape(key));
         validate_key(&at, key)?;
         out.push(parse_flag(key, flag, &evaluators, &at)?);
+        if let Some(Err(v)) = flag.get("targeting").map(schema::check) {
+            violations.push(format!("{at}/targeting{v}"));
+        }
     }
-    Ok(out)
+    for (name, rule) in &evaluators {
+        if let Err(v) = schema::check(rule) {
+            violations.push(format!(
+                "configuration/$evaluators/{}{v}",
+                pointer_escape(name)
+            ));
+        }
+    }
+    if !allow_schema_violations && let Some(first) = violations.first() {
+        let (place, why) = first.split_once(": ").unwrap_or((first, ""));
+        return Err(Error::invalid_argument(place, why));
+    }
+    Ok(FileFlags {
+        flags: out,
+        violations,
+    })
 }
 
 fn parse_flag(
@@ -231,7 +280,7 @@ fn parse_flag(
         None => None,
         Some(t) => {
             let expanded = substitute_refs(t, evaluators, &format!("{at}/targeting"))?;
-            Some(compile_rule(expanded).map_err(|e| {
+            Some(compile_unchecked(expanded).map_err(|e| {
                 Error::new(
                     e.kind(),
                     e.message()
@@ -385,7 +434,7 @@ mod tests {
                       "targeting": {"if": [{"$ref": "is_ballmer"}, "on", null]}}
             }
         });
-        let flags = parse_file(&file).unwrap();
+        let flags = parse_file(&file, false).unwrap().flags;
         assert_eq!(flags[0].value_type, FlagType::Bool);
         assert_eq!(
             flags[0].targeting.as_ref().unwrap().source(),
@@ -415,7 +464,7 @@ mod tests {
                 "configuration/flags/f/targeting/$ref",
             ),
         ] {
-            let e = parse_file(&file).unwrap_err();
+            let e = parse_file(&file, false).unwrap_err();
             assert!(e.message().starts_with(at), "{at}: {}", e.message());
         }
     }
@@ -425,7 +474,36 @@ mod tests {
         let file = json!({"flags": {"f": {"state": "DISABLED", "variants": {"a": "x", "b": "y"},
             "defaultVariant": null, "targeting": {"fractional": [["a", 1], ["b", 1]]},
             "metadata": {"team": "web"}}}});
-        let flags = parse_file(&file).unwrap();
-        assert_eq!(parse_file(&to_file(&flags)).unwrap(), flags);
+        let flags = parse_file(&file, false).unwrap().flags;
+        assert_eq!(parse_file(&to_file(&flags), false).unwrap().flags, flags);
+    }
+
+    #[test]
+    fn rules_that_break_flagds_schema_are_refused_or_kept_and_reported() {
+        let file = json!({
+            "$evaluators": {"old": {"sem_ver": [{"var": "version"}, "*", "1.0.0"]}},
+            "flags": {
+                "f": {"state": "ENABLED", "variants": {"a": "x", "b": "y"}, "defaultVariant": "a",
+                      "targeting": {"if": [{"ends_with": [{"var": "id"}, 3]}, "b", null]}}
+            }
+        });
+        let e = parse_file(&file, false).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "configuration/flags/f/targeting/if/0/ends_with/1: want string, but got number \
+             (flagd's targeting schema)"
+        );
+        let kept = parse_file(&file, true).unwrap();
+        assert_eq!(kept.flags.len(), 1);
+        assert_eq!(kept.violations.len(), 2, "{:?}", kept.violations);
+        assert!(kept.violations[1].starts_with("configuration/$evaluators/old/sem_ver/1: "));
+        // A single write is refused whatever it asks.
+        let e = compile_rule(json!({"fractional": [["a", 50], ["b", -50]]})).unwrap_err();
+        assert!(
+            e.message()
+                .starts_with("flag.targeting: at /targeting/fractional/1/1: "),
+            "{}",
+            e.message()
+        );
     }
 }

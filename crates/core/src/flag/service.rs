@@ -147,6 +147,9 @@ pub struct ImportReport {
     pub unchanged: Vec<String>,
     /// The flags deleted (prune).
     pub deleted: Vec<String>,
+    /// Where the file's rules break flagd's targeting schema (imported
+    /// anyway: `allow_schema_violations`).
+    pub warnings: Vec<String>,
 }
 
 fn same_definition(a: &FlagDef, b: &FlagDef) -> bool {
@@ -436,9 +439,11 @@ impl FlagService {
         p: &Principal,
         file: Input<Value>,
         prune: bool,
+        allow_schema_violations: bool,
     ) -> Result<ImportReport> {
         p.require_admin()?;
-        let flags = definition::parse_file(&file?)?;
+        let definition::FileFlags { flags, violations } =
+            definition::parse_file(&file?, allow_schema_violations)?;
         let current: std::collections::BTreeMap<String, FlagDef> = self
             .flags
             .definitions()
@@ -464,7 +469,10 @@ impl FlagService {
                 ));
             }
         }
-        let mut report = ImportReport::default();
+        let mut report = ImportReport {
+            warnings: violations,
+            ..ImportReport::default()
+        };
         let keys: std::collections::BTreeSet<String> =
             flags.iter().map(|d| d.key.clone()).collect();
         for def in flags {

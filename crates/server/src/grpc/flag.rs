@@ -659,13 +659,18 @@ impl flag_service_server::FlagService for FlagApi {
                 "give configuration or configuration_text, not both",
             )),
         };
-        let report = self.flags.import(&p, file, r.prune).await.or_status()?;
+        let report = self
+            .flags
+            .import(&p, file, r.prune, r.allow_schema_violations)
+            .await
+            .or_status()?;
         Ok(Response::new(ImportFlagsResponse {
             revision: report.revision,
             created: report.created,
             updated: report.updated,
             unchanged: report.unchanged,
             deleted: report.deleted,
+            warnings: report.warnings,
         }))
     }
 
