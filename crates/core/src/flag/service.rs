@@ -442,8 +442,14 @@ impl FlagService {
         allow_schema_violations: bool,
     ) -> Result<ImportReport> {
         p.require_admin()?;
-        let definition::FileFlags { flags, violations } =
-            definition::parse_file(&file?, allow_schema_violations)?;
+        // Checking and compiling a large file takes a while (about 100 µs
+        // per rule, most of it flagd's schema): off the async workers.
+        let file = file?;
+        let definition::FileFlags { flags, violations } = tokio::task::spawn_blocking(move || {
+            definition::parse_file(&file, allow_schema_violations)
+        })
+        .await
+        .map_err(|e| Error::internal("checking the flag file", e))??;
         let current: std::collections::BTreeMap<String, FlagDef> = self
             .flags
             .definitions()
