@@ -91,7 +91,8 @@ impl App {
         let flag_state = Arc::new(Flags::new(
             state,
             EnvOverrides::new(&config.flags.flag_overrides)
-                .with_context_values(config.flags.context_values.clone().into_iter().collect()),
+                .with_context_values(config.flags.context_values.clone().into_iter().collect())
+                .with_bucketing(config.flags.fractional_bucketing),
             config.watch.watch_queue,
         ));
         let generation = Tenants::stored_generation(&store).await?;

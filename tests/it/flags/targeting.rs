@@ -26,6 +26,7 @@ on_both_backends!(
     invalid_definitions_are_refused_with_their_place_and_write_nothing,
     definitions_survive_a_restart_and_round_trip_through_the_cli,
     a_watch_with_a_context_gets_its_values_and_only_their_changes,
+    fractional_v3_buckets_any_value_when_the_server_serves_it,
 );
 
 /// The flags every test starts from, in flagd's file format.
@@ -810,5 +811,96 @@ async fn a_watch_with_a_context_gets_its_values_and_only_their_changes(backend: 
     assert_eq!(
         (&checkout["value"], &checkout["variant"]),
         (&json!("v3"), &json!("new"))
+    );
+}
+
+/// `fractional-basic-flag` of testbed v3.9.0: 25 buckets of weight 4 over
+/// `hashing_input`.
+fn basic_flag() -> Json {
+    let entries: Vec<Json> = (1..=25).map(|i| json!([format!("bucket{i}"), 4])).collect();
+    let mut fractional = vec![json!({"var": "hashing_input"})];
+    fractional.extend(entries);
+    let variants: serde_json::Map<String, Json> = (1..=25)
+        .map(|i| (format!("bucket{i}"), json!(format!("bucket{i}"))))
+        .chain([("fallback".to_owned(), json!("fallback"))])
+        .collect();
+    json!({"flags": {
+        "fractional-basic-flag": {"state": "ENABLED", "variants": variants,
+            "defaultVariant": "fallback", "targeting": {"fractional": fractional}},
+        "fractional-flag-shorthand": {"state": "ENABLED",
+            "variants": {"heads": "heads", "tails": "tails", "draw": "draw"},
+            "defaultVariant": "draw",
+            "targeting": {"fractional": [["heads"], ["tails", 1]]}}
+    }})
+}
+
+async fn fractional_v3_buckets_any_value_when_the_server_serves_it(backend: Backend) {
+    let Some((server, _db)) = server_with(backend, |c| {
+        c.flags.fractional_bucketing = switchyard::flag::targeting::fractional::Bucketing::V3;
+    })
+    .await
+    else {
+        return;
+    };
+    import(&server, &basic_flag(), false).await.unwrap();
+    // The testbed's @fractional-v3 rows, through gRPC's Struct (where every
+    // number is a double) and REST.
+    for (input, want) in [
+        (json!(true), "bucket5"),
+        (json!("user1"), "bucket22"),
+        (json!(123), "bucket20"),
+        (json!(1.23), "bucket14"),
+        (json!(-2.0), "bucket12"),
+        (json!(4294967296_u64), "bucket19"),
+        (json!({"c": 3, "a": 1, "b": 2}), "bucket18"),
+        (json!({"a": [1, "two", true, [], null]}), "bucket23"),
+    ] {
+        let j = evaluate(
+            &server,
+            "fractional-basic-flag",
+            None,
+            json!({"hashing_input": input}),
+        )
+        .await;
+        assert_eq!(j["value"], json!(want), "{input}: {j}");
+        assert_eq!(j["reason"], "TARGETING_MATCH");
+    }
+    // A null bucketing value, or no targeting key for the shorthand: the
+    // default variant.
+    let j = evaluate(&server, "fractional-basic-flag", None, json!({})).await;
+    assert_eq!(
+        (&j["value"], &j["reason"]),
+        (&json!("fallback"), &json!("DEFAULT"))
+    );
+    for (key, want) in [
+        ("user-1", "heads"),
+        ("user-2", "tails"),
+        ("user-3", "heads"),
+    ] {
+        let j = evaluate(
+            &server,
+            "fractional-flag-shorthand",
+            None,
+            json!({"targetingKey": key}),
+        )
+        .await;
+        assert_eq!(j["value"], json!(want), "{key}");
+        // explain shows what was hashed.
+        let steps = j["explanation"].as_array().unwrap();
+        assert_eq!(
+            steps[0]["bucketingValue"],
+            format!("[\"fractional-flag-shorthand\",\"{key}\"]")
+        );
+    }
+    let j = evaluate(
+        &server,
+        "fractional-flag-shorthand",
+        None,
+        json!({"targetingKey": 12345}),
+    )
+    .await;
+    assert_eq!(
+        (&j["value"], &j["reason"]),
+        (&json!("draw"), &json!("DEFAULT"))
     );
 }

@@ -4,11 +4,14 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
+use crate::flag::targeting::fractional::Bucketing;
+
 use super::{
     ConfigError,
     settings::{
-        file_only, json_object, list, log_format, number, optional_number, optional_secret,
-        optional_text, sampler, settings, switch, text, tokens, traces_exporter, track,
+        bucketing, file_only, json_object, list, log_format, number, optional_number,
+        optional_secret, optional_text, sampler, settings, switch, text, tokens, traces_exporter,
+        track,
     },
     types::{
         LogFormat, Sampler, Secret, SloConfig, TokenConfig, TracesExporter, Track, default_slos,
@@ -546,6 +549,11 @@ settings! {
         /// to in-process providers in `sync_context`: a JSON object (a table
         /// in the file).
         context_values: BTreeMap<String, serde_json::Value> = BTreeMap::new(), env ["SWITCHYARD_CONTEXT_VALUES"], json_object;
+        /// `SWITCHYARD_FRACTIONAL_BUCKETING`: what `fractional` hashes,
+        /// `v2` (flagd (Go) today: the UTF-8 of a string) or `v3` (flagd's
+        /// next: the deterministic CBOR of any value, the Python provider
+        /// 0.6.x's in-process bucketing). Set it alike on every replica.
+        fractional_bucketing: Bucketing = Bucketing::V2, env ["SWITCHYARD_FRACTIONAL_BUCKETING"], bucketing;
     }
 }
 

@@ -194,6 +194,15 @@ pub(super) fn switch(name: &str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
+/// `v2` or `v3`.
+pub(super) fn bucketing(
+    name: &str,
+    v: &str,
+) -> Result<crate::flag::targeting::fractional::Bucketing, ConfigError> {
+    crate::flag::targeting::fractional::Bucketing::parse(v)
+        .ok_or_else(|| ConfigError::new(name, format!("{v:?}: must be v2 or v3")))
+}
+
 /// `stable`, `baseline` or `canary`.
 pub(super) fn track(name: &str, v: &str) -> Result<Track, ConfigError> {
     Track::parse(v)

@@ -8,7 +8,7 @@ use std::{
 
 use serde_json::{Map, Value};
 
-use super::{FlagDef, FlagType};
+use super::{FlagDef, FlagType, targeting::fractional::Bucketing};
 
 /// Returns the environment variable that overrides `key` on this replica:
 /// `SWITCHYARD_FLAG_` and the key upper-cased, every character other than a
@@ -25,10 +25,11 @@ pub fn env_name(key: &str) -> String {
     s
 }
 
-/// What this replica alone sets: the `env` overrides of flag values, and
-/// the static context values added to every evaluation context.
+/// What this replica alone sets: the `env` overrides of flag values, the
+/// static context values added to every evaluation context, and the
+/// `fractional` bucketing it serves.
 #[derive(Debug, Clone, Default)]
-pub struct EnvOverrides(HashMap<String, Value>, Map<String, Value>);
+pub struct EnvOverrides(HashMap<String, Value>, Map<String, Value>, Bucketing);
 
 impl EnvOverrides {
     /// Builds the overrides from `SWITCHYARD_FLAG_*` variables (full names).
@@ -43,6 +44,7 @@ impl EnvOverrides {
                 })
                 .collect(),
             Map::new(),
+            Bucketing::default(),
         )
     }
 
@@ -51,6 +53,18 @@ impl EnvOverrides {
     pub fn with_context_values(mut self, values: Map<String, Value>) -> EnvOverrides {
         self.1 = values;
         self
+    }
+
+    /// The same, serving `bucketing` for `fractional`
+    /// (`fractional_bucketing`).
+    pub fn with_bucketing(mut self, bucketing: Bucketing) -> EnvOverrides {
+        self.2 = bucketing;
+        self
+    }
+
+    /// The `fractional` bucketing served.
+    pub fn bucketing(&self) -> Bucketing {
+        self.2
     }
 
     /// The static context values.
@@ -84,6 +98,10 @@ impl EnvOverrides {
         }
         // Answers depend on the static context values too.
         h.update(Value::Object(self.1.clone()).to_string().as_bytes());
+        // And on the bucketing (v2 keeps the digest it had before v3).
+        if self.2 != Bucketing::V2 {
+            h.update(self.2.as_str().as_bytes());
+        }
         h.finalize().into()
     }
 

@@ -147,6 +147,7 @@ pub fn resolve(
                 context,
                 tenant,
                 now_s,
+                bucketing: env.bucketing(),
                 trace: &tr,
             },
         );

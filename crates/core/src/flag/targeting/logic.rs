@@ -282,13 +282,15 @@ fn compile_var(args: &[&Value], at: &str) -> Result<Expr, CompileError> {
 /// What an evaluation reads: the flag's key (`$flagd.flagKey`,
 /// `fractional`'s default bucketing value), the caller's context, the
 /// tenant evaluated for (the rule's `tenantId`, whatever the context says),
-/// the time (`$flagd.timestamp`), and where to record its steps. Nothing is
-/// copied to make it: attributes are read where they are.
+/// the time (`$flagd.timestamp`), the server's `fractional` bucketing, and
+/// where to record its steps. Nothing is copied to make it: attributes are
+/// read where they are.
 pub struct Scope<'a, 't> {
     pub flag_key: &'a str,
     pub context: &'a Map<String, Value>,
     pub tenant: Option<&'a str>,
     pub now_s: i64,
+    pub bucketing: fractional::Bucketing,
     pub trace: &'t Trace,
 }
 
@@ -623,28 +625,21 @@ fn apply<'a>(op: Op, args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&St
 /// A precompiled `fractional`: the variant is borrowed from the rule.
 fn split_eval<'a>(split: &'a Split, scope: &Scope<'a, '_>) -> Out<'a> {
     let by = match &split.by {
-        Some(e) => eval(e, scope)?,
-        None => Cow::Owned(Value::Null),
+        Some(e) => Some(eval(e, scope)?),
+        None => None,
     };
-    let key = scope.context.get("targetingKey");
-    let found = match (by.as_ref(), key) {
-        (Value::String(v), _) => fractional::bucket(v, &split.weights),
-        (Value::Null, Some(Value::String(k))) if !k.is_empty() => {
-            fractional::bucket_of(scope.flag_key, k, &split.weights)
-        }
-        (Value::Array(_), _) => return fractional_op(&split.args, scope, None),
-        _ => return owned(Value::Null),
+    if matches!(by.as_deref(), Some(Value::Array(_))) {
+        // The first argument gave an entry after all.
+        return fractional_op(&split.args, scope, None);
+    }
+    let Some((found, value)) = bucket_for(scope, by.as_deref(), &split.weights) else {
+        return owned(Value::Null);
     };
     let picked = found.map(|(_, i)| &split.variants[i]);
     if scope.trace.on() {
-        let value = match (by.as_ref(), key) {
-            (Value::String(v), _) => v.clone(),
-            (_, Some(Value::String(k))) => format!("{}{k}", scope.flag_key),
-            _ => String::new(),
-        };
         scope.trace.push(Step::Fractional {
             at: split.at.clone(),
-            value,
+            value: value.text(scope),
             bucket: found.map_or(0, |(point, _)| point),
             weights: split
                 .variants
@@ -656,6 +651,76 @@ fn split_eval<'a>(split: &'a Split, scope: &Scope<'a, '_>) -> Out<'a> {
         });
     }
     Ok(picked.map_or(Cow::Owned(Value::Null), Cow::Borrowed))
+}
+
+/// What a `fractional` hashed, for `explain`.
+enum Hashed<'v> {
+    /// A bucketing value given by the rule.
+    Given(&'v Value),
+    /// The default one, from the targeting key.
+    TargetingKey(&'v str),
+}
+
+impl Hashed<'_> {
+    /// As `explain` shows it: the string hashed (v2), or the value whose
+    /// CBOR was hashed (v3: a string as it is, anything else as JSON; the
+    /// default one is `["<flagKey>","<targetingKey>"]`).
+    fn text(&self, scope: &Scope<'_, '_>) -> String {
+        match (self, scope.bucketing) {
+            (Hashed::Given(Value::String(s)), _) => s.clone(),
+            (Hashed::Given(v), _) => v.to_string(),
+            (Hashed::TargetingKey(k), fractional::Bucketing::V2) => {
+                format!("{}{k}", scope.flag_key)
+            }
+            (Hashed::TargetingKey(k), fractional::Bucketing::V3) => {
+                Value::from(vec![scope.flag_key, k]).to_string()
+            }
+        }
+    }
+}
+
+/// The bucket `fractional` picks in `scope` (by its bucketing), `first`
+/// being the value of its first argument when that is not an entry; `None`
+/// when there is nothing to hash (the rule then gives null).
+///
+/// v2 (flagd (Go) today): a string is hashed as UTF-8; no first argument,
+/// or a null one, hashes flag key + targeting key; anything else gives
+/// nothing. v3: any value but null is hashed as CBOR; no first argument
+/// hashes `[flagKey, targetingKey]`. Either way an empty or missing (or,
+/// in v3, non-string) targeting key gives nothing.
+fn bucket_for<'v>(
+    scope: &Scope<'v, '_>,
+    first: Option<&'v Value>,
+    weights: &[u32],
+) -> Option<(Option<(u64, usize)>, Hashed<'v>)> {
+    let key = || match scope.context.get("targetingKey") {
+        Some(Value::String(k)) if !k.is_empty() => Some(k.as_str()),
+        _ => None,
+    };
+    match scope.bucketing {
+        fractional::Bucketing::V2 => match first {
+            Some(v @ Value::String(s)) => Some((fractional::bucket(s, weights), Hashed::Given(v))),
+            None | Some(Value::Null) => {
+                let k = key()?;
+                Some((
+                    fractional::bucket_of(scope.flag_key, k, weights),
+                    Hashed::TargetingKey(k),
+                ))
+            }
+            Some(_) => None,
+        },
+        fractional::Bucketing::V3 => match first {
+            Some(Value::Null) => None,
+            Some(v) => Some((fractional::bucket_v3(v, weights), Hashed::Given(v))),
+            None => {
+                let k = key()?;
+                Some((
+                    fractional::bucket_v3_of(scope.flag_key, k, weights),
+                    Hashed::TargetingKey(k),
+                ))
+            }
+        },
+    }
 }
 
 /// What `sem_ver` reads as a version: a string, a number as Go writes it, a
@@ -676,21 +741,10 @@ fn fractional_op<'a>(args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&St
         .iter()
         .map(|a| eval(a, scope))
         .collect::<Result<_, _>>()?;
-    let value = match vals.first().map(AsRef::as_ref) {
-        Some(Value::String(s)) => {
-            let s = s.clone();
-            vals.remove(0);
-            s
-        }
-        first => {
-            if matches!(first, Some(Value::Null)) {
-                vals.remove(0);
-            }
-            match scope.context.get("targetingKey") {
-                Some(Value::String(k)) if !k.is_empty() => format!("{}{k}", scope.flag_key),
-                _ => return owned(Value::Null),
-            }
-        }
+    // The bucketing value: a first argument that is not an entry.
+    let first = match vals.first().map(AsRef::as_ref) {
+        None | Some(Value::Array(_)) => None,
+        Some(_) => Some(vals.remove(0)),
     };
     // The entries, checked and summed without copying them.
     let mut weights = Vec::with_capacity(vals.len());
@@ -718,14 +772,17 @@ fn fractional_op<'a>(args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&St
         Value::Array(e) => e[0].clone(),
         _ => Value::Null,
     };
-    let (point, picked) = match fractional::bucket(&value, &weights) {
+    let Some((found, value)) = bucket_for(scope, first.as_deref(), &weights) else {
+        return owned(Value::Null);
+    };
+    let (point, picked) = match found {
         Some((point, i)) => (point, variant(i)),
         None => (0, Value::Null),
     };
     if let Some(at) = traced {
         scope.trace.push(Step::Fractional {
             at: at.clone(),
-            value,
+            value: value.text(scope),
             bucket: point,
             weights: (0..weights.len()).map(variant).zip(weights).collect(),
             picked: picked.clone(),
@@ -863,6 +920,7 @@ mod tests {
                 context: &ctx,
                 tenant: None,
                 now_s: 1_700_000_000,
+                bucketing: fractional::Bucketing::V2,
                 trace: &Trace::default(),
             },
         )
