@@ -21,12 +21,13 @@ POST /ofrep/v1/evaluate/flags once per context and compares each flag's value
 (JSON type included: 1 is not 1.0 nor true), variant, reason, error code and
 metadata with FlagdCore's answer.
 
-`fractional` is LEFT OUT here: flagd-core 2.0.0 hashes a CBOR encoding of the
-bucketing value (flagd's "fractional-v3"), while flagd (Go), flagd-core 4.0.1
-(JavaScript) and Switchyard hash its UTF-8 ("fractional-v2"), a documented
-divergence (docs/openfeature.md, "Known divergences"). The flags of the shared
-file that use `fractional` are dropped before the import; the JavaScript twin
-compares them.
+`fractional` is LEFT OUT by default: flagd-core 2.0.0 hashes a CBOR encoding
+of the bucketing value (flagd's "fractional-v3"), while flagd (Go), flagd-core
+4.0.1 (JavaScript) and Switchyard by default hash its UTF-8 ("fractional-v2"),
+a documented divergence (docs/openfeature.md, "Known divergences"). The flags
+of the shared file that use `fractional` are dropped before the import; the
+JavaScript twin compares them. With DIFF_FRACTIONAL=v3, against a server
+serving `fractional_bucketing = "v3"`, they are kept and compared too.
 
 Rules and contexts stay inside the domain where flagd (Go), which Switchyard
 follows, and flagd-core agree; the other known divergences are left out on
@@ -521,8 +522,11 @@ def run() -> int:
     http_ = Http(base, token)
 
     file = build_flags(Rng(seed_of(seed_arg)))
-    # No fractional here (fractional-v3 in flagd-core 2.0.0: see the header).
-    file["flags"] = {k: f for k, f in file["flags"].items() if not uses_fractional(f.get("targeting"))}
+    # No fractional here (fractional-v3 in flagd-core 2.0.0: see the header),
+    # unless the server serves v3 too.
+    if os.environ.get("DIFF_FRACTIONAL") != "v3":
+        file["flags"] = {k: f for k, f in file["flags"].items()
+                         if not uses_fractional(f.get("targeting"))}
 
     status, text = http_.call("POST", "/v1/flags:import", {"configurationText": json.dumps(file), "prune": True})
     if status != 200:

@@ -4,9 +4,10 @@
 //! server exports: JavaScript's `@openfeature/flagd-core` 4.0.1
 //! (`tests/openfeature-js/differential.mjs`, every operator) and Python's
 //! `openfeature-flagd-core` 2.0.0 (`tests/openfeature/differential_python.py`,
-//! every operator but `fractional`, which it hashes differently: see
-//! docs/openfeature.md, "Known divergences"). Each script generates its rules
-//! and contexts from the seed and exits 1 on any difference.
+//! every operator but `fractional`, which it hashes as flagd's v3: see
+//! docs/openfeature.md, "Known divergences"; and, against a server serving
+//! `fractional_bucketing = "v3"`, every operator). Each script generates its
+//! rules and contexts from the seed and exits 1 on any difference.
 
 use std::process::Command;
 
@@ -68,4 +69,27 @@ async fn the_servers_answers_equal_the_python_in_process_evaluators() {
     cmd.arg(script)
         .args([server.url().as_str(), ADMIN, SEED, CONTEXTS]);
     run(cmd, "differential_python.py").await;
+}
+
+#[tokio::test]
+async fn a_server_serving_fractional_v3_answers_as_the_python_in_process_evaluator() {
+    let Some(py) = python_project("openfeature") else {
+        return;
+    };
+    let Some((server, _db)) = server_with(Backend::Sqlite, |c| {
+        c.flags.fractional_bucketing = switchyard::flag::targeting::fractional::Bucketing::V3;
+    })
+    .await
+    else {
+        return;
+    };
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/openfeature/differential_python.py"
+    );
+    let mut cmd = Command::new(py);
+    cmd.arg(script)
+        .args([server.url().as_str(), ADMIN, SEED, CONTEXTS])
+        .env("DIFF_FRACTIONAL", "v3");
+    run(cmd, "differential_python.py (fractional v3)").await;
 }
