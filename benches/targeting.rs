@@ -175,6 +175,9 @@ fn main() {
         ));
     });
     println!("a static flag, per evaluation: switchyard {fixed:.0} ns");
+    if only_ours {
+        return;
+    }
 
     // 10 000 flags with rules: parsing and compiling a flagd file, and
     // compiling the rules alone (what a replica does when it loads them).
