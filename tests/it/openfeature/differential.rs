@@ -53,34 +53,9 @@ async fn the_servers_answers_equal_the_javascript_in_process_evaluators() {
     run(cmd, "differential.mjs").await;
 }
 
-#[tokio::test]
-async fn the_servers_answers_equal_the_python_in_process_evaluators() {
+/// Runs the Python twin against `server`, with `env` set.
+async fn python(server: &TestServer, env: &[(&str, &str)], what: &str) {
     let Some(py) = python_project("openfeature") else {
-        return;
-    };
-    let Some((server, _db)) = server_on(Backend::Sqlite).await else {
-        return;
-    };
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/openfeature/differential_python.py"
-    );
-    let mut cmd = Command::new(py);
-    cmd.arg(script)
-        .args([server.url().as_str(), ADMIN, SEED, CONTEXTS]);
-    run(cmd, "differential_python.py").await;
-}
-
-#[tokio::test]
-async fn a_server_serving_fractional_v3_answers_as_the_python_in_process_evaluator() {
-    let Some(py) = python_project("openfeature") else {
-        return;
-    };
-    let Some((server, _db)) = server_with(Backend::Sqlite, |c| {
-        c.flags.fractional_bucketing = switchyard::flag::targeting::fractional::Bucketing::V3;
-    })
-    .await
-    else {
         return;
     };
     let script = concat!(
@@ -90,6 +65,31 @@ async fn a_server_serving_fractional_v3_answers_as_the_python_in_process_evaluat
     let mut cmd = Command::new(py);
     cmd.arg(script)
         .args([server.url().as_str(), ADMIN, SEED, CONTEXTS])
-        .env("DIFF_FRACTIONAL", "v3");
-    run(cmd, "differential_python.py (fractional v3)").await;
+        .envs(env.iter().copied());
+    run(cmd, what).await;
+}
+
+#[tokio::test]
+async fn the_servers_answers_equal_the_python_in_process_evaluators() {
+    let Some((server, _db)) = server_on(Backend::Sqlite).await else {
+        return;
+    };
+    python(&server, &[], "differential_python.py").await;
+}
+
+#[tokio::test]
+async fn a_server_serving_fractional_v3_answers_as_the_python_in_process_evaluator() {
+    let Some((server, _db)) = server_with(Backend::Sqlite, |c| {
+        c.flags.fractional_bucketing = switchyard::flag::targeting::fractional::Bucketing::V3;
+    })
+    .await
+    else {
+        return;
+    };
+    python(
+        &server,
+        &[("DIFF_FRACTIONAL", "v3")],
+        "differential_python.py (fractional v3)",
+    )
+    .await;
 }

@@ -201,30 +201,36 @@ pub fn parse_file(file: &Value, allow_schema_violations: bool) -> Result<FileFla
         }
     };
     let mut out = Vec::with_capacity(flags.len());
-    let mut violations = Vec::new();
+    // Each violation with the place of its rule in the file.
+    let mut violations: Vec<(String, schema::Violation)> = Vec::new();
     for (key, flag) in flags {
         let at = format!("configuration/flags/{}", pointer_escape(key));
         validate_key(&at, key)?;
         out.push(parse_flag(key, flag, &evaluators, &at)?);
         if let Some(Err(v)) = flag.get("targeting").map(schema::check) {
-            violations.push(format!("{at}/targeting{v}"));
+            violations.push((format!("{at}/targeting"), v));
         }
     }
     for (name, rule) in &evaluators {
         if let Err(v) = schema::check(rule) {
-            violations.push(format!(
-                "configuration/$evaluators/{}{v}",
-                pointer_escape(name)
+            violations.push((
+                format!("configuration/$evaluators/{}", pointer_escape(name)),
+                v,
             ));
         }
     }
-    if !allow_schema_violations && let Some(first) = violations.first() {
-        let (place, why) = first.split_once(": ").unwrap_or((first, ""));
-        return Err(Error::invalid_argument(place, why));
+    if !allow_schema_violations && let Some((rule, v)) = violations.first() {
+        return Err(Error::invalid_argument(
+            &format!("{rule}{}", v.at),
+            v.reason(),
+        ));
     }
     Ok(FileFlags {
         flags: out,
-        violations,
+        violations: violations
+            .into_iter()
+            .map(|(rule, v)| format!("{rule}{v}"))
+            .collect(),
     })
 }
 

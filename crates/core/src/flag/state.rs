@@ -12,7 +12,7 @@ use super::watch::{Fanout, Subscriber};
 use super::watch::{HubMessage, Memo};
 use super::{
     Effective, EnvOverrides, FlagChange, FlagDef, Payload, Prior, ValueSource, def_bound,
-    effective, effective_in, encoded_bound,
+    effective_in, encoded_bound,
     resolve::{Evaluation, now_s, resolve},
 };
 use crate::error::{Error, Result};
@@ -499,13 +499,17 @@ impl Flags {
         let mut values = Vec::new();
         let mut defs = Vec::new();
         let mut bytes = 0;
+        // The default context, made once for the page.
+        let empty = serde_json::Map::new();
+        let context = self.env.context(&empty);
         while values.len() < limit {
             let Some((_, def)) = range.peek() else { break };
-            let e = effective(
+            let e = effective_in(
                 &self.env,
                 def,
                 tenant,
                 overrides.and_then(|o| o.get(&def.key)).map(|(v, _)| v),
+                &context,
             );
             let size = encoded_bound(&e) + if with_definitions { def_bound(def) } else { 0 };
             if bytes + size > budget {

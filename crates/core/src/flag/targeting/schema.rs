@@ -34,13 +34,16 @@ pub struct Violation {
     pub message: String,
 }
 
+impl Violation {
+    /// Why the rule is refused, naming the schema.
+    pub fn reason(&self) -> String {
+        format!("{} (flagd's targeting schema)", self.message)
+    }
+}
+
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} (flagd's targeting schema)",
-            self.at, self.message
-        )
+        write!(f, "{}: {}", self.at, self.reason())
     }
 }
 

@@ -520,7 +520,9 @@ pub async fn open(
     };
     let current = flags.revision();
     if w.evaluated.is_some() && since != 0 {
-        if since > store.current_revision().await? {
+        // The store is asked only when this replica is behind `since`, as
+        // for a watch without a context.
+        if since > current && since > store.current_revision().await? {
             return Err(Error::invalid_argument(
                 "since_revision",
                 format!("{since} is ahead of the latest revision"),
