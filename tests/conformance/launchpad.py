@@ -34,7 +34,8 @@ that name flagd sources (`rawflags/selector-flags.json`).
 
 Settings come from the environment (set by flagd_container.py): CONF_SWITCHYARD,
 CONF_TESTBED, CONF_WORKDIR, CONF_PORT, CONF_INTERNAL_PORT, CONF_LAUNCHPAD_PORT,
-CONF_FORBIDDEN_PORT, CONF_TLS_CERT, CONF_TLS_KEY.
+CONF_FORBIDDEN_PORT, CONF_TLS_CERT, CONF_TLS_KEY, and CONF_TENANT_TOKEN (tenant
+`testbed`'s bearer token, for OFREP providers).
 """
 import asyncio
 import json
@@ -65,6 +66,7 @@ INTERNAL_PORT = int(ENV.get("CONF_INTERNAL_PORT", "18113"))
 LAUNCHPAD_PORT = int(ENV.get("CONF_LAUNCHPAD_PORT", "18080"))
 FORBIDDEN_PORT = int(ENV.get("CONF_FORBIDDEN_PORT", "19212"))
 ADMIN = "conf-admin-" + secrets.token_hex(16)
+TENANT_TOKEN = ENV.get("CONF_TENANT_TOKEN") or "conf-testbed-" + secrets.token_hex(16)
 
 
 def log(msg):
@@ -173,6 +175,8 @@ class Launchpad:
             SWITCHYARD_LISTEN=f"127.0.0.1:{self.server_port()}",
             SWITCHYARD_DATABASE_URL=f"sqlite://{self.db}",
             SWITCHYARD_ADMIN_TOKEN=ADMIN,
+            # For OFREP providers, which send a header: tenant testbed's token.
+            SWITCHYARD_TOKENS=f"tenant:{TENANT}={TENANT_TOKEN}",
             SWITCHYARD_FLAGD_ANONYMOUS_TENANT=TENANT,
             SWITCHYARD_LOG=ENV.get("CONF_SERVER_LOG", "warn"),
             SWITCHYARD_CONTEXT_VALUES=json.dumps(self.spec(self.config).get("context-value", {})),

@@ -2,14 +2,16 @@
 # flagd conformance: the OpenFeature flagd testbed's gherkin scenarios run by the
 # unmodified Python flagd provider's own pytest-bdd e2e steps (tests/e2e of the
 # openfeature-provider-flagd 0.6.1 sdist) against Switchyard instead of flagd, in
-# RPC mode and in in-process mode (flagd.sync.v1).
+# RPC mode and in in-process mode (flagd.sync.v1); its evaluation features through
+# the Python OFREP provider (ofrep/); then all of it through the JavaScript flagd
+# (RPC, in-process) and OFREP providers (step 5).
 #
 # usage: tests/conformance/run.sh [--collect-only] [--testbed-git GITDIR] [BINARY] [-- PYTEST_ARGS...]
 #   BINARY         the switchyard binary (default: target/debug/switchyard)
 #   --collect-only list and count the scenarios per mode; needs no binary
 #   --testbed-git  take the testbed from a clone of open-feature/flagd-testbed at
 #                  the pinned commit instead of the copy in testbed/
-# env: CONF_MODES ("rpc in-process"), CONF_VENV (/tmp/conf-venv), CONF_WORK
+# env: CONF_MODES ("rpc in-process ofrep"), CONF_JS_MODES (the same), CONF_VENV (/tmp/conf-venv), CONF_WORK
 #      (/tmp/conf-run), CONF_CACHE (/tmp/conf-cache), CONF_PORT (18013),
 #      CONF_LAUNCHPAD_PORT (18080), CONF_FORBIDDEN_PORT (19212), CONF_INTERNAL_PORT (18113)
 #
@@ -30,7 +32,7 @@ TESTBED_VERSION=3.8.0
 VENV=${CONF_VENV:-/tmp/conf-venv}
 WORK=$(realpath -m "${CONF_WORK:-/tmp/conf-run}")
 CACHE=${CONF_CACHE:-/tmp/conf-cache}
-MODES=${CONF_MODES:-rpc in-process}
+MODES=${CONF_MODES:-rpc in-process ofrep}
 
 collect=""; testbed_git=""; binary="$ROOT/target/debug/switchyard"; extra=()
 while [ $# -gt 0 ]; do
@@ -73,6 +75,8 @@ tar xzf "$CACHE/$SDIST" -C "$WORK" --strip-components=1 \
   "openfeature_provider_flagd-$PROVIDER_VERSION/tests" "openfeature_provider_flagd-$PROVIDER_VERSION/pytest.ini"
 # The one file replaced: docker compose -> launchpad.py with Switchyard.
 cp "$HERE/flagd_container.py" "$WORK/tests/e2e/flagd_container.py"
+# One package added: the OFREP mode (the Python OFREP provider; ofrep/conftest.py).
+cp -r "$HERE/ofrep" "$WORK/tests/e2e/ofrep"
 HARNESS=$WORK/openfeature/test-harness
 if [ -n "$testbed_git" ]; then
   git --git-dir="$testbed_git" archive "$TESTBED_COMMIT" gherkin flags launchpad/configs version.txt | tar x -C "$HARNESS"
@@ -103,7 +107,9 @@ for v in $(env | sed -n 's/^\(FLAGD_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
 
 # 4. pytest per mode, in the provider's own package for that mode (its
 # conftest there deselects by tag), with our plugin counting by feature.
-declare -A dirs=([rpc]=rpc [in-process]=inprocess)
+declare -A dirs=([rpc]=rpc [in-process]=inprocess [ofrep]=ofrep)
+# OFREP providers send tenant testbed's token (launchpad.py configures it).
+export CONF_TENANT_TOKEN=conf-testbed-$(openssl rand -hex 12)
 status=0; reports=()
 cd "$WORK"
 for mode in $MODES; do
@@ -120,7 +126,7 @@ for mode in $MODES; do
   # so that any other failure fails the run.
   while read -r m id _; do
     case "$m" in ''|'#'*) continue ;; esac
-    if [ "$m" = both ] || [ "$m" = "$mode" ]; then
+    if [ "$m" = all ] || [ "$m" = "$mode" ] || { [ "$m" = both ] && [ "$mode" != ofrep ]; }; then
       args+=(--deselect "tests/e2e/${dirs[$mode]}/test_flaqd.py::$id")
     fi
   done < "$HERE/left-out.txt"
@@ -137,7 +143,52 @@ for mode in $MODES; do
   done
 done
 
-# 5. The table; logs stay in $WORK (pytest-MODE.log, MODE/launchpad.log, MODE/switchyard.log).
+# 5. The same gherkin through OpenFeature's JavaScript SDK and its providers
+# from npm (tests/openfeature-js: @openfeature/flagd-provider in RPC and
+# in-process mode, @openfeature/ofrep-provider), with our step definitions
+# (tests/openfeature-js/conformance/steps.mjs; the provider's own are not in
+# its npm package). The tags are the JS provider's own selection for each mode
+# (its e2e specs); OFREP runs the evaluation features (no connection, events or
+# sync: OFREP has none). config.feature checks a provider's option parsing and
+# never reaches a server: left out.
+JS=$ROOT/tests/openfeature-js
+JS_MODES=${CONF_JS_MODES:-rpc in-process ofrep}
+declare -A js_tags=(
+  [rpc]='@rpc and not @targetURI and not @caching and not @unixsocket and not @deprecated and not @fractional-v1'
+  [in-process]='@in-process and not @targetURI and not @sync and not @unixsocket and not @deprecated and not @fractional-v1'
+  [ofrep]='not @grace and not @caching and not @deprecated and not @fractional-v1 and not @metadata-provider'
+)
+declare -A js_features=(
+  [rpc]='*.feature' [in-process]='*.feature'
+  [ofrep]='evaluation.feature targeting.feature disabled.feature contextEnrichment.feature metadata.feature'
+)
+if [ -n "$JS_MODES" ] && [ -z "$collect" ]; then
+  [ -x "$JS/node_modules/.bin/cucumber-js" ] || { echo "run.sh: npm ci --prefix tests/openfeature-js first" >&2; exit 2; }
+fi
+for mode in $JS_MODES; do
+  [ -n "$collect" ] && break
+  mkdir -p "$WORK/js-$mode"
+  features=()
+  for f in ${js_features[$mode]}; do
+    for g in "$HARNESS"/gherkin/$f; do [ "$(basename "$g")" = config.feature ] || features+=("$g"); done
+  done
+  echo "== js $mode"
+  # steps.mjs writes the report (records as conformance_report.py's) and
+  # skips what left-out-js.txt names for this mode, recorded as deselected.
+  report=$WORK/report-js-$mode.json; reports+=("js-$mode=$report")
+  CONF_JS_MODE=$mode CONF_PYTHON=$VENV/bin/python CONF_HARNESS=$HARNESS CONF_WORKDIR=$WORK/js-$mode \
+    CONF_REPORT=$report CONF_LEFT_OUT=$HERE/left-out-js.txt \
+    timeout 2400 "$JS/node_modules/.bin/cucumber-js" "${features[@]}" \
+      --import "$JS/conformance/steps.mjs" --tags "(${js_tags[$mode]})" --format summary --force-exit \
+    > "$WORK/cucumber-js-$mode.log" 2>&1 || status=$?
+  tail -n 3 "$WORK/cucumber-js-$mode.log"
+  for pidfile in "$WORK/js-$mode/launchpad.pid" "$WORK/js-$mode/server.pid"; do
+    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; sleep 1; fi
+  done
+done
+
+# 6. The table; logs stay in $WORK (pytest-MODE.log, cucumber-js-MODE.log,
+# [js-]MODE/launchpad.log, [js-]MODE/switchyard.log).
 echo
 "$VENV/bin/python" "$HERE/summary.py" "${reports[@]}" --list-failures || status=1
 exit "$status"
