@@ -33,6 +33,9 @@ pub enum Expr {
     /// A `fractional` whose entries are written in the rule: checked and
     /// summed once, when compiled.
     Fractional(Box<Split>),
+    /// A `sem_ver` whose operator and version are written in the rule:
+    /// both read once, when compiled.
+    SemVer(Box<(Expr, semver::Cmp, semver::Owned)>),
 }
 
 /// A `fractional` with its entries known at compile time.
@@ -194,6 +197,17 @@ pub fn compile(rule: &Value, at: &str) -> Result<Expr, CompileError> {
                 && let Some(split) = split(&args, at)
             {
                 return Ok(Expr::Fractional(Box::new(split)));
+            }
+            if op == Op::SemVer
+                && let [
+                    left,
+                    Expr::Literal(Value::String(cmp)),
+                    Expr::Literal(right),
+                ] = args.as_slice()
+                && let Some(cmp) = semver::Cmp::named(cmp)
+                && let Some(right) = version_text(right).and_then(|r| semver::Owned::parse(&r))
+            {
+                return Ok(Expr::SemVer(Box::new((left.clone(), cmp, right))));
             }
             let e = Expr::Op(op, args);
             Ok(if matches!(op, Op::If | Op::Fractional) {
@@ -372,6 +386,14 @@ pub fn eval<'a>(e: &'a Expr, scope: &Scope<'a, '_>) -> Out<'a> {
         Expr::Op(op, args) => apply(*op, args, scope, None),
         Expr::Invalid(why) => Err(EvalError(why.clone())),
         Expr::Fractional(split) => split_eval(split, scope),
+        Expr::SemVer(c) => {
+            let (left, cmp, right) = c.as_ref();
+            let l = eval(left, scope)?;
+            owned(match version_text(&l).as_deref().and_then(semver::parse) {
+                Some(l) => Value::Bool(cmp.holds(&l, &right.version())),
+                None => Value::Null,
+            })
+        }
         Expr::Traced(at, inner) => match (scope.trace.on(), inner.as_ref()) {
             (true, Expr::Op(op, args)) => apply(*op, args, scope, Some(at)),
             _ => eval(inner, scope),
@@ -564,6 +586,16 @@ fn apply<'a>(op: Op, args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&St
             boolean(all)
         }
         Op::In => {
+            // `{"in": [{"var": "tenantId"}, [...]]}` is how rules pick
+            // tenants: the tenant is compared where it is, not copied into a
+            // value first.
+            if let Some(t) = args.first().and_then(|a| tenant_of(a, scope)) {
+                return boolean(match arg(1)?.as_ref() {
+                    Value::String(h) => h.contains(t),
+                    Value::Array(items) => in_array(Needle::Str(t), items)?,
+                    _ => false,
+                });
+            }
             let (needle, hay) = (arg(0)?, arg(1)?);
             boolean(match (needle.as_ref(), hay.as_ref()) {
                 (Value::String(n), Value::String(h)) => h.contains(n.as_str()),
@@ -572,7 +604,7 @@ fn apply<'a>(op: Op, args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&St
                         "in: a string is searched for a string only".into(),
                     ));
                 }
-                (n, Value::Array(items)) => in_array(n, items)?,
+                (n, Value::Array(items)) => in_array(Needle::Value(n), items)?,
                 _ => false,
             })
         }
@@ -791,31 +823,62 @@ fn fractional_op<'a>(args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&St
     owned(picked)
 }
 
+/// What `in` looks for: a value, or the tenant evaluated for (a string
+/// not made into a value).
+#[derive(Clone, Copy)]
+enum Needle<'a> {
+    Value(&'a Value),
+    Str(&'a str),
+}
+
+impl Needle<'_> {
+    fn number(self) -> Result<f64, EvalError> {
+        match self {
+            Needle::Value(v) => typed_number(v),
+            Needle::Str(s) => Ok(s.parse().unwrap_or(0.0)),
+        }
+    }
+}
+
+/// The tenant evaluated for, when `e` is `{"var": "tenantId"}` and there is
+/// one (else the context's `tenantId` is read as any attribute).
+fn tenant_of<'a>(e: &Expr, scope: &Scope<'a, '_>) -> Option<&'a str> {
+    match e {
+        Expr::Var(path, _) if path.root == Root::Tenant && path.rest.is_empty() => scope.tenant,
+        _ => None,
+    }
+}
+
 /// `in` over an array as flagd's library has it: an element that is an
 /// array `[low, high]` is a range the needle falls in (inclusive); a number
 /// equals an element read as a number (a string parsed, else 0); anything
 /// else equals an element of the same type and value. What the library
 /// cannot read as a number fails the rule.
-fn in_array(needle: &Value, items: &[Value]) -> Result<bool, EvalError> {
+fn in_array(needle: Needle<'_>, items: &[Value]) -> Result<bool, EvalError> {
     for element in items {
         if let Value::Array(range) = element {
             let (Some(low), Some(high)) = (range.first(), range.get(1)) else {
                 return Err(EvalError("in: a range is [low, high]".into()));
             };
-            let v = typed_number(needle)?;
+            let v = needle.number()?;
             if v >= typed_number(low)? && typed_number(high)? >= v {
                 return Ok(true);
             }
             continue;
         }
         match needle {
-            Value::Number(n) => {
+            Needle::Str(t) => {
+                if matches!(element, Value::String(e) if e == t) {
+                    return Ok(true);
+                }
+            }
+            Needle::Value(Value::Number(n)) => {
                 if Some(typed_number(element)?) == n.as_f64() {
                     return Ok(true);
                 }
             }
-            Value::Array(_) | Value::Object(_) => {}
-            scalar => {
+            Needle::Value(Value::Array(_) | Value::Object(_)) => {}
+            Needle::Value(scalar) => {
                 if element == scalar {
                     return Ok(true);
                 }
@@ -925,6 +988,91 @@ mod tests {
             },
         )
         .map(Cow::into_owned)
+    }
+
+    /// `in` on the tenant evaluated for (compared in place) answers as `in`
+    /// on the same string read from the context: lists, ranges, substrings.
+    #[test]
+    fn in_on_the_tenant_answers_as_on_a_context_string() {
+        let eval_with = |rule: &Value, tenant: Option<&str>, ctx: &Map<String, Value>| {
+            let e = compile(rule, "/targeting").unwrap();
+            eval(
+                &e,
+                &Scope {
+                    flag_key: "f",
+                    context: ctx,
+                    tenant,
+                    now_s: 0,
+                    bucketing: fractional::Bucketing::V2,
+                    trace: &Trace::default(),
+                },
+            )
+            .map(Cow::into_owned)
+        };
+        let hays = [
+            json!(["a", "b"]),
+            json!(["x", "b"]),
+            json!([1, "b"]),
+            json!([[0, 10]]),
+            json!([[5, 10]]),
+            json!("tenant-b-and-c"),
+            json!(42),
+            json!([["low"]]),
+        ];
+        for tenant in ["b", "7", "0", "c"] {
+            for hay in &hays {
+                let rule = json!({"in": [{"var": "tenantId"}, hay]});
+                let in_place = eval_with(&rule, Some(tenant), &Map::new());
+                let mut ctx = Map::new();
+                ctx.insert("tenantId".into(), json!(tenant));
+                let from_context = eval_with(&rule, None, &ctx);
+                assert_eq!(in_place, from_context, "tenant {tenant}, in {hay}");
+            }
+        }
+        let rule = json!({"in": [{"var": "tenantId"}, ["a", "b"]]});
+        assert_eq!(eval_with(&rule, Some("b"), &Map::new()), Ok(json!(true)));
+        assert_eq!(eval_with(&rule, Some("z"), &Map::new()), Ok(json!(false)));
+    }
+
+    /// A `sem_ver` written with its operator and version (read once, when
+    /// compiled) answers as one that reads them from the context.
+    #[test]
+    fn sem_ver_read_once_answers_as_read_each_time() {
+        let versions = [
+            "1.2.3",
+            "v1.2.3",
+            "1.2",
+            "1",
+            "1.3.0-rc.1",
+            "2.0.0",
+            "0.9.9+b",
+            "x",
+            "1.2.3.4",
+        ];
+        let ops = ["=", "!=", "<", "<=", ">", ">=", "~", "^", "=="];
+        for right in ["1.2.3", "1.3.0-rc.2", "2", "v0.9.9"] {
+            for op in ops {
+                let literal = json!({"sem_ver": [{"var": "v"}, op, right]});
+                let read = json!({"sem_ver": [{"var": "v"}, {"var": "op"}, {"var": "r"}]});
+                assert_eq!(
+                    matches!(compile(&literal, "").unwrap(), Expr::SemVer(_)),
+                    op != "==",
+                    "{op} is compiled once when flagd knows it"
+                );
+                for v in versions
+                    .iter()
+                    .map(|v| json!(v))
+                    .chain([json!(1.2), json!(null)])
+                {
+                    let ctx = json!({"v": v, "op": op, "r": right});
+                    assert_eq!(
+                        run(literal.clone(), "f", ctx.clone()),
+                        run(read.clone(), "f", ctx),
+                        "{v} {op} {right}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -15,20 +15,24 @@ pub struct Version<'a> {
 }
 
 /// Parses `text` as flagd does; `None` when it is not a version.
+///
+/// Scans bytes rather than splitting with `char` patterns: a rule compares
+/// a version per evaluation, and the searchers' setup cost more than these
+/// few bytes.
 pub fn parse(text: &str) -> Option<Version<'_>> {
-    let v = text
-        .strip_prefix('v')
-        .or_else(|| text.strip_prefix('V'))
-        .unwrap_or(text);
-    let (main, build) = match v.split_once('+') {
-        Some((m, b)) => (m, Some(b)),
+    let v = match text.as_bytes().first() {
+        Some(b'v' | b'V') => &text[1..],
+        _ => text,
+    };
+    let (main, build) = match find(v, b'+') {
+        Some(i) => (&v[..i], Some(&v[i + 1..])),
         None => (v, None),
     };
-    let (main, pre) = match main.split_once('-') {
-        Some((m, p)) => (m, Some(p)),
+    let (main, pre) = match find(main, b'-') {
+        Some(i) => (&main[..i], Some(&main[i + 1..])),
         None => (main, None),
     };
-    let mut parts = main.split('.');
+    let mut parts = dots(main);
     let major = number(parts.next()?)?;
     let minor = parts.next().map(number);
     let patch = parts.next().map(number);
@@ -43,12 +47,12 @@ pub fn parse(text: &str) -> Option<Version<'_>> {
         _ => return None,
     };
     if let Some(p) = pre
-        && !p.split('.').all(|id| identifier(id, true))
+        && !dots(p).all(|id| identifier(id, true))
     {
         return None;
     }
     if let Some(b) = build
-        && !b.split('.').all(|id| identifier(id, false))
+        && !dots(b).all(|id| identifier(id, false))
     {
         return None;
     }
@@ -58,6 +62,17 @@ pub fn parse(text: &str) -> Option<Version<'_>> {
         patch,
         pre,
     })
+}
+
+/// `s` split at dots, by a plain loop (a `'.'` pattern sets up a searcher).
+#[allow(clippy::manual_pattern_char_comparison)] // on purpose: see above
+fn dots(s: &str) -> std::str::Split<'_, impl FnMut(char) -> bool> {
+    s.split(|c: char| c == '.')
+}
+
+/// The index of the first `byte` in `s` (an ASCII byte, so a char boundary).
+fn find(s: &str, byte: u8) -> Option<usize> {
+    s.bytes().position(|b| b == byte)
 }
 
 /// A numeric part: digits, no leading zero unless it is `0`.
@@ -104,7 +119,7 @@ impl PartialOrd for Version<'_> {
 /// shorter list first when one is a prefix of the other.
 fn cmp_pre(a: &str, b: &str) -> Ordering {
     let numeric = |s: &str| s.bytes().all(|c| c.is_ascii_digit());
-    let (mut x, mut y) = (a.split('.'), b.split('.'));
+    let (mut x, mut y) = (dots(a), dots(b));
     loop {
         match (x.next(), y.next()) {
             (None, None) => return Ordering::Equal,
@@ -125,22 +140,88 @@ fn cmp_pre(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// `sem_ver`'s operators. `~` holds when major and minor are equal, `^`
+/// when major is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Tilde,
+    Caret,
+}
+
+impl Cmp {
+    /// The operator written `op`; `None` when flagd does not know it.
+    pub fn named(op: &str) -> Option<Cmp> {
+        Some(match op {
+            "=" => Cmp::Eq,
+            "!=" => Cmp::Ne,
+            "<" => Cmp::Lt,
+            "<=" => Cmp::Le,
+            ">" => Cmp::Gt,
+            ">=" => Cmp::Ge,
+            "~" => Cmp::Tilde,
+            "^" => Cmp::Caret,
+            _ => return None,
+        })
+    }
+
+    /// Whether `l op r`.
+    pub fn holds(self, l: &Version<'_>, r: &Version<'_>) -> bool {
+        match self {
+            Cmp::Eq => l.cmp(r).is_eq(),
+            Cmp::Ne => l.cmp(r).is_ne(),
+            Cmp::Lt => l < r,
+            Cmp::Le => l <= r,
+            Cmp::Gt => l > r,
+            Cmp::Ge => l >= r,
+            Cmp::Tilde => cmp_num(l.major, r.major).is_eq() && cmp_num(l.minor, r.minor).is_eq(),
+            Cmp::Caret => cmp_num(l.major, r.major).is_eq(),
+        }
+    }
+}
+
+/// A version parsed once, when a rule is compiled (a `sem_ver` whose right
+/// side is written in the rule), owning its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    major: Box<str>,
+    minor: Box<str>,
+    patch: Box<str>,
+    pre: Option<Box<str>>,
+}
+
+impl Owned {
+    /// `text` parsed; `None` when it is not a version.
+    pub fn parse(text: &str) -> Option<Owned> {
+        let v = parse(text)?;
+        Some(Owned {
+            major: v.major.into(),
+            minor: v.minor.into(),
+            patch: v.patch.into(),
+            pre: v.pre.map(Into::into),
+        })
+    }
+
+    pub fn version(&self) -> Version<'_> {
+        Version {
+            major: &self.major,
+            minor: &self.minor,
+            patch: &self.patch,
+            pre: self.pre.as_deref(),
+        }
+    }
+}
+
 /// `sem_ver(left, op, right)`: `None` (flagd's null) when either side is not
-/// a version or the operator is unknown. `~` holds when major and minor are
-/// equal, `^` when major is.
+/// a version or the operator is unknown.
 pub fn sem_ver(left: &str, op: &str, right: &str) -> Option<bool> {
     let (l, r) = (parse(left)?, parse(right)?);
-    Some(match op {
-        "=" => l.cmp(&r).is_eq(),
-        "!=" => l.cmp(&r).is_ne(),
-        "<" => l < r,
-        "<=" => l <= r,
-        ">" => l > r,
-        ">=" => l >= r,
-        "~" => cmp_num(l.major, r.major).is_eq() && cmp_num(l.minor, r.minor).is_eq(),
-        "^" => cmp_num(l.major, r.major).is_eq(),
-        _ => return None,
-    })
+    Some(Cmp::named(op)?.holds(&l, &r))
 }
 
 #[cfg(test)]
