@@ -9,11 +9,9 @@ use serde_json::{Value, json};
 /// numbers as written.
 pub fn integral(v: &Value) -> Value {
     match v {
-        Value::Number(n) => match n.as_f64() {
-            // Exact below 2^53.
-            #[allow(clippy::cast_possible_truncation)]
-            Some(f) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => json!(f as i64),
-            _ => v.clone(),
+        Value::Number(n) => match n.as_f64().and_then(integral_f64) {
+            Some(i) => json!(i),
+            None => v.clone(),
         },
         Value::Array(items) => Value::Array(items.iter().map(integral).collect()),
         Value::Object(fields) => Value::Object(
@@ -24,4 +22,12 @@ pub fn integral(v: &Value) -> Value {
         ),
         other => other.clone(),
     }
+}
+
+/// `f` as an integer when it is one that a double holds exactly (below
+/// 2^53): how [`integral`] writes a number.
+pub fn integral_f64(f: f64) -> Option<i64> {
+    // Exact below 2^53.
+    #[allow(clippy::cast_possible_truncation)]
+    (f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15).then_some(f as i64)
 }

@@ -357,6 +357,47 @@ async fn one_context_gets_one_answer_on_every_protocol(backend: Backend) {
         (o.status, o.json()["errorCode"].as_str()),
         (400, Some("GENERAL"))
     );
+    // Numbers in a gRPC context (doubles on the wire): a whole one reads as
+    // written without a fraction (`cat` gives "3"), others as they are, and
+    // one that is not finite is refused, naming where it is.
+    import(
+        &server,
+        &json!({"flags": {"by-count": {"state": "ENABLED", "variants": {"yes": "yes", "no": "no"},
+            "defaultVariant": "no",
+            "targeting": {"if": [{"===": [{"cat": [{"var": "n"}]}, "3"]}, "yes", "no"]}}}}),
+        false,
+    )
+    .await
+    .unwrap();
+    let by_count = |n: f64| EvaluateFlagRequest {
+        flag_key: "by-count".into(),
+        target: Some(evaluate_flag_request::Target::TenantId("a".into())),
+        context: Some(pbjson_types::Struct {
+            fields: [
+                ("n".to_owned(), pbjson_types::Value::from(n)),
+                ("nested".to_owned(), to_struct(&json!({"m": 1.5})).into()),
+            ]
+            .into(),
+        }),
+        explain: false,
+    };
+    let e = grpc
+        .evaluate_flag(by_count(3.0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(e.variant, "yes", "3.0 on the wire reads as 3");
+    let e = grpc
+        .evaluate_flag(by_count(3.5))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(e.variant, "no");
+    for bad in [f64::NAN, f64::INFINITY] {
+        let e = grpc.evaluate_flag(by_count(bad)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert_eq!(e.message(), "context.n: numbers must be finite");
+    }
 }
 
 async fn invalid_definitions_are_refused_with_their_place_and_write_nothing(backend: Backend) {

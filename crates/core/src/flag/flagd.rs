@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-pub use crate::json::integral;
+pub use crate::json::{integral, integral_f64};
 
 use super::{EnvOverrides, FlagDef, Status, definition::flagd_flag};
 

@@ -285,15 +285,52 @@ pub fn from_struct(
     field: &str,
     s: &pbjson_types::Struct,
 ) -> switchyard_core::error::Result<serde_json::Map<String, serde_json::Value>> {
+    into_json_object(field, s.clone())
+}
+
+/// [`from_struct`] of a `Struct` the caller owns: its keys and strings are
+/// moved, not copied (an evaluation context, once per call).
+pub fn into_json_object(
+    field: &str,
+    s: pbjson_types::Struct,
+) -> switchyard_core::error::Result<serde_json::Map<String, serde_json::Value>> {
     s.fields
-        .iter()
-        .map(|(k, v)| {
-            Ok((
-                k.clone(),
-                openfeature::integral(&from_proto(&format!("{field}.{k}"), Some(v))?),
-            ))
+        .into_iter()
+        .map(|(k, v)| match into_json(v) {
+            Ok(v) => Ok((k, v)),
+            Err(why) => Err(Error::invalid_argument(&format!("{field}.{k}"), why)),
         })
         .collect()
+}
+
+/// A protobuf `Value` taken apart into JSON, integral numbers as integers;
+/// a number that is not finite is refused.
+fn into_json(v: pbjson_types::Value) -> Result<serde_json::Value, &'static str> {
+    use pbjson_types::value::Kind;
+    use serde_json::Value;
+    Ok(match v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::NumberValue(n)) => match openfeature::integral_f64(n) {
+            Some(i) => Value::from(i),
+            None => serde_json::Number::from_f64(n)
+                .map(Value::Number)
+                .ok_or("numbers must be finite")?,
+        },
+        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::BoolValue(b)) => Value::Bool(b),
+        Some(Kind::StructValue(s)) => Value::Object(
+            s.fields
+                .into_iter()
+                .map(|(k, v)| Ok::<_, &str>((k, into_json(v)?)))
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(Kind::ListValue(l)) => Value::Array(
+            l.values
+                .into_iter()
+                .map(into_json)
+                .collect::<Result<_, _>>()?,
+        ),
+    })
 }
 
 /// Converts an effective value to its message.
@@ -609,8 +646,8 @@ impl flag_service_server::FlagService for FlagApi {
             Some(evaluate_flag_request::Target::TenantId(t)) => Target::TenantId(t),
             None => Target::Caller,
         };
-        let context = match &r.context {
-            Some(c) => from_struct("context", c).or_status()?,
+        let context = match r.context {
+            Some(c) => into_json_object("context", c).or_status()?,
             None => serde_json::Map::new(),
         };
         let e = self
