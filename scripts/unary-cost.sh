@@ -52,7 +52,7 @@ EOF
 for bin in "$@"; do
   echo "$bin"
   declare -A idle_ir=() idle_allocs=()
-  for call in idle health resolve evaluate; do
+  for call in idle health resolve evaluate targeted; do
     declare -A ir=() allocs=() calls=()
     for secs in 2 5; do
       out="$work/$call-$secs.out"
