@@ -126,7 +126,7 @@ const leftOut = (env.CONF_LEFT_OUT ? readFileSync(env.CONF_LEFT_OUT, 'utf8') : '
 
 // -- each scenario -------------------------------------------------------------
 
-Before(function ({ pickle }) {
+Before(async function ({ pickle }) {
   this.record = {
     feature: basename(pickle.uri),
     scenario: pickle.name,
@@ -142,17 +142,6 @@ Before(function ({ pickle }) {
     this.record.outcome = 'deselected';
     return 'skipped';
   }
-});
-
-After(function ({ result }) {
-  if (this.record.outcome === 'deselected') return;
-  this.record.outcome = { PASSED: 'passed', FAILED: 'failed', SKIPPED: 'skipped' }[result.status] ?? 'error';
-  if (result.message) this.record.message = result.message.split('\n')[0].slice(0, 300);
-  dump();
-});
-
-Before(async function () {
-  if (this.record.outcome === 'deselected') return 'skipped';
   await OpenFeature.clearProviders();
   this.options = {};
   this.events = [];
@@ -161,8 +150,11 @@ Before(async function () {
   this.details = undefined;
 });
 
-After(async function () {
+After(async function ({ result }) {
   if (this.record.outcome === 'deselected') return;
+  this.record.outcome = { PASSED: 'passed', FAILED: 'failed', SKIPPED: 'skipped' }[result.status] ?? 'error';
+  if (result.message) this.record.message = result.message.split('\n')[0].slice(0, 300);
+  dump();
   await OpenFeature.close();
   await post('/stop');
 });

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-pub use crate::json::{integral, integral_f64};
+pub use crate::json::integral;
 
 use super::{EnvOverrides, FlagDef, Status, definition::flagd_flag};
 

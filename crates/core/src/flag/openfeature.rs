@@ -9,9 +9,7 @@
 
 use serde_json::{Map, Value};
 
-pub use super::flagd::{
-    LIST_ITEMS, flagd_configuration, integral, integral_f64, object_value, view_flag,
-};
+pub use super::flagd::{LIST_ITEMS, flagd_configuration, integral, object_value, view_flag};
 use super::{Reason, ValueSource, resolve::Evaluation, service::Target};
 use crate::{
     auth::{Principal, Scope},

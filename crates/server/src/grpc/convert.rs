@@ -9,30 +9,57 @@ use switchyard_core::{
 };
 
 /// Converts a protobuf `Value` to JSON; `field` names it in errors. Numbers
-/// must be finite; a missing value is INVALID_ARGUMENT.
+/// must be finite, and whole ones are written as integers (a protobuf number
+/// is a double; see `switchyard_core::json::integral`); a missing value is
+/// INVALID_ARGUMENT.
 pub fn from_proto(field: &str, v: Option<&pbjson_types::Value>) -> Result<Value> {
-    use pbjson_types::value::Kind;
     let Some(v) = v else {
         return Err(Error::invalid_argument(field, "is required"));
     };
-    Ok(match &v.kind {
+    into_json(v.clone()).map_err(|why| Error::invalid_argument(field, why))
+}
+
+/// A protobuf `Struct` the caller owns as a JSON object, converted as
+/// [`from_proto`] converts each value, its keys and strings moved rather
+/// than copied (an evaluation context, once per call); `field.<key>` names
+/// a refused value.
+pub fn struct_into_json(
+    field: &str,
+    s: pbjson_types::Struct,
+) -> Result<serde_json::Map<String, Value>> {
+    s.fields
+        .into_iter()
+        .map(|(k, v)| match into_json(v) {
+            Ok(v) => Ok((k, v)),
+            Err(why) => Err(Error::invalid_argument(&format!("{field}.{k}"), why)),
+        })
+        .collect()
+}
+
+/// [`from_proto`]'s conversion, taking the value apart; the error says why.
+fn into_json(v: pbjson_types::Value) -> std::result::Result<Value, &'static str> {
+    use pbjson_types::value::Kind;
+    Ok(match v.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
-            .map(Value::Number)
-            .ok_or_else(|| Error::invalid_argument(field, "numbers must be finite"))?,
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::NumberValue(n)) => match switchyard_core::json::integral_f64(n) {
+            Some(i) => Value::from(i),
+            None => serde_json::Number::from_f64(n)
+                .map(Value::Number)
+                .ok_or("numbers must be finite")?,
+        },
+        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::BoolValue(b)) => Value::Bool(b),
         Some(Kind::StructValue(s)) => Value::Object(
             s.fields
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), from_proto(field, Some(v))?)))
-                .collect::<Result<_>>()?,
+                .into_iter()
+                .map(|(k, v)| Ok::<_, &str>((k, into_json(v)?)))
+                .collect::<std::result::Result<_, _>>()?,
         ),
         Some(Kind::ListValue(l)) => Value::Array(
             l.values
-                .iter()
-                .map(|v| from_proto(field, Some(v)))
-                .collect::<Result<_>>()?,
+                .into_iter()
+                .map(into_json)
+                .collect::<std::result::Result<_, _>>()?,
         ),
     })
 }

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::status::{IntoStatus, OrStatus};
 use super::{
     connection_key,
-    convert::{from_proto, page, timestamp, to_proto},
+    convert::{from_proto, page, struct_into_json, timestamp, to_proto},
     frames::{self, Messages, Route},
     principal, principal_in,
 };
@@ -24,7 +24,6 @@ use switchyard_core::{
         self, Effective, FlagDef,
         definition::DefinitionUpdate,
         listing::{DEFAULT_CACHE_BYTES, ListCache, Listed},
-        openfeature,
         service::{FlagChanges, FlagList, FlagService, ListRequest, NewFlag, Target},
         targeting::logic::Step,
         watch::WatchItem,
@@ -285,52 +284,7 @@ pub fn from_struct(
     field: &str,
     s: &pbjson_types::Struct,
 ) -> switchyard_core::error::Result<serde_json::Map<String, serde_json::Value>> {
-    into_json_object(field, s.clone())
-}
-
-/// [`from_struct`] of a `Struct` the caller owns: its keys and strings are
-/// moved, not copied (an evaluation context, once per call).
-pub fn into_json_object(
-    field: &str,
-    s: pbjson_types::Struct,
-) -> switchyard_core::error::Result<serde_json::Map<String, serde_json::Value>> {
-    s.fields
-        .into_iter()
-        .map(|(k, v)| match into_json(v) {
-            Ok(v) => Ok((k, v)),
-            Err(why) => Err(Error::invalid_argument(&format!("{field}.{k}"), why)),
-        })
-        .collect()
-}
-
-/// A protobuf `Value` taken apart into JSON, integral numbers as integers;
-/// a number that is not finite is refused.
-fn into_json(v: pbjson_types::Value) -> Result<serde_json::Value, &'static str> {
-    use pbjson_types::value::Kind;
-    use serde_json::Value;
-    Ok(match v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => match openfeature::integral_f64(n) {
-            Some(i) => Value::from(i),
-            None => serde_json::Number::from_f64(n)
-                .map(Value::Number)
-                .ok_or("numbers must be finite")?,
-        },
-        Some(Kind::StringValue(s)) => Value::String(s),
-        Some(Kind::BoolValue(b)) => Value::Bool(b),
-        Some(Kind::StructValue(s)) => Value::Object(
-            s.fields
-                .into_iter()
-                .map(|(k, v)| Ok::<_, &str>((k, into_json(v)?)))
-                .collect::<Result<_, _>>()?,
-        ),
-        Some(Kind::ListValue(l)) => Value::Array(
-            l.values
-                .into_iter()
-                .map(into_json)
-                .collect::<Result<_, _>>()?,
-        ),
-    })
+    struct_into_json(field, s.clone())
 }
 
 /// Converts an effective value to its message.
@@ -363,10 +317,7 @@ fn definition(f: &Flag) -> Input<DefinitionUpdate> {
                 .iter()
                 .map(|(k, v)| {
                     let field = format!("flag.variants.{k}");
-                    Ok((
-                        k.clone(),
-                        openfeature::integral(&from_proto(&field, Some(v))?),
-                    ))
+                    Ok((k.clone(), from_proto(&field, Some(v))?))
                 })
                 .collect::<switchyard_core::error::Result<_>>()?,
         )
@@ -483,15 +434,9 @@ fn stored(v: Option<&pbjson_types::Value>) -> Input<Option<serde_json::Value>> {
     optional("flag.stored_value", v)
 }
 
-/// A value written through protobuf, integral numbers as integers (see
-/// [`openfeature::integral`]).
-fn value(field: &str, v: Option<&pbjson_types::Value>) -> Input<serde_json::Value> {
-    from_proto(field, v).map(|v| openfeature::integral(&v))
-}
-
 /// Converts an optional value: absent is `None`, present must convert.
 fn optional(field: &str, v: Option<&pbjson_types::Value>) -> Input<Option<serde_json::Value>> {
-    v.map(|v| value(field, Some(v))).transpose()
+    v.map(|v| from_proto(field, Some(v))).transpose()
 }
 
 /// Converts the request's `flag`, which is required, for a create.
@@ -608,7 +553,7 @@ impl flag_service_server::FlagService for FlagApi {
                 principal(&req)?,
                 &r.tenant_id,
                 &r.flag_key,
-                value("value", r.value.as_ref()),
+                from_proto("value", r.value.as_ref()),
                 r.expected_revision,
             )
             .await
@@ -647,7 +592,7 @@ impl flag_service_server::FlagService for FlagApi {
             None => Target::Caller,
         };
         let context = match r.context {
-            Some(c) => into_json_object("context", c).or_status()?,
+            Some(c) => struct_into_json("context", c).or_status()?,
             None => serde_json::Map::new(),
         };
         let e = self

@@ -835,7 +835,7 @@ impl Needle<'_> {
     fn number(self) -> Result<f64, EvalError> {
         match self {
             Needle::Value(v) => typed_number(v),
-            Needle::Str(s) => Ok(s.parse().unwrap_or(0.0)),
+            Needle::Str(s) => Ok(text_number(s)),
         }
     }
 }
@@ -893,9 +893,14 @@ fn in_array(needle: Needle<'_>, items: &[Value]) -> Result<bool, EvalError> {
 fn typed_number(v: &Value) -> Result<f64, EvalError> {
     match v {
         Value::Number(n) => Ok(n.as_f64().unwrap_or(f64::NAN)),
-        Value::String(s) => Ok(s.parse().unwrap_or(0.0)),
+        Value::String(s) => Ok(text_number(s)),
         other => Err(EvalError(format!("in: {other} is not a number"))),
     }
+}
+
+/// Text as `in` reads a number: parsed, 0 when it is not one.
+fn text_number(s: &str) -> f64 {
+    s.parse().unwrap_or(0.0)
 }
 
 /// JsonLogic truthiness as flagd's library has it: `{}` and `[]` are falsy.
