@@ -132,7 +132,12 @@ fn main() {
     // Both engines answer alike: about half of the contexts are on.
     let ours_on = ctxs
         .iter()
-        .filter(|(c, _)| resolve(&env, &def, Some("a"), None, c, 0, None).value == json!(true))
+        .filter(|(c, _)| {
+            resolve(&env, &def, Some("a"), None, c, 0, None)
+                .value
+                .as_ref()
+                == &json!(true)
+        })
         .count();
     let theirs_on = ctxs
         .iter()

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::{
     EnvOverrides,
     resolve::resolve,
-    targeting::logic::{self, CompileError, Expr},
+    targeting::logic::{self, CompileError, Program},
 };
 use crate::changelog::{FlagRecord, ValueType};
 
@@ -101,7 +101,7 @@ impl Status {
 #[derive(Debug, Clone)]
 pub struct Rule {
     source: Value,
-    compiled: Arc<Expr>,
+    compiled: Arc<Program>,
 }
 
 impl Rule {
@@ -121,7 +121,7 @@ impl Rule {
     /// longer compiles fails every evaluation (flagd's `PARSE_ERROR`).
     pub fn load(source: Value) -> Rule {
         let compiled = logic::compile(&source, "/targeting")
-            .unwrap_or_else(|e| Expr::Invalid(format!("{}: {}", e.at, e.message)));
+            .unwrap_or_else(|e| Program::invalid(format!("{}: {}", e.at, e.message)));
         Rule {
             source,
             compiled: Arc::new(compiled),
@@ -129,7 +129,7 @@ impl Rule {
     }
 
     /// The compiled rule.
-    pub fn expr(&self) -> &Expr {
+    pub fn program(&self) -> &Program {
         &self.compiled
     }
 }
@@ -416,9 +416,9 @@ pub fn effective_in(
     );
     Effective {
         flag: def.key.clone(),
-        value: r.value,
+        value: r.value.into_owned(),
         source: r.source,
-        variant: r.variant,
+        variant: r.variant.map(std::borrow::Cow::into_owned),
         targeting: def.targeting.is_some(),
     }
 }

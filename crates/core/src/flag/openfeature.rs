@@ -297,7 +297,8 @@ mod tests {
                 &Map::new(),
                 0,
                 None,
-            ),
+            )
+            .into_owned(),
             metadata: Map::new(),
             overridden,
             revision: 1,

@@ -7,11 +7,13 @@
 //! to the tenant evaluated for and flagd's `$flagd` enrichment; from there
 //! on the steps are flagd's (`core/pkg/evaluator/json.go`).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::{
     EnvOverrides, FlagDef, STORED_VARIANT, ValueSource,
-    targeting::logic::{self, Scope, Trace},
+    targeting::logic::{self, Input, Trace},
 };
 
 pub use super::targeting::logic::TENANT_ATTRIBUTE;
@@ -63,13 +65,15 @@ impl RuleError {
     }
 }
 
-/// The answer of one evaluation.
+/// The answer of one evaluation; its value and variant's name are borrowed
+/// from the flag's definition (or the override) until the caller keeps them
+/// ([`Resolution::into_owned`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Resolution {
+pub struct Resolution<'d> {
     /// The value (`Null`: none; the caller's own default applies).
-    pub value: Value,
+    pub value: Cow<'d, Value>,
     /// The variant's name (`env` and `tenant` for those overrides).
-    pub variant: Option<String>,
+    pub variant: Option<Cow<'d, str>>,
     /// Where the value comes from.
     pub source: ValueSource,
     /// OpenFeature's reason.
@@ -78,13 +82,26 @@ pub struct Resolution {
     pub error: Option<(RuleError, String)>,
 }
 
+impl Resolution<'_> {
+    /// The answer, owning its value and variant's name.
+    pub fn into_owned(self) -> Resolution<'static> {
+        Resolution {
+            value: Cow::Owned(self.value.into_owned()),
+            variant: self.variant.map(|v| Cow::Owned(v.into_owned())),
+            source: self.source,
+            reason: self.reason,
+            error: self.error,
+        }
+    }
+}
+
 /// A flag's answer for one evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
     /// The flag's key.
     pub key: String,
     /// The value, variant, reason and source.
-    pub resolution: Resolution,
+    pub resolution: Resolution<'static>,
     /// The flag's metadata (with `source` for an `env` or tenant override).
     pub metadata: Map<String, Value>,
     /// Whether another context could get another answer from a tenant's
@@ -104,21 +121,21 @@ pub type Explanation = Vec<logic::Step>;
 /// Evaluates `def` for `tenant` (whose override of it is `tenant_value`) in
 /// `context`, at `now_s` (Unix seconds, `$flagd.timestamp`). With `trace`,
 /// the rule's steps are recorded in it.
-pub fn resolve(
-    env: &EnvOverrides,
-    def: &FlagDef,
+pub fn resolve<'d>(
+    env: &'d EnvOverrides,
+    def: &'d FlagDef,
     tenant: Option<&str>,
-    tenant_value: Option<&Value>,
+    tenant_value: Option<&'d Value>,
     context: &Map<String, Value>,
     now_s: i64,
     trace: Option<&mut Explanation>,
-) -> Resolution {
+) -> Resolution<'d> {
     if let Some(v) = env.get(def) {
-        return fixed(v.clone(), "env", ValueSource::Env, Reason::Static);
+        return fixed(v, "env", ValueSource::Env, Reason::Static);
     }
     if def.status == super::Status::Disabled {
         return Resolution {
-            value: Value::Null,
+            value: Cow::Owned(Value::Null),
             variant: None,
             source: ValueSource::Disabled,
             reason: Reason::Disabled,
@@ -126,12 +143,7 @@ pub fn resolve(
         };
     }
     if let Some(v) = tenant_value {
-        return fixed(
-            v.clone(),
-            "tenant",
-            ValueSource::Tenant,
-            Reason::TargetingMatch,
-        );
+        return fixed(v, "tenant", ValueSource::Tenant, Reason::TargetingMatch);
     }
     let mut reason = Reason::Static;
     if let Some(rule) = def
@@ -140,16 +152,15 @@ pub fn resolve(
         .filter(|r| !is_empty_rule(r.source()))
     {
         let tr = Trace::new(trace.is_some());
-        let result = logic::eval(
-            rule.expr(),
-            &Scope {
+        let result = rule.program().eval(
+            Input {
                 flag_key: &def.key,
                 context,
                 tenant,
                 now_s,
                 bucketing: env.bucketing(),
-                trace: &tr,
             },
+            &tr,
         );
         let picked = match result {
             Err(e) => Err(e),
@@ -166,8 +177,8 @@ pub fn resolve(
                 let name = variant_name(&picked);
                 return match def.variants.get_key_value(name.as_ref()) {
                     Some((name, v)) => Resolution {
-                        value: v.clone(),
-                        variant: Some(name.clone()),
+                        value: Cow::Borrowed(v),
+                        variant: Some(Cow::Borrowed(name)),
                         source: ValueSource::Targeting,
                         reason: Reason::TargetingMatch,
                         error: None,
@@ -182,8 +193,8 @@ pub fn resolve(
     }
     match def.default_variant_value() {
         Some((name, v)) => Resolution {
-            value: v.clone(),
-            variant: Some(name.to_owned()),
+            value: Cow::Borrowed(v),
+            variant: Some(Cow::Borrowed(name)),
             source: if name == STORED_VARIANT {
                 ValueSource::Store
             } else {
@@ -193,7 +204,7 @@ pub fn resolve(
             error: None,
         },
         None => Resolution {
-            value: Value::Null,
+            value: Cow::Owned(Value::Null),
             variant: None,
             source: ValueSource::Default,
             reason: Reason::Default,
@@ -208,27 +219,32 @@ fn is_empty_rule(v: &Value) -> bool {
 }
 
 /// flagd reads the rule's result as JSON with the quotes taken out.
-fn variant_name(v: &Value) -> std::borrow::Cow<'_, str> {
+fn variant_name(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
-        Value::Number(n) => std::borrow::Cow::Owned(logic::number_text(n)),
-        other => std::borrow::Cow::Owned(other.to_string().replace('"', "")),
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Number(n) => Cow::Owned(logic::number_text(n)),
+        other => Cow::Owned(other.to_string().replace('"', "")),
     }
 }
 
-fn fixed(value: Value, variant: &str, source: ValueSource, reason: Reason) -> Resolution {
+fn fixed<'d>(
+    value: &'d Value,
+    variant: &'static str,
+    source: ValueSource,
+    reason: Reason,
+) -> Resolution<'d> {
     Resolution {
-        value,
-        variant: Some(variant.to_owned()),
+        value: Cow::Borrowed(value),
+        variant: Some(Cow::Borrowed(variant)),
         source,
         reason,
         error: None,
     }
 }
 
-fn failed(code: RuleError, message: String) -> Resolution {
+fn failed(code: RuleError, message: String) -> Resolution<'static> {
     Resolution {
-        value: Value::Null,
+        value: Cow::Owned(Value::Null),
         variant: None,
         source: ValueSource::Error,
         reason: Reason::Error,

@@ -378,7 +378,7 @@ impl Flags {
             .and_then(|t| state.overrides.get(t))
             .and_then(|o| o.get(&def.key))
             .map(|(v, _)| v);
-        let resolution = resolve(&self.env, def, tenant, over, context, now_s, trace);
+        let resolution = resolve(&self.env, def, tenant, over, context, now_s, trace).into_owned();
         let mut metadata = def.metadata.clone();
         if matches!(resolution.source, ValueSource::Env | ValueSource::Tenant) {
             metadata.insert(

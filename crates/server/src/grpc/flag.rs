@@ -1,6 +1,6 @@
 //! `switchyard.v1.FlagService`: converts, calls `flag::service`, converts.
 
-use std::{pin::Pin, sync::Arc};
+use std::{borrow::Cow, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -611,7 +611,7 @@ impl flag_service_server::FlagService for FlagApi {
             source: res.source.as_str().to_owned(),
             revision: e.revision,
             tenant_id: e.tenant.unwrap_or_default(),
-            variant: res.variant.unwrap_or_default(),
+            variant: res.variant.map(Cow::into_owned).unwrap_or_default(),
             reason: res.reason.as_str().to_owned(),
             error_code,
             error_message,

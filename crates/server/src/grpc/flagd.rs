@@ -91,8 +91,9 @@ impl Resolved {
         self.evaluation
             .resolution
             .variant
-            .clone()
+            .as_deref()
             .unwrap_or_default()
+            .to_owned()
     }
 
     fn metadata(&self) -> Option<pbjson_types::Struct> {
@@ -609,7 +610,12 @@ evaluation_service!(v1, event_v1, std::convert::identity, {
             .map(|e| {
                 let flag = v1::AnyFlag {
                     reason: openfeature::reason(e, per_context).to_owned(),
-                    variant: e.resolution.variant.clone().unwrap_or_default(),
+                    variant: e
+                        .resolution
+                        .variant
+                        .as_deref()
+                        .unwrap_or_default()
+                        .to_owned(),
                     value: any_value(&e.resolution.value),
                     metadata: Some(fields(&Value::Object(e.metadata.clone()))),
                 };

@@ -250,7 +250,7 @@ fn answer(e: &Evaluation, per_context: PerContext) -> Result<Value, Failure> {
         "metadata": e.metadata,
     });
     if !r.value.is_null() {
-        out["value"] = r.value.clone();
+        out["value"] = r.value.clone().into_owned();
         out["variant"] = json!(r.variant.as_deref().unwrap_or_default());
     }
     Ok(out)

@@ -21,7 +21,11 @@ pub enum Expr {
     Literal(Value),
     /// An array whose elements are rules.
     List(Vec<Expr>),
-    /// `{"var": path}` or `{"var": [path, default]}`: `path` split at dots.
+    /// `{"var": "name"}` of a context attribute: read from its slot, bound
+    /// once per evaluation (see [`Program`]).
+    Attr(u32),
+    /// Any other `{"var": path}` or `{"var": [path, default]}`: `path`
+    /// split at dots.
     Var(Path, Option<Box<Expr>>),
     /// Any other operation, its arguments compiled.
     Op(Op, Vec<Expr>),
@@ -67,22 +71,157 @@ pub struct Path {
 enum Root {
     /// `""`: the whole data.
     Whole,
-    /// `tenantId`: the tenant evaluated for (else the context's).
-    Tenant,
+    /// `tenantId`: the tenant evaluated for (else the context's, in this
+    /// slot).
+    Tenant(u32),
     /// `$flagd`: flagd's enrichment.
     Flagd,
-    /// Any other attribute of the context.
-    Context(String),
+    /// Any other attribute of the context, by slot.
+    Context(u32),
 }
 
-impl Path {
-    fn new(parts: Vec<String>) -> Path {
+/// A compiled rule: its expression, and the context attributes it reads by
+/// name, each given a slot. An evaluation binds the slots in one pass over
+/// the context, so reading an attribute is an index, not a lookup by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    expr: Expr,
+    /// The attributes read, sorted by name as the context is, with their
+    /// slots.
+    attrs: Vec<(String, u32)>,
+    /// The slot of `targetingKey` (`fractional`'s default bucketing value),
+    /// when the rule has a `fractional`.
+    key: Option<u32>,
+}
+
+/// What an evaluation reads: the flag's key (`$flagd.flagKey`,
+/// `fractional`'s default bucketing value), the caller's context, the
+/// tenant evaluated for (the rule's `tenantId`, whatever the context says),
+/// the time (`$flagd.timestamp`) and the server's `fractional` bucketing.
+/// Nothing is copied to make it: attributes are read where they are.
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    pub flag_key: &'a str,
+    pub context: &'a Map<String, Value>,
+    pub tenant: Option<&'a str>,
+    pub now_s: i64,
+    pub bucketing: fractional::Bucketing,
+}
+
+/// Slots bound on the stack up to this many attributes (a rule reading more
+/// binds them in a vector).
+const INLINE_SLOTS: usize = 8;
+
+impl Program {
+    /// A stored rule this release does not compile: every evaluation fails.
+    pub fn invalid(why: String) -> Program {
+        Program {
+            expr: Expr::Invalid(why),
+            attrs: Vec::new(),
+            key: None,
+        }
+    }
+
+    /// The compiled expression.
+    pub fn expr(&self) -> &Expr {
+        &self.expr
+    }
+
+    /// Evaluates the rule for `input`, recording its choices in `trace`;
+    /// values written in the rule or read from the context are borrowed,
+    /// not copied.
+    pub fn eval<'a>(&'a self, input: Input<'a>, trace: &Trace) -> Out<'a> {
+        let mut inline = [None; INLINE_SLOTS];
+        let mut spilled;
+        let slots: &mut [Option<&'a Value>] = if self.attrs.len() <= INLINE_SLOTS {
+            &mut inline[..self.attrs.len()]
+        } else {
+            spilled = vec![None; self.attrs.len()];
+            &mut spilled
+        };
+        self.bind(input.context, slots);
+        let key = match self.key.and_then(|k| slots[as_index(k)]) {
+            Some(Value::String(k)) if !k.is_empty() => Some(k.as_str()),
+            _ => None,
+        };
+        eval(
+            &self.expr,
+            &Scope {
+                input,
+                slots,
+                key,
+                trace,
+            },
+        )
+    }
+
+    /// Fills `slots` from `context`: a merge of the two sorted lists when
+    /// the context is small next to the rule's attributes, else a lookup
+    /// per attribute.
+    fn bind<'a>(&self, context: &'a Map<String, Value>, slots: &mut [Option<&'a Value>]) {
+        if context.len() > 4 * self.attrs.len() + 8 {
+            for (name, slot) in &self.attrs {
+                slots[as_index(*slot)] = context.get(name);
+            }
+            return;
+        }
+        let mut want = self.attrs.iter();
+        let Some(mut next) = want.next() else {
+            return;
+        };
+        for (name, value) in context {
+            loop {
+                match order(next.0.as_bytes(), name.as_bytes()) {
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal => slots[as_index(next.1)] = Some(value),
+                    std::cmp::Ordering::Greater => break,
+                }
+                match want.next() {
+                    Some(n) => next = n,
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+/// Byte order, as the context's map sorts its keys. Names usually differ in
+/// their first byte, which is compared here; only names that share it are
+/// compared whole.
+#[inline]
+fn order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
+
+/// Compiling: the attributes met so far, each with its slot.
+#[derive(Default)]
+struct Compiler {
+    attrs: Vec<String>,
+    key: Option<u32>,
+}
+
+impl Compiler {
+    fn slot(&mut self, name: &str) -> u32 {
+        let i = match self.attrs.iter().position(|a| a == name) {
+            Some(i) => i,
+            None => {
+                self.attrs.push(name.to_owned());
+                self.attrs.len() - 1
+            }
+        };
+        u32::try_from(i).expect("fewer attributes than a rule's size limit allows")
+    }
+
+    fn path(&mut self, parts: Vec<String>) -> Path {
         let mut parts = parts.into_iter();
         let root = match parts.next() {
             None => Root::Whole,
-            Some(p) if p == TENANT_ATTRIBUTE => Root::Tenant,
+            Some(p) if p == TENANT_ATTRIBUTE => Root::Tenant(self.slot(&p)),
             Some(p) if p == "$flagd" => Root::Flagd,
-            Some(p) => Root::Context(p),
+            Some(p) => Root::Context(self.slot(&p)),
         };
         Path {
             root,
@@ -151,74 +290,119 @@ pub struct CompileError {
 }
 
 /// Compiles `rule`, naming positions from `at` (a JSON pointer).
-pub fn compile(rule: &Value, at: &str) -> Result<Expr, CompileError> {
-    match rule {
-        Value::Array(items) => {
-            let items: Vec<Expr> = items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| compile(v, &format!("{at}/{i}")))
-                .collect::<Result<_, _>>()?;
-            // A list of values is a value (read in place, never rebuilt).
-            if items.iter().all(|e| matches!(e, Expr::Literal(_))) {
-                return Ok(Expr::Literal(Value::Array(
-                    items
-                        .into_iter()
-                        .map(|e| match e {
-                            Expr::Literal(v) => v,
-                            _ => Value::Null,
-                        })
-                        .collect(),
-                )));
+pub fn compile(rule: &Value, at: &str) -> Result<Program, CompileError> {
+    let mut c = Compiler::default();
+    let expr = c.expr(rule, at)?;
+    let key = c.key;
+    let mut attrs: Vec<(String, u32)> = c.attrs.into_iter().zip(0..).collect();
+    attrs.sort_unstable();
+    Ok(Program { expr, attrs, key })
+}
+
+impl Compiler {
+    fn expr(&mut self, rule: &Value, at: &str) -> Result<Expr, CompileError> {
+        match rule {
+            Value::Array(items) => {
+                let items: Vec<Expr> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| self.expr(v, &format!("{at}/{i}")))
+                    .collect::<Result<_, _>>()?;
+                // A list of values is a value (read in place, never rebuilt).
+                if items.iter().all(|e| matches!(e, Expr::Literal(_))) {
+                    return Ok(Expr::Literal(Value::Array(
+                        items
+                            .into_iter()
+                            .map(|e| match e {
+                                Expr::Literal(v) => v,
+                                _ => Value::Null,
+                            })
+                            .collect(),
+                    )));
+                }
+                Ok(Expr::List(items))
             }
-            Ok(Expr::List(items))
+            // An object of one key is an operation; any other is a value.
+            Value::Object(m) if m.len() == 1 => {
+                let (name, args) = m.iter().next().expect("one key");
+                let here = format!("{at}/{}", name.replace('~', "~0").replace('/', "~1"));
+                let args: Vec<&Value> = match args {
+                    Value::Array(a) => a.iter().collect(),
+                    other => vec![other],
+                };
+                if name == "var" {
+                    return self.var(&args, &here);
+                }
+                let op = Op::named(name).ok_or_else(|| CompileError {
+                    at: at.to_owned(),
+                    message: format!("unknown operation {name:?}"),
+                })?;
+                let args: Vec<Expr> = args
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| self.expr(v, &format!("{here}/{i}")))
+                    .collect::<Result<_, _>>()?;
+                if op == Op::Fractional {
+                    // Its default bucketing value.
+                    self.key = Some(self.slot(TARGETING_KEY));
+                    if let Some(split) = split(&args, at) {
+                        return Ok(Expr::Fractional(Box::new(split)));
+                    }
+                }
+                if op == Op::SemVer
+                    && let [
+                        left,
+                        Expr::Literal(Value::String(cmp)),
+                        Expr::Literal(right),
+                    ] = args.as_slice()
+                    && let Some(cmp) = semver::Cmp::named(cmp)
+                    && let Some(right) = version_text(right).and_then(|r| semver::Owned::parse(&r))
+                {
+                    return Ok(Expr::SemVer(Box::new((left.clone(), cmp, right))));
+                }
+                let e = Expr::Op(op, args);
+                Ok(if matches!(op, Op::If | Op::Fractional) {
+                    Expr::Traced(at.to_owned(), Box::new(e))
+                } else {
+                    e
+                })
+            }
+            other => Ok(Expr::Literal(other.clone())),
         }
-        // An object of one key is an operation; any other is a value.
-        Value::Object(m) if m.len() == 1 => {
-            let (name, args) = m.iter().next().expect("one key");
-            let here = format!("{at}/{}", name.replace('~', "~0").replace('/', "~1"));
-            let args: Vec<&Value> = match args {
-                Value::Array(a) => a.iter().collect(),
-                other => vec![other],
-            };
-            if name == "var" {
-                return compile_var(&args, &here);
+    }
+
+    fn var(&mut self, args: &[&Value], at: &str) -> Result<Expr, CompileError> {
+        let path = match args.first() {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) if s.is_empty() => Vec::new(),
+            Some(Value::String(s)) => s.split('.').map(str::to_owned).collect(),
+            Some(Value::Number(n)) => vec![n.to_string()],
+            Some(_) => {
+                return Err(CompileError {
+                    at: at.to_owned(),
+                    message: "var takes a path: a string or a number".into(),
+                });
             }
-            let op = Op::named(name).ok_or_else(|| CompileError {
-                at: at.to_owned(),
-                message: format!("unknown operation {name:?}"),
-            })?;
-            let args: Vec<Expr> = args
-                .iter()
-                .enumerate()
-                .map(|(i, v)| compile(v, &format!("{here}/{i}")))
-                .collect::<Result<_, _>>()?;
-            if op == Op::Fractional
-                && let Some(split) = split(&args, at)
-            {
-                return Ok(Expr::Fractional(Box::new(split)));
-            }
-            if op == Op::SemVer
-                && let [
-                    left,
-                    Expr::Literal(Value::String(cmp)),
-                    Expr::Literal(right),
-                ] = args.as_slice()
-                && let Some(cmp) = semver::Cmp::named(cmp)
-                && let Some(right) = version_text(right).and_then(|r| semver::Owned::parse(&r))
-            {
-                return Ok(Expr::SemVer(Box::new((left.clone(), cmp, right))));
-            }
-            let e = Expr::Op(op, args);
-            Ok(if matches!(op, Op::If | Op::Fractional) {
-                Expr::Traced(at.to_owned(), Box::new(e))
-            } else {
-                e
-            })
-        }
-        other => Ok(Expr::Literal(other.clone())),
+        };
+        let default = match args.get(1) {
+            Some(d) => Some(Box::new(self.expr(d, &format!("{at}/1"))?)),
+            None => None,
+        };
+        Ok(match (self.path(path), default) {
+            (
+                Path {
+                    root: Root::Context(slot),
+                    rest,
+                },
+                None,
+            ) if rest.is_empty() => Expr::Attr(slot),
+            (path, default) => Expr::Var(path, default),
+        })
     }
 }
+
+/// The attribute `fractional` buckets by when the rule gives no value.
+const TARGETING_KEY: &str = "targetingKey";
 
 /// A `fractional` whose entries are all written in the rule and valid (an
 /// optional bucketing expression first, then `[variant, weight?]` arrays),
@@ -273,39 +457,29 @@ fn weight(w: Option<&Value>) -> Option<u32> {
     }
 }
 
-fn compile_var(args: &[&Value], at: &str) -> Result<Expr, CompileError> {
-    let path = match args.first() {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) if s.is_empty() => Vec::new(),
-        Some(Value::String(s)) => s.split('.').map(str::to_owned).collect(),
-        Some(Value::Number(n)) => vec![n.to_string()],
-        Some(_) => {
-            return Err(CompileError {
-                at: at.to_owned(),
-                message: "var takes a path: a string or a number".into(),
-            });
-        }
-    };
-    let default = match args.get(1) {
-        Some(d) => Some(Box::new(compile(d, &format!("{at}/1"))?)),
-        None => None,
-    };
-    Ok(Expr::Var(Path::new(path), default))
+/// One evaluation's state: its input, the rule's attributes bound to
+/// slots, the targeting key, and where to record the rule's choices.
+struct Scope<'a, 't> {
+    input: Input<'a>,
+    slots: &'t [Option<&'a Value>],
+    /// `targetingKey`, when it is a non-empty string.
+    key: Option<&'a str>,
+    trace: &'t Trace,
 }
 
-/// What an evaluation reads: the flag's key (`$flagd.flagKey`,
-/// `fractional`'s default bucketing value), the caller's context, the
-/// tenant evaluated for (the rule's `tenantId`, whatever the context says),
-/// the time (`$flagd.timestamp`), the server's `fractional` bucketing, and
-/// where to record its steps. Nothing is copied to make it: attributes are
-/// read where they are.
-pub struct Scope<'a, 't> {
-    pub flag_key: &'a str,
-    pub context: &'a Map<String, Value>,
-    pub tenant: Option<&'a str>,
-    pub now_s: i64,
-    pub bucketing: fractional::Bucketing,
-    pub trace: &'t Trace,
+impl<'a> Scope<'a, '_> {
+    /// The attribute in `slot` (null when the context does not have it).
+    #[inline]
+    fn attr(&self, slot: u32) -> &'a Value {
+        self.slots[as_index(slot)].unwrap_or(&NULL)
+    }
+}
+
+static NULL: Value = Value::Null;
+
+#[inline]
+fn as_index(slot: u32) -> usize {
+    slot as usize
 }
 
 /// One choice a rule made, for `explain`.
@@ -367,9 +541,10 @@ fn owned<'a>(v: Value) -> Out<'a> {
 
 /// Evaluates `e` in `scope`; values written in the rule or read from the
 /// context are borrowed, not copied.
-pub fn eval<'a>(e: &'a Expr, scope: &Scope<'a, '_>) -> Out<'a> {
+fn eval<'a>(e: &'a Expr, scope: &Scope<'a, '_>) -> Out<'a> {
     match e {
         Expr::Literal(v) => Ok(Cow::Borrowed(v)),
+        Expr::Attr(slot) => Ok(Cow::Borrowed(scope.attr(*slot))),
         Expr::List(items) => owned(Value::Array(
             items
                 .iter()
@@ -388,7 +563,7 @@ pub fn eval<'a>(e: &'a Expr, scope: &Scope<'a, '_>) -> Out<'a> {
         Expr::Fractional(split) => split_eval(split, scope),
         Expr::SemVer(c) => {
             let (left, cmp, right) = c.as_ref();
-            let l = eval(left, scope)?;
+            let l = operand(left, scope)?;
             owned(match version_text(&l).as_deref().and_then(semver::parse) {
                 Some(l) => Value::Bool(cmp.holds(&l, &right.version())),
                 None => Value::Null,
@@ -407,11 +582,12 @@ pub fn eval<'a>(e: &'a Expr, scope: &Scope<'a, '_>) -> Out<'a> {
 /// looked at in place.
 fn truth<'a>(e: &'a Expr, scope: &Scope<'a, '_>) -> Result<bool, EvalError> {
     let arg = |args: &'a [Expr], i: usize| match args.get(i) {
-        Some(a) => eval(a, scope),
+        Some(a) => operand(a, scope),
         None => Ok(Cow::Owned(Value::Null)),
     };
     match e {
         Expr::Literal(v) => Ok(truthy(v)),
+        Expr::Attr(slot) => Ok(truthy(scope.attr(*slot))),
         Expr::Var(path, None) => Ok(lookup(path, scope).is_some_and(|v| truthy(&v))),
         Expr::Op(op, args) => match op {
             Op::And => {
@@ -452,6 +628,17 @@ fn truth<'a>(e: &'a Expr, scope: &Scope<'a, '_>) -> Result<bool, EvalError> {
     }
 }
 
+/// An operation's operand: a value written in the rule or an attribute is
+/// read here, without a call to [`eval`].
+#[inline]
+fn operand<'a>(e: &'a Expr, scope: &Scope<'a, '_>) -> Out<'a> {
+    match e {
+        Expr::Literal(v) => Ok(Cow::Borrowed(v)),
+        Expr::Attr(slot) => Ok(Cow::Borrowed(scope.attr(*slot))),
+        _ => eval(e, scope),
+    }
+}
+
 fn truth_of<'a>(e: Option<&'a Expr>, scope: &Scope<'a, '_>) -> Result<bool, EvalError> {
     e.map_or(Ok(false), |e| truth(e, scope))
 }
@@ -463,25 +650,25 @@ fn lookup<'a>(path: &'a Path, scope: &Scope<'a, '_>) -> Option<Cow<'a, Value>> {
     let root: Cow<'a, Value> = match &path.root {
         Root::Whole => {
             // The whole data: made only when a rule asks for it.
-            let mut data = scope.context.clone();
-            if let Some(t) = scope.tenant {
+            let mut data = scope.input.context.clone();
+            if let Some(t) = scope.input.tenant {
                 data.insert(TENANT_ATTRIBUTE.into(), Value::String(t.to_owned()));
             }
             data.insert("$flagd".into(), flagd(scope));
             return Some(Cow::Owned(Value::Object(data)));
         }
-        Root::Tenant => match scope.tenant {
+        Root::Tenant(slot) => match scope.input.tenant {
             Some(t) => Cow::Owned(Value::String(t.to_owned())),
-            None => Cow::Borrowed(scope.context.get(TENANT_ATTRIBUTE)?),
+            None => Cow::Borrowed(scope.slots[as_index(*slot)]?),
         },
         Root::Flagd => match rest {
             [k] if k == "flagKey" => {
-                return Some(Cow::Owned(Value::String(scope.flag_key.to_owned())));
+                return Some(Cow::Owned(Value::String(scope.input.flag_key.to_owned())));
             }
-            [k] if k == "timestamp" => return Some(Cow::Owned(Value::from(scope.now_s))),
+            [k] if k == "timestamp" => return Some(Cow::Owned(Value::from(scope.input.now_s))),
             _ => Cow::Owned(flagd(scope)),
         },
-        Root::Context(name) => Cow::Borrowed(scope.context.get(name)?),
+        Root::Context(slot) => Cow::Borrowed(scope.slots[as_index(*slot)]?),
     };
     if rest.is_empty() {
         return Some(root);
@@ -517,12 +704,12 @@ fn step<'v>(at: &'v Value, part: &str) -> Option<&'v Value> {
 pub const TENANT_ATTRIBUTE: &str = "tenantId";
 
 fn flagd(scope: &Scope<'_, '_>) -> Value {
-    serde_json::json!({ "flagKey": scope.flag_key, "timestamp": scope.now_s })
+    serde_json::json!({ "flagKey": scope.input.flag_key, "timestamp": scope.input.now_s })
 }
 
 fn apply<'a>(op: Op, args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&String>) -> Out<'a> {
     let arg = |i: usize| match args.get(i) {
-        Some(a) => eval(a, scope),
+        Some(a) => operand(a, scope),
         None => Ok(Cow::Owned(Value::Null)),
     };
     let boolean = |b: bool| owned(Value::Bool(b));
@@ -576,10 +763,10 @@ fn apply<'a>(op: Op, args: &'a [Expr], scope: &Scope<'a, '_>, traced: Option<&St
             if args.len() < 2 {
                 return boolean(false);
             }
-            let mut prev = eval(&args[0], scope)?;
+            let mut prev = operand(&args[0], scope)?;
             let mut all = true;
             for a in &args[1..args.len().min(3)] {
-                let v = eval(a, scope)?;
+                let v = operand(a, scope)?;
                 all &= compare(op, &prev, &v);
                 prev = v;
             }
@@ -698,14 +885,14 @@ impl Hashed<'_> {
     /// CBOR was hashed (v3: a string as it is, anything else as JSON; the
     /// default one is `["<flagKey>","<targetingKey>"]`).
     fn text(&self, scope: &Scope<'_, '_>) -> String {
-        match (self, scope.bucketing) {
+        match (self, scope.input.bucketing) {
             (Hashed::Given(Value::String(s)), _) => s.clone(),
             (Hashed::Given(v), _) => v.to_string(),
             (Hashed::TargetingKey(k), fractional::Bucketing::V2) => {
-                format!("{}{k}", scope.flag_key)
+                format!("{}{k}", scope.input.flag_key)
             }
             (Hashed::TargetingKey(k), fractional::Bucketing::V3) => {
-                Value::from(vec![scope.flag_key, k]).to_string()
+                Value::from(vec![scope.input.flag_key, k]).to_string()
             }
         }
     }
@@ -725,17 +912,14 @@ fn bucket_for<'v>(
     first: Option<&'v Value>,
     weights: &[u32],
 ) -> Option<(Option<(u64, usize)>, Hashed<'v>)> {
-    let key = || match scope.context.get("targetingKey") {
-        Some(Value::String(k)) if !k.is_empty() => Some(k.as_str()),
-        _ => None,
-    };
-    match scope.bucketing {
+    let key = || scope.key;
+    match scope.input.bucketing {
         fractional::Bucketing::V2 => match first {
             Some(v @ Value::String(s)) => Some((fractional::bucket(s, weights), Hashed::Given(v))),
             None | Some(Value::Null) => {
                 let k = key()?;
                 Some((
-                    fractional::bucket_of(scope.flag_key, k, weights),
+                    fractional::bucket_of(scope.input.flag_key, k, weights),
                     Hashed::TargetingKey(k),
                 ))
             }
@@ -747,7 +931,7 @@ fn bucket_for<'v>(
             None => {
                 let k = key()?;
                 Some((
-                    fractional::bucket_v3_of(scope.flag_key, k, weights),
+                    fractional::bucket_v3_of(scope.input.flag_key, k, weights),
                     Hashed::TargetingKey(k),
                 ))
             }
@@ -844,7 +1028,9 @@ impl Needle<'_> {
 /// one (else the context's `tenantId` is read as any attribute).
 fn tenant_of<'a>(e: &Expr, scope: &Scope<'a, '_>) -> Option<&'a str> {
     match e {
-        Expr::Var(path, _) if path.root == Root::Tenant && path.rest.is_empty() => scope.tenant,
+        Expr::Var(path, _) if matches!(path.root, Root::Tenant(_)) && path.rest.is_empty() => {
+            scope.input.tenant
+        }
         _ => None,
     }
 }
@@ -981,16 +1167,15 @@ mod tests {
         let Value::Object(ctx) = context else {
             panic!("an object")
         };
-        eval(
-            &e,
-            &Scope {
+        e.eval(
+            Input {
                 flag_key,
                 context: &ctx,
                 tenant: None,
                 now_s: 1_700_000_000,
                 bucketing: fractional::Bucketing::V2,
-                trace: &Trace::default(),
             },
+            &Trace::default(),
         )
         .map(Cow::into_owned)
     }
@@ -1001,16 +1186,15 @@ mod tests {
     fn in_on_the_tenant_answers_as_on_a_context_string() {
         let eval_with = |rule: &Value, tenant: Option<&str>, ctx: &Map<String, Value>| {
             let e = compile(rule, "/targeting").unwrap();
-            eval(
-                &e,
-                &Scope {
+            e.eval(
+                Input {
                     flag_key: "f",
                     context: ctx,
                     tenant,
                     now_s: 0,
                     bucketing: fractional::Bucketing::V2,
-                    trace: &Trace::default(),
                 },
+                &Trace::default(),
             )
             .map(Cow::into_owned)
         };
@@ -1060,7 +1244,7 @@ mod tests {
                 let literal = json!({"sem_ver": [{"var": "v"}, op, right]});
                 let read = json!({"sem_ver": [{"var": "v"}, {"var": "op"}, {"var": "r"}]});
                 assert_eq!(
-                    matches!(compile(&literal, "").unwrap(), Expr::SemVer(_)),
+                    matches!(compile(&literal, "").unwrap().expr(), Expr::SemVer(_)),
                     op != "==",
                     "{op} is compiled once when flagd knows it"
                 );
@@ -1074,6 +1258,40 @@ mod tests {
                         run(literal.clone(), "f", ctx.clone()),
                         run(read.clone(), "f", ctx),
                         "{v} {op} {right}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Binding the rule's attributes to slots finds what a lookup by name
+    /// finds, whether it merges (a small context) or looks up (a large one):
+    /// names that are prefixes of others, missing ones, non-ASCII ones.
+    #[test]
+    fn slots_bind_what_a_lookup_by_name_finds() {
+        let names = ["", "a", "ab", "b", "targetingKey", "z", "é", "zz"];
+        let rule =
+            json!({"cat": names.iter().map(|n| json!({"var": [n, "-"]})).collect::<Vec<_>>()});
+        let program = compile(&rule, "").unwrap();
+        for size in [0_usize, 1, 3, 7, 40, 100] {
+            for skip in 0..3 {
+                let mut ctx = Map::new();
+                for (i, n) in names.iter().enumerate() {
+                    if i % 3 != skip {
+                        ctx.insert((*n).into(), json!(i));
+                    }
+                }
+                for i in 0..size {
+                    ctx.insert(format!("k{i}"), json!("x"));
+                    ctx.insert(format!("a{i}"), json!("y"));
+                }
+                let mut slots = vec![None; program.attrs.len()];
+                program.bind(&ctx, &mut slots);
+                for (name, slot) in &program.attrs {
+                    assert_eq!(
+                        slots[as_index(*slot)],
+                        ctx.get(name),
+                        "{name:?}, size {size}"
                     );
                 }
             }
