@@ -26,6 +26,7 @@ use switchyard_api::v1::{
 };
 use switchyard_core::gating::{
     document::{self, CanaryInput, RulesInput, SmokeInput},
+    judge::num,
     report::{CanaryConfig, RunMetadata, SmokeConfig},
 };
 use switchyard_server::grpc::gating as convert;
@@ -167,6 +168,19 @@ pub struct CanaryArgs {
     /// (0 for none).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub before: Duration,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    /// Where the report is written.
+    #[arg(long, default_value = "canary-report.json", value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
+}
+
+/// The canary rules a command takes (CompareCanary's policy; unset: its
+/// defaults), and the fewest requests to judge.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RuleArgs {
     /// The latency check fails above the baseline's p95 times this [1.10] ...
     #[arg(long)]
     pub p95_ratio: Option<f64>,
@@ -185,16 +199,25 @@ pub struct CanaryArgs {
     /// The fewest requests on each side to judge; fewer is INCONCLUSIVE [200].
     #[arg(long)]
     pub min_requests: Option<i32>,
-    /// Where the report is written.
-    #[arg(long, default_value = "canary-report.json", value_name = "FILE")]
-    pub out: PathBuf,
-    #[command(flatten)]
-    pub traffic: TrafficArgs,
+}
+
+impl RuleArgs {
+    /// The rules as the judge takes them.
+    pub fn input(&self) -> RulesInput {
+        RulesInput {
+            p95_ratio: self.p95_ratio,
+            p95_floor_ms: self.p95_floor_ms,
+            error_rate_ratio: self.error_rate_ratio,
+            error_rate_floor: self.error_rate_floor,
+            min_error_count: self.min_error_count,
+            min_requests: self.min_requests,
+        }
+    }
 }
 
 /// Why a command ended without a verdict: one line for standard error.
 #[derive(Debug)]
-struct Usage(String);
+pub(crate) struct Usage(pub(crate) String);
 
 impl From<String> for Usage {
     fn from(s: String) -> Usage {
@@ -202,7 +225,7 @@ impl From<String> for Usage {
     }
 }
 
-type Run<T> = Result<T, Usage>;
+pub(crate) type Run<T> = Result<T, Usage>;
 
 /// Reads `30s`, `500ms`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -277,20 +300,16 @@ fn shape(t: &TrafficArgs) -> Shape {
     }
 }
 
-fn run_id(t: &TrafficArgs) -> String {
-    match t.run_id.as_deref().map(str::trim) {
+/// The run's id: the one given, else a random one.
+pub(crate) fn run_id(given: Option<&str>) -> String {
+    match given.map(str::trim) {
         Some(id) if !id.is_empty() => id.to_owned(),
         _ => hex::encode(rand::random::<[u8; 8]>()),
     }
 }
 
-fn git_sha(t: &TrafficArgs) -> String {
-    if let Some(sha) = t
-        .git_sha
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+fn git_sha(given: Option<&str>) -> String {
+    if let Some(sha) = given.map(str::trim).filter(|s| !s.is_empty()) {
         return sha.to_owned();
     }
     std::process::Command::new("git")
@@ -304,11 +323,13 @@ fn git_sha(t: &TrafficArgs) -> String {
         .unwrap_or_default()
 }
 
-fn metadata(t: &TrafficArgs, run_id: &str) -> RunMetadata {
+/// Who ran what: this tool, the commit under test (`git_sha`, else `git
+/// rev-parse HEAD` here) and the run's id.
+pub(crate) fn metadata(run_id: &str, git_sha: Option<&str>) -> RunMetadata {
     RunMetadata {
         generated_at_us: switchyard_core::store::now_us(),
         tool_version: document::TOOL_VERSION.into(),
-        git_sha: git_sha(t),
+        git_sha: self::git_sha(git_sha),
         run_id: run_id.to_owned(),
     }
 }
@@ -337,7 +358,7 @@ async fn connect_side(label: &str, address: &str, t: &TrafficArgs) -> Run<Arc<Si
         })
 }
 
-async fn connect_gating(address: &str, token: &str) -> Run<Client> {
+pub(crate) async fn connect_gating(address: &str, token: &str) -> Run<Client> {
     let endpoint = endpoint(address)
         .map_err(|e| Usage(e.to_string()))?
         .connect_timeout(Duration::from_secs(5));
@@ -397,14 +418,14 @@ fn setup_outcome(r: Result<(), Status>, side: &Side, what: &str, t: &TrafficArgs
             "--setup: {what} on {}: {}{}",
             side.address(),
             status_line(&s),
-            token_hint(&s, t)
+            token_hint(&s, t.token.is_empty())
         ))),
     }
 }
 
-fn token_hint(s: &Status, t: &TrafficArgs) -> &'static str {
+fn token_hint(s: &Status, no_token: bool) -> &'static str {
     match s.code() {
-        Code::Unauthenticated if t.token.is_empty() => {
+        Code::Unauthenticated if no_token => {
             "; pass the server's admin token with --token or SWITCHYARD_TOKEN"
         }
         Code::Unauthenticated | Code::PermissionDenied => {
@@ -429,7 +450,7 @@ async fn preflight(side: &Side, t: &TrafficArgs) -> Run<()> {
                     "; give a tenant a pattern for {:?}, pass --setup, or choose another with --host",
                     t.host
                 ),
-                _ => token_hint(&s, t).to_owned(),
+                _ => token_hint(&s, t.token.is_empty()).to_owned(),
             };
             return Err(Usage(format!(
                 "{} {} on {}: {}{hint}",
@@ -527,8 +548,34 @@ fn write_json<M: prost::Message>(full_name: &str, message: &M, out: &Path) -> Ru
 }
 
 /// Prints `line` to standard error with the command's name.
-fn say(command: &str, line: &str) {
+pub(crate) fn say(command: &str, line: &str) {
     eprintln!("switchyard {command}: {line}");
+}
+
+/// The smoke threshold of `slo` that applies now, as `gating` answers it.
+pub(crate) async fn smoke_threshold(
+    gating: &Client,
+    slo: &str,
+    no_token: bool,
+) -> Run<pb::GetSmokeThresholdResponse> {
+    Ok(Retry::default()
+        .call(|| {
+            let mut g = gating.gating();
+            let slo = slo.to_owned();
+            async move {
+                g.get_smoke_threshold(GetSmokeThresholdRequest { slo })
+                    .await
+            }
+        })
+        .await
+        .map_err(|s| {
+            Usage(format!(
+                "GetSmokeThreshold: {}{}",
+                status_line(&s),
+                token_hint(&s, no_token)
+            ))
+        })?
+        .into_inner())
 }
 
 /// Runs `switchyard smoke`; returns the exit code.
@@ -565,25 +612,7 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
         setup(&side, t).await?;
     }
     preflight(&side, t).await?;
-    let threshold = Retry::default()
-        .call(|| {
-            let mut g = gating.gating();
-            let slo = args.slo.clone();
-            async move {
-                g.get_smoke_threshold(GetSmokeThresholdRequest { slo })
-                    .await
-            }
-        })
-        .await
-        .map_err(|s| {
-            Usage(format!(
-                "GetSmokeThreshold: {}{}",
-                status_line(&s),
-                token_hint(&s, t)
-            ))
-        })?
-        .into_inner();
-    let budget = threshold.budget.clone().unwrap_or_default();
+    let threshold = smoke_threshold(&gating, &args.slo, t.token.is_empty()).await?;
     say(
         "smoke",
         &format!(
@@ -623,7 +652,7 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
         },
     };
 
-    let run_id = run_id(t);
+    let run_id = run_id(t.run_id.as_deref());
     let config = SmokeConfig {
         target: target.clone(),
         calls: t.mix.calls().iter().map(|c| c.name().to_owned()).collect(),
@@ -632,14 +661,76 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
         warmup_s: t.warmup.as_secs_f64(),
         percentile_method: traffic::PERCENTILE_METHOD.into(),
     };
-    let meta = metadata(t, &run_id);
+    report_smoke(
+        SmokeRun {
+            gating: &gating,
+            target,
+            slo: args.slo.clone(),
+            max_error_rate: args.max_error_rate,
+            min_requests: args.min_requests,
+            config,
+            meta: metadata(&run_id, t.git_sha.as_deref()),
+            interrupted,
+            threshold,
+            out: &args.out,
+            history: t.history,
+            command: "smoke",
+        },
+        results,
+        env,
+    )
+    .await
+}
+
+/// A smoke run to judge, whoever measured it.
+pub(crate) struct SmokeRun<'a> {
+    pub gating: &'a Client,
+    pub target: String,
+    pub slo: String,
+    pub max_error_rate: Option<f64>,
+    pub min_requests: Option<i32>,
+    pub config: SmokeConfig,
+    pub meta: RunMetadata,
+    pub interrupted: bool,
+    /// The threshold announced before the run.
+    pub threshold: pb::GetSmokeThresholdResponse,
+    pub out: &'a Path,
+    pub history: u16,
+    /// The command saying it (`smoke`, `judge`).
+    pub command: &'static str,
+}
+
+/// Judges `results` with `EvaluateSmoke` (here, with the threshold
+/// announced, if the server cannot), writes the summary, shows the history
+/// and the Markdown, and returns the exit code.
+pub(crate) async fn report_smoke(
+    run: SmokeRun<'_>,
+    results: switchyard_core::gating::report::TrafficStats,
+    env: &Environment,
+) -> Run<u8> {
+    let SmokeRun {
+        gating,
+        target,
+        slo,
+        max_error_rate,
+        min_requests,
+        config,
+        meta,
+        interrupted,
+        threshold,
+        out,
+        history: history_rows,
+        command,
+    } = run;
+    let budget = threshold.budget.clone().unwrap_or_default();
+    let run_id = meta.run_id.clone();
     let request = EvaluateSmokeRequest {
         results: Some(convert::stats_to_proto(&results)),
         target: target.clone(),
         run_id: run_id.clone(),
-        slo: args.slo.clone(),
-        max_error_rate: args.max_error_rate,
-        min_requests: args.min_requests,
+        slo: slo.clone(),
+        max_error_rate,
+        min_requests,
         config: Some(convert::smoke_config_to_proto(&config)),
         metadata: Some(convert::metadata_to_proto(&meta)),
         interrupted,
@@ -662,9 +753,9 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
                 results: Some(results),
                 target: target.clone(),
                 run_id: run_id.clone(),
-                slo: args.slo.clone(),
-                max_error_rate: args.max_error_rate,
-                min_requests: args.min_requests,
+                slo,
+                max_error_rate,
+                min_requests,
                 config,
                 metadata: meta,
                 interrupted,
@@ -679,20 +770,46 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
             )
         }
     };
-    write_json("switchyard.v1.SmokeSummary", &summary, &args.out)?;
-    let (runs, history_note) = history(&gating, "smoke", &target, t.history).await;
+    write_json("switchyard.v1.SmokeSummary", &summary, out)?;
+    let moved = threshold_moved(&threshold, summary.budget.as_ref());
+    if let Some(m) = &moved {
+        say(command, m);
+    }
+    let (runs, history_note) = history(gating, "smoke", &target, history_rows).await;
     let markdown = summary::smoke_markdown(
         &summary,
         &runs,
-        join_notes(&[note, history_note]).as_deref(),
+        join_notes(&[moved, note, history_note]).as_deref(),
     );
     finish(
-        "smoke",
+        command,
         &markdown,
         summary.verdict.unwrap_or_default(),
-        &args.out,
+        out,
         env,
     )
+}
+
+/// What to say when the threshold the run was judged against is not the one
+/// announced at its start: the server reads the error budget again when it
+/// judges, and the budget (or Prometheus' answer) changed meanwhile.
+fn threshold_moved(
+    announced: &pb::GetSmokeThresholdResponse,
+    judged: Option<&pb::Budget>,
+) -> Option<String> {
+    let judged = judged?;
+    (judged.applied_p95_ms != announced.threshold_ms).then(|| {
+        format!(
+            "the threshold moved during the run: {} ms ({}, {}) when it started, {} ms ({}, {}) when it was judged, because the error budget is read again when the run is judged; the verdict is against {} ms.",
+            num(announced.threshold_ms),
+            announced.tier,
+            announced.source,
+            num(judged.applied_p95_ms),
+            judged.tier,
+            judged.source,
+            num(judged.applied_p95_ms)
+        )
+    })
 }
 
 /// Publishes the Markdown, says the verdict in one line and returns its exit
@@ -746,14 +863,7 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
     let baseline_addr = required(args.baseline.as_ref(), "--baseline")?;
     let canary_addr = required(args.canary.as_ref(), "--canary")?;
     let t = &args.traffic;
-    let rules = RulesInput {
-        p95_ratio: args.p95_ratio,
-        p95_floor_ms: args.p95_floor_ms,
-        error_rate_ratio: args.error_rate_ratio,
-        error_rate_floor: args.error_rate_floor,
-        min_error_count: args.min_error_count,
-        min_requests: args.min_requests,
-    };
+    let rules = args.rules.input();
     switchyard_core::gating::judge::validate_rules("policy", &rules.resolve())
         .map_err(|e| Usage(format!("canary rules: {}", e.message())))?;
     let baseline = connect_side("baseline", &baseline_addr, t).await?;
@@ -820,7 +930,7 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
         None => (empty("baseline"), empty("canary")),
     };
 
-    let run_id = run_id(t);
+    let run_id = run_id(t.run_id.as_deref());
     let config = CanaryConfig {
         interleaved: true,
         percentile_method: traffic::PERCENTILE_METHOD.into(),
@@ -828,7 +938,7 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
         baseline: baseline_addr.clone(),
         canary: canary_addr.clone(),
     };
-    let meta = metadata(t, &run_id);
+    let meta = metadata(&run_id, t.git_sha.as_deref());
     let input = CanaryInput {
         baseline: Some(b),
         canary: Some(c),
@@ -839,9 +949,34 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
         metadata: meta,
         interrupted,
     };
+    report_canary(
+        input,
+        gating.as_ref(),
+        &canary_addr,
+        &args.out,
+        t.history,
+        "canary",
+        env,
+    )
+    .await
+}
+
+/// Compares `input` with `CompareCanary` on `gating` (here, without one or
+/// if it fails), writes the report, shows the history of `canary_name` and
+/// the Markdown, and returns the exit code.
+pub(crate) async fn report_canary(
+    input: CanaryInput,
+    gating: Option<&Client>,
+    canary_name: &str,
+    out: &Path,
+    history_rows: u16,
+    command: &'static str,
+    env: &Environment,
+) -> Run<u8> {
+    let interrupted = input.interrupted;
     let mut note = None;
     let mut report = None;
-    if let Some(g) = &gating {
+    if let Some(g) = gating {
         let request = CompareCanaryRequest {
             baseline: input.baseline.as_ref().map(convert::stats_to_proto),
             canary: input.canary.as_ref().map(convert::stats_to_proto),
@@ -882,18 +1017,18 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
                 .map_err(|e| Usage(format!("judging the run: {}", e.message())))?,
         ),
     };
-    write_json("switchyard.v1.CanaryReport", &report, &args.out)?;
-    let (runs, history_note) = match &gating {
-        Some(g) => history(g, "canary", &canary_addr, t.history).await,
+    write_json("switchyard.v1.CanaryReport", &report, out)?;
+    let (runs, history_note) = match gating {
+        Some(g) => history(g, "canary", canary_name, history_rows).await,
         None => (Vec::new(), None),
     };
     let markdown =
         summary::canary_markdown(&report, &runs, join_notes(&[note, history_note]).as_deref());
     finish(
-        "canary",
+        command,
         &markdown,
         report.verdict.unwrap_or_default(),
-        &args.out,
+        out,
         env,
     )
 }
@@ -901,6 +1036,30 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run judged against another threshold than the one it announced
+    /// says both, and why; the same threshold says nothing.
+    #[test]
+    fn a_threshold_that_moved_is_shown_with_both_values() {
+        let announced = pb::GetSmokeThresholdResponse {
+            threshold_ms: 400.0,
+            tier: "below_0.6".into(),
+            source: "fallback".into(),
+            ..Default::default()
+        };
+        let judged = |ms: f64| pb::Budget {
+            applied_p95_ms: ms,
+            tier: "base".into(),
+            source: "prometheus".into(),
+            ..Default::default()
+        };
+        let said = threshold_moved(&announced, Some(&judged(450.0))).unwrap();
+        assert!(
+            said.contains("400 ms (below_0.6, fallback) when it started, 450 ms (base, prometheus) when it was judged"),
+            "{said}"
+        );
+        assert_eq!(threshold_moved(&announced, Some(&judged(400.0))), None);
+    }
 
     #[test]
     fn durations_take_a_unit_or_mean_seconds() {

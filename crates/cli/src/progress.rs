@@ -32,9 +32,11 @@ impl Progress {
         }
     }
 
-    /// Starts a phase `name` of `length`.
+    /// Starts a phase `name` of `length` (the line is drawn again after the
+    /// previous phase cleared it).
     pub fn phase(&self, name: &str, length: Duration) {
         if let Some(bar) = &self.bar {
+            bar.reset();
             bar.set_prefix(name.to_owned());
             bar.set_length(length.as_millis().try_into().unwrap_or(u64::MAX));
             bar.set_position(0);
@@ -66,7 +68,7 @@ impl Progress {
         ));
     }
 
-    /// Clears the line.
+    /// Clears the line at the end of a phase.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();

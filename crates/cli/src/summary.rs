@@ -115,9 +115,11 @@ pub fn indent(json: &str) -> String {
     out
 }
 
-/// A number of milliseconds the short way: `2.41 ms`, `420 ms`.
+/// A number of milliseconds the short way: `2.41 ms`, `420 ms`, `1e308 ms`.
 fn ms(v: f64) -> String {
-    if v >= 100.0 || v.fract() == 0.0 {
+    if !v.is_finite() || v.abs() >= 1e9 {
+        format!("{} ms", switchyard_core::gating::judge::num(v))
+    } else if v >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0} ms")
     } else if v >= 10.0 {
         format!("{v:.1} ms")
@@ -159,9 +161,8 @@ fn budget_line(b: &Budget) -> String {
     let applied = ms(b.applied_p95_ms);
     match b.source.as_str() {
         "prometheus" => format!(
-            "Budget {} left => p95 <= {applied} (tier `{}`, read from Prometheus: `{}`).",
-            b.clamped_ratio
-                .map_or_else(|| "?".into(), |r| format!("{:.0} %", r * 100.0)),
+            "Budget {} => p95 <= {applied} (tier `{}`, read from Prometheus: `{}`).",
+            budget_left(b.remaining_ratio.or(b.clamped_ratio)),
             b.tier,
             b.query
         ),
@@ -172,6 +173,26 @@ fn budget_line(b: &Budget) -> String {
             "Budget unknown ({}) => p95 <= {applied} (the strictest tier).",
             b.reason
         ),
+    }
+}
+
+/// The budget left as Prometheus answered it: `72 % left`, or `-800 % left
+/// (overspent)` rather than a clamped `0 %`.
+fn budget_left(raw: Option<f64>) -> String {
+    match raw {
+        Some(r) if r < 0.0 => format!("{} % left (overspent)", pct_short(r)),
+        Some(r) => format!("{} % left", pct_short(r)),
+        None => "? left".into(),
+    }
+}
+
+/// A ratio in percent, whole: `72`, `-800`, `-1.2e9`.
+fn pct_short(r: f64) -> String {
+    let p = r * 100.0;
+    if p.is_finite() && p.abs() < 1e9 {
+        format!("{p:.0}")
+    } else {
+        switchyard_core::gating::judge::num(p)
     }
 }
 
@@ -376,6 +397,30 @@ pub fn canary_markdown(r: &CanaryReport, history: &[GateRun], note: Option<&str>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An overspent budget shows what Prometheus answered, not a clamped
+    /// 0 %; a huge p95 is written short.
+    #[test]
+    fn budgets_and_latencies_are_shown_as_measured() {
+        let b = |raw: f64| Budget {
+            source: "prometheus".into(),
+            remaining_ratio: Some(raw),
+            clamped_ratio: Some(raw.clamp(0.0, 1.0)),
+            applied_p95_ms: 400.0,
+            tier: "below_0.6".into(),
+            ..Budget::default()
+        };
+        assert!(
+            budget_line(&b(-7.94)).starts_with("Budget -794 % left (overspent) => p95 <= 400 ms"),
+            "{}",
+            budget_line(&b(-7.94))
+        );
+        assert!(budget_line(&b(0.72)).starts_with("Budget 72 % left => p95 <= 400 ms"));
+        assert_eq!(ms(1e308), "1e308 ms");
+        assert_eq!(ms(f64::INFINITY), "inf ms");
+        assert_eq!(ms(2.414), "2.41 ms");
+        assert_eq!(ms(420.0), "420 ms");
+    }
 
     #[test]
     fn indenting_keeps_the_json_and_its_strings() {

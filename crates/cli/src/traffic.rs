@@ -549,6 +549,7 @@ impl Recorder {
 
 impl Tally {
     fn cause(&mut self, cause: String) {
+        let cause = switchyard_core::gating::document::fit_key(&cause);
         if self.causes.contains_key(&cause) || self.causes.len() < MAX_CAUSES - 1 {
             *self.causes.entry(cause).or_default() += 1;
         } else {
@@ -814,6 +815,20 @@ mod tests {
         assert!((s.latency_ms.max - 100.0).abs() < 0.1, "{:?}", s.latency_ms);
         assert!((s.rps - 51.5).abs() < 1e-9);
         assert_eq!(s.percentile_method, "hdr");
+    }
+
+    #[test]
+    fn long_causes_are_cut_to_what_a_report_keeps() {
+        let r = Recorder::new();
+        r.record(Outcome::Failed(Status::unavailable("é".repeat(100))));
+        let s = r.stats("x", Duration::from_secs(1));
+        let (cause, n) = s.error_distribution.iter().next().unwrap();
+        assert_eq!(*n, 1);
+        assert!(
+            cause.starts_with("UNAVAILABLE: éé") && cause.ends_with('…'),
+            "{cause}"
+        );
+        assert!(cause.len() <= switchyard_core::gating::document::MAX_KEY_LEN);
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl Prometheus {
         };
         write!(
             s,
-            "GET /api/v1/{path}?{query} HTTP/1.1\r\nhost: prometheus\r\nconnection: close\r\n\r\n"
+            "GET /api/v1/{path}?{query} HTTP/1.0\r\nhost: prometheus\r\n\r\n"
         )
         .unwrap();
         let mut out = String::new();
@@ -176,26 +176,26 @@ impl Prometheus {
     }
 }
 
-/// Backfills an hour of the per-track request and error rates (the inputs of
-/// the repo's SLO rules) at `requests`/s and `errors`/s, one sample a minute.
+/// Backfills an hour of the availability SLO's request and error rates (the
+/// inputs of the repo's budget rules: what the SLO counts, on the stable
+/// track) at `requests`/s and `errors`/s, one sample a minute.
 pub fn backfill_rates(dir: &std::path::Path, requests: f64, errors: f64) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let mut lines = vec!["# TYPE track:switchyard_requests:rate5m gauge".to_owned()];
-    for m in (2..=60).rev() {
-        lines.push(format!(
-            "track:switchyard_requests:rate5m{{track=\"stable\"}} {requests} {:.3}",
-            now - f64::from(m) * 60.0
-        ));
-    }
-    lines.push("# TYPE track:switchyard_request_errors:rate5m gauge".to_owned());
-    for m in (2..=60).rev() {
-        lines.push(format!(
-            "track:switchyard_request_errors:rate5m{{track=\"stable\"}} {errors} {:.3}",
-            now - f64::from(m) * 60.0
-        ));
+    let mut lines = Vec::new();
+    for (name, value) in [
+        ("slo:switchyard_requests:rate5m", requests),
+        ("slo:switchyard_request_errors:rate5m", errors),
+    ] {
+        lines.push(format!("# TYPE {name} gauge"));
+        for m in (2..=60).rev() {
+            lines.push(format!(
+                "{name}{{slo=\"availability\"}} {value} {:.3}",
+                now - f64::from(m) * 60.0
+            ));
+        }
     }
     backfill(dir, &lines);
 }

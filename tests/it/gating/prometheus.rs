@@ -222,7 +222,9 @@ async fn rules_alerts_and_dashboards_answer_from_a_real_prometheus() {
             && delta.is_some_and(|v| v > 10.0)
             && errors("canary") == Some(0.0)
             && errors("baseline") == Some(0.0)
-            && budget == Some(1.0)
+            // The SLO counts the stable track only: a canary and its
+            // baseline spend no budget (there is none to read here).
+            && budget.is_none()
             && alert.is_some();
         if ready {
             break alert.unwrap();
@@ -313,4 +315,89 @@ async fn rules_alerts_and_dashboards_answer_from_a_real_prometheus() {
         checked >= 20,
         "every panel's queries were checked ({checked})"
     );
+}
+
+/// The failures of a replica's first calls spend the budget: its error series
+/// exist at 0 from its start (before, the series was born holding its first
+/// errors and `rate()` never saw them, leaving the budget untouched). A
+/// healthy stable replica serves a steady stream while a second one, failing
+/// every call with the drill, gets a burst of [`FIRST_ERRORS`] calls; the
+/// budget then stands where those failures put it, computed from the two
+/// replicas' own counters. A canary's drill errors and the GatingService's
+/// calls spend nothing (promtool's cases).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicas_first_errors_spend_the_budget() {
+    const FIRST_ERRORS: usize = 20;
+    const OK_CALLS: usize = 600;
+    let healthy = Running::start(&[]);
+    let failing = Running::start(&[("SWITCHYARD_FAULT_ERROR_RATE", "1")]);
+    // Before any call, the failing replica already shows its error series.
+    let metrics = failing.get("/metrics", None).1;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_requests_total{")
+                && l.contains("service=\"switchyard.v1.FlagService\"")
+                && l.contains("method=\"EvaluateFlag\"")
+                && l.contains("code=\"UNAVAILABLE\"")
+                && l.ends_with(" 0")),
+        "{metrics}"
+    );
+    let Some(prom) = Prometheus::start(&[healthy.addr(), failing.addr()], None) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while prom
+        .query("switchyard_requests_total{code=\"UNAVAILABLE\",method=\"EvaluateFlag\"}")
+        .len()
+        < 4
+    {
+        assert!(
+            Instant::now() < deadline,
+            "prometheus scrapes both servers' zeros"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ok = healthy.client(ADMIN).await;
+    create_bool_flag(&ok, "new-ui", true).await;
+    let bad = failing.client(ADMIN).await;
+    let evaluate = |c: switchyard::client::Client| async move {
+        c.flags()
+            .evaluate_flag(EvaluateFlagRequest {
+                flag_key: "new-ui".into(),
+                ..Default::default()
+            })
+            .await
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
+    for i in 0..OK_CALLS {
+        tick.tick().await;
+        evaluate(ok.clone()).await.unwrap();
+        if i == OK_CALLS / 2 {
+            for _ in 0..FIRST_ERRORS {
+                assert!(evaluate(bad.clone()).await.is_err());
+            }
+        }
+    }
+    // What the counters say: FIRST_ERRORS of (OK_CALLS + FIRST_ERRORS + the
+    // flag's creation) API calls failed on the server.
+    let total = (OK_CALLS + FIRST_ERRORS + 1) as f64;
+    let want = 1.0 - (FIRST_ERRORS as f64 / total) / (1.0 - 0.999);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let budget = prom
+            .query("slo:switchyard_error_budget:remaining_ratio")
+            .first()
+            .map(|(_, v)| *v);
+        // The rules sum 5-minute rates, so the figure is the counters' within
+        // what the rates' extrapolation makes of calls spread over 10 s.
+        if budget.is_some_and(|b| (b - want).abs() <= 0.3 * want.abs()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "within 30 s the budget is about {want:.1} (from the counters), got {budget:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

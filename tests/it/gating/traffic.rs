@@ -616,3 +616,45 @@ fn bad_input_is_one_line_exit_2_and_no_report() {
         assert!(output.stdout.is_empty(), "{args:?}: nothing on stdout");
     }
 }
+
+/// On a terminal the progress line is drawn through every phase, the
+/// measured one included: before, it was drawn during the warm-up, cleared at
+/// its end and never drawn again, so the measured seconds were silent.
+/// `script` gives the CLI a terminal and keeps what it showed.
+#[allow(clippy::await_holding_lock)] // see `turn`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_line_is_drawn_in_every_phase() {
+    let _turn = turn();
+    let server = Running::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // A terminal wide enough for the whole line (`script`'s has no size).
+    let line = format!(
+        "stty cols 200 rows 40; exec {BIN} smoke --target {} --setup --min-requests 10 --rate 100 --duration 3s --warmup 1s",
+        server.addr()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.current_dir(dir.path())
+        .args(["-qefc", &line, "/dev/null"])
+        .env_remove("CI")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env("SWITCHYARD_TOKEN", ADMIN)
+        .stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SWITCHYARD_TEST_") || k.starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    let o = cmd.output().unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("warm-up ["), "{shown}");
+    // The measured phase is drawn with its own name, length and figures.
+    let measured: Vec<&str> = shown
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("smoke [") && l.contains(" of 3s"))
+        .collect();
+    assert!(
+        measured.iter().any(|l| l.contains("/s, 0 errors, p95 ")),
+        "{shown}"
+    );
+}

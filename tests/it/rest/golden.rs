@@ -316,7 +316,7 @@ fn script() -> Vec<Step> {
             "POST",
             "/v1/gating/canary:compare",
             Some(
-                json!({"baseline": {"count": 10}, "canary": {"count": 10, "latency_ms": {"p(95)": -1}}}),
+                json!({"baseline": {"count": 10, "ok": 10, "latency_ms": {"p(95)": 1.5}}, "canary": {"count": 10, "latency_ms": {"p(95)": -1}}}),
             ),
         ),
         case(

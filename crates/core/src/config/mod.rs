@@ -417,6 +417,54 @@ mod tests {
         );
     }
 
+    /// A tier table that would loosen the gate as the budget runs out, or
+    /// that has two tiers with the same `below`, is refused at start-up,
+    /// naming the tier.
+    #[test]
+    fn tiers_that_would_loosen_the_gate_are_refused() {
+        let load = |tiers: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    "[[slos]]\nname = \"availability\"\nquery = \"q\"\nbase_p95_ms = 450\ntiers = [{tiers}]\n"
+                ),
+            )
+            .unwrap();
+            Config::load(Some(&path), &env(&[]), &Overrides::default())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let refused = [
+            (
+                "{below = 0.8, p95_ms = 500}",
+                "slos[0].tiers[0].p95_ms: 500 ms is above base_p95_ms's 450 ms",
+            ),
+            (
+                "{below = 0.6, p95_ms = 400}, {below = 0.8, p95_ms = 380}",
+                "slos[0].tiers[0].p95_ms: 400 ms is above tiers[1] (below 0.8)'s 380 ms",
+            ),
+            (
+                "{below = 0.6, p95_ms = 400}, {below = 0.6, p95_ms = 380}",
+                "slos[0].tiers[1].below: 0.6 is also tiers[0]'s",
+            ),
+        ];
+        for (tiers, want) in refused {
+            let got = load(tiers);
+            assert!(
+                got.as_ref().is_err_and(|e| e.contains(want)),
+                "{tiers}: {got:?}, want {want}"
+            );
+        }
+        assert_eq!(
+            load(
+                "{below = 0.6, p95_ms = 400}, {below = 0.8, p95_ms = 420}, {below = 0.3, p95_ms = 400}"
+            ),
+            Ok(())
+        );
+    }
+
     #[test]
     fn a_bad_file_names_the_file_and_line() {
         let dir = tempfile::tempdir().unwrap();

@@ -343,12 +343,55 @@ impl Gating {
                     ));
                 }
             }
+            Self::validate_tightening(&field, slo)?;
         }
         if !names.contains(self.default_slo.as_str()) {
             return Err(ConfigError::new(
                 Self::name_of("default_slo"),
                 format!("{:?} is not one of the configured SLOs", self.default_slo),
             ));
+        }
+        Ok(())
+    }
+
+    /// A gate must never loosen as the budget runs out: each tier's
+    /// threshold is at most the base's and at most that of every tier that
+    /// applies with more budget left (a higher `below`), and no two tiers
+    /// share a `below` (which of them applies would be a matter of order).
+    fn validate_tightening(field: &str, slo: &SloConfig) -> Result<(), ConfigError> {
+        let mut tiers: Vec<(usize, &super::types::TierConfig)> =
+            slo.tiers.iter().enumerate().collect();
+        tiers.sort_by(|a, b| b.1.below.total_cmp(&a.1.below));
+        for pair in tiers.windows(2) {
+            let ((i, a), (j, b)) = (pair[0], pair[1]);
+            if a.below == b.below {
+                let (i, j) = (i.min(j), i.max(j));
+                return Err(ConfigError::new(
+                    format!("{field}.tiers[{j}].below"),
+                    format!(
+                        "{} is also tiers[{i}]'s: each tier needs a below of its own",
+                        crate::gating::judge::num(b.below)
+                    ),
+                ));
+            }
+        }
+        let mut looser = ("base_p95_ms".to_owned(), slo.base_p95_ms);
+        for (j, t) in tiers {
+            if t.p95_ms > looser.1 {
+                return Err(ConfigError::new(
+                    format!("{field}.tiers[{j}].p95_ms"),
+                    format!(
+                        "{} ms is above {}'s {} ms: the gate would loosen as the budget runs out",
+                        crate::gating::judge::num(t.p95_ms),
+                        looser.0,
+                        crate::gating::judge::num(looser.1)
+                    ),
+                ));
+            }
+            looser = (
+                format!("tiers[{j}] (below {})", crate::gating::judge::num(t.below)),
+                t.p95_ms,
+            );
         }
         Ok(())
     }

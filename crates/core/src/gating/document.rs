@@ -100,6 +100,20 @@ impl RulesInput {
     }
 }
 
+/// `key` cut to fit a distribution's key ([`MAX_KEY_LEN`] bytes, at a
+/// character boundary, ending in `…` when cut), so that a long error message
+/// names its cause instead of getting the whole document refused.
+pub fn fit_key(key: &str) -> String {
+    if key.len() <= MAX_KEY_LEN {
+        return key.to_owned();
+    }
+    let mut end = MAX_KEY_LEN - '…'.len_utf8();
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &key[..end])
+}
+
 fn check_label(field: &str, v: &str) -> Result<()> {
     if v.len() > MAX_LABEL_LEN {
         return Err(Error::invalid_argument(

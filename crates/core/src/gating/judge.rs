@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 
 /// Checks that `s` (named `field` in errors) could have been measured: no
 /// negative or non-finite number, no more errors (or OKs) than requests, an
-/// error rate within [0, 1].
+/// error rate within [0, 1], and figures that agree with one another and are
+/// there when the counts say they must be (see [`validate_consistency`]).
 pub fn validate_stats(field: &str, s: &TrafficStats) -> Result<()> {
     for (name, v) in [("count", s.count), ("ok", s.ok), ("errors", s.errors)] {
         if v < 0 {
@@ -47,6 +48,7 @@ pub fn validate_stats(field: &str, s: &TrafficStats) -> Result<()> {
         check_number(&format!("{field}.{name}"), v, "")?;
     }
     check_ratio(&format!("{field}.error_rate"), s.error_rate)?;
+    validate_consistency(field, s)?;
     for (map, name) in [
         (&s.status_code_distribution, "status_code_distribution"),
         (&s.error_distribution, "error_distribution"),
@@ -63,6 +65,58 @@ pub fn validate_stats(field: &str, s: &TrafficStats) -> Result<()> {
                 "at most 100 entries",
             ));
         }
+    }
+    Ok(())
+}
+
+/// Figures that disagree, or are missing where the counts say there must be
+/// some, are refused rather than judged (a missing p95 reads as 0 ms, which
+/// would pass any threshold). A zero is "not given" for `ok` (then `count -
+/// errors`) and for `error_rate` (then `errors / count`), so a document
+/// naming only `count` and `errors` is complete; but requests must be either
+/// OK or failed, a given error rate must be `errors / count`, and requests
+/// that were answered must come with their p95.
+fn validate_consistency(field: &str, s: &TrafficStats) -> Result<()> {
+    if s.count == 0 {
+        return Ok(());
+    }
+    if s.ok == 0 && s.errors == 0 {
+        return Err(Error::invalid_argument(
+            &format!("{field}.ok"),
+            format!(
+                "{field}.count is {} but neither ok nor errors counts any request",
+                s.count
+            ),
+        ));
+    }
+    if s.ok > 0 && s.ok + s.errors != s.count {
+        return Err(Error::invalid_argument(
+            &format!("{field}.ok"),
+            format!(
+                "ok {} and errors {} do not add up to count {}",
+                s.ok, s.errors, s.count
+            ),
+        ));
+    }
+    let observed = s.observed_error_rate();
+    if s.error_rate != 0.0 && (s.error_rate - observed).abs() > 1e-6 {
+        return Err(Error::invalid_argument(
+            &format!("{field}.error_rate"),
+            format!(
+                "{} is not errors / count = {} / {} = {}",
+                num(s.error_rate),
+                s.errors,
+                s.count,
+                num(observed)
+            ),
+        ));
+    }
+    let answered = if s.ok > 0 { s.ok } else { s.count - s.errors };
+    if answered > 0 && s.latency_ms.p95 == 0.0 {
+        return Err(Error::invalid_argument(
+            &format!("{field}.latency_ms.p(95)"),
+            format!("is missing: {answered} requests were answered, so their p95 is required"),
+        ));
     }
     Ok(())
 }
@@ -140,6 +194,9 @@ pub fn validate_rules(field: &str, r: &CanaryRules) -> Result<()> {
 pub fn num(v: f64) -> String {
     if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{v:.0}")
+    } else if v.is_finite() && v.abs() >= 1e15 {
+        // `1e308`, not three hundred digits.
+        format!("{v:e}")
     } else if v.is_finite() {
         let s = format!("{v:.4}");
         s.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -519,6 +576,53 @@ mod tests {
         assert_eq!(
             smoke(&stats(6000, 0, f64::NAN), 420.0, 0.01, 200).1.status,
             Verdict::Fail
+        );
+    }
+
+    /// Figures that are missing or disagree are refused, naming the field,
+    /// instead of passing: no p95 where requests were answered, requests
+    /// neither OK nor failed, an error rate that is not errors / count.
+    #[test]
+    fn missing_or_inconsistent_statistics_never_pass() {
+        let with = |f: fn(&mut TrafficStats)| {
+            let mut s = stats(6000, 3, 210.0);
+            f(&mut s);
+            validate_stats("canary", &s).map_err(|e| e.message().to_owned())
+        };
+        let refused = [
+            (
+                with(|s| s.latency_ms = LatencyMs::default()),
+                "canary.latency_ms.p(95): is missing: 5997 requests were answered",
+            ),
+            (
+                with(|s| (s.ok, s.errors) = (0, 0)),
+                "canary.ok: canary.count is 6000 but neither ok nor errors counts any request",
+            ),
+            (
+                with(|s| s.ok = 10),
+                "canary.ok: ok 10 and errors 3 do not add up to count 6000",
+            ),
+            (
+                with(|s| (s.errors, s.ok, s.error_rate) = (0, 6000, 0.9)),
+                "canary.error_rate: 0.9 is not errors / count = 0 / 6000 = 0",
+            ),
+        ];
+        for (got, want) in refused {
+            assert!(
+                got.as_ref().is_err_and(|m| m.starts_with(want)),
+                "{got:?}, want {want}"
+            );
+        }
+        // Complete documents: every figure given; `ok` and `error_rate` left
+        // out (zero); every request failed (no latency to give).
+        assert_eq!(with(|s| s.error_rate = 0.0005), Ok(()));
+        assert_eq!(with(|s| s.ok = 0), Ok(()));
+        assert_eq!(
+            with(|s| {
+                (s.ok, s.errors, s.error_rate) = (0, 6000, 1.0);
+                s.latency_ms = LatencyMs::default();
+            }),
+            Ok(())
         );
     }
 

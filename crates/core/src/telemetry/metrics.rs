@@ -50,13 +50,15 @@ pub const NLP_OUTCOMES: &str = "switchyard_nlp_outcomes_total";
 /// Of those, low-confidence fallbacks.
 pub const NLP_FALLBACKS: &str = "switchyard_nlp_fallbacks_total";
 
-/// Buckets of [`REQUEST_DURATION`], in seconds: fine around 1 ms (where the
-/// API's calls are) and around 400–450 ms (where the smoke thresholds are),
-/// so that `histogram_quantile` reads a p95 there within a few percent.
+/// Buckets of [`REQUEST_DURATION`], in seconds: fine from 25 µs to a few ms
+/// (where the API's calls are on a replica that is not loaded: tens to
+/// hundreds of µs) and around 400–450 ms (where the smoke thresholds are), so
+/// that `histogram_quantile` reads a p95 there within a few percent.
 pub const REQUEST_BUCKETS: &[f64] = &[
-    0.000_25, 0.0005, 0.000_75, 0.001, 0.001_25, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015,
-    0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.38, 0.4, 0.41, 0.42, 0.43, 0.44, 0.45,
-    0.46, 0.48, 0.5, 0.6, 0.75, 1.0, 2.5, 5.0, 10.0,
+    0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_125, 0.000_15, 0.000_2, 0.000_25, 0.0005,
+    0.000_75, 0.001, 0.001_25, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,
+    0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.38, 0.4, 0.41, 0.42, 0.43, 0.44, 0.45, 0.46, 0.48,
+    0.5, 0.6, 0.75, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// Buckets of [`PROPAGATION`], in seconds: from a local apply (sub-ms) to a
@@ -227,21 +229,37 @@ impl RequestSeries {
         }
     }
 
+    /// Creates this method's [`REQUESTS`] series over `protocol` at 0 for
+    /// `OK` and the [`SERVER_FAILURE_CODES`]: a series born holding its first
+    /// errors would hide them from `rate()` and `increase()`, and so from the
+    /// error budget and the canary alerts.
+    pub fn zero(&self, protocol: Protocol) {
+        let p = protocol as usize;
+        for code in std::iter::once(0).chain(SERVER_FAILURE_CODES) {
+            let code = code as usize;
+            self.counters[p][code]
+                .get_or_init(|| self.counter(protocol, code))
+                .increment(0);
+        }
+    }
+
+    fn counter(&self, protocol: Protocol, code: usize) -> Counter {
+        counter!(
+            REQUESTS,
+            "service" => self.service,
+            "method" => self.method,
+            "code" => CODE_NAMES[code],
+            "protocol" => protocol.label()
+        )
+    }
+
     /// Records a finished request with gRPC `code`: in [`REQUESTS`], and in
     /// [`REQUEST_DURATION`] when `duration` is given (unary calls).
     pub fn record(&self, protocol: Protocol, code: i32, duration: Option<Duration>) {
         let p = protocol as usize;
         let code = usize::try_from(code).ok().filter(|c| *c < 17).unwrap_or(2);
         self.counters[p][code]
-            .get_or_init(|| {
-                counter!(
-                    REQUESTS,
-                    "service" => self.service,
-                    "method" => self.method,
-                    "code" => CODE_NAMES[code],
-                    "protocol" => protocol.label()
-                )
-            })
+            .get_or_init(|| self.counter(protocol, code))
             .increment(1);
         if let Some(d) = duration {
             self.durations[p]
@@ -257,6 +275,11 @@ impl RequestSeries {
         }
     }
 }
+
+/// The codes of a request that failed on the server (`UNKNOWN`,
+/// `DEADLINE_EXCEEDED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`): what spends
+/// the error budget in `observability/prometheus/rules.yml`.
+pub const SERVER_FAILURE_CODES: [i32; 5] = [2, 4, 13, 14, 15];
 
 /// The canonical names of the gRPC codes, by number.
 pub const CODE_NAMES: [&str; 17] = [

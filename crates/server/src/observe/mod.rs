@@ -66,6 +66,9 @@ pub struct Observe {
 impl Observe {
     /// The layer's settings; `fault` is described in a header when on.
     pub fn new(metrics: bool, fault: Fault, routes: Arc<RouteTable>) -> Observe {
+        if metrics {
+            rpcs::zero_api_series(&routes);
+        }
         let fault_header = fault
             .is_on()
             .then(|| http::HeaderValue::from_str(&fault.describe()).ok())

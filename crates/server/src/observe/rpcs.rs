@@ -6,7 +6,9 @@ use std::{collections::HashMap, sync::OnceLock};
 
 use prost_reflect::DescriptorPool;
 use switchyard_api as api;
-use switchyard_core::telemetry::metrics::RequestSeries;
+use switchyard_core::telemetry::metrics::{Protocol, RequestSeries};
+
+use crate::rest::routes::RouteTable;
 
 /// What the layer knows of an RPC (or of a route that is not one).
 #[derive(Debug)]
@@ -92,4 +94,18 @@ pub(super) fn rpcs() -> &'static HashMap<&'static str, Rpc> {
         }
         table
     })
+}
+
+/// Creates the request series of every `switchyard.v1` RPC at 0, over gRPC
+/// and, for those with a REST route in `routes`, over HTTP (see
+/// [`RequestSeries::zero`]).
+pub(super) fn zero_api_series(routes: &RouteTable) {
+    for rpc in rpcs().values().filter(|r| r.api) {
+        rpc.series.zero(Protocol::Grpc);
+    }
+    for route in routes.routes() {
+        if let Some(rpc) = rpcs().get(route.grpc_path.path()).filter(|r| r.api) {
+            rpc.series.zero(Protocol::Http);
+        }
+    }
 }
