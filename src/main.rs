@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use switchyard_cli::{
     commands::{self, CanaryArgs, SmokeArgs},
     flags::{self, FlagsCommand},
+    judge::{self, JudgeArgs},
 };
 use switchyard_core::config::{Config, Overrides};
 
@@ -53,6 +54,10 @@ enum Command {
     /// Drive the same interleaved traffic at a baseline and a canary and
     /// compare them; writes canary-report.json. Exits as smoke does.
     Canary(CanaryArgs),
+    /// Judge another load tool's report (a k6 --summary-export JSON or a ghz
+    /// JSON report): one is a smoke run, two (baseline, canary) a canary
+    /// comparison. Exits as smoke does.
+    Judge(JudgeArgs),
     /// Import or export flags in flagd's flag-definition format (a client of
     /// a running server). Exits 0 done, 1 refused, 2 usage.
     #[command(subcommand)]
@@ -113,6 +118,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Canary(args)) => {
             return ExitCode::from(runtime.block_on(commands::canary(args, &client_env())));
+        }
+        Some(Command::Judge(args)) => {
+            return ExitCode::from(runtime.block_on(judge::judge(args, &client_env())));
         }
         Some(Command::Flags(cmd)) => {
             return ExitCode::from(runtime.block_on(flags::flags(cmd, &client_env())));

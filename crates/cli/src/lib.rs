@@ -6,6 +6,10 @@
 //! documents and a Markdown job summary (`summary`), with a terminal line
 //! while it runs (`progress`). The flows and their arguments are `commands`.
 //!
+//! `switchyard judge`: another load tool's report (k6, ghz), read by
+//! `switchyard_core::gating::import` and judged as `smoke` and `canary`
+//! judge theirs (`judge`).
+//!
 //! Nothing here reads the process environment: the binary passes what the
 //! commands need of it (`commands::Environment`).
 
@@ -13,6 +17,7 @@
 
 pub mod commands;
 pub mod flags;
+pub mod judge;
 pub mod progress;
 pub mod summary;
 pub mod traffic;

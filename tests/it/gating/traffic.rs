@@ -658,3 +658,107 @@ async fn the_progress_line_is_drawn_in_every_phase() {
         "{shown}"
     );
 }
+
+/// `switchyard judge` on another tool's reports: a k6 summary is a smoke run
+/// judged and kept by the GatingService (in the history, with the file's
+/// figures); two ghz reports are a canary comparison with the canary rules;
+/// a report missing what the judge needs is one line naming the field, exit
+/// 2, and nothing written.
+#[allow(clippy::await_holding_lock)] // see `turn`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_reads_k6_and_ghz_reports_and_judges_them_as_its_own() {
+    let _turn = turn();
+    let server = Running::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+    let file = |name: &str| examples.join(name).to_str().unwrap().to_owned();
+    let target = server.addr();
+
+    let k6 = file("k6-summary.json");
+    let o = cli(
+        dir.path(),
+        &[
+            "judge", "--k6", &k6, "--gating", &target, "--target", "checkout",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc = read_json(&dir.path().join("smoke-summary.json"));
+    assert_eq!(text(&doc, &["verdict", "status"]), "PASS");
+    assert_eq!(num(&doc, &["results", "count"]), 6000.0);
+    assert_eq!(num(&doc, &["results", "errors"]), 6.0);
+    assert_eq!(num(&doc, &["results", "latency_ms", "p(95)"]), 130.2);
+    assert_eq!(text(&doc, &["config", "target"]), "checkout");
+    // Kept: the next judgement of the same target shows it in its history.
+    let o = cli(
+        dir.path(),
+        &[
+            "judge", "--k6", &k6, "--gating", &target, "--target", "checkout",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let runs = server
+        .client(ADMIN)
+        .await
+        .gating()
+        .list_gate_runs(switchyard::api::v1::ListGateRunsRequest {
+            kind: "smoke".into(),
+            target: "checkout".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    assert_eq!(runs.len(), 2);
+
+    let (b, c) = (file("ghz-baseline.json"), file("ghz-canary.json"));
+    let o = cli(
+        dir.path(),
+        &["judge", "--ghz", &b, "--ghz", &c, "--gating", &target],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let doc = read_json(&dir.path().join("canary-report.json"));
+    assert_eq!(text(&doc, &["verdict", "status"]), "FAIL");
+    assert!(
+        doc["verdict"]["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("latency_p95: ")),
+        "{doc}"
+    );
+    assert_eq!(num(&doc, &["experiment", "latency_ms", "p(95)"]), 53.9);
+    assert_eq!(num(&doc, &["control", "latency_ms", "p(95)"]), 41.2);
+
+    // A summary without the p95: refused by field, nothing written.
+    let mut broken: Json = serde_json::from_str(&std::fs::read_to_string(&k6).unwrap()).unwrap();
+    broken["metrics"]["http_req_duration{expected_response:true}"]
+        .as_object_mut()
+        .unwrap()
+        .remove("p(95)");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, broken.to_string()).unwrap();
+    let out = dir.path().join("bad-summary.json");
+    let o = cli(
+        dir.path(),
+        &[
+            "judge",
+            "--k6",
+            bad.to_str().unwrap(),
+            "--gating",
+            &target,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains("metrics.http_req_duration{expected_response:true}.p(95): missing"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}
