@@ -169,6 +169,16 @@ impl Client {
         Ok(Client { channel, bearer })
     }
 
+    /// A client of `endpoint` that connects at its first call (for a server
+    /// that may never be called over gRPC).
+    pub fn connect_lazy(endpoint: Endpoint, token: &str) -> Result<Client, ClientError> {
+        let bearer = Bearer::try_new(token)?;
+        Ok(Client {
+            channel: endpoint.connect_lazy(),
+            bearer,
+        })
+    }
+
     /// Connects to `target`, retrying every 5 ms until the server accepts or
     /// `patience` has passed (a server that is starting).
     pub async fn connect_patiently(

@@ -17,7 +17,7 @@ use tonic::{Code, Request, Status};
 use crate::{
     progress::Progress,
     summary,
-    traffic::{self, Call, Mix, PhaseResult, Shape, Side, Stop, Subjects},
+    traffic::{self, Call, Expect, HttpCall, Mix, PhaseResult, Shape, Side, Stop, Subjects},
 };
 use switchyard_api::client::{Client, ClientError, Retry, endpoint};
 use switchyard_api::v1::{
@@ -99,9 +99,27 @@ pub struct TrafficArgs {
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
     pub deadline: Duration,
     /// The calls and their weights: EvaluateFlag, ResolveTenant, ListFlags,
-    /// AdminFeatureFlags (`EvaluateFlag=8,ResolveTenant=1`; no `=N` weighs 1).
-    #[arg(long, default_value = "EvaluateFlag", value_parser = Mix::parse)]
-    pub mix: Mix,
+    /// AdminFeatureFlags, and http1, http2, ... for the --http calls
+    /// (`EvaluateFlag=8,ResolveTenant=1`; no `=N` weighs 1) [default:
+    /// EvaluateFlag, or every --http call alike].
+    #[arg(long, value_parser = Mix::parse)]
+    pub mix: Option<Mix>,
+    /// A call of your own service over HTTP: `METHOD URL`, the URL a path
+    /// (`/health`, on each server under test) or, for smoke, an http:// URL.
+    /// Repeatable; named http1, http2, ... in --mix.
+    #[arg(long = "http", value_name = "'METHOD URL'", value_parser = HttpCall::parse)]
+    pub http: Vec<HttpCall>,
+    /// A header sent with every --http call, `Name: value` (Switchyard's
+    /// token is never sent to them). Repeatable.
+    #[arg(long = "header", value_name = "'NAME: VALUE'", value_parser = traffic::parse_header)]
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The body sent with every --http call (`@FILE`: a file's bytes).
+    #[arg(long)]
+    pub body: Option<String>,
+    /// The statuses of an --http call that are a success: codes and classes
+    /// (`200,204`, `2xx`) [default: 2xx and 3xx].
+    #[arg(long, value_parser = Expect::parse)]
+    pub expect_status: Option<Expect>,
     /// The flag EvaluateFlag evaluates.
     #[arg(long, default_value = "smoke")]
     pub flag: String,
@@ -291,10 +309,70 @@ fn required(value: Option<&String>, option: &str) -> Run<String> {
     }
 }
 
+/// The mix a run sends: `--mix`, else every `--http` call alike, else
+/// `EvaluateFlag`.
+fn mix(t: &TrafficArgs) -> Mix {
+    match (&t.mix, t.http.is_empty()) {
+        (Some(m), _) => m.clone(),
+        (None, false) => Mix::http(t.http.len()),
+        (None, true) => Mix::parse("EvaluateFlag").unwrap_or_else(|_| Mix::http(0)),
+    }
+}
+
+/// The `--http` calls with the headers, body and statuses they share, after
+/// checking that the mix names only calls that were given and that `canary`
+/// (`relative` true) has paths, so each side gets its own host.
+fn http_calls(t: &TrafficArgs, relative: bool) -> Run<Vec<HttpCall>> {
+    if t.http.len() > traffic::MAX_HTTP_CALLS {
+        return Err(Usage(format!(
+            "--http: at most {} calls",
+            traffic::MAX_HTTP_CALLS
+        )));
+    }
+    for call in mix(t).calls() {
+        if let Call::Http(i) = call
+            && usize::from(i) >= t.http.len()
+        {
+            return Err(Usage(format!(
+                "--mix names {} but {} --http call{} given",
+                call.short(),
+                t.http.len(),
+                if t.http.len() == 1 { " was" } else { "s were" }
+            )));
+        }
+    }
+    let body = match t.body.as_deref() {
+        Some(b) => match b.strip_prefix('@') {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| Usage(format!("--body @{path}: {e}")))?
+                .into(),
+            None => bytes::Bytes::from(b.to_owned()),
+        },
+        None => bytes::Bytes::new(),
+    };
+    t.http
+        .iter()
+        .map(|h| {
+            if relative && !h.url.starts_with('/') {
+                return Err(Usage(format!(
+                    "--http '{} {}': give a path, so that the baseline and the canary each get the call on their own host",
+                    h.method, h.url
+                )));
+            }
+            Ok(HttpCall {
+                headers: t.headers.clone(),
+                body: body.clone(),
+                expect: t.expect_status.clone().unwrap_or_default(),
+                ..h.clone()
+            })
+        })
+        .collect()
+}
+
 fn shape(t: &TrafficArgs) -> Shape {
     Shape {
         rate: t.rate,
-        mix: t.mix.clone(),
+        mix: mix(t),
         max_in_flight: t.max_in_flight as usize,
         deadline: t.deadline,
     }
@@ -344,18 +422,32 @@ fn status_line(s: &Status) -> String {
     }
 }
 
-async fn connect_side(label: &str, address: &str, t: &TrafficArgs) -> Run<Arc<Side>> {
+async fn connect_side(
+    label: &str,
+    address: &str,
+    t: &TrafficArgs,
+    http: &[HttpCall],
+) -> Run<Arc<Side>> {
     let subjects = Subjects {
         flag: t.flag.clone(),
         host: t.host.clone(),
+        http: http.to_vec(),
     };
-    Side::connect(label, address, &t.token, t.connections.into(), subjects)
-        .await
-        .map(Arc::new)
-        .map_err(|e| match e {
-            ClientError::Connect(e) => Usage(format!("cannot reach {address}: {e}")),
-            e => Usage(format!("{address}: {e}")),
-        })
+    let switchyard = mix(t).calls().iter().any(|c| c.is_switchyard());
+    Side::connect(
+        label,
+        address,
+        &t.token,
+        t.connections.into(),
+        subjects,
+        switchyard,
+    )
+    .await
+    .map(Arc::new)
+    .map_err(|e| match e {
+        ClientError::Connect(e) => Usage(format!("cannot reach {address}: {e}")),
+        e => Usage(format!("{address}: {e}")),
+    })
 }
 
 pub(crate) async fn connect_gating(address: &str, token: &str) -> Run<Client> {
@@ -438,7 +530,7 @@ fn token_hint(s: &Status, no_token: bool) -> &'static str {
 /// One call of each kind in the mix, so a run that cannot succeed stops
 /// before it starts (with what to do about it).
 async fn preflight(side: &Side, t: &TrafficArgs) -> Run<()> {
-    for call in t.mix.calls() {
+    for call in mix(t).calls() {
         let r = Retry::default().call(|| side.call(call, t.deadline)).await;
         if let Err(s) = r {
             let hint = match (s.code(), call) {
@@ -452,10 +544,15 @@ async fn preflight(side: &Side, t: &TrafficArgs) -> Run<()> {
                 ),
                 _ => token_hint(&s, t.token.is_empty()).to_owned(),
             };
+            let hint = if call.is_switchyard() {
+                hint
+            } else {
+                String::new()
+            };
             return Err(Usage(format!(
                 "{} {} on {}: {}{hint}",
                 side.label(),
-                call.short(),
+                call.name(&t.http),
                 side.address(),
                 status_line(&s)
             )));
@@ -603,12 +700,19 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
     if args.min_requests.is_some_and(|n| n < 0) {
         return Err(Usage("--min-requests: must not be negative".into()));
     }
-    let side = connect_side("target", &target, t).await?;
+    let http = http_calls(t, false)?;
+    let own = mix(t).calls().iter().any(|c| !c.is_switchyard());
+    if own && args.gating.is_none() {
+        return Err(Usage(
+            "--gating ADDR is required with --http: the Switchyard server that sets the threshold and keeps the verdict".into(),
+        ));
+    }
+    let side = connect_side("target", &target, t, &http).await?;
     let gating = match &args.gating {
         Some(addr) => connect_gating(addr, &t.token).await?,
         None => side.client().clone(),
     };
-    if t.setup {
+    if t.setup && mix(t).calls().iter().any(|c| c.is_switchyard()) {
         setup(&side, t).await?;
     }
     preflight(&side, t).await?;
@@ -617,7 +721,7 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
         "smoke",
         &format!(
             "{target}: {} at {}/s for {} after {} of warm-up; p95 must stay under {} ms ({}, {})",
-            t.mix,
+            mix(t),
             t.rate,
             show(t.duration),
             show(t.warmup),
@@ -655,7 +759,7 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
     let run_id = run_id(t.run_id.as_deref());
     let config = SmokeConfig {
         target: target.clone(),
-        calls: t.mix.calls().iter().map(|c| c.name().to_owned()).collect(),
+        calls: mix(t).calls().iter().map(|c| c.name(&http)).collect(),
         rate: t.rate,
         duration_s: t.duration.as_secs_f64(),
         warmup_s: t.warmup.as_secs_f64(),
@@ -866,13 +970,14 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
     let rules = args.rules.input();
     switchyard_core::gating::judge::validate_rules("policy", &rules.resolve())
         .map_err(|e| Usage(format!("canary rules: {}", e.message())))?;
-    let baseline = connect_side("baseline", &baseline_addr, t).await?;
-    let canary = connect_side("canary", &canary_addr, t).await?;
+    let http = http_calls(t, true)?;
+    let baseline = connect_side("baseline", &baseline_addr, t, &http).await?;
+    let canary = connect_side("canary", &canary_addr, t, &http).await?;
     let gating = match &args.gating {
         Some(addr) => Some(connect_gating(addr, &t.token).await?),
         None => None,
     };
-    if t.setup {
+    if t.setup && mix(t).calls().iter().any(|c| c.is_switchyard()) {
         setup(&baseline, t).await?;
         setup(&canary, t).await?;
     }
@@ -882,7 +987,7 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
         "canary",
         &format!(
             "baseline {baseline_addr} vs canary {canary_addr}: {} at {}/s each, interleaved, for {} after {} of warm-up and {} of baseline alone",
-            t.mix,
+            mix(t),
             t.rate,
             show(t.duration),
             show(t.warmup),

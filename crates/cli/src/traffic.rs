@@ -24,7 +24,7 @@ use std::{
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::{
     client::legacy::{Client as HttpClient, connect::HttpConnector},
     rt::TokioExecutor,
@@ -61,7 +61,13 @@ pub enum Call {
     ListFlags,
     /// `GET /admin/feature-flags`, the REST admin listing.
     AdminFeatureFlags,
+    /// The `--http` call of this index (0-based; `http1` is 0): a call of
+    /// the user's own service.
+    Http(u8),
 }
+
+/// The most `--http` calls a run takes.
+pub const MAX_HTTP_CALLS: usize = 16;
 
 impl Call {
     /// Every call, in the order they are listed.
@@ -72,30 +78,180 @@ impl Call {
         Call::AdminFeatureFlags,
     ];
 
-    /// The short name `--mix` takes.
-    pub fn short(self) -> &'static str {
+    /// The short name `--mix` takes (`http1` for the first `--http`).
+    pub fn short(self) -> String {
         match self {
-            Call::EvaluateFlag => "EvaluateFlag",
-            Call::ResolveTenant => "ResolveTenant",
-            Call::ListFlags => "ListFlags",
-            Call::AdminFeatureFlags => "AdminFeatureFlags",
+            Call::EvaluateFlag => "EvaluateFlag".into(),
+            Call::ResolveTenant => "ResolveTenant".into(),
+            Call::ListFlags => "ListFlags".into(),
+            Call::AdminFeatureFlags => "AdminFeatureFlags".into(),
+            Call::Http(i) => format!("http{}", u16::from(i) + 1),
         }
     }
 
-    /// The name reports carry: the gRPC method, or the REST route.
-    pub fn name(self) -> &'static str {
+    /// The name reports carry: the gRPC method, the REST route, or the
+    /// `--http` call as given (`GET /health`).
+    pub fn name(self, http: &[HttpCall]) -> String {
         match self {
-            Call::EvaluateFlag => "switchyard.v1.FlagService/EvaluateFlag",
-            Call::ResolveTenant => "switchyard.v1.TenantService/ResolveTenant",
-            Call::ListFlags => "switchyard.v1.FlagService/ListFlags",
-            Call::AdminFeatureFlags => "GET /admin/feature-flags",
+            Call::EvaluateFlag => "switchyard.v1.FlagService/EvaluateFlag".into(),
+            Call::ResolveTenant => "switchyard.v1.TenantService/ResolveTenant".into(),
+            Call::ListFlags => "switchyard.v1.FlagService/ListFlags".into(),
+            Call::AdminFeatureFlags => "GET /admin/feature-flags".into(),
+            Call::Http(i) => http
+                .get(usize::from(i))
+                .map_or_else(|| self.short(), |h| format!("{} {}", h.method, h.url)),
         }
+    }
+
+    /// Whether it is one of Switchyard's own calls (not the user's).
+    pub fn is_switchyard(self) -> bool {
+        !matches!(self, Call::Http(_))
     }
 
     fn parse(s: &str) -> Option<Call> {
+        if let Some(n) = s.strip_prefix("http").and_then(|n| n.parse::<usize>().ok()) {
+            return (1..=MAX_HTTP_CALLS)
+                .contains(&n)
+                .then(|| Call::Http(u8::try_from(n - 1).unwrap_or(0)));
+        }
         Call::ALL
             .into_iter()
-            .find(|c| c.short().eq_ignore_ascii_case(s) || c.name() == s)
+            .find(|c| c.short().eq_ignore_ascii_case(s) || c.name(&[]) == s)
+    }
+}
+
+/// A call of the user's own service over HTTP (`--http 'METHOD URL'`), with
+/// the headers, body and expected statuses every such call shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCall {
+    /// The method.
+    pub method: http::Method,
+    /// A path (`/health`: on each server under test) or an `http://` URL.
+    pub url: String,
+    /// Headers sent (`--header`); Switchyard's token is never sent.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The body (`--body`).
+    pub body: Bytes,
+    /// The statuses that are a success (`--expect-status`).
+    pub expect: Expect,
+}
+
+impl HttpCall {
+    /// Reads `METHOD URL` (`GET /health`, `POST http://host:8080/orders`).
+    pub fn parse(s: &str) -> Result<HttpCall, String> {
+        let (method, url) = s
+            .trim()
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("--http {s:?}: give METHOD URL, such as 'GET /health'"))?;
+        let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("--http {s:?}: {method:?} is not an HTTP method"))?;
+        let url = url.trim();
+        if url.starts_with("https://") {
+            return Err(format!(
+                "--http {s:?}: https is not supported by the traffic generator yet; use http://"
+            ));
+        }
+        if !(url.starts_with('/') || url.starts_with("http://")) {
+            return Err(format!(
+                "--http {s:?}: the URL is a path (/health, on each server under test) or an http:// URL"
+            ));
+        }
+        url.parse::<http::Uri>()
+            .map_err(|e| format!("--http {s:?}: {e}"))?;
+        Ok(HttpCall {
+            method,
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            expect: Expect::default(),
+        })
+    }
+
+    /// The URL on the server at `base` (`http://host:port`).
+    fn uri(&self, base: &str) -> Result<http::Uri, String> {
+        let url = if self.url.starts_with('/') {
+            format!("{}{}", base.trim_end_matches('/'), self.url)
+        } else {
+            self.url.clone()
+        };
+        url.parse().map_err(|e| format!("{url}: {e}"))
+    }
+}
+
+/// Reads a `--header` (`Name: value`).
+pub fn parse_header(s: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("--header {s:?}: give 'Name: value'"))?;
+    let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("--header {s:?}: {:?} is not a header name", name.trim()))?;
+    let value = http::HeaderValue::from_str(value.trim())
+        .map_err(|_| format!("--header {s:?}: the value is not a header value"))?;
+    Ok((name, value))
+}
+
+/// The HTTP statuses that count as a success: a list of codes and classes
+/// (`200,204`, `2xx`); by default every 2xx and 3xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect(Vec<(u16, u16)>);
+
+impl Default for Expect {
+    fn default() -> Expect {
+        Expect(vec![(200, 399)])
+    }
+}
+
+impl Expect {
+    /// Reads `200,204,3xx`.
+    pub fn parse(s: &str) -> Result<Expect, String> {
+        let mut ranges = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let bad =
+                || format!("--expect-status: {part:?} is not a status (200) or a class (2xx)");
+            let range = match part.strip_suffix("xx").or_else(|| part.strip_suffix("XX")) {
+                Some(class) => {
+                    let c: u16 = class.parse().map_err(|_| bad())?;
+                    (c * 100, c * 100 + 99)
+                }
+                None => {
+                    let code: u16 = part.parse().map_err(|_| bad())?;
+                    (code, code)
+                }
+            };
+            if !(100..=599).contains(&range.0) || range.1 > 599 {
+                return Err(bad());
+            }
+            ranges.push(range);
+        }
+        if ranges.is_empty() {
+            return Err("--expect-status: give at least one status".into());
+        }
+        Ok(Expect(ranges))
+    }
+
+    fn accepts(&self, status: http::StatusCode) -> bool {
+        let s = status.as_u16();
+        self.0.iter().any(|(low, high)| (*low..=*high).contains(&s))
+    }
+}
+
+/// The gRPC code an HTTP status that is not a success is counted as (as
+/// grpc-gateway maps them the other way).
+fn code_of_http(status: http::StatusCode) -> Code {
+    match status.as_u16() {
+        400 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        408 | 504 => Code::DeadlineExceeded,
+        409 => Code::Aborted,
+        412 => Code::FailedPrecondition,
+        429 => Code::ResourceExhausted,
+        499 => Code::Cancelled,
+        500 => Code::Internal,
+        501 => Code::Unimplemented,
+        502 | 503 => Code::Unavailable,
+        _ => Code::Unknown,
     }
 }
 
@@ -125,7 +281,7 @@ impl Mix {
             };
             let call = Call::parse(name).ok_or_else(|| {
                 format!(
-                    "--mix: unknown call {name:?}; the calls are {}",
+                    "--mix: unknown call {name:?}; the calls are {}, and http1, http2, ... for the --http calls",
                     Call::ALL.map(Call::short).join(", ")
                 )
             })?;
@@ -171,6 +327,15 @@ impl Mix {
     pub fn calls(&self) -> Vec<Call> {
         self.weights.iter().map(|(c, _)| *c).collect()
     }
+
+    /// Every `--http` call of `n`, with the same weight.
+    pub fn http(n: usize) -> Mix {
+        Mix::new(
+            (0..n.min(MAX_HTTP_CALLS))
+                .map(|i| (Call::Http(u8::try_from(i).unwrap_or(0)), 1))
+                .collect(),
+        )
+    }
 }
 
 impl fmt::Display for Mix {
@@ -205,6 +370,8 @@ pub struct Subjects {
     pub flag: String,
     /// The host `ResolveTenant` resolves.
     pub host: String,
+    /// The user's own calls (`--http`).
+    pub http: Vec<HttpCall>,
 }
 
 /// A server under test: its connections and what the calls ask of it.
@@ -213,6 +380,9 @@ pub struct Side {
     address: String,
     channels: Vec<Client>,
     rest: Rest,
+    /// The `--http` calls' requests on this side, and their client.
+    http: Vec<(HttpCall, http::Uri)>,
+    http_client: HttpClient<HttpConnector, Full<Bytes>>,
     subjects: Subjects,
     in_flight: AtomicUsize,
     next_channel: AtomicU64,
@@ -237,20 +407,27 @@ struct Rest {
 
 impl Side {
     /// Opens `connections` HTTP/2 connections to `address` (each call takes
-    /// the next, round robin); `label` names the side in reports.
+    /// the next, round robin); `label` names the side in reports. With
+    /// `switchyard` false (a mix of the user's own calls alone) the gRPC
+    /// connections are made only if a call needs them.
     pub async fn connect(
         label: &str,
         address: &str,
         token: &str,
         connections: usize,
         subjects: Subjects,
+        switchyard: bool,
     ) -> Result<Side, ClientError> {
         let endpoint = endpoint(address)?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
         let mut channels = Vec::with_capacity(connections);
         for _ in 0..connections.max(1) {
-            channels.push(Client::connect_to(endpoint.clone(), token).await?);
+            channels.push(if switchyard {
+                Client::connect_to(endpoint.clone(), token).await?
+            } else {
+                Client::connect_lazy(endpoint.clone(), token)?
+            });
         }
         let base = endpoint.uri().to_string();
         if base.starts_with("https://") {
@@ -273,15 +450,22 @@ impl Side {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let http = subjects
+            .http
+            .iter()
+            .map(|h| Ok((h.clone(), h.uri(&base).map_err(ClientError::BadAddress)?)))
+            .collect::<Result<_, ClientError>>()?;
         Ok(Side {
             label: label.to_owned(),
             address: address.to_owned(),
             channels,
             rest: Rest {
-                client: HttpClient::builder(TokioExecutor::new()).build(connector),
+                client: HttpClient::builder(TokioExecutor::new()).build(connector.clone()),
                 uri,
                 authorization,
             },
+            http,
+            http_client: HttpClient::builder(TokioExecutor::new()).build(connector),
             subjects,
             in_flight: AtomicUsize::new(0),
             next_channel: AtomicU64::new(0),
@@ -332,6 +516,7 @@ impl Side {
                     client.flags().list_flags(req).await.map(drop)
                 }
                 Call::AdminFeatureFlags => self.rest_listing().await,
+                Call::Http(i) => self.http_call(usize::from(i)).await,
             }
         };
         match tokio::time::timeout(deadline, fut).await {
@@ -340,6 +525,41 @@ impl Side {
                 "no answer within the {} ms deadline",
                 deadline.as_millis()
             ))),
+        }
+    }
+
+    /// One `--http` call: a success when its status is expected, after its
+    /// whole body is read.
+    async fn http_call(&self, i: usize) -> Result<(), Status> {
+        let Some((call, uri)) = self.http.get(i) else {
+            return Err(Status::invalid_argument(format!(
+                "http{} is not one of the --http calls",
+                i + 1
+            )));
+        };
+        let mut req = http::Request::builder()
+            .method(call.method.clone())
+            .uri(uri.clone());
+        for (name, value) in &call.headers {
+            req = req.header(name, value);
+        }
+        let req = req
+            .body(Full::new(call.body.clone()))
+            .map_err(|e| Status::invalid_argument(format!("building the request: {e}")))?;
+        let resp = self
+            .http_client
+            .request(req)
+            .await
+            .map_err(|e| Status::unavailable(format!("HTTP: {}", error_chain(&e))))?;
+        let status = resp.status();
+        resp.into_body()
+            .collect()
+            .await
+            .map_err(|e| Status::unavailable(format!("HTTP body: {e}")))?;
+        if call.expect.accepts(status) {
+            Ok(())
+        } else {
+            Err(Status::new(code_of_http(status), format!("HTTP {status}")))
         }
     }
 
@@ -381,6 +601,19 @@ impl Side {
             None => Status::unknown(format!("HTTP {status}")),
         })
     }
+}
+
+/// An error with its causes, on one line (`client error (Connect): tcp
+/// connect error: Connection refused`).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// What happened to one scheduled call.
