@@ -164,7 +164,11 @@ async fn run(args: JudgeArgs, env: &Environment) -> Run<u8> {
             );
             let config = SmokeConfig {
                 target: target.clone(),
-                calls: vec![format!("{} report {}", tool.name(), file.display())],
+                calls: vec![switchyard_core::gating::document::fit_label(&format!(
+                    "{} report {}",
+                    tool.name(),
+                    file.display()
+                ))],
                 rate: results.rps,
                 duration_s: results.duration_s,
                 warmup_s: 0.0,

@@ -109,7 +109,13 @@ impl Call {
     }
 
     fn parse(s: &str) -> Option<Call> {
-        if let Some(n) = s.strip_prefix("http").and_then(|n| n.parse::<usize>().ok()) {
+        let lower = s.to_ascii_lowercase();
+        if let Some(n) = lower.strip_prefix("http")
+            && !n.is_empty()
+            && !n.starts_with('0')
+            && n.bytes().all(|b| b.is_ascii_digit())
+        {
+            let n: usize = n.parse().ok()?;
             return (1..=MAX_HTTP_CALLS)
                 .contains(&n)
                 .then(|| Call::Http(u8::try_from(n - 1).unwrap_or(0)));
@@ -139,6 +145,14 @@ pub struct HttpCall {
 impl HttpCall {
     /// Reads `METHOD URL` (`GET /health`, `POST http://host:8080/orders`).
     pub fn parse(s: &str) -> Result<HttpCall, String> {
+        // Reports name the call as given, and keep at most this much of a name.
+        if s.trim().len() > switchyard_core::gating::document::MAX_LABEL_LEN {
+            return Err(format!(
+                "--http: {} bytes; a call is at most {} bytes (METHOD URL)",
+                s.trim().len(),
+                switchyard_core::gating::document::MAX_LABEL_LEN
+            ));
+        }
         let (method, url) = s
             .trim()
             .split_once(char::is_whitespace)
@@ -210,7 +224,10 @@ impl Expect {
                 || format!("--expect-status: {part:?} is not a status (200) or a class (2xx)");
             let range = match part.strip_suffix("xx").or_else(|| part.strip_suffix("XX")) {
                 Some(class) => {
-                    let c: u16 = class.parse().map_err(|_| bad())?;
+                    let c = match class.as_bytes() {
+                        [d @ b'1'..=b'5'] => u16::from(d - b'0'),
+                        _ => return Err(bad()),
+                    };
                     (c * 100, c * 100 + 99)
                 }
                 None => {
@@ -1012,7 +1029,7 @@ mod tests {
         for (mix, message) in [
             (
                 "Evaluate",
-                "--mix: unknown call \"Evaluate\"; the calls are EvaluateFlag, ResolveTenant, ListFlags, AdminFeatureFlags",
+                "--mix: unknown call \"Evaluate\"; the calls are EvaluateFlag, ResolveTenant, ListFlags, AdminFeatureFlags, and http1, http2, ... for the --http calls",
             ),
             (
                 "EvaluateFlag=x",
@@ -1048,6 +1065,29 @@ mod tests {
         assert!((s.latency_ms.max - 100.0).abs() < 0.1, "{:?}", s.latency_ms);
         assert!((s.rps - 51.5).abs() < 1e-9);
         assert_eq!(s.percentile_method, "hdr");
+    }
+
+    /// `--expect-status`, `--mix` names of `--http` calls and `--http`
+    /// itself are read as written or refused, never wrapped or guessed.
+    #[test]
+    fn http_options_are_read_as_written() {
+        let ok = |s: &str| Expect::parse(s).unwrap();
+        assert!(ok("2xx").accepts(http::StatusCode::OK));
+        assert!(!ok("2xx").accepts(http::StatusCode::MOVED_PERMANENTLY));
+        assert!(ok("200,3XX").accepts(http::StatusCode::FOUND));
+        assert!(!ok("201").accepts(http::StatusCode::OK));
+        for bad in ["656xx", "657xx", "0xx", "6xx", "22xx", "99", "600", "", "x"] {
+            assert!(Expect::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Call::parse("HTTP1"), Some(Call::Http(0)));
+        assert_eq!(Call::parse("http16"), Some(Call::Http(15)));
+        for bad in ["http01", "http+1", "http17", "http0", "http"] {
+            assert_eq!(Call::parse(bad), None, "{bad}");
+        }
+        assert!(HttpCall::parse("get /health").is_ok_and(|h| h.method == http::Method::GET));
+        assert!(HttpCall::parse(&format!("GET /{}", "q".repeat(300))).is_err());
+        assert!(HttpCall::parse("GET https://x/").is_err());
+        assert!(HttpCall::parse("GET health").is_err());
     }
 
     #[test]

@@ -104,10 +104,20 @@ impl RulesInput {
 /// character boundary, ending in `…` when cut), so that a long error message
 /// names its cause instead of getting the whole document refused.
 pub fn fit_key(key: &str) -> String {
-    if key.len() <= MAX_KEY_LEN {
+    fit(key, MAX_KEY_LEN)
+}
+
+/// `label` cut to fit a kept label ([`MAX_LABEL_LEN`] bytes), as
+/// [`fit_key`] cuts a key.
+pub fn fit_label(label: &str) -> String {
+    fit(label, MAX_LABEL_LEN)
+}
+
+fn fit(key: &str, max: usize) -> String {
+    if key.len() <= max {
         return key.to_owned();
     }
-    let mut end = MAX_KEY_LEN - '…'.len_utf8();
+    let mut end = max - '…'.len_utf8();
     while !key.is_char_boundary(end) {
         end -= 1;
     }

@@ -53,7 +53,7 @@ pub fn from_k6(doc: &Value, label: &str) -> Result<TrafficStats, String> {
     // k6's Rate counts a failed request as a "pass" of http_req_failed.
     let errors = whole(failed, "metrics.http_req_failed", "passes")?;
     let ok = whole(failed, "metrics.http_req_failed", "fails")?;
-    if ok + errors != count {
+    if ok.checked_add(errors) != Some(count) {
         return Err(format!(
             "metrics.http_req_failed: {errors} failed and {ok} not failed are not metrics.http_reqs.count {count}"
         ));
@@ -134,7 +134,8 @@ pub fn from_ghz(doc: &Value, label: &str) -> Result<TrafficStats, String> {
             })
             .try_fold(BTreeMap::new(), |mut acc, r| {
                 let (k, n) = r?;
-                *acc.entry(k).or_insert(0) += n;
+                let total: &mut u64 = acc.entry(k).or_insert(0);
+                *total = total.saturating_add(n);
                 Ok::<_, String>(acc)
             })?,
         Some(_) => return Err("statusCodeDistribution: not an object".into()),
@@ -152,10 +153,16 @@ pub fn from_ghz(doc: &Value, label: &str) -> Result<TrafficStats, String> {
         Some(_) => return Err("errorDistribution: not an object".into()),
     };
     let (ok, errors) = if codes.is_empty() {
-        let errors: u64 = causes.iter().map(|(_, n)| n).sum();
+        let errors = causes
+            .iter()
+            .try_fold(0u64, |a, (_, n)| a.checked_add(*n))
+            .ok_or("errorDistribution: its counts overflow")?;
         (count.saturating_sub(errors), errors)
     } else {
-        let total: u64 = codes.values().sum();
+        let total = codes
+            .values()
+            .try_fold(0u64, |a, n| a.checked_add(*n))
+            .ok_or("statusCodeDistribution: its counts overflow")?;
         if total != count {
             return Err(format!(
                 "statusCodeDistribution: its counts add up to {total}, not count {count}"
@@ -414,6 +421,10 @@ mod tests {
         disagree["metrics"]["http_req_failed"]["fails"] = json!(1000);
         assert!(refused(disagree, true).starts_with("metrics.http_req_failed: 12 failed"));
         assert!(refused(json!({"version": "1", "results": {}}), true).contains("legacy"));
+        let mut huge = k6();
+        huge["metrics"]["http_req_failed"]["passes"] = json!(u64::MAX as f64);
+        huge["metrics"]["http_req_failed"]["fails"] = json!(u64::MAX as f64);
+        assert!(refused(huge, true).starts_with("metrics.http_req_failed: "));
         let mut no_p95 = ghz();
         no_p95["latencyDistribution"] = json!([{"percentage": 50, "latency": 1}]);
         assert!(refused(no_p95, false).starts_with("latencyDistribution: no 95th"));

@@ -89,7 +89,7 @@ fn validate_consistency(field: &str, s: &TrafficStats) -> Result<()> {
             ),
         ));
     }
-    if s.ok > 0 && s.ok + s.errors != s.count {
+    if s.ok > 0 && i64::from(s.ok) + i64::from(s.errors) != i64::from(s.count) {
         return Err(Error::invalid_argument(
             &format!("{field}.ok"),
             format!(
@@ -607,7 +607,10 @@ mod tests {
                 "canary.error_rate: 0.9 is not errors / count = 0 / 6000 = 0",
             ),
         ];
-        for (got, want) in refused {
+        for (got, want) in refused.into_iter().chain([(
+            with(|s| (s.count, s.ok, s.errors) = (i32::MAX, i32::MAX, 1)),
+            "canary.ok: ok 2147483647 and errors 1 do not add up to count 2147483647",
+        )]) {
             assert!(
                 got.as_ref().is_err_and(|m| m.starts_with(want)),
                 "{got:?}, want {want}"
