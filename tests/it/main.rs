@@ -42,6 +42,7 @@ mod flags {
 
 /// Gating: verdicts, the traffic CLI, a real Prometheus.
 mod gating {
+    mod own_services;
     mod prometheus;
     mod traffic;
     mod verdicts;

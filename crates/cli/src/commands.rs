@@ -16,8 +16,11 @@ use tonic::{Code, Request, Status};
 
 use crate::{
     progress::Progress,
+    reflection::GrpcCall,
     summary,
-    traffic::{self, Call, Expect, HttpCall, Mix, PhaseResult, Shape, Side, Stop, Subjects},
+    traffic::{
+        self, Call, Expect, HttpCall, Mix, OwnCalls, PhaseResult, Shape, Side, Stop, Subjects,
+    },
 };
 use switchyard_api::client::{Client, ClientError, Retry, endpoint};
 use switchyard_api::v1::{
@@ -99,9 +102,10 @@ pub struct TrafficArgs {
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
     pub deadline: Duration,
     /// The calls and their weights: EvaluateFlag, ResolveTenant, ListFlags,
-    /// AdminFeatureFlags, and http1, http2, ... for the --http calls
-    /// (`EvaluateFlag=8,ResolveTenant=1`; no `=N` weighs 1) [default:
-    /// EvaluateFlag, or every --http call alike].
+    /// AdminFeatureFlags, http1, http2, ... for the --http calls and grpc1,
+    /// grpc2, ... for the --grpc calls (`EvaluateFlag=8,ResolveTenant=1`; no
+    /// `=N` weighs 1) [default: EvaluateFlag, or every --http and --grpc
+    /// call alike].
     #[arg(long, value_parser = Mix::parse)]
     pub mix: Option<Mix>,
     /// A call of your own service over HTTP: `METHOD URL`, the URL a path
@@ -109,8 +113,20 @@ pub struct TrafficArgs {
     /// Repeatable; named http1, http2, ... in --mix.
     #[arg(long = "http", value_name = "'METHOD URL'", value_parser = HttpCall::parse)]
     pub http: Vec<HttpCall>,
-    /// A header sent with every --http call, `Name: value` (Switchyard's
-    /// token is never sent to them). Repeatable.
+    /// A unary method of your own gRPC service, `package.Service/Method`,
+    /// on each server under test, found through its server reflection (no
+    /// .proto files needed); a success when its status is OK. Repeatable;
+    /// named grpc1, grpc2, ... in --mix.
+    #[arg(long = "grpc", value_name = "package.Service/Method", value_parser = GrpcCall::parse)]
+    pub grpc: Vec<GrpcCall>,
+    /// The request of the --grpc calls in protobuf JSON (`@FILE`: a file's
+    /// text). Given once, every --grpc call sends it; given once per --grpc
+    /// call, each sends its own, in order [default: {}].
+    #[arg(long = "data", value_name = "JSON")]
+    pub data: Vec<String>,
+    /// A header sent with every --http call, and as metadata with every
+    /// --grpc call, `Name: value` (Switchyard's token is never sent to
+    /// them). Repeatable.
     #[arg(long = "header", value_name = "'NAME: VALUE'", value_parser = traffic::parse_header)]
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// The body sent with every --http call (`@FILE`: a file's bytes).
@@ -309,38 +325,95 @@ fn required(value: Option<&String>, option: &str) -> Run<String> {
     }
 }
 
-/// The mix a run sends: `--mix`, else every `--http` call alike, else
-/// `EvaluateFlag`.
+/// The mix a run sends: `--mix`, else every `--http` and `--grpc` call
+/// alike, else `EvaluateFlag`.
 fn mix(t: &TrafficArgs) -> Mix {
-    match (&t.mix, t.http.is_empty()) {
-        (Some(m), _) => m.clone(),
-        (None, false) => Mix::http(t.http.len()),
-        (None, true) => Mix::parse("EvaluateFlag").unwrap_or_else(|_| Mix::http(0)),
+    match &t.mix {
+        Some(m) => m.clone(),
+        None if !(t.http.is_empty() && t.grpc.is_empty()) => Mix::own(&OwnCalls {
+            http: t.http.clone(),
+            grpc: t.grpc.clone(),
+        }),
+        None => Mix::parse("EvaluateFlag").unwrap_or_else(|_| Mix::own(&OwnCalls::default())),
     }
 }
 
-/// The `--http` calls with the headers, body and statuses they share, after
-/// checking that the mix names only calls that were given and that `canary`
-/// (`relative` true) has paths, so each side gets its own host.
-fn http_calls(t: &TrafficArgs, relative: bool) -> Run<Vec<HttpCall>> {
-    if t.http.len() > traffic::MAX_HTTP_CALLS {
-        return Err(Usage(format!(
-            "--http: at most {} calls",
-            traffic::MAX_HTTP_CALLS
-        )));
-    }
-    for call in mix(t).calls() {
-        if let Call::Http(i) = call
-            && usize::from(i) >= t.http.len()
-        {
+/// The `--http` calls with the headers, body and statuses they share and
+/// the `--grpc` calls with their requests and metadata, after checking that
+/// the mix names only calls that were given and that `canary` (`relative`
+/// true) has paths, so each side gets its own host.
+fn own_calls(t: &TrafficArgs, relative: bool) -> Run<OwnCalls> {
+    for (option, n) in [("--http", t.http.len()), ("--grpc", t.grpc.len())] {
+        if n > traffic::MAX_OWN_CALLS {
             return Err(Usage(format!(
-                "--mix names {} but {} --http call{} given",
-                call.short(),
-                t.http.len(),
-                if t.http.len() == 1 { " was" } else { "s were" }
+                "{option}: at most {} calls",
+                traffic::MAX_OWN_CALLS
             )));
         }
     }
+    for call in mix(t).calls() {
+        let (option, given) = match call {
+            Call::Http(i) => ("--http", (usize::from(i), t.http.len())),
+            Call::Grpc(i) => ("--grpc", (usize::from(i), t.grpc.len())),
+            _ => continue,
+        };
+        if given.0 >= given.1 {
+            return Err(Usage(format!(
+                "--mix names {} but {} {option} call{} given",
+                call.short(),
+                given.1,
+                if given.1 == 1 { " was" } else { "s were" }
+            )));
+        }
+    }
+    Ok(OwnCalls {
+        http: http_calls(t, relative)?,
+        grpc: grpc_calls(t)?,
+    })
+}
+
+/// The `--grpc` calls with their `--data` and `--header`s.
+fn grpc_calls(t: &TrafficArgs) -> Run<Vec<GrpcCall>> {
+    if !t.data.is_empty() && t.grpc.is_empty() {
+        return Err(Usage(
+            "--data is the request of a --grpc call; give --grpc".into(),
+        ));
+    }
+    if t.data.len() > 1 && t.data.len() != t.grpc.len() {
+        return Err(Usage(format!(
+            "--data given {} times for {} --grpc calls: give it once for all, or once per --grpc call in order",
+            t.data.len(),
+            t.grpc.len()
+        )));
+    }
+    let data = t
+        .data
+        .iter()
+        .map(|d| match d.strip_prefix('@') {
+            Some(path) => {
+                std::fs::read_to_string(path).map_err(|e| Usage(format!("--data @{path}: {e}")))
+            }
+            None => Ok(d.clone()),
+        })
+        .collect::<Run<Vec<String>>>()?;
+    let headers: http::HeaderMap = t.headers.iter().cloned().collect();
+    Ok(t.grpc
+        .iter()
+        .enumerate()
+        .map(|(i, g)| GrpcCall {
+            data: data
+                .get(i)
+                .or(data.first())
+                .cloned()
+                .unwrap_or_else(|| "{}".into()),
+            headers: headers.clone(),
+            ..g.clone()
+        })
+        .collect())
+}
+
+/// The `--http` calls with the headers, body and statuses they share.
+fn http_calls(t: &TrafficArgs, relative: bool) -> Run<Vec<HttpCall>> {
     let body = match t.body.as_deref() {
         Some(b) => match b.strip_prefix('@') {
             Some(path) => std::fs::read(path)
@@ -426,15 +499,15 @@ async fn connect_side(
     label: &str,
     address: &str,
     t: &TrafficArgs,
-    http: &[HttpCall],
+    own: &OwnCalls,
 ) -> Run<Arc<Side>> {
     let subjects = Subjects {
         flag: t.flag.clone(),
         host: t.host.clone(),
-        http: http.to_vec(),
+        own: own.clone(),
     };
     let switchyard = mix(t).calls().iter().any(|c| c.is_switchyard());
-    Side::connect(
+    let side = Side::connect(
         label,
         address,
         &t.token,
@@ -443,11 +516,13 @@ async fn connect_side(
         switchyard,
     )
     .await
-    .map(Arc::new)
     .map_err(|e| match e {
         ClientError::Connect(e) => Usage(format!("cannot reach {address}: {e}")),
         e => Usage(format!("{address}: {e}")),
-    })
+    })?;
+    let mut side = side;
+    side.resolve_grpc().await.map_err(Usage)?;
+    Ok(Arc::new(side))
 }
 
 pub(crate) async fn connect_gating(address: &str, token: &str) -> Run<Client> {
@@ -552,7 +627,7 @@ async fn preflight(side: &Side, t: &TrafficArgs) -> Run<()> {
             return Err(Usage(format!(
                 "{} {} on {}: {}{hint}",
                 side.label(),
-                call.name(&t.http),
+                call.name(side.own()),
                 side.address(),
                 status_line(&s)
             )));
@@ -700,14 +775,13 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
     if args.min_requests.is_some_and(|n| n < 0) {
         return Err(Usage("--min-requests: must not be negative".into()));
     }
-    let http = http_calls(t, false)?;
-    let own = mix(t).calls().iter().any(|c| !c.is_switchyard());
-    if own && args.gating.is_none() {
+    let own = own_calls(t, false)?;
+    if mix(t).calls().iter().any(|c| !c.is_switchyard()) && args.gating.is_none() {
         return Err(Usage(
-            "--gating ADDR is required with --http: the Switchyard server that sets the threshold and keeps the verdict".into(),
+            "--gating ADDR is required with --http and --grpc: the Switchyard server that sets the threshold and keeps the verdict".into(),
         ));
     }
-    let side = connect_side("target", &target, t, &http).await?;
+    let side = connect_side("target", &target, t, &own).await?;
     let gating = match &args.gating {
         Some(addr) => connect_gating(addr, &t.token).await?,
         None => side.client().clone(),
@@ -759,7 +833,7 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
     let run_id = run_id(t.run_id.as_deref());
     let config = SmokeConfig {
         target: target.clone(),
-        calls: mix(t).calls().iter().map(|c| c.name(&http)).collect(),
+        calls: mix(t).calls().iter().map(|c| c.name(&own)).collect(),
         rate: t.rate,
         duration_s: t.duration.as_secs_f64(),
         warmup_s: t.warmup.as_secs_f64(),
@@ -970,9 +1044,9 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
     let rules = args.rules.input();
     switchyard_core::gating::judge::validate_rules("policy", &rules.resolve())
         .map_err(|e| Usage(format!("canary rules: {}", e.message())))?;
-    let http = http_calls(t, true)?;
-    let baseline = connect_side("baseline", &baseline_addr, t, &http).await?;
-    let canary = connect_side("canary", &canary_addr, t, &http).await?;
+    let own = own_calls(t, true)?;
+    let baseline = connect_side("baseline", &baseline_addr, t, &own).await?;
+    let canary = connect_side("canary", &canary_addr, t, &own).await?;
     let gating = match &args.gating {
         Some(addr) => Some(connect_gating(addr, &t.token).await?),
         None => None,

@@ -4,7 +4,8 @@
 //! at a server (`traffic`), judged by its GatingService (or by the same
 //! judge here, `switchyard_core::gating::document`), written as the GATING.md
 //! documents and a Markdown job summary (`summary`), with a terminal line
-//! while it runs (`progress`). The flows and their arguments are `commands`.
+//! while it runs (`progress`). The user's own gRPC methods are found through
+//! their servers' reflection (`reflection`). The flows and their arguments are `commands`.
 //!
 //! `switchyard judge`: another load tool's report (k6, ghz), read by
 //! `switchyard_core::gating::import` and judged as `smoke` and `canary`
@@ -19,5 +20,6 @@ pub mod commands;
 pub mod flags;
 pub mod judge;
 pub mod progress;
+pub mod reflection;
 pub mod summary;
 pub mod traffic;

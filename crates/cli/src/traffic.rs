@@ -31,16 +31,14 @@ use hyper_util::{
 };
 use tonic::{Code, Request, Status};
 
+use crate::reflection::{self, GrpcCall};
 use switchyard_api::client::{Client, ClientError, endpoint};
 use switchyard_api::v1::{EvaluateFlagRequest, ListFlagsRequest, ResolveTenantRequest};
-use switchyard_core::{
-    gating::report::{LatencyMs, TrafficStats},
-    telemetry::metrics::CODE_NAMES,
-};
+use switchyard_core::gating::report::{LatencyMs, TrafficStats};
 
 /// The name of `code` as gRPC spells it (`UNAVAILABLE`).
 pub fn code_name(code: Code) -> &'static str {
-    CODE_NAMES.get(code as usize).copied().unwrap_or("UNKNOWN")
+    switchyard_core::telemetry::metrics::code_name(code as i32)
 }
 
 /// The percentile method of the statistics this module makes.
@@ -64,10 +62,22 @@ pub enum Call {
     /// The `--http` call of this index (0-based; `http1` is 0): a call of
     /// the user's own service.
     Http(u8),
+    /// The `--grpc` call of this index (0-based; `grpc1` is 0).
+    Grpc(u8),
 }
 
-/// The most `--http` calls a run takes.
-pub const MAX_HTTP_CALLS: usize = 16;
+/// The most `--http` calls a run takes, and the most `--grpc` calls.
+pub const MAX_OWN_CALLS: usize = 16;
+
+/// The user's own calls (`--http`, `--grpc`), as `http1..` and `grpc1..`
+/// of the mix name them.
+#[derive(Debug, Clone, Default)]
+pub struct OwnCalls {
+    /// The `--http` calls.
+    pub http: Vec<HttpCall>,
+    /// The `--grpc` calls.
+    pub grpc: Vec<GrpcCall>,
+}
 
 impl Call {
     /// Every call, in the order they are listed.
@@ -86,43 +96,51 @@ impl Call {
             Call::ListFlags => "ListFlags".into(),
             Call::AdminFeatureFlags => "AdminFeatureFlags".into(),
             Call::Http(i) => format!("http{}", u16::from(i) + 1),
+            Call::Grpc(i) => format!("grpc{}", u16::from(i) + 1),
         }
     }
 
-    /// The name reports carry: the gRPC method, the REST route, or the
-    /// `--http` call as given (`GET /health`).
-    pub fn name(self, http: &[HttpCall]) -> String {
+    /// The name reports carry: the gRPC method, the REST route, the
+    /// `--http` call as given (`GET /health`) or the `--grpc` method.
+    pub fn name(self, own: &OwnCalls) -> String {
         match self {
             Call::EvaluateFlag => "switchyard.v1.FlagService/EvaluateFlag".into(),
             Call::ResolveTenant => "switchyard.v1.TenantService/ResolveTenant".into(),
             Call::ListFlags => "switchyard.v1.FlagService/ListFlags".into(),
             Call::AdminFeatureFlags => "GET /admin/feature-flags".into(),
-            Call::Http(i) => http
+            Call::Http(i) => own
+                .http
                 .get(usize::from(i))
                 .map_or_else(|| self.short(), |h| format!("{} {}", h.method, h.url)),
+            Call::Grpc(i) => own
+                .grpc
+                .get(usize::from(i))
+                .map_or_else(|| self.short(), GrpcCall::name),
         }
     }
 
     /// Whether it is one of Switchyard's own calls (not the user's).
     pub fn is_switchyard(self) -> bool {
-        !matches!(self, Call::Http(_))
+        !matches!(self, Call::Http(_) | Call::Grpc(_))
     }
 
     fn parse(s: &str) -> Option<Call> {
         let lower = s.to_ascii_lowercase();
-        if let Some(n) = lower.strip_prefix("http")
-            && !n.is_empty()
-            && !n.starts_with('0')
-            && n.bytes().all(|b| b.is_ascii_digit())
-        {
-            let n: usize = n.parse().ok()?;
-            return (1..=MAX_HTTP_CALLS)
-                .contains(&n)
-                .then(|| Call::Http(u8::try_from(n - 1).unwrap_or(0)));
+        for (prefix, make) in [("http", Call::Http as fn(u8) -> Call), ("grpc", Call::Grpc)] {
+            if let Some(n) = lower.strip_prefix(prefix)
+                && !n.is_empty()
+                && !n.starts_with('0')
+                && n.bytes().all(|b| b.is_ascii_digit())
+            {
+                let n: usize = n.parse().ok()?;
+                return (1..=MAX_OWN_CALLS)
+                    .contains(&n)
+                    .then(|| make(u8::try_from(n - 1).unwrap_or(0)));
+            }
         }
         Call::ALL
             .into_iter()
-            .find(|c| c.short().eq_ignore_ascii_case(s) || c.name(&[]) == s)
+            .find(|c| c.short().eq_ignore_ascii_case(s) || c.name(&OwnCalls::default()) == s)
     }
 }
 
@@ -298,7 +316,7 @@ impl Mix {
             };
             let call = Call::parse(name).ok_or_else(|| {
                 format!(
-                    "--mix: unknown call {name:?}; the calls are {}, and http1, http2, ... for the --http calls",
+                    "--mix: unknown call {name:?}; the calls are {}, http1, http2, ... for the --http calls and grpc1, grpc2, ... for the --grpc calls",
                     Call::ALL.map(Call::short).join(", ")
                 )
             })?;
@@ -345,13 +363,12 @@ impl Mix {
         self.weights.iter().map(|(c, _)| *c).collect()
     }
 
-    /// Every `--http` call of `n`, with the same weight.
-    pub fn http(n: usize) -> Mix {
-        Mix::new(
-            (0..n.min(MAX_HTTP_CALLS))
-                .map(|i| (Call::Http(u8::try_from(i).unwrap_or(0)), 1))
-                .collect(),
-        )
+    /// Every one of the user's calls, with the same weight.
+    pub fn own(own: &OwnCalls) -> Mix {
+        let index = |i: usize| u8::try_from(i).unwrap_or(0);
+        let http = (0..own.http.len().min(MAX_OWN_CALLS)).map(|i| (Call::Http(index(i)), 1));
+        let grpc = (0..own.grpc.len().min(MAX_OWN_CALLS)).map(|i| (Call::Grpc(index(i)), 1));
+        Mix::new(http.chain(grpc).collect())
     }
 }
 
@@ -387,8 +404,8 @@ pub struct Subjects {
     pub flag: String,
     /// The host `ResolveTenant` resolves.
     pub host: String,
-    /// The user's own calls (`--http`).
-    pub http: Vec<HttpCall>,
+    /// The user's own calls (`--http`, `--grpc`).
+    pub own: OwnCalls,
 }
 
 /// A server under test: its connections and what the calls ask of it.
@@ -400,6 +417,9 @@ pub struct Side {
     /// The `--http` calls' requests on this side, and their client.
     http: Vec<(HttpCall, http::Uri)>,
     http_client: HttpClient<HttpConnector, Full<Bytes>>,
+    /// The `--grpc` calls as this side's reflection describes them (after
+    /// [`Side::resolve_grpc`]).
+    grpc: Vec<reflection::Resolved>,
     subjects: Subjects,
     in_flight: AtomicUsize,
     next_channel: AtomicU64,
@@ -468,6 +488,7 @@ impl Side {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         let http = subjects
+            .own
             .http
             .iter()
             .map(|h| Ok((h.clone(), h.uri(&base).map_err(ClientError::BadAddress)?)))
@@ -483,15 +504,33 @@ impl Side {
             },
             http,
             http_client: HttpClient::builder(TokioExecutor::new()).build(connector),
+            grpc: Vec::new(),
             subjects,
             in_flight: AtomicUsize::new(0),
             next_channel: AtomicU64::new(0),
         })
     }
 
+    /// Finds the `--grpc` calls' methods through this side's server
+    /// reflection and makes their requests.
+    pub async fn resolve_grpc(&mut self) -> Result<(), String> {
+        let channel = self.channels[0].channel();
+        let mut resolved = Vec::with_capacity(self.subjects.own.grpc.len());
+        for call in &self.subjects.own.grpc {
+            resolved.push(reflection::resolve(&channel, call, &self.address).await?);
+        }
+        self.grpc = resolved;
+        Ok(())
+    }
+
     /// The side's label.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// The user's own calls this side makes.
+    pub fn own(&self) -> &OwnCalls {
+        &self.subjects.own
     }
 
     /// The side's address.
@@ -534,6 +573,13 @@ impl Side {
                 }
                 Call::AdminFeatureFlags => self.rest_listing().await,
                 Call::Http(i) => self.http_call(usize::from(i)).await,
+                Call::Grpc(i) => match self.grpc.get(usize::from(i)) {
+                    Some(resolved) => reflection::call(&client.channel(), resolved, deadline).await,
+                    None => Err(Status::invalid_argument(format!(
+                        "{} is not one of the --grpc calls",
+                        call.short()
+                    ))),
+                },
             }
         };
         match tokio::time::timeout(deadline, fut).await {
@@ -708,10 +754,7 @@ impl Recorder {
             }
             Outcome::Failed(status) => {
                 t.errors += 1;
-                let code = CODE_NAMES
-                    .get(status.code() as usize)
-                    .copied()
-                    .unwrap_or("UNKNOWN");
+                let code = code_name(status.code());
                 *t.codes.entry(code).or_default() += 1;
                 let mut message: String = status.message().chars().take(120).collect();
                 if message.is_empty() {
@@ -1029,7 +1072,7 @@ mod tests {
         for (mix, message) in [
             (
                 "Evaluate",
-                "--mix: unknown call \"Evaluate\"; the calls are EvaluateFlag, ResolveTenant, ListFlags, AdminFeatureFlags, and http1, http2, ... for the --http calls",
+                "--mix: unknown call \"Evaluate\"; the calls are EvaluateFlag, ResolveTenant, ListFlags, AdminFeatureFlags, http1, http2, ... for the --http calls and grpc1, grpc2, ... for the --grpc calls",
             ),
             (
                 "EvaluateFlag=x",
@@ -1081,7 +1124,10 @@ mod tests {
         }
         assert_eq!(Call::parse("HTTP1"), Some(Call::Http(0)));
         assert_eq!(Call::parse("http16"), Some(Call::Http(15)));
-        for bad in ["http01", "http+1", "http17", "http0", "http"] {
+        assert_eq!(Call::parse("GRPC2"), Some(Call::Grpc(1)));
+        for bad in [
+            "http01", "http+1", "http17", "http0", "http", "grpc0", "grpc17", "grpc",
+        ] {
             assert_eq!(Call::parse(bad), None, "{bad}");
         }
         assert!(HttpCall::parse("get /health").is_ok_and(|h| h.method == http::Method::GET));

@@ -7,7 +7,6 @@
 //! lock), so two of them never share the machine's two cores.
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Output, Stdio},
     sync::Mutex,
@@ -23,12 +22,12 @@ static TURN: Mutex<()> = Mutex::new(());
 /// Held for a whole test. The async tests hold it across their awaits on
 /// purpose: each test has its own runtime, so nothing inside a runtime ever
 /// waits on it.
-fn turn() -> std::sync::MutexGuard<'static, ()> {
+pub(super) fn turn() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs the CLI in `dir` with the admin token and `env`.
-fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(super) fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut all = vec![("SWITCHYARD_TOKEN", ADMIN)];
     all.extend_from_slice(env);
     command(dir, args, &all)
@@ -41,11 +40,11 @@ fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
-fn stderr(o: &Output) -> String {
+pub(super) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn read_json(path: &Path) -> Json {
+pub(super) fn read_json(path: &Path) -> Json {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -62,13 +61,13 @@ fn at<'a>(doc: &'a Json, path: &[&str]) -> &'a Json {
     v
 }
 
-fn num(doc: &Json, path: &[&str]) -> f64 {
+pub(super) fn num(doc: &Json, path: &[&str]) -> f64 {
     at(doc, path)
         .as_f64()
         .unwrap_or_else(|| panic!("{path:?} is not a number"))
 }
 
-fn text<'a>(doc: &'a Json, path: &[&str]) -> &'a str {
+pub(super) fn text<'a>(doc: &'a Json, path: &[&str]) -> &'a str {
     at(doc, path)
         .as_str()
         .unwrap_or_else(|| panic!("{path:?} is not a string"))
@@ -762,218 +761,4 @@ async fn judge_reads_k6_and_ghz_reports_and_judges_them_as_its_own() {
         "{e}"
     );
     assert!(!out.exists());
-}
-
-/// A small HTTP service of the user's, on loopback: `GET /health` answers
-/// 200, `POST /orders` 201 when it gets the key header and the body (else
-/// 400), `GET /flaky` 503 on every tenth call, `GET /slow` after `delay`. It
-/// counts what it was sent, and any `authorization` header (Switchyard's
-/// token must never reach it).
-struct UserService {
-    addr: String,
-    seen: std::sync::Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
-}
-
-async fn user_service(delay: Duration) -> UserService {
-    use axum::{
-        Router,
-        body::Bytes,
-        extract::State,
-        http::{HeaderMap, StatusCode},
-        routing::{get, post},
-    };
-    type Seen = std::sync::Arc<std::sync::Mutex<BTreeMap<String, u64>>>;
-    fn count(seen: &Seen, headers: &HeaderMap, what: &str) -> u64 {
-        let mut s = seen.lock().unwrap();
-        if headers.contains_key("authorization") {
-            *s.entry("authorization".into()).or_default() += 1;
-        }
-        let n = s.entry(what.into()).or_default();
-        *n += 1;
-        *n
-    }
-    let seen: Seen = Default::default();
-    let app = Router::new()
-        .route(
-            "/health",
-            get(|State(s): State<Seen>, h: HeaderMap| async move {
-                count(&s, &h, "GET /health");
-                "ok"
-            }),
-        )
-        .route(
-            "/orders",
-            post(
-                |State(s): State<Seen>, h: HeaderMap, body: Bytes| async move {
-                    count(&s, &h, "POST /orders");
-                    if h.get("x-api-key").is_some_and(|k| k == "k1") && body == "{\"sku\":\"a\"}" {
-                        StatusCode::CREATED
-                    } else {
-                        count(&s, &h, "bad order");
-                        StatusCode::BAD_REQUEST
-                    }
-                },
-            ),
-        )
-        .route(
-            "/flaky",
-            get(|State(s): State<Seen>, h: HeaderMap| async move {
-                if count(&s, &h, "GET /flaky").is_multiple_of(10) {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::OK
-                }
-            }),
-        )
-        .route(
-            "/slow",
-            get(move |State(s): State<Seen>, h: HeaderMap| async move {
-                count(&s, &h, "GET /slow");
-                tokio::time::sleep(delay).await;
-                "ok"
-            }),
-        )
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    UserService { addr, seen }
-}
-
-/// Runs the CLI off the runtime (the user's service is served on it).
-async fn cli_off_runtime(dir: &Path, args: &[&str]) -> Output {
-    let dir = dir.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        cli(&dir, &args, &[])
-    })
-    .await
-    .unwrap()
-}
-
-/// `smoke` and `canary` against the user's own HTTP service: the calls are
-/// sent as given (method, path, headers, body) in the mix's proportions,
-/// judged with Switchyard's threshold and rules, and named in the reports;
-/// statuses outside `--expect-status` are errors by their gRPC-mapped code;
-/// Switchyard's token never reaches the service.
-#[allow(clippy::await_holding_lock)] // see `turn`
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smoke_and_canary_drive_the_users_own_http_service() {
-    let _turn = turn();
-    let gating = Running::start(&[]);
-    let service = user_service(Duration::ZERO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let common = [
-        "--gating",
-        &gating.addr(),
-        "--rate",
-        "100",
-        "--duration",
-        "2s",
-        "--warmup",
-        "0",
-        "--min-requests",
-        "10",
-    ];
-    let mut args = vec![
-        "smoke",
-        "--target",
-        &service.addr,
-        "--http",
-        "GET /health",
-        "--http",
-        "post /orders",
-        "--header",
-        "x-api-key: k1",
-        "--header",
-        "content-type: application/json",
-        "--body",
-        "{\"sku\":\"a\"}",
-        "--expect-status",
-        "200,201",
-        "--mix",
-        "http1=3,http2=1",
-    ];
-    args.extend_from_slice(&common);
-    let o = cli_off_runtime(dir.path(), &args).await;
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let doc = read_json(&dir.path().join("smoke-summary.json"));
-    assert_eq!(text(&doc, &["verdict", "status"]), "PASS");
-    assert_eq!(num(&doc, &["results", "count"]), 200.0);
-    assert_eq!(num(&doc, &["results", "errors"]), 0.0);
-    assert_eq!(
-        doc["config"]["calls"],
-        serde_json::json!(["GET /health", "POST /orders"])
-    );
-    {
-        let seen = service.seen.lock().unwrap();
-        // The mix's proportions, plus one preflight call of each.
-        assert_eq!(seen.get("GET /health"), Some(&151), "{seen:?}");
-        assert_eq!(seen.get("POST /orders"), Some(&51), "{seen:?}");
-        assert_eq!(seen.get("bad order"), None, "headers and body as given");
-        assert_eq!(seen.get("authorization"), None, "no Switchyard token sent");
-    }
-
-    // One call in ten answered 503: errors, counted as UNAVAILABLE; a FAIL.
-    let mut args = vec!["smoke", "--target", &service.addr, "--http", "GET /flaky"];
-    args.extend_from_slice(&common);
-    let o = cli_off_runtime(dir.path(), &args).await;
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let doc = read_json(&dir.path().join("smoke-summary.json"));
-    assert_eq!(num(&doc, &["results", "errors"]), 20.0);
-    assert_eq!(
-        num(&doc, &["results", "statusCodeDistribution", "UNAVAILABLE"]),
-        20.0
-    );
-
-    // A canary 25 ms slower than its baseline on the same path: FAIL.
-    let slow = user_service(Duration::from_millis(25)).await;
-    let mut args = vec![
-        "canary",
-        "--baseline",
-        &service.addr,
-        "--canary",
-        &slow.addr,
-        "--http",
-        "GET /health",
-        "--before",
-        "0",
-    ];
-    args.extend_from_slice(&common);
-    // /health is fast on both: a PASS...
-    let o = cli_off_runtime(dir.path(), &args).await;
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    // ... /slow is slow on the canary only.
-    let fast = user_service(Duration::ZERO).await;
-    args[2] = &fast.addr;
-    args[6] = "GET /slow";
-    let o = cli_off_runtime(dir.path(), &args).await;
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let doc = read_json(&dir.path().join("canary-report.json"));
-    assert!(num(&doc, &["experiment", "latency_ms", "p(95)"]) >= 25.0);
-    assert_eq!(doc["config"]["canary"], serde_json::json!(slow.addr));
-
-    // A mix naming an --http call that was not given: one line, exit 2.
-    let o = cli_off_runtime(
-        dir.path(),
-        &[
-            "smoke",
-            "--target",
-            &service.addr,
-            "--gating",
-            &gating.addr(),
-            "--http",
-            "GET /health",
-            "--mix",
-            "http2",
-        ],
-    )
-    .await;
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("--mix names http2 but 1 --http call was given"),
-        "{}",
-        stderr(&o)
-    );
 }

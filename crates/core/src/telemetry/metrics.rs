@@ -302,6 +302,16 @@ pub const CODE_NAMES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
+/// The canonical name of a gRPC code (`UNAVAILABLE`); `UNKNOWN` for a
+/// number that is none.
+pub fn code_name(code: i32) -> &'static str {
+    usize::try_from(code)
+        .ok()
+        .and_then(|c| CODE_NAMES.get(c))
+        .copied()
+        .unwrap_or("UNKNOWN")
+}
+
 /// The layers a tenant resolution is asked of, as [`tenant_cache`] names them.
 const TENANT_CACHE_LAYERS: [&str; 2] = ["local", "redis"];
 

@@ -4,7 +4,6 @@
 
 use axum::{body::Body, response::Response};
 use http::HeaderMap;
-use switchyard_core::telemetry::metrics::CODE_NAMES;
 
 use super::rpcs::rpcs;
 
@@ -87,14 +86,7 @@ pub(super) fn unknown_method_refusal(path: &str) -> Response {
     tonic::Status::unimplemented(message).into_http::<Body>()
 }
 
-/// The canonical name of a gRPC code, as in `grpc-status` documentation.
-pub fn code_name(code: i32) -> &'static str {
-    usize::try_from(code)
-        .ok()
-        .and_then(|c| CODE_NAMES.get(c))
-        .copied()
-        .unwrap_or("UNKNOWN")
-}
+pub use switchyard_core::telemetry::metrics::code_name;
 
 /// Whether a code means the server failed, by OpenTelemetry's gRPC server
 /// convention: these spans are marked as errors. (The error budget counts the
