@@ -12,11 +12,17 @@
 //!    same rate, duration, warm-up and connections (one stream at a time on
 //!    each, paced by `--rps`), alternating two rounds each; p50 and p95 of
 //!    both, h2load's from its `--log-file` (nearest rank).
+//! 3. **The user's own targets**, the same way: `--http` (HTTP/1.1, against
+//!    `h2load --h1`) and `--grpc` through server reflection (against h2load's
+//!    framed POST), each at the comparison rate: the achieved rate, p50, p95.
+//!    Switchyard's own endpoints stand in for the user's service, so both
+//!    targets do the same work: `GET /v1/flags/smoke:evaluate` and
+//!    `switchyard.v1.FlagService/EvaluateFlag`.
 //!
 //! Starts the release `switchyard` binary on the embedded default.
 //!
 //! `cargo bench --bench traffic [-- RATE ...]` (default rates 1000 to
-//! 32000; the comparison runs at 1000/s)
+//! 32000; the comparisons run at 1000/s)
 
 mod common;
 
@@ -31,6 +37,8 @@ const SECS: u64 = 10;
 const WARMUP: u64 = 2;
 const CONNECTIONS: usize = 2;
 const COMPARE_RATE: u64 = 1000;
+/// The REST route of EvaluateFlag, the `--http` target.
+const EVALUATE_PATH: &str = "/v1/flags/smoke:evaluate";
 
 /// One `switchyard smoke` run; returns its summary.
 fn smoke(dir: &Path, port: u16, rate: u64, secs: u64, extra: &[&str]) -> Json {
@@ -84,52 +92,97 @@ fn grpc_frame(m: &impl Message) -> Vec<u8> {
     frame
 }
 
-/// One h2load run at `rate` calls/s of EvaluateFlag; returns (p50, p95) in
-/// ms and the calls logged, or None when h2load is not installed.
-fn h2load(dir: &Path, port: u16, rate: u64) -> Option<(f64, f64, usize)> {
-    let body = dir.join("evaluate.bin");
-    std::fs::write(
-        &body,
-        grpc_frame(&EvaluateFlagRequest {
-            flag_key: "smoke".into(),
-            target: None,
-            ..Default::default()
-        }),
-    )
-    .expect("write the body");
+/// What h2load sends: HTTP/1.1 `GET` of a path, or EvaluateFlag over
+/// HTTP/2 as a framed gRPC POST.
+#[derive(Clone, Copy)]
+enum H2Target {
+    Http1Get(&'static str),
+    GrpcEvaluate,
+}
+
+/// What one run achieved: calls ended per second, p50 and p95 in ms, and
+/// the calls measured.
+struct Measured {
+    rate: f64,
+    p50: f64,
+    p95: f64,
+    calls: f64,
+}
+
+/// One h2load run at `rate` calls/s, or None when h2load is not installed.
+/// The rate is h2load's (requests over the measured phase); the
+/// percentiles are those of the calls in its `--log-file`.
+fn h2load(dir: &Path, port: u16, rate: u64, target: H2Target) -> Option<Measured> {
     let log = dir.join("h2load.tsv");
     let _ = std::fs::remove_file(&log);
-    let out = Command::new("h2load")
-        .args([
-            "-c",
-            &CONNECTIONS.to_string(),
-            // One stream at a time per connection: with more, h2load's --rps
-            // pacing itself added about 10 ms to every call here, even at
-            // 100 calls/s.
-            "-m",
-            "1",
-            "--rps",
-            &(rate / CONNECTIONS as u64).to_string(),
-            "-D",
-            &SECS.to_string(),
-            "--warm-up-time",
-            &WARMUP.to_string(),
-            "-d",
-            body.to_str()?,
-            "-H",
-            "content-type: application/grpc",
-            "-H",
-            "te: trailers",
-            "-H",
-            &format!("authorization: Bearer {TOKEN}"),
-            "--log-file",
-            log.to_str()?,
-            &format!("http://127.0.0.1:{port}/switchyard.v1.FlagService/EvaluateFlag"),
-        ])
-        .output()
-        .ok()?;
+    let rps = (rate / CONNECTIONS as u64).to_string();
+    let (secs, warmup, connections) = (
+        SECS.to_string(),
+        WARMUP.to_string(),
+        CONNECTIONS.to_string(),
+    );
+    let authorization = format!("authorization: Bearer {TOKEN}");
+    let mut args: Vec<String> = [
+        "-c",
+        &connections,
+        // One stream at a time per connection: with more, h2load's --rps
+        // pacing itself added about 10 ms to every call here, even at
+        // 100 calls/s.
+        "-m",
+        "1",
+        "--rps",
+        &rps,
+        "-D",
+        &secs,
+        "--warm-up-time",
+        &warmup,
+        "-H",
+        &authorization,
+        "--log-file",
+        log.to_str()?,
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    match target {
+        H2Target::Http1Get(path) => {
+            args.extend(["--h1".into(), format!("http://127.0.0.1:{port}{path}")]);
+        }
+        H2Target::GrpcEvaluate => {
+            let body = dir.join("evaluate.bin");
+            std::fs::write(
+                &body,
+                grpc_frame(&EvaluateFlagRequest {
+                    flag_key: "smoke".into(),
+                    target: None,
+                    ..Default::default()
+                }),
+            )
+            .expect("write the body");
+            args.extend([
+                "-d".into(),
+                body.to_str()?.to_owned(),
+                "-H".into(),
+                "content-type: application/grpc".into(),
+                "-H".into(),
+                "te: trailers".into(),
+                format!("http://127.0.0.1:{port}/switchyard.v1.FlagService/EvaluateFlag"),
+            ]);
+        }
+    }
+    let out = Command::new("h2load").args(&args).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "h2load failed: {text}");
+    // "finished in 10.00s, 999.90 req/s, 80.11KB/s"
+    let achieved = text
+        .lines()
+        .find_map(|l| l.strip_prefix("finished in "))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|r| r.strip_suffix(" req/s"))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(f64::NAN);
+    // Columns: start (µs since the epoch), status, duration (µs); the
+    // measured phase's calls only.
     let mut us: Vec<i64> = std::fs::read_to_string(&log)
         .expect("h2load's log")
         .lines()
@@ -139,7 +192,39 @@ fn h2load(dir: &Path, port: u16, rate: u64) -> Option<(f64, f64, usize)> {
         })
         .collect();
     us.sort_unstable();
-    Some((pct_ms(&us, 0.50), pct_ms(&us, 0.95), us.len()))
+    Some(Measured {
+        rate: achieved,
+        p50: pct_ms(&us, 0.50),
+        p95: pct_ms(&us, 0.95),
+        calls: us.len() as f64,
+    })
+}
+
+/// What a `switchyard smoke` summary says it achieved.
+fn measured(s: &Json) -> Measured {
+    Measured {
+        rate: f(s, &["results", "rps"]),
+        p50: f(s, &["results", "latency_ms", "p(50)"]),
+        p95: f(s, &["results", "latency_ms", "p(95)"]),
+        calls: f(s, &["results", "count"]),
+    }
+}
+
+fn row(target: &str, tool: &str, m: Option<Measured>) {
+    match m {
+        Some(m) => println!(
+            "{target:>10} {tool:>16} {:>10.1} {:>9.3} {:>9.3} {:>8}",
+            m.rate, m.p50, m.p95, m.calls
+        ),
+        None => println!("{target:>10} {tool:>16} not installed (apt-get install nghttp2-client)"),
+    }
+}
+
+fn header() {
+    println!(
+        "{:>10} {:>16} {:>10} {:>9} {:>9} {:>8}",
+        "target", "tool", "achieved", "p50 ms", "p95 ms", "calls"
+    );
 }
 
 fn main() {
@@ -194,26 +279,48 @@ fn main() {
     println!(
         "\nagreement: EvaluateFlag at {COMPARE_RATE}/s for {SECS} s after {WARMUP} s, {CONNECTIONS} connections, two rounds each, alternating"
     );
-    println!(
-        "{:>16} {:>9} {:>9} {:>8}",
-        "tool", "p50 ms", "p95 ms", "calls"
-    );
+    header();
     for _ in 0..2 {
         let s = smoke(dir.path(), port, COMPARE_RATE, SECS, &[]);
-        println!(
-            "{:>16} {:>9.3} {:>9.3} {:>8}",
-            "switchyard smoke",
-            f(&s, &["results", "latency_ms", "p(50)"]),
-            f(&s, &["results", "latency_ms", "p(95)"]),
-            f(&s, &["results", "count"]),
+        row("gRPC", "switchyard smoke", Some(measured(&s)));
+        let m = h2load(dir.path(), port, COMPARE_RATE, H2Target::GrpcEvaluate);
+        row("gRPC", "h2load", m);
+    }
+
+    println!(
+        "\nthe user's own targets at {COMPARE_RATE}/s for {SECS} s after {WARMUP} s, {CONNECTIONS} connections, two rounds each, alternating"
+    );
+    println!("  --http 'GET {EVALUATE_PATH}' (HTTP/1.1) against h2load --h1");
+    println!(
+        "  --grpc switchyard.v1.FlagService/EvaluateFlag (through server reflection) against h2load's framed POST"
+    );
+    header();
+    let gating = format!("127.0.0.1:{port}");
+    let authorization = format!("authorization: Bearer {TOKEN}");
+    let own = |extra: &[&str]| {
+        let mut args = vec!["--gating", &gating, "--header", &authorization];
+        args.extend_from_slice(extra);
+        smoke(dir.path(), port, COMPARE_RATE, SECS, &args)
+    };
+    for _ in 0..2 {
+        let s = own(&["--http", &format!("GET {EVALUATE_PATH}")]);
+        row("--http", "switchyard smoke", Some(measured(&s)));
+        let m = h2load(
+            dir.path(),
+            port,
+            COMPARE_RATE,
+            H2Target::Http1Get(EVALUATE_PATH),
         );
-        match h2load(dir.path(), port, COMPARE_RATE) {
-            Some((p50, p95, n)) => println!("{:>16} {p50:>9.3} {p95:>9.3} {n:>8}", "h2load"),
-            None => println!(
-                "{:>16} not installed (apt-get install nghttp2-client)",
-                "h2load"
-            ),
-        }
+        row("--http", "h2load --h1", m);
+        let s = own(&[
+            "--grpc",
+            "switchyard.v1.FlagService/EvaluateFlag",
+            "--data",
+            r#"{"flagKey": "smoke"}"#,
+        ]);
+        row("--grpc", "switchyard smoke", Some(measured(&s)));
+        let m = h2load(dir.path(), port, COMPARE_RATE, H2Target::GrpcEvaluate);
+        row("--grpc", "h2load", m);
     }
     stop(server);
 }
