@@ -56,7 +56,7 @@ pub struct Environment {
 
 impl Environment {
     /// Fills what `t` leaves out from the environment.
-    fn fill(&self, t: &mut TrafficArgs) {
+    pub(crate) fn fill(&self, t: &mut RunArgs) {
         if t.token.is_empty()
             && let Some(token) = &self.token
         {
@@ -71,13 +71,31 @@ impl Environment {
     }
 }
 
+/// What every judged run takes (`smoke`, `canary`, `judge`): Switchyard's
+/// token, the run's id and commit, and the history shown.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The bearer token of the calls to Switchyard (an admin token, or a
+    /// gating token for the gating calls alone) [default: $SWITCHYARD_TOKEN].
+    #[arg(long, default_value = "")]
+    pub token: String,
+    /// The run's id in the reports [default: $GITHUB_RUN_ID, else random].
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// The commit under test [default: $GITHUB_SHA, else `git rev-parse
+    /// HEAD` here, else none].
+    #[arg(long)]
+    pub git_sha: Option<String>,
+    /// Rows of the history table (the last runs of the same target).
+    #[arg(long, default_value = "10", value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub history: u16,
+}
+
 /// The traffic options `smoke` and `canary` share.
 #[derive(Debug, Clone, Args)]
 pub struct TrafficArgs {
-    /// The bearer token sent with every call (an admin token: gating calls
-    /// need one) [default: $SWITCHYARD_TOKEN].
-    #[arg(long, default_value = "")]
-    pub token: String,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Calls per second (to each server), sent on schedule whatever the
     /// server does.
     #[arg(long, default_value = "200", value_parser = parse_rate)]
@@ -146,16 +164,6 @@ pub struct TrafficArgs {
     /// if they do not exist.
     #[arg(long)]
     pub setup: bool,
-    /// The run's id in the reports [default: $GITHUB_RUN_ID, else random].
-    #[arg(long)]
-    pub run_id: Option<String>,
-    /// The commit under test [default: $GITHUB_SHA, else `git rev-parse
-    /// HEAD` here, else none].
-    #[arg(long)]
-    pub git_sha: Option<String>,
-    /// Rows of the history table (the last runs of the same target).
-    #[arg(long, default_value = "10", value_parser = clap::value_parser!(u16).range(0..=1000))]
-    pub history: u16,
 }
 
 /// `switchyard smoke`.
@@ -510,7 +518,7 @@ async fn connect_side(
     let side = Side::connect(
         label,
         address,
-        &t.token,
+        &t.run.token,
         t.connections.into(),
         subjects,
         switchyard,
@@ -585,7 +593,7 @@ fn setup_outcome(r: Result<(), Status>, side: &Side, what: &str, t: &TrafficArgs
             "--setup: {what} on {}: {}{}",
             side.address(),
             status_line(&s),
-            token_hint(&s, t.token.is_empty())
+            token_hint(&s, t.run.token.is_empty())
         ))),
     }
 }
@@ -617,7 +625,7 @@ async fn preflight(side: &Side, t: &TrafficArgs) -> Run<()> {
                     "; give a tenant a pattern for {:?}, pass --setup, or choose another with --host",
                     t.host
                 ),
-                _ => token_hint(&s, t.token.is_empty()).to_owned(),
+                _ => token_hint(&s, t.run.token.is_empty()).to_owned(),
             };
             let hint = if call.is_switchyard() {
                 hint
@@ -752,7 +760,7 @@ pub(crate) async fn smoke_threshold(
 
 /// Runs `switchyard smoke`; returns the exit code.
 pub async fn smoke(mut args: SmokeArgs, env: &Environment) -> u8 {
-    env.fill(&mut args.traffic);
+    env.fill(&mut args.traffic.run);
     match run_smoke(args, env).await {
         Ok(code) => code,
         Err(Usage(line)) => {
@@ -783,14 +791,14 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
     }
     let side = connect_side("target", &target, t, &own).await?;
     let gating = match &args.gating {
-        Some(addr) => connect_gating(addr, &t.token).await?,
+        Some(addr) => connect_gating(addr, &t.run.token).await?,
         None => side.client().clone(),
     };
     if t.setup && mix(t).calls().iter().any(|c| c.is_switchyard()) {
         setup(&side, t).await?;
     }
     preflight(&side, t).await?;
-    let threshold = smoke_threshold(&gating, &args.slo, t.token.is_empty()).await?;
+    let threshold = smoke_threshold(&gating, &args.slo, t.run.token.is_empty()).await?;
     say(
         "smoke",
         &format!(
@@ -830,7 +838,7 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
         },
     };
 
-    let run_id = run_id(t.run_id.as_deref());
+    let run_id = run_id(t.run.run_id.as_deref());
     let config = SmokeConfig {
         target: target.clone(),
         calls: mix(t).calls().iter().map(|c| c.name(&own)).collect(),
@@ -847,11 +855,11 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
             max_error_rate: args.max_error_rate,
             min_requests: args.min_requests,
             config,
-            meta: metadata(&run_id, t.git_sha.as_deref()),
+            meta: metadata(&run_id, t.run.git_sha.as_deref()),
             interrupted,
             threshold,
             out: &args.out,
-            history: t.history,
+            history: t.run.history,
             command: "smoke",
         },
         results,
@@ -1027,7 +1035,7 @@ fn exit_code(code: i32) -> u8 {
 
 /// Runs `switchyard canary`; returns the exit code.
 pub async fn canary(mut args: CanaryArgs, env: &Environment) -> u8 {
-    env.fill(&mut args.traffic);
+    env.fill(&mut args.traffic.run);
     match run_canary(args, env).await {
         Ok(code) => code,
         Err(Usage(line)) => {
@@ -1048,7 +1056,7 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
     let baseline = connect_side("baseline", &baseline_addr, t, &own).await?;
     let canary = connect_side("canary", &canary_addr, t, &own).await?;
     let gating = match &args.gating {
-        Some(addr) => Some(connect_gating(addr, &t.token).await?),
+        Some(addr) => Some(connect_gating(addr, &t.run.token).await?),
         None => None,
     };
     if t.setup && mix(t).calls().iter().any(|c| c.is_switchyard()) {
@@ -1109,7 +1117,7 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
         None => (empty("baseline"), empty("canary")),
     };
 
-    let run_id = run_id(t.run_id.as_deref());
+    let run_id = run_id(t.run.run_id.as_deref());
     let config = CanaryConfig {
         interleaved: true,
         percentile_method: traffic::PERCENTILE_METHOD.into(),
@@ -1117,7 +1125,7 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
         baseline: baseline_addr.clone(),
         canary: canary_addr.clone(),
     };
-    let meta = metadata(&run_id, t.git_sha.as_deref());
+    let meta = metadata(&run_id, t.run.git_sha.as_deref());
     let input = CanaryInput {
         baseline: Some(b),
         canary: Some(c),
@@ -1133,7 +1141,7 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
         gating.as_ref(),
         &canary_addr,
         &args.out,
-        t.history,
+        t.run.history,
         "canary",
         env,
     )

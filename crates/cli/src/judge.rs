@@ -14,8 +14,8 @@ use switchyard_core::gating::{
 };
 
 use crate::commands::{
-    self, Environment, RuleArgs, Run, SmokeRun, Usage, connect_gating, report_canary, report_smoke,
-    say, smoke_threshold,
+    self, Environment, RuleArgs, Run, RunArgs, SmokeRun, Usage, connect_gating, report_canary,
+    report_smoke, say, smoke_threshold,
 };
 
 /// `switchyard judge`.
@@ -51,20 +51,8 @@ pub struct JudgeArgs {
     /// smoke-summary.json or canary-report.json].
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// The bearer token of the GatingService (an admin or gating token)
-    /// [default: $SWITCHYARD_TOKEN].
-    #[arg(long, default_value = "")]
-    pub token: String,
-    /// The run's id in the reports [default: $GITHUB_RUN_ID, else random].
-    #[arg(long)]
-    pub run_id: Option<String>,
-    /// The commit under test [default: $GITHUB_SHA, else `git rev-parse
-    /// HEAD` here, else none].
-    #[arg(long)]
-    pub git_sha: Option<String>,
-    /// Rows of the history table (the last runs of the same target).
-    #[arg(long, default_value = "10", value_parser = clap::value_parser!(u16).range(0..=1000))]
-    pub history: u16,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// The tool a report came from.
@@ -97,17 +85,7 @@ impl Tool {
 
 /// Runs `switchyard judge`; returns the exit code.
 pub async fn judge(mut args: JudgeArgs, env: &Environment) -> u8 {
-    if args.token.is_empty()
-        && let Some(t) = &env.token
-    {
-        args.token.clone_from(t);
-    }
-    if args.run_id.is_none() {
-        args.run_id.clone_from(&env.run_id);
-    }
-    if args.git_sha.is_none() {
-        args.git_sha.clone_from(&env.git_sha);
-    }
+    env.fill(&mut args.run);
     match run(args, env).await {
         Ok(code) => code,
         Err(Usage(line)) => {
@@ -139,8 +117,8 @@ async fn run(args: JudgeArgs, env: &Environment) -> Run<u8> {
             ));
         }
     };
-    let run_id = commands::run_id(args.run_id.as_deref());
-    let meta = commands::metadata(&run_id, args.git_sha.as_deref());
+    let run_id = commands::run_id(args.run.run_id.as_deref());
+    let meta = commands::metadata(&run_id, args.run.git_sha.as_deref());
     match files.as_slice() {
         [file] => {
             let target = args.target.clone().unwrap_or_else(|| stem(file));
@@ -148,8 +126,8 @@ async fn run(args: JudgeArgs, env: &Environment) -> Run<u8> {
             let addr = args.gating.as_deref().ok_or_else(|| {
                 Usage("--gating ADDR is required to judge a smoke run (it sets the threshold and keeps the verdict)".into())
             })?;
-            let gating = connect_gating(addr, &args.token).await?;
-            let threshold = smoke_threshold(&gating, &args.slo, args.token.is_empty()).await?;
+            let gating = connect_gating(addr, &args.run.token).await?;
+            let threshold = smoke_threshold(&gating, &args.slo, args.run.token.is_empty()).await?;
             say(
                 "judge",
                 &format!(
@@ -190,7 +168,7 @@ async fn run(args: JudgeArgs, env: &Environment) -> Run<u8> {
                     interrupted: false,
                     threshold,
                     out: &out,
-                    history: args.history,
+                    history: args.run.history,
                     command: "judge",
                 },
                 results,
@@ -206,7 +184,7 @@ async fn run(args: JudgeArgs, env: &Environment) -> Run<u8> {
             switchyard_core::gating::judge::validate_rules("policy", &rules.resolve())
                 .map_err(|e| Usage(format!("canary rules: {}", e.message())))?;
             let gating = match &args.gating {
-                Some(addr) => Some(connect_gating(addr, &args.token).await?),
+                Some(addr) => Some(connect_gating(addr, &args.run.token).await?),
                 None => None,
             };
             say(
@@ -246,7 +224,7 @@ async fn run(args: JudgeArgs, env: &Environment) -> Run<u8> {
                 gating.as_ref(),
                 &canary_name,
                 &out,
-                args.history,
+                args.run.history,
                 "judge",
                 env,
             )

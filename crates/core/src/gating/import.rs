@@ -271,24 +271,29 @@ fn whole(v: &Value, at: &str, key: &str) -> Result<u64, String> {
 
 /// A finite, non-negative number at `at.key`, if there is one.
 fn number(v: &Value, at: &str, key: &str) -> Result<Option<f64>, String> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(n) => n
-            .as_f64()
-            .filter(|n| n.is_finite() && *n >= 0.0)
-            .map(Some)
-            .ok_or_else(|| format!("{}: not a non-negative number", path(at, key))),
-    }
+    non_negative(v.get(key), || {
+        format!("{}: not a non-negative number", path(at, key))
+    })
 }
 
 fn stat(trend: &Map<String, Value>, at: &str, key: &str) -> Result<Option<f64>, String> {
-    match trend.get(key) {
+    non_negative(trend.get(key), || {
+        format!("{at}.{key}: not a non-negative number of ms")
+    })
+}
+
+/// A finite number at or above 0, none when absent or null.
+fn non_negative(
+    found: Option<&Value>,
+    refusal: impl FnOnce() -> String,
+) -> Result<Option<f64>, String> {
+    match found {
         None | Some(Value::Null) => Ok(None),
         Some(n) => n
             .as_f64()
             .filter(|n| n.is_finite() && *n >= 0.0)
             .map(Some)
-            .ok_or_else(|| format!("{at}.{key}: not a non-negative number of ms")),
+            .ok_or_else(refusal),
     }
 }
 
