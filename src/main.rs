@@ -10,6 +10,7 @@ use switchyard_cli::{
     commands::{self, CanaryArgs, SmokeArgs},
     flags::{self, FlagsCommand},
     judge::{self, JudgeArgs},
+    token::{self, TokenCommand},
 };
 use switchyard_core::config::{Config, Overrides};
 
@@ -18,35 +19,87 @@ use switchyard_core::config::{Config, Overrides};
 #[derive(Parser)]
 #[command(name = "switchyard", version)]
 struct Cli {
-    /// A TOML configuration file (its keys are the settings' names in lowercase
-    /// without the SWITCHYARD_ prefix).
-    #[arg(long, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// The gRPC + HTTP listen address [env: SWITCHYARD_LISTEN; default 127.0.0.1:50051].
-    #[arg(long, global = true, value_name = "ADDR")]
-    listen: Option<String>,
-    /// sqlite://FILE or postgres://... [env: SWITCHYARD_DATABASE_URL; default sqlite://switchyard.db].
-    #[arg(long, global = true, value_name = "URL")]
-    database_url: Option<String>,
-    /// redis://... ; unset: in-process cache and bus [env: SWITCHYARD_REDIS_URL].
-    #[arg(long, global = true, value_name = "URL")]
-    redis_url: Option<String>,
-    /// stable, baseline or canary [env: SWITCHYARD_TRACK].
-    #[arg(long, global = true, value_name = "TRACK")]
-    track: Option<String>,
-    /// A log filter such as info or switchyard=debug [env: SWITCHYARD_LOG].
-    #[arg(long, global = true, value_name = "FILTER")]
-    log: Option<String>,
+    /// The server's options, for `switchyard` alone (which serves).
+    #[command(flatten)]
+    server: ServerArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Where the server's configuration comes from and what it overrides (of
+/// `serve`, and of `switchyard` alone).
+#[derive(clap::Args, Default, Clone)]
+struct ServerArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// The gRPC + HTTP listen address, host:port [env: SWITCHYARD_LISTEN;
+    /// default 127.0.0.1:50051].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// redis://... ; unset: in-process cache and bus [env: SWITCHYARD_REDIS_URL].
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
+    /// stable, baseline or canary [env: SWITCHYARD_TRACK].
+    #[arg(long, value_name = "TRACK")]
+    track: Option<String>,
+}
+
+/// The configuration file, the database and the logs (of `serve` and
+/// `migrate`).
+#[derive(clap::Args, Default, Clone)]
+struct DatabaseArgs {
+    /// A TOML configuration file (its keys are the settings' names in lowercase
+    /// without the SWITCHYARD_ prefix).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// sqlite://FILE or postgres://... [env: SWITCHYARD_DATABASE_URL; default sqlite://switchyard.db].
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// A log filter such as info or switchyard=debug [env: SWITCHYARD_LOG].
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+}
+
+impl ServerArgs {
+    /// `self`, with what `sub` (the subcommand's own) gives instead.
+    fn or(self, sub: ServerArgs) -> ServerArgs {
+        ServerArgs {
+            database: self.database.or(sub.database),
+            listen: sub.listen.or(self.listen),
+            redis_url: sub.redis_url.or(self.redis_url),
+            track: sub.track.or(self.track),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.database.is_empty()
+            && self.listen.is_none()
+            && self.redis_url.is_none()
+            && self.track.is_none()
+    }
+}
+
+impl DatabaseArgs {
+    fn or(self, sub: DatabaseArgs) -> DatabaseArgs {
+        DatabaseArgs {
+            config: sub.config.or(self.config),
+            database_url: sub.database_url.or(self.database_url),
+            log: sub.log.or(self.log),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.config.is_none() && self.database_url.is_none() && self.log.is_none()
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API (the default).
     Serve(ServeArgs),
-    /// Apply database migrations to the configured database, then exit.
-    Migrate,
+    /// Apply database migrations to the configured database (creating a
+    /// PostgreSQL database that does not exist, when the role may), then exit.
+    Migrate(DatabaseArgs),
     /// Drive synthetic traffic at a server and judge it against the smoke
     /// threshold that applies now; writes smoke-summary.json. Exits 0 PASS,
     /// 1 FAIL, 2 usage error, 3 INCONCLUSIVE or NO_DATA.
@@ -62,11 +115,18 @@ enum Command {
     /// a running server). Exits 0 done, 1 refused, 2 usage.
     #[command(subcommand)]
     Flags(FlagsCommand),
+    /// Create, list or revoke named tokens (a client of a running server;
+    /// `create --direct` writes the configured database instead). Exits 0
+    /// done, 1 refused, 2 usage.
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
-/// Drill options of `serve`.
+/// `serve`: the server's options and the drill's.
 #[derive(clap::Args, Default)]
 struct ServeArgs {
+    #[command(flatten)]
+    server: ServerArgs,
     /// DRILL ONLY: delay every switchyard.v1 call by this many ms [env:
     /// SWITCHYARD_FAULT_DELAY_MS; default 0].
     #[arg(long, value_name = "MS")]
@@ -90,13 +150,22 @@ fn main() -> ExitCode {
             {
                 e.exit();
             }
-            // One line: what is wrong, without the usage block.
+            // One line: what is wrong, without the usage block (a list
+            // under it, such as the missing arguments, joined to it).
             let text = e.render().to_string();
-            let line = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
+            let mut lines = text.lines().skip_while(|l| l.trim().is_empty());
+            let mut line = lines
+                .next()
                 .unwrap_or("bad arguments")
-                .trim_start_matches("error: ");
+                .trim_start_matches("error: ")
+                .to_owned();
+            if line.ends_with(':') {
+                let items: Vec<&str> = lines
+                    .take_while(|l| l.starts_with(' '))
+                    .map(str::trim)
+                    .collect();
+                line = format!("{line} {}", items.join(", "));
+            }
             eprintln!("switchyard: {line} (see switchyard --help)");
             return ExitCode::from(2);
         }
@@ -111,7 +180,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The client commands read no server configuration.
+    // The client commands read no server configuration, and take none.
+    let client = matches!(
+        &cli.command,
+        Some(
+            Command::Smoke(_)
+                | Command::Canary(_)
+                | Command::Judge(_)
+                | Command::Flags(_)
+                | Command::Token(_)
+        )
+    );
+    if client && !cli.server.is_empty() {
+        eprintln!(
+            "switchyard: --config, --listen, --database-url, --redis-url, --track and --log are the server's options (switchyard serve); a client command takes none (see switchyard --help)"
+        );
+        return ExitCode::from(2);
+    }
     match cli.command {
         Some(Command::Smoke(args)) => {
             return ExitCode::from(runtime.block_on(commands::smoke(args, &client_env())));
@@ -125,12 +210,42 @@ fn main() -> ExitCode {
         Some(Command::Flags(cmd)) => {
             return ExitCode::from(runtime.block_on(flags::flags(cmd, &client_env())));
         }
+        Some(Command::Token(cmd)) if !cmd.is_direct() => {
+            return ExitCode::from(runtime.block_on(token::token(cmd, &client_env())));
+        }
         _ => {}
     }
-    let (command, serve_args) = match cli.command {
-        None => (Command::Serve(ServeArgs::default()), ServeArgs::default()),
-        Some(Command::Serve(a)) => (Command::Serve(ServeArgs::default()), a),
-        Some(c) => (c, ServeArgs::default()),
+    let (command, serve_args, server) = match cli.command {
+        None => (
+            Command::Serve(ServeArgs::default()),
+            ServeArgs::default(),
+            cli.server,
+        ),
+        Some(Command::Serve(mut a)) => {
+            let server = cli.server.or(std::mem::take(&mut a.server));
+            (Command::Serve(ServeArgs::default()), a, server)
+        }
+        Some(Command::Migrate(d)) => {
+            let mut server = cli.server;
+            server.database = server.database.or(d.clone());
+            (Command::Migrate(d), ServeArgs::default(), server)
+        }
+        Some(Command::Token(TokenCommand::Create(a))) => {
+            let server = ServerArgs {
+                database: DatabaseArgs {
+                    config: a.config.clone(),
+                    database_url: a.database_url.clone(),
+                    log: None,
+                },
+                ..ServerArgs::default()
+            };
+            (
+                Command::Token(TokenCommand::Create(a)),
+                ServeArgs::default(),
+                server,
+            )
+        }
+        Some(c) => (c, ServeArgs::default(), cli.server),
     };
     let env = match switchyard_env() {
         Ok(env) => env,
@@ -140,21 +255,26 @@ fn main() -> ExitCode {
         }
     };
     let overrides = Overrides {
-        listen: cli.listen,
-        database_url: cli.database_url,
-        redis_url: cli.redis_url,
-        track: cli.track,
-        log: cli.log,
+        listen: server.listen,
+        database_url: server.database.database_url,
+        redis_url: server.redis_url,
+        track: server.track,
+        log: server.database.log,
         fault_delay_ms: serve_args.fault_delay_ms,
         fault_error_rate: serve_args.fault_error_rate,
     };
-    let config = match Config::load(cli.config.as_deref(), &env, &overrides) {
+    let config = match Config::load(server.database.config.as_deref(), &env, &overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("switchyard: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Command::Token(TokenCommand::Create(args)) = command {
+        return ExitCode::from(
+            runtime.block_on(token::create_direct(args, &config.storage.database_url)),
+        );
+    }
     let telemetry = match switchyard_server::telemetry::init(&config, runtime.handle()) {
         Ok(t) => t,
         Err(e) => {
@@ -164,7 +284,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match command {
-            Command::Migrate => migrate(config).await,
+            Command::Migrate(_) => migrate(config).await,
             _ => serve(config).await,
         }
     });
@@ -192,9 +312,13 @@ async fn serve(config: Config) -> Result<(), String> {
 }
 
 async fn migrate(config: Config) -> Result<(), String> {
-    let store = switchyard_core::store::Store::connect(&config.storage.database_url)
-        .await
-        .map_err(|e| e.message().to_owned())?;
+    let (store, created) =
+        switchyard_core::store::Store::connect_creating(&config.storage.database_url)
+            .await
+            .map_err(|e| e.message().to_owned())?;
+    if created {
+        println!("switchyard: created the database");
+    }
     store.migrate().await.map_err(|e| e.message().to_owned())?;
     let revision = store
         .current_revision()

@@ -23,6 +23,7 @@ const PROTOS: &[&str] = &[
     "switchyard/v1/tenant.proto",
     "switchyard/v1/flag.proto",
     "switchyard/v1/gating.proto",
+    "switchyard/v1/token.proto",
     "grpc/health/v1/health.proto",
     "flagd/evaluation/v1/evaluation.proto",
     "flagd/evaluation/v2/evaluation.proto",

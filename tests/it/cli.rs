@@ -109,7 +109,8 @@ fn serve_with_no_configuration_prints_an_admin_token_once_and_stops_on_sigterm()
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = command(dir.path(), &["--listen", &listen], &[])
-        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_for_port(port, &mut child);
@@ -119,17 +120,95 @@ fn serve_with_no_configuration_prints_an_admin_token_once_and_stops_on_sigterm()
     );
     let status = terminate(&mut child);
     assert!(status.success(), "clean exit on SIGTERM: {status}");
-    let stderr: Vec<String> = BufReader::new(child.stderr.take().unwrap())
+    // The token on stdout, apart from the logs: one line.
+    let stdout: Vec<String> = BufReader::new(child.stdout.take().unwrap())
         .lines()
         .map_while(Result::ok)
         .collect();
-    let token_lines: Vec<&String> = stderr
-        .iter()
-        .filter(|l| l.contains("admin token"))
-        .collect();
-    assert_eq!(token_lines.len(), 1, "{stderr:?}");
-    let token = token_lines[0].rsplit(' ').next().unwrap();
-    assert_eq!(token.len(), 64, "a 256-bit hex token: {token}");
+    assert_eq!(stdout.len(), 1, "{stdout:?}");
+    assert!(stdout[0].contains("admin token \"admin\""), "{stdout:?}");
+    let token = stdout[0].rsplit(' ').next().unwrap();
+    assert!(
+        token.starts_with("sy_") && token.len() == 67,
+        "sy_ and 256 bits in hex: {token}"
+    );
+}
+
+/// `migrate` against a PostgreSQL database that does not exist creates it
+/// when the role may; otherwise it says what to do, as it does for a role
+/// that does not exist. Never "unavailable, retry later".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_a_missing_database_or_says_how() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let suffix = &switchyard::app::generate_token()[..12];
+    let (base, _) = db.url.rsplit_once('/').unwrap();
+    let run = |url: &str| {
+        let out = command(
+            dir.path(),
+            &["migrate"],
+            &[("SWITCHYARD_DATABASE_URL", url)],
+        )
+        .output()
+        .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+
+    // The superuser may create it: created, then migrated.
+    let missing = format!("sytest_new_{suffix}");
+    let (code, out, err) = run(&format!("{base}/{missing}"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("created the database"), "{out}");
+    assert!(out.contains("migrations applied"), "{out}");
+
+    // A role that does not exist.
+    let (scheme, rest) = base.split_once("://").unwrap();
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let (code, _, err) = run(&format!("{scheme}://nobody_{suffix}@{host}/{missing}"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the role \"nobody_{suffix}\" does not exist on the server: create it"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("retry later"), "{err}");
+
+    // A role that may not create databases, and a database that does not
+    // exist: what to run instead.
+    let role = format!("sytest_role_{suffix}");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE {role} LOGIN")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let absent = format!("sytest_absent_{suffix}");
+    let (code, _, err) = run(&format!("{scheme}://{role}@{host}/{absent}"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the database \"{absent}\" does not exist on the server: create it (`createdb {absent}`"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("this role may not create databases"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    for stmt in [
+        format!("DROP DATABASE IF EXISTS {missing}"),
+        format!("DROP ROLE IF EXISTS {role}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(stmt))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,4 +372,67 @@ async fn an_undecodable_change_is_logged_with_its_revision_and_health_follows_it
     .await;
     store.close().await;
     assert!(terminate(&mut child).success());
+}
+
+/// A client command's help lists no server option and marks what it
+/// requires; a server option given to it is refused in one line, as is an
+/// empty bearer token, with its own message.
+#[test]
+fn client_commands_take_no_server_options_and_say_what_they_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| command(dir.path(), args, &[]).output().unwrap();
+    for cmd in ["smoke", "canary", "judge", "token", "flags"] {
+        let help = String::from_utf8_lossy(&run(&[cmd, "--help"]).stdout).into_owned();
+        for server_only in [
+            "--listen",
+            "--database-url",
+            "--redis-url",
+            "--track",
+            "--log ",
+        ] {
+            assert!(
+                !help.contains(server_only),
+                "{cmd} --help lists {server_only}:\n{help}"
+            );
+        }
+        assert!(
+            !help.contains("[default: ]"),
+            "{cmd}: an empty default shown:\n{help}"
+        );
+    }
+    let help = String::from_utf8_lossy(&run(&["smoke", "--help"]).stdout).into_owned();
+    assert!(
+        help.contains("Usage: switchyard smoke [OPTIONS] --target <ADDR>"),
+        "{help}"
+    );
+    let help = String::from_utf8_lossy(&run(&["migrate", "--help"]).stdout).into_owned();
+    assert!(
+        help.contains("--database-url") && !help.contains("--listen"),
+        "{help}"
+    );
+
+    let out = run(&[
+        "--listen",
+        "127.0.0.1:1",
+        "smoke",
+        "--target",
+        "127.0.0.1:1",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("are the server's options"), "{err}");
+    let out = run(&["smoke"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("required arguments were not provided: --target <ADDR>"),
+        "{err}"
+    );
+
+    let server = Running::start(&[]);
+    let (status, _, body) =
+        server.request("GET", "/v1/flags", None, &["authorization: Bearer "], "");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("the bearer token is empty"), "{body}");
 }

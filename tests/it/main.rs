@@ -14,6 +14,7 @@ mod cli;
 mod docs;
 mod foundation;
 mod tenants;
+mod tokens;
 mod watch;
 
 /// Clients of other languages and browsers, generated from `proto/` and

@@ -16,7 +16,43 @@ on_both_backends!(
     the_mapping_survives_a_restart,
     replicas_without_a_shared_bus_converge_by_polling,
     a_long_run_of_writes_resolves_as_a_full_rebuild_would,
+    deleting_a_tenant_says_how_many_overrides_went_with_it,
 );
+
+/// DeleteTenant answers its revision and how many of the tenant's overrides
+/// were deleted with it; the other tenant's stay.
+async fn deleting_a_tenant_says_how_many_overrides_went_with_it(backend: Backend) {
+    let Some((server, _db)) = server_on(backend).await else {
+        return;
+    };
+    setup_tenants(&server, &["a", "b"]).await;
+    let client = server.client(ADMIN).await;
+    for key in ["f1", "f2", "f3"] {
+        create_bool_flag(&client, key, false).await;
+    }
+    set_override(&server, "a", "f1", v_bool(true)).await;
+    set_override(&server, "a", "f2", v_bool(true)).await;
+    let last = set_override(&server, "b", "f1", v_bool(true)).await;
+    let mut t = server.tenants(ADMIN).await;
+    let r = t
+        .delete_tenant(DeleteTenantRequest {
+            tenant_id: "a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.deleted_overrides, r.revision), (2, last + 1));
+    let r = t
+        .delete_tenant(DeleteTenantRequest {
+            tenant_id: "b".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.deleted_overrides, 1);
+}
 
 fn tenant(id: &str, patterns: &[&str]) -> CreateTenantRequest {
     CreateTenantRequest {

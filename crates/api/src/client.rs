@@ -34,7 +34,7 @@ use tonic::{
 
 use crate::v1::{
     flag_service_client::FlagServiceClient, gating_service_client::GatingServiceClient,
-    tenant_service_client::TenantServiceClient,
+    tenant_service_client::TenantServiceClient, token_service_client::TokenServiceClient,
 };
 
 /// A channel with the bearer token added to every call.
@@ -230,6 +230,11 @@ impl Client {
     /// `switchyard.v1.GatingService`.
     pub fn gating(&self) -> GatingServiceClient<Authed> {
         GatingServiceClient::new(self.authed())
+    }
+
+    /// `switchyard.v1.TokenService`.
+    pub fn tokens(&self) -> TokenServiceClient<Authed> {
+        TokenServiceClient::new(self.authed())
     }
 
     /// `grpc.health.v1.Health` (public: no token is sent).

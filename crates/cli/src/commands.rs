@@ -77,7 +77,7 @@ impl Environment {
 pub struct RunArgs {
     /// The bearer token of the calls to Switchyard (an admin token, or a
     /// gating token for the gating calls alone) [default: $SWITCHYARD_TOKEN].
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub token: String,
     /// The run's id in the reports [default: $GITHUB_RUN_ID, else random].
     #[arg(long)]
@@ -170,7 +170,7 @@ pub struct TrafficArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SmokeArgs {
     /// The server under test (`host:port` or `http://host:port`).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", required = true)]
     pub target: Option<String>,
     /// The GatingService that sets the threshold and keeps the verdict
     /// [default: the target].
@@ -178,7 +178,7 @@ pub struct SmokeArgs {
     pub gating: Option<String>,
     /// The SLO whose error budget sets the p95 threshold [default: the
     /// server's default SLO].
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub slo: String,
     /// The error-rate limit [default: 0.01].
     #[arg(long)]
@@ -197,10 +197,10 @@ pub struct SmokeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CanaryArgs {
     /// The baseline (`host:port` or `http://host:port`).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", required = true)]
     pub baseline: Option<String>,
     /// The canary.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", required = true)]
     pub canary: Option<String>,
     /// A GatingService that keeps the verdict as a gate run (without it the
     /// report is judged here and kept only in the file).

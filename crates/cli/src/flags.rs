@@ -33,7 +33,7 @@ pub struct ClientArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051")]
     pub target: String,
     /// An admin token [default: $SWITCHYARD_TOKEN].
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub token: String,
 }
 
@@ -72,7 +72,7 @@ pub async fn flags(cmd: FlagsCommand, env: &Environment) -> u8 {
     }
 }
 
-async fn connect(c: &ClientArgs, env: &Environment) -> Result<Client, (u8, String)> {
+pub(crate) async fn connect(c: &ClientArgs, env: &Environment) -> Result<Client, (u8, String)> {
     let token = if c.token.is_empty() {
         env.token.clone().unwrap_or_default()
     } else {
@@ -86,7 +86,7 @@ async fn connect(c: &ClientArgs, env: &Environment) -> Result<Client, (u8, Strin
         .map_err(|e| (EXIT_USAGE, format!("{}: {e}", c.target)))
 }
 
-fn refused(e: tonic::Status) -> (u8, String) {
+pub(crate) fn refused(e: tonic::Status) -> (u8, String) {
     (1, ClientError::Call(e).to_string())
 }
 

@@ -40,7 +40,7 @@ pub struct JudgeArgs {
     pub target: Option<String>,
     /// The SLO whose error budget sets the p95 threshold [default: the
     /// server's default SLO].
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub slo: String,
     /// The error-rate limit of a smoke verdict [default: 0.01].
     #[arg(long)]

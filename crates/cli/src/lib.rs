@@ -11,6 +11,8 @@
 //! `switchyard_core::gating::import` and judged as `smoke` and `canary`
 //! judge theirs (`judge`).
 //!
+//! `switchyard token create|list|revoke`: named tokens (`token`).
+//!
 //! Nothing here reads the process environment: the binary passes what the
 //! commands need of it (`commands::Environment`).
 
@@ -22,4 +24,5 @@ pub mod judge;
 pub mod progress;
 pub mod reflection;
 pub mod summary;
+pub mod token;
 pub mod traffic;

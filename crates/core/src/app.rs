@@ -20,6 +20,7 @@ use crate::{
     id::TenantId,
     store::{Backend, Store},
     tenant::{self, Tenants, cache::ResolutionCache},
+    token,
 };
 
 /// A running application: what every transport serves. One per server.
@@ -31,6 +32,8 @@ pub struct App {
     pub store: Store,
     /// The token table.
     pub authenticator: Arc<Authenticator>,
+    /// TokenService's use cases (the stored tokens).
+    pub tokens: token::TokenService,
     /// TenantService's use cases.
     pub tenants: tenant::service::TenantService,
     /// FlagService's use cases.
@@ -150,6 +153,30 @@ impl App {
             prometheus: budget,
         });
 
+        let authenticator = Arc::new(authenticator(&config));
+        let tokens = token::TokenService::new(store.clone(), authenticator.clone());
+        if !authenticator.has_configured()
+            && let Some(secret) = token::bootstrap(&store).await?
+        {
+            // On stdout, apart from the logs, once: only its digest is kept.
+            println!(
+                "switchyard: the database had no token; made the admin token {:?} (shown once, kept only as a digest): {secret}",
+                token::BOOTSTRAP_NAME
+            );
+        }
+        tokens.reload().await?;
+        {
+            let tokens = tokens.clone();
+            spawn_every(token::RELOAD_EVERY, shutdown.clone(), move || {
+                let tokens = tokens.clone();
+                async move {
+                    if let Err(e) = tokens.reload().await {
+                        tracing::warn!(error = %e, "reloading the stored tokens failed; the last ones loaded stay in force");
+                    }
+                }
+            });
+        }
+
         spawn_initial_load(tenant_state, shutdown.clone());
         follower
             .clone()
@@ -175,7 +202,8 @@ impl App {
         });
 
         Ok(App {
-            authenticator: Arc::new(authenticator(&config)),
+            authenticator,
+            tokens,
             config,
             store,
             tenants,
@@ -282,8 +310,8 @@ fn spawn_pruning(store: Store, retention_s: u64, stop: CancellationToken) {
     });
 }
 
-/// Builds the token table. With no token configured at all, generates an admin
-/// token and prints it once on stderr.
+/// Builds the table of configured tokens (the stored ones are loaded into
+/// it after).
 fn authenticator(config: &Config) -> Authenticator {
     let mut tokens: Vec<(String, Scope, String)> = config
         .auth
@@ -296,16 +324,8 @@ fn authenticator(config: &Config) -> Authenticator {
                 .map(|s| (t.secret.0.clone(), s, format!("tokens[{i}]")))
         })
         .collect();
-    match &config.auth.admin_token {
-        Some(t) => tokens.push((t.0.clone(), Scope::Admin, "admin_token".into())),
-        None if tokens.is_empty() => {
-            let secret = generate_token();
-            eprintln!(
-                "switchyard: no token configured; this run's admin token (shown once): {secret}"
-            );
-            tokens.push((secret, Scope::Admin, "generated".into()));
-        }
-        None => {}
+    if let Some(t) = &config.auth.admin_token {
+        tokens.push((t.0.clone(), Scope::Admin, "admin_token".into()));
     }
     Authenticator::new(
         tokens

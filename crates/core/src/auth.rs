@@ -9,10 +9,12 @@
 //! touches.
 //!
 //! Secrets are compared as SHA-256 digests in constant time against every
-//! configured token (no early exit), and are never logged.
+//! configured token (no early exit), and are never logged. Named tokens kept
+//! in the database (`crate::token`) are found by their digest.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
+use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::{error::Error, id::TenantId};
@@ -40,6 +42,17 @@ impl Scope {
                     .map_err(|_| format!("scope {s:?}: {id:?} is not a valid tenant id")),
                 None => Err(format!("scope {s:?}: must be admin, gating or tenant:<id>")),
             },
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    /// `admin`, `gating` or `tenant:<id>`, as [`Scope::parse`] reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Admin => f.write_str("admin"),
+            Scope::Gating => f.write_str("gating"),
+            Scope::Tenant(id) => write!(f, "tenant:{}", id.as_str()),
         }
     }
 }
@@ -72,10 +85,10 @@ impl Principal {
         &self.scope
     }
 
-    /// Which credential called: the setting it was configured by
-    /// (`admin_token`, `tokens[2]`, `flagd_anonymous_tenant`, or `generated`
-    /// for the admin token made at start-up). Every request made with one
-    /// token is one caller; its secret never appears here.
+    /// Which credential called: a stored token's name, or the setting a
+    /// configured one came from (`admin_token`, `tokens[2]`,
+    /// `flagd_anonymous_tenant`). Every request made with one token is one
+    /// caller; its secret never appears here.
     pub fn caller(&self) -> &Arc<str> {
         &self.caller
     }
@@ -121,11 +134,33 @@ impl Principal {
     }
 }
 
-/// The configured tokens, kept as digests.
+/// The tokens, kept as digests: the configured ones, and the stored ones
+/// as last reloaded (`crate::token::TokenService::reload`).
 #[derive(Debug)]
 pub struct Authenticator {
     tokens: Vec<([u8; 32], Principal)>,
+    stored: ArcSwap<HashMap<[u8; 32], StoredToken>>,
     flagd_anonymous: Option<Principal>,
+}
+
+/// A token kept in the database, as the authenticator holds it.
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    digest: [u8; 32],
+    principal: Principal,
+    expires_at_us: Option<i64>,
+}
+
+impl StoredToken {
+    /// The token whose secret has `digest`: `principal` until
+    /// `expires_at_us` (µs since the epoch; none: until revoked).
+    pub fn new(digest: [u8; 32], principal: Principal, expires_at_us: Option<i64>) -> Self {
+        StoredToken {
+            digest,
+            principal,
+            expires_at_us,
+        }
+    }
 }
 
 /// The caller every flagd call without a token is (one caller for all).
@@ -140,8 +175,21 @@ impl Authenticator {
                 .into_iter()
                 .map(|(secret, scope, caller)| (digest(secret), Principal::named(scope, caller)))
                 .collect(),
+            stored: ArcSwap::default(),
             flagd_anonymous: None,
         }
+    }
+
+    /// Replaces the stored tokens with `tokens`.
+    pub fn replace_stored(&self, tokens: Vec<StoredToken>) {
+        self.stored.store(Arc::new(
+            tokens.into_iter().map(|t| (t.digest, t)).collect(),
+        ));
+    }
+
+    /// Whether any token is configured (not stored).
+    pub fn has_configured(&self) -> bool {
+        !self.tokens.is_empty()
     }
 
     /// Lets flagd calls without a token act as `tenant`'s token
@@ -159,7 +207,8 @@ impl Authenticator {
         self.flagd_anonymous.as_ref()
     }
 
-    /// Returns the principal of `secret`, comparing against every token.
+    /// Returns the principal of `secret`: a configured token (compared
+    /// against every one), else a stored one that has not expired.
     pub fn authenticate(&self, secret: &str) -> Option<Principal> {
         let presented = digest(secret);
         let mut found = None;
@@ -172,11 +221,20 @@ impl Authenticator {
                 found = Some(principal);
             }
         }
-        found.cloned()
+        if let Some(p) = found {
+            return Some(p.clone());
+        }
+        let stored = self.stored.load();
+        let token = stored.get(&presented)?;
+        match token.expires_at_us {
+            Some(at) if crate::store::now_us() >= at => None,
+            _ => Some(token.principal.clone()),
+        }
     }
 }
 
-fn digest(secret: &str) -> [u8; 32] {
+/// The SHA-256 digest of a secret, as tokens are kept.
+pub fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 

@@ -17,7 +17,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, server::NamedService};
 
-use crate::grpc::{flag::FlagApi, flagd::Flagd, gating::GatingApi, tenant::TenantApi};
+use crate::grpc::{
+    flag::FlagApi, flagd::Flagd, gating::GatingApi, tenant::TenantApi, token::TokenApi,
+};
 use switchyard_api::{
     flagd::{
         evaluation::{v1::service_server::ServiceServer, v2},
@@ -30,16 +32,17 @@ use switchyard_api::{
     },
     v1::{
         flag_service_server::FlagServiceServer, gating_service_server::GatingServiceServer,
-        tenant_service_server::TenantServiceServer,
+        tenant_service_server::TenantServiceServer, token_service_server::TokenServiceServer,
     },
 };
 use switchyard_core::follower::Readiness;
 
 /// The fully qualified names of the API services.
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 4] = [
     <TenantServiceServer<TenantApi> as NamedService>::NAME,
     <FlagServiceServer<FlagApi> as NamedService>::NAME,
     <GatingServiceServer<GatingApi> as NamedService>::NAME,
+    <TokenServiceServer<TokenApi> as NamedService>::NAME,
 ];
 
 /// The fully qualified names of flagd's services (OpenFeature's flagd
@@ -292,7 +295,7 @@ mod tests {
             .unwrap()
             .into_inner()
             .statuses;
-        assert_eq!(list.len(), 4, "{list:?}");
+        assert_eq!(list.len(), 1 + SERVICE_NAMES.len(), "{list:?}");
         assert_eq!(list[""].status, ServingStatus::NotServing as i32);
         assert_eq!(list[SERVICE_NAMES[2]].status, ServingStatus::Serving as i32);
 

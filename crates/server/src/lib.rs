@@ -36,6 +36,7 @@ use crate::grpc::{
     flagd::{Flagd, SYNC_FLAGS, sync_route},
     gating::GatingApi,
     tenant::TenantApi,
+    token::TokenApi,
 };
 pub use health::{FLAGD_SERVICE_NAMES, Health, SERVICE_NAMES};
 use switchyard_api::{
@@ -47,7 +48,7 @@ use switchyard_api::{
     health::health_server::HealthServer,
     v1::{
         flag_service_server::FlagServiceServer, gating_service_server::GatingServiceServer,
-        tenant_service_server::TenantServiceServer,
+        tenant_service_server::TenantServiceServer, token_service_server::TokenServiceServer,
     },
 };
 pub use switchyard_core::app::generate_token;
@@ -256,6 +257,13 @@ fn grpc_routes(app: &App, health: HealthServer<Health>) -> Result<Routes, Error>
             .send_compressed(gzip)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),
+    )
+    .add_service(
+        TokenServiceServer::new(TokenApi::new(app.tokens.clone()))
+            .accept_compressed(gzip)
+            .send_compressed(gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
     );
     // flagd's packages, for OpenFeature's flagd providers.
     let flagd = Flagd::new(app.flags.clone(), max);
@@ -315,7 +323,9 @@ async fn unknown_route(gateway: Arc<rest::Gateway>, req: Request) -> Response {
 }
 
 async fn spawn_metrics_listener(addr: &str, stop: CancellationToken) -> Result<(), Error> {
-    let listener = TcpListener::bind(addr).await.map_err(|e| {
+    let resolved = switchyard_core::config::resolve_address("SWITCHYARD_METRICS_LISTEN", addr)
+        .map_err(|e| Error::new(ErrorKind::InvalidArgument, e.to_string()))?;
+    let listener = TcpListener::bind(resolved).await.map_err(|e| {
         Error::new(
             ErrorKind::Unavailable,
             format!("cannot listen on SWITCHYARD_METRICS_LISTEN {addr}: {e}"),

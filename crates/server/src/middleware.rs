@@ -47,6 +47,7 @@ pub async fn authenticate(
         && req.uri().path().starts_with(FLAGD_PREFIX)
         && let Some(p) = auth.flagd_anonymous()
     {
+        tracing::Span::current().record("enduser.id", &**p.caller());
         req.extensions_mut().insert::<Principal>(p.clone());
         return next.run(req).await;
     }
@@ -66,6 +67,11 @@ pub async fn authenticate(
     };
     let outcome = match header.as_deref() {
         None => Err("missing bearer token"),
+        // `Bearer ` and nothing (HTTP drops the trailing space): a token
+        // variable that was empty or unset.
+        Some(h) if h.trim().eq_ignore_ascii_case("bearer") => Err(
+            "the bearer token is empty: authorization: Bearer <token>, with the token (is the variable holding it set?)",
+        ),
         // The scheme is case-insensitive (RFC 7235).
         Some(h) => match (h.get(..7), h.get(7..)) {
             (Some(scheme), Some(rest)) if scheme.eq_ignore_ascii_case("bearer ") => {
@@ -77,6 +83,9 @@ pub async fn authenticate(
     drop(header);
     let refusal = match outcome {
         Ok(p) => {
+            // Who called, in the request's span (logs and traces): a token's
+            // name or its setting, never its secret.
+            tracing::Span::current().record("enduser.id", &**p.caller());
             req.extensions_mut().insert::<Principal>(p);
             return next.run(req).await;
         }

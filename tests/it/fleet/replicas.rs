@@ -129,7 +129,7 @@ async fn the_redis_cache_serves_cold_replicas_and_is_retired_by_changes() {
     );
 
     // A change (here: a is deleted) retires the cached answers at once.
-    let revision = writer.delete(&tenant_id("a"), 0).await.unwrap().revision;
+    let revision = writer.delete(&tenant_id("a"), 0).await.unwrap().0.revision;
     cold1.changed(revision);
     let e = cold1.resolve("x.a.example").await.unwrap_err();
     assert_eq!(e.kind(), switchyard::error::ErrorKind::NotFound);

@@ -537,7 +537,11 @@ fn bad_input_is_one_line_exit_2_and_no_report() {
     /// Arguments, environment, and what the one line must say.
     type Case<'a> = (Vec<String>, &'a [(&'a str, &'a str)], &'a str);
     let cases: Vec<Case> = vec![
-        (smoke(&[]), &[], "--target ADDR is required"),
+        (
+            smoke(&[]),
+            &[],
+            "required arguments were not provided: --target <ADDR>",
+        ),
         (smoke(&["--target", &nowhere]), &[], "cannot reach"),
         (smoke(&["--target", "not a host"]), &[], "not host:port"),
         (
@@ -583,7 +587,7 @@ fn bad_input_is_one_line_exit_2_and_no_report() {
                 .map(String::from)
                 .to_vec(),
             &[],
-            "--canary ADDR is required",
+            "required arguments were not provided: --canary <ADDR>",
         ),
         (
             [

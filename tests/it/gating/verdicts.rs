@@ -132,7 +132,10 @@ async fn an_unknown_slo_is_not_found_and_no_prometheus_is_the_base_said_plainly(
         .unwrap_err();
     assert_eq!(
         (e.code(), e.message()),
-        (Code::NotFound, "SLO \"latency\" not found")
+        (
+            Code::NotFound,
+            "SLO \"latency\" not found; the SLOs are availability (slos in the configuration)"
+        )
     );
     let e = server
         .gating(&tenant_token("a"))

@@ -183,6 +183,12 @@ async fn sampled_callers_are_joined_unsampled_ones_are_not_and_new_traces_follow
         attribute(s, "rpc.grpc.status_code"),
         Some(AnyValue::IntValue(5))
     );
+    // Who called: the token's name (here the setting it came from), never
+    // its secret.
+    assert_eq!(
+        attribute(s, "enduser.id"),
+        Some(AnyValue::StringValue("admin_token".into()))
+    );
     assert_ne!(
         s.status.as_ref().map(|st| st.code),
         Some(StatusCode::Error as i32),

@@ -337,6 +337,23 @@ fn script() -> Vec<Step> {
                 json!({"outcomes": [{"tenantId": "a", "confidence": 0.5}, {"tenantId": "nobody", "confidence": 0.5}]}),
             ),
         ),
+        // TokenService.
+        case(
+            "CreateToken.ok",
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "ci", "scope": "gating", "lifetime": "86400s"})),
+        ),
+        case(
+            "CreateToken.error",
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "ci", "scope": "tenant:a"})),
+        ),
+        case("ListTokens.ok", "GET", "/v1/tokens?pageSize=10", None),
+        case("ListTokens.error", "GET", "/v1/tokens?pageSize=-1", None),
+        case("RevokeToken.ok", "DELETE", "/v1/tokens/ci", None),
+        case("RevokeToken.error", "DELETE", "/v1/tokens/ci", None),
         // Refusals of the HTTP layer itself.
         as_token(
             case("refusal.unauthenticated", "GET", "/v1/flags", None),
@@ -474,6 +491,10 @@ fn normalise(v: Json) -> Json {
                             && id.bytes().all(|b| b.is_ascii_hexdigit()) =>
                     {
                         (k, Json::String("<gate-run-id>".into()))
+                    }
+                    // A new token's secret: `sy_` and 64 random hex digits.
+                    Json::String(secret) if k == "secret" && secret.starts_with("sy_") => {
+                        (k, Json::String("<secret>".into()))
                     }
                     // `"<revision>-<16 hex digits>"`: the digits name the
                     // server version, so they change with every release.

@@ -278,6 +278,27 @@ async fn refusals_have_precise_statuses_and_write_nothing(backend: Backend) {
             3,
             "type",
         ),
+        // An unknown enum name lists the values.
+        (
+            "POST",
+            "/v1/flags",
+            Some((
+                "application/json",
+                b"{\"key\":\"g\",\"type\":\"bool\",\"defaultValue\":true}".to_vec(),
+            )),
+            400,
+            3,
+            "the values are FLAG_TYPE_BOOL, FLAG_TYPE_NUMBER, FLAG_TYPE_STRING, FLAG_TYPE_LIST, FLAG_TYPE_OBJECT",
+        ),
+        // A bare word where a JSON value goes: how to quote it.
+        (
+            "PUT",
+            "/v1/tenants/a/flags/f",
+            Some(("application/json", b"yes".to_vec())),
+            400,
+            3,
+            "a string is quoted JSON: send \"yes\" (with the quotes)",
+        ),
         (
             "POST",
             "/v1/flags",

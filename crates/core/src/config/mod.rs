@@ -20,7 +20,7 @@ use std::{collections::BTreeMap, fmt, path::Path};
 
 pub use sections::{
     Auth, DEFAULT_DATABASE_URL, DEFAULT_LISTEN, Drill, Flags, Gating, Listener, Storage, Telemetry,
-    Watch,
+    Watch, resolve_address,
 };
 pub use settings::Setting;
 pub use types::{
@@ -415,6 +415,46 @@ mod tests {
             c.telemetry.otel_traces_sampler_arg, 0.01,
             "an empty OTEL_ is unset"
         );
+    }
+
+    /// `listen` and `metrics_listen` take a host name as well as an IP
+    /// address; what is neither is refused, naming the setting.
+    #[test]
+    fn listen_addresses_take_host_names() {
+        let load = |listen: &str| {
+            Config::load(
+                None,
+                &env(&[
+                    ("SWITCHYARD_LISTEN", listen),
+                    ("SWITCHYARD_METRICS_LISTEN", listen),
+                ]),
+                &Overrides::default(),
+            )
+        };
+        for good in [
+            "localhost:50051",
+            "127.0.0.1:0",
+            "[::1]:50051",
+            "my-host.internal:9",
+        ] {
+            assert!(load(good).is_ok(), "{good} was refused");
+        }
+        let c = load("localhost:50051").unwrap();
+        let addr = c.listener.listen_addr().unwrap();
+        assert!(addr.ip().is_loopback() && addr.port() == 50051, "{addr}");
+        assert!(addr.is_ipv4(), "IPv4 first: {addr}");
+        for bad in [
+            "localhost",
+            "localhost:http",
+            "local_host:1",
+            "-a:1",
+            ":50051",
+            "a b:1",
+        ] {
+            let e = load(bad).unwrap_err();
+            assert_eq!(e.setting(), "SWITCHYARD_LISTEN", "{bad}");
+            assert!(e.to_string().contains("give host:port"), "{bad}: {e}");
+        }
     }
 
     /// A tier table that would loosen the gate as the budget runs out, or

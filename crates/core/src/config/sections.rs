@@ -65,11 +65,9 @@ settings! {
 impl Listener {
     /// Checks the section.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen_addr()?;
+        check_address(Self::name_of("listen"), &self.listen)?;
         if let Some(m) = &self.metrics_listen {
-            m.parse::<SocketAddr>().map_err(|e| {
-                ConfigError::new(Self::name_of("metrics_listen"), format!("{m:?}: {e}"))
-            })?;
+            check_address(Self::name_of("metrics_listen"), m)?;
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.max_message_bytes) {
             return Err(ConfigError::new(
@@ -116,11 +114,11 @@ impl Listener {
         Ok(())
     }
 
-    /// Returns the parsed listen address.
+    /// Returns the listen address: `listen` as written (`127.0.0.1:50051`,
+    /// `[::1]:50051`), or a host name resolved now (`localhost:50051`), its
+    /// IPv4 addresses first.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen.parse().map_err(|e| {
-            ConfigError::new(Self::name_of("listen"), format!("{:?}: {e}", self.listen))
-        })
+        resolve_address(Self::name_of("listen"), &self.listen)
     }
 
     /// The idle timeout of connections, `None` when off.
@@ -675,4 +673,56 @@ fn check_secret(name: &str, secret: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// Checks `host:port`: an IP address and port, or a host name (RFC 1123
+/// labels) and port. A name is resolved only when the listener opens.
+fn check_address(setting: &str, value: &str) -> Result<(), ConfigError> {
+    if value.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let bad = |why: &str| {
+        ConfigError::new(
+            setting,
+            format!(
+                "{value:?}: {why}; give host:port, such as 127.0.0.1:50051, [::1]:50051 or localhost:50051"
+            ),
+        )
+    };
+    let (host, port) = value.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    port.parse::<u16>()
+        .map_err(|_| bad("the port is not a number from 0 to 65535"))?;
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(bad("the host is neither an IP address nor a host name"));
+    }
+    Ok(())
+}
+
+/// Resolves a checked `host:port`: the address as written, or the first
+/// IPv4 address the name resolves to (else its first address).
+pub fn resolve_address(setting: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    check_address(setting, value)?;
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(value)
+        .map_err(|e| ConfigError::new(setting, format!("{value:?}: cannot resolve the host: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| {
+            ConfigError::new(
+                setting,
+                format!("{value:?}: the host resolves to no address"),
+            )
+        })
 }

@@ -90,10 +90,16 @@ impl GatingService {
         } else {
             name
         };
-        self.slos
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| Error::not_found(format!("SLO {name:?}")))
+        self.slos.iter().find(|s| s.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.slos.iter().map(|s| s.name.as_str()).collect();
+            Error::new(
+                crate::error::ErrorKind::NotFound,
+                format!(
+                    "SLO {name:?} not found; the SLOs are {} (slos in the configuration)",
+                    known.join(", ")
+                ),
+            )
+        })
     }
 
     /// Reads the budget of `slo` now and picks its threshold.

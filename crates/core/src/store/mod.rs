@@ -16,7 +16,7 @@ use sqlx::{
     migrate::Migrator,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -89,13 +89,60 @@ impl Store {
             })
             .connect_with(options)
             .await
-            .map_err(|e| Error::unavailable("the database", e))?;
+            .map_err(|e| {
+                refusal(&url, &e).unwrap_or_else(|| Error::unavailable("the database", e))
+            })?;
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
                 .await?;
         }
         Ok(Store { pool, backend })
+    }
+
+    /// [`Store::connect`], creating the PostgreSQL database of `url` first
+    /// when it does not exist (through the server's `postgres` database,
+    /// with the same role, which must have `CREATEDB`); returns the store
+    /// and whether it created the database.
+    pub async fn connect_creating(url: &str) -> Result<(Store, bool)> {
+        match Store::connect(url).await {
+            Err(e)
+                if e.kind() == ErrorKind::FailedPrecondition
+                    && e.message().contains(MISSING_DATABASE) =>
+            {
+                let Some(name) = database_name(url) else {
+                    return Err(e);
+                };
+                let maintenance = with_database(url, "postgres");
+                let options = AnyConnectOptions::from_str(&maintenance)
+                    .map_err(|e| Error::invalid_argument("SWITCHYARD_DATABASE_URL", redact(&e)))?;
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options)
+                    .await
+                    .map_err(|_| e.clone())?;
+                let created = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "CREATE DATABASE \"{}\"",
+                    name.replace('"', "\"\"")
+                )))
+                .execute(&mut conn)
+                .await;
+                let _ = sqlx::Connection::close(conn).await;
+                match created {
+                    Ok(_) => Ok((Store::connect(url).await?, true)),
+                    // Made by another process meanwhile.
+                    Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42P04") => {
+                        Ok((Store::connect(url).await?, false))
+                    }
+                    Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42501") => {
+                        Err(Error::failed_precondition(format!(
+                            "{} (this role may not create databases)",
+                            e.message()
+                        )))
+                    }
+                    Err(other) => Err(Error::internal("creating the database", other)),
+                }
+            }
+            other => other.map(|s| (s, false)),
+        }
     }
 
     fn migrator(&self) -> &'static Migrator {
@@ -214,6 +261,70 @@ pub fn now_us() -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// What a missing database's refusal says, to tell it from the others.
+const MISSING_DATABASE: &str = "does not exist on the server";
+
+/// A connection refusal an operator can fix, in words that say how; none
+/// for anything else (then the database is unavailable, retry later).
+fn refusal(url: &str, e: &sqlx::Error) -> Option<Error> {
+    let sqlx::Error::Database(d) = e else {
+        return None;
+    };
+    let user = user_name(url).unwrap_or_default();
+    let name = database_name(url).unwrap_or_default();
+    let message = match d.code().as_deref() {
+        Some("3D000") => format!(
+            "the database {name:?} {MISSING_DATABASE}: create it (`createdb {name}`, or `CREATE DATABASE \"{name}\";` in psql), or run `switchyard migrate` as a role that may create databases (CREATEDB), which creates it"
+        ),
+        Some("28000") if d.message().contains("role") => format!(
+            "the role {user:?} does not exist on the server: create it (`createuser --pwprompt {user}`, or `CREATE ROLE \"{user}\" LOGIN PASSWORD '...';` in psql), or put an existing role in SWITCHYARD_DATABASE_URL"
+        ),
+        Some("28P01") => format!(
+            "the server refused the password of role {user:?}: check the user and password in SWITCHYARD_DATABASE_URL"
+        ),
+        Some("28000") => format!(
+            "the server refused role {user:?} ({}): check pg_hba.conf and SWITCHYARD_DATABASE_URL",
+            d.message()
+        ),
+        _ => return None,
+    };
+    Some(Error::failed_precondition(message))
+}
+
+/// The part of a `postgres://` URL after its authority (the path and
+/// query), and where it starts.
+fn path_start(url: &str) -> Option<usize> {
+    let authority = url.find("://")? + 3;
+    Some(authority + url[authority..].find('/')?)
+}
+
+/// The database a `postgres://` URL names.
+fn database_name(url: &str) -> Option<String> {
+    let path = &url[path_start(url)? + 1..];
+    let name = path.split(['?', '#']).next()?;
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// The role a `postgres://` URL names.
+fn user_name(url: &str) -> Option<String> {
+    let authority = &url[url.find("://")? + 3..path_start(url).unwrap_or(url.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let user = userinfo.split(':').next()?;
+    (!user.is_empty()).then(|| user.to_owned())
+}
+
+/// `url` naming the database `name` instead, with its query kept.
+fn with_database(url: &str, name: &str) -> String {
+    match path_start(url) {
+        Some(start) => {
+            let rest = &url[start + 1..];
+            let query = rest.find(['?', '#']).map_or("", |i| &rest[i..]);
+            format!("{}/{name}{query}", &url[..start])
+        }
+        None => format!("{url}/{name}"),
+    }
+}
+
 /// Strips anything that looks like a password from a URL-parsing error.
 fn redact(e: &impl std::fmt::Display) -> String {
     let s = e.to_string();
@@ -221,5 +332,28 @@ fn redact(e: &impl std::fmt::Display) -> String {
         "is not a valid database URL".to_owned()
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_urls_database_and_role_are_read_and_replaced() {
+        let url = "postgres://app:secret@db.internal:5432/switchyard?sslmode=disable";
+        assert_eq!(database_name(url).as_deref(), Some("switchyard"));
+        assert_eq!(user_name(url).as_deref(), Some("app"));
+        assert_eq!(
+            with_database(url, "postgres"),
+            "postgres://app:secret@db.internal:5432/postgres?sslmode=disable"
+        );
+        assert_eq!(database_name("postgres://h/"), None);
+        assert_eq!(database_name("postgres://h"), None);
+        assert_eq!(user_name("postgres://h/db"), None);
+        assert_eq!(
+            with_database("postgres://h", "postgres"),
+            "postgres://h/postgres"
+        );
     }
 }

@@ -492,8 +492,13 @@ impl Tenants {
         .await
     }
 
-    /// Deletes a tenant, its patterns and its overrides.
-    pub async fn delete(&self, id: &TenantId, expected_revision: i64) -> Result<Committed> {
+    /// Deletes a tenant, its patterns and its overrides; returns the change
+    /// and how many overrides went with it.
+    pub async fn delete(
+        &self,
+        id: &TenantId,
+        expected_revision: i64,
+    ) -> Result<(Committed, usize)> {
         store::delete(&self.store, id, expected_revision).await
     }
 }

@@ -104,13 +104,13 @@ impl TenantService {
     }
 
     /// Deletes a tenant with its patterns and overrides; returns the
-    /// revision. Admin.
-    pub async fn delete(&self, p: &Principal, id: &str, expected: i64) -> Result<i64> {
+    /// revision and how many overrides went with it. Admin.
+    pub async fn delete(&self, p: &Principal, id: &str, expected: i64) -> Result<(i64, usize)> {
         p.require_admin()?;
         let id = TenantId::parse(id, "tenant_id")?;
-        let committed = self.tenants.delete(&id, expected).await?;
+        let (committed, overrides) = self.tenants.delete(&id, expected).await?;
         self.announce.committed(&committed).await;
-        Ok(committed.revision)
+        Ok((committed.revision, overrides))
     }
 
     /// Resolves `key` for the caller. A gating token may not resolve. For a

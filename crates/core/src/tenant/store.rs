@@ -276,10 +276,17 @@ pub(super) async fn update(
     Ok((t, committed))
 }
 
-pub(super) async fn delete(store: &Store, id: &str, expected_revision: i64) -> Result<Committed> {
+/// Deletes a tenant; returns the change and how many of its overrides went
+/// with it.
+pub(super) async fn delete(
+    store: &Store,
+    id: &str,
+    expected_revision: i64,
+) -> Result<(Committed, usize)> {
     let mut w = store.begin_write().await?;
     current(&mut w, id, expected_revision).await?;
     let restored = crate::flag::store::take_overrides_of(&mut w, id).await?;
+    let overrides = restored.len();
     sqlx::query("DELETE FROM tenant_patterns WHERE tenant_id = $1")
         .bind(id)
         .execute(&mut *w.tx)
@@ -289,11 +296,13 @@ pub(super) async fn delete(store: &Store, id: &str, expected_revision: i64) -> R
         .execute(&mut *w.tx)
         .await?;
     bump_generation(&mut w).await?;
-    w.commit_change(Change::TenantDelete {
-        tenant: id.to_owned(),
-        restored,
-    })
-    .await
+    let committed = w
+        .commit_change(Change::TenantDelete {
+            tenant: id.to_owned(),
+            restored,
+        })
+        .await?;
+    Ok((committed, overrides))
 }
 
 /// Records this transaction's revision as the last tenant change.

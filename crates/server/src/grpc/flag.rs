@@ -232,7 +232,9 @@ fn flag_type_from_proto(t: i32) -> Input<Option<flag::FlagType>> {
         Err(_) => {
             return Err(Error::invalid_argument(
                 "flag.type",
-                format!("unknown type {t}"),
+                format!(
+                    "unknown type {t}; the types are FLAG_TYPE_BOOL (1), FLAG_TYPE_NUMBER (2), FLAG_TYPE_STRING (3), FLAG_TYPE_LIST (4) and FLAG_TYPE_OBJECT (5)"
+                ),
             ));
         }
     }))

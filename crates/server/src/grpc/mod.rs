@@ -9,6 +9,7 @@ pub mod frames;
 pub mod gating;
 pub mod status;
 pub mod tenant;
+pub mod token;
 
 use switchyard_core::auth::Principal;
 

@@ -122,11 +122,15 @@ impl tenant_service_server::TenantService for TenantApi {
         req: Request<DeleteTenantRequest>,
     ) -> Result<Response<DeleteTenantResponse>, Status> {
         let r = req.get_ref();
-        self.tenants
+        let (revision, overrides) = self
+            .tenants
             .delete(principal(&req)?, &r.tenant_id, r.expected_revision)
             .await
             .or_status()?;
-        Ok(Response::new(DeleteTenantResponse {}))
+        Ok(Response::new(DeleteTenantResponse {
+            revision,
+            deleted_overrides: i32::try_from(overrides).unwrap_or(i32::MAX),
+        }))
     }
 
     async fn resolve_tenant(

@@ -219,8 +219,14 @@ fn request_span(req: &Request, grpc: bool, rpc: &'static Rpc) -> Span {
                 "request",
                 rpc = rpc.name,
                 trace_id = %trace_id,
+                enduser.id = Empty,
             ),
-            None => tracing::info_span!(target: UNSAMPLED_TARGET, "request", rpc = rpc.name),
+            None => tracing::info_span!(
+                target: UNSAMPLED_TARGET,
+                "request",
+                rpc = rpc.name,
+                enduser.id = Empty,
+            ),
         };
     }
     let span = tracing::info_span!(
@@ -236,6 +242,7 @@ fn request_span(req: &Request, grpc: bool, rpc: &'static Rpc) -> Span {
         http.request.method = %req.method(),
         url.path = %req.uri().path(),
         trace_id = Empty,
+        enduser.id = Empty,
     );
     let _ = span.set_parent(parent);
     let trace_id = {

@@ -56,14 +56,47 @@ pub(super) fn build_request(
     }
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(Json::Object(obj), &mut track);
-    DynamicMessage::deserialize_with_options(input, de, &DeserializeOptions::new()).map_err(|e| {
-        let at = track.path().to_string();
-        if at.is_empty() || at == "." {
-            Refusal::invalid(e.to_string())
-        } else {
-            Refusal::invalid(format!("{at}: {e}"))
+    DynamicMessage::deserialize_with_options(input.clone(), de, &DeserializeOptions::new()).map_err(
+        |e| {
+            let at = track.path().to_string();
+            if at.is_empty() || at == "." {
+                Refusal::invalid(e.to_string())
+            } else {
+                Refusal::invalid(format!("{at}: {e}{}", enum_values(&input, &at)))
+            }
+        },
+    )
+}
+
+/// When the field at `path` (JSON names, `a.b[0].c`) is an enum, its values
+/// as a sentence to add to a refusal (`; the values are A, B`); else nothing.
+fn enum_values(input: &MessageDescriptor, path: &str) -> String {
+    let mut desc = input.clone();
+    let mut field = None;
+    for part in path.split('.') {
+        let name = part.split('[').next().unwrap_or(part);
+        let Some(f) = desc
+            .fields()
+            .find(|f| f.json_name() == name || f.name() == name)
+        else {
+            return String::new();
+        };
+        if let Kind::Message(m) = f.kind() {
+            desc = m;
         }
-    })
+        field = Some(f);
+    }
+    match field.map(|f| f.kind()) {
+        Some(Kind::Enum(e)) => {
+            let names: Vec<String> = e
+                .values()
+                .filter(|v| v.number() != 0)
+                .map(|v| v.name().to_owned())
+                .collect();
+            format!("; the values are {}", names.join(", "))
+        }
+        _ => String::new(),
+    }
 }
 
 /// grpc-gateway's PATCH: when the request has an `update_mask` and the query
@@ -166,8 +199,23 @@ fn parse_body(body: &Bytes) -> Result<Json, Refusal> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Refusal::invalid("a JSON body is required"));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| Refusal::invalid(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        // A bare word (`yes`, `on`, `blue`): most likely a string value
+        // sent unquoted.
+        let text = String::from_utf8_lossy(body);
+        let word = text.trim();
+        let hint = if !word.is_empty()
+            && word.len() <= 64
+            && word
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            format!("; a string is quoted JSON: send \"{word}\" (with the quotes)")
+        } else {
+            String::new()
+        };
+        Refusal::invalid(format!("the body is not valid JSON: {e}{hint}"))
+    })
 }
 
 /// Returns the key under which `field` appears in a JSON object: its JSON
