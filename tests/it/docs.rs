@@ -28,8 +28,9 @@
 //! `127.0.0.1:50051` means in them) and B (`127.0.0.1:50052`), each on its own
 //! SQLite file; `127.0.0.1:50053` and `:50054` are free ports for the servers
 //! examples start themselves, and the documented PostgreSQL database is a
-//! fresh one. `$TOKEN` is A's (and B's) admin token, `$GATING_TOKEN` a gating
-//! one. Each block runs in a scratch directory holding links to the
+//! fresh one. `$TOKEN` is A's (and B's) admin token, and nothing else is defined:
+//! a block defines what it uses (a block may say what it prints, with a
+//! comment `prints: X`). Each block runs in a scratch directory holding links to the
 //! repository's top-level entries, in its own process group, killed after.
 
 use std::{
@@ -176,8 +177,7 @@ fn run(block: &Block, env: &BTreeMap<String, String>, dir: &Path) -> Result<Stri
         "python" => {
             let py = Path::new(ROOT).join("tests/openfeature/.venv/bin/python");
             let file = dir.join("example.py");
-            let code = format!("import os\nTOKEN = os.environ['TOKEN']\n{}", block.code);
-            std::fs::write(&file, code).unwrap();
+            std::fs::write(&file, &block.code).unwrap();
             let mut c = Command::new(py);
             c.arg(file);
             c
@@ -188,8 +188,7 @@ fn run(block: &Block, env: &BTreeMap<String, String>, dir: &Path) -> Result<Stri
                 "tests/openfeature-js/.example-{}.mjs",
                 std::process::id()
             ));
-            let code = format!("const TOKEN = process.env.TOKEN;\n{}", block.code);
-            std::fs::write(&file, code).unwrap();
+            std::fs::write(&file, &block.code).unwrap();
             let mut c = Command::new("node");
             c.arg(file);
             c
@@ -266,9 +265,28 @@ fn run(block: &Block, env: &BTreeMap<String, String>, dir: &Path) -> Result<Stri
         (Mode::Stream, Some(s)) if !s.success() => Err(format!("{s}\n{}", shown())),
         (Mode::Stream, _) if out.trim().is_empty() => Err(format!("no output\n{}", shown())),
         (Mode::Stream, _) => Ok(out),
-        (Mode::Exit(n), Some(s)) if s.code() == Some(*n) => Ok(out),
+        (Mode::Exit(n), Some(s)) if s.code() == Some(*n) => match unprinted(&block.code, &out) {
+            Some(missing) => Err(format!(
+                "the block says it prints {missing:?}, and it did not\n{}",
+                shown()
+            )),
+            None => Ok(out),
+        },
         (Mode::Exit(n), s) => Err(format!("expected exit {n}, got {s:?}\n{}", shown())),
     }
+}
+
+/// What a block's code says it prints (a comment `prints: X` at the end of
+/// a line, `#` or `//`) and its output lacks, if anything.
+fn unprinted(code: &str, out: &str) -> Option<String> {
+    code.lines()
+        .filter_map(|l| {
+            let (_, comment) = l
+                .rsplit_once("# prints: ")
+                .or_else(|| l.rsplit_once("// prints: "))?;
+            Some(comment.trim().to_owned())
+        })
+        .find(|expected| !out.contains(expected.as_str()))
 }
 
 /// The Debian packages some examples run, by the command they provide; the
@@ -403,7 +421,6 @@ async fn every_example_in_the_docs_runs() {
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         env.insert("PATH".into(), path.clone());
         env.insert("TOKEN".into(), ADMIN.into());
-        env.insert("GATING_TOKEN".into(), GATING.into());
         env.insert(
             "CARGO_TARGET_DIR".into(),
             Path::new(ROOT).join("target").display().to_string(),

@@ -396,6 +396,53 @@ pub fn canary_markdown(r: &CanaryReport, history: &[GateRun], note: Option<&str>
 
 #[cfg(test)]
 mod tests {
+    /// The JSON blocks of `docs/reports.md`, in order.
+    fn documented() -> Vec<serde_json::Value> {
+        let text = include_str!("../../../docs/reports.md");
+        text.split("```json\n")
+            .skip(1)
+            .map(|block| {
+                let json = block.split("\n```").next().unwrap_or_default();
+                serde_json::from_str(json).expect("a documented report is JSON")
+            })
+            .collect()
+    }
+
+    /// `v` with every number as a float (`30` and `30.0` are one value).
+    fn floats(v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::Number(n) => n.as_f64().map_or(Value::Null, Value::from),
+            Value::Array(a) => Value::Array(a.into_iter().map(floats).collect()),
+            Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, floats(v))).collect()),
+            other => other,
+        }
+    }
+
+    /// Each documented report reads as its message (no field the message
+    /// does not have) and is written back, as the commands write their
+    /// files, exactly as documented (no field missing).
+    #[test]
+    fn the_documented_reports_are_the_real_shapes() {
+        let docs = documented();
+        let names = ["switchyard.v1.SmokeSummary", "switchyard.v1.CanaryReport"];
+        assert_eq!(
+            docs.len(),
+            names.len(),
+            "a smoke summary and a canary report"
+        );
+        let pool = prost_reflect::DescriptorPool::decode(switchyard_api::FILE_DESCRIPTOR_SET)
+            .expect("the descriptors");
+        for (doc, name) in docs.into_iter().zip(names) {
+            let desc = pool.get_message_by_name(name).expect(name);
+            let message = prost_reflect::DynamicMessage::deserialize(desc, doc.clone())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let written = switchyard_server::rest::message_json(name, &message).unwrap();
+            let written: serde_json::Value = serde_json::from_str(&written).unwrap();
+            assert_eq!(floats(written), floats(doc), "{name}");
+        }
+    }
+
     use super::*;
 
     /// An overspent budget shows what Prometheus answered, not a clamped
