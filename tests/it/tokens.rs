@@ -272,6 +272,26 @@ async fn named_tokens_hold_on_every_replica_and_outlive_a_restart(backend: Backe
         "{}",
         err(&not_admin)
     );
+    let reserved = token_cli(
+        dir.path(),
+        &[
+            "create",
+            "--target",
+            &b.addr(),
+            "--name",
+            "admin_token",
+            "--scope",
+            "admin",
+        ],
+        &admin,
+        &db.url,
+    );
+    assert_eq!(reserved.status.code(), Some(1));
+    assert!(
+        err(&reserved).contains("\"admin_token\" is reserved"),
+        "{}",
+        err(&reserved)
+    );
     let unknown = token_cli(
         dir.path(),
         &["revoke", "nobody", "--target", &b.addr()],
@@ -341,4 +361,17 @@ async fn named_tokens_hold_on_every_replica_and_outlive_a_restart(backend: Backe
     );
     assert_eq!(again.status.code(), Some(1));
     assert!(err(&again).contains("already exists"), "{}", err(&again));
+    // A database that is not there is not made: a mistyped path is refused.
+    if backend == Backend::Sqlite {
+        let missing = format!("sqlite://{}/nowhere.db", dir.path().display());
+        let o = token_cli(
+            dir.path(),
+            &["create", "--direct", "--name", "x", "--scope", "admin"],
+            "",
+            &missing,
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+        assert!(err(&o).contains("no SQLite database at"), "{}", err(&o));
+        assert!(!dir.path().join("nowhere.db").exists());
+    }
 }

@@ -45,7 +45,7 @@ pub struct CreateArgs {
     /// configuration (`--database-url`, `SWITCHYARD_DATABASE_URL`,
     /// `--config`), with no server and no token: for the first admin token
     /// when it is lost.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["target", "token"])]
     pub direct: bool,
     /// With --direct: the database [env: SWITCHYARD_DATABASE_URL; default
     /// sqlite://switchyard.db].
@@ -117,16 +117,23 @@ pub async fn token(cmd: TokenCommand, env: &Environment) -> u8 {
     }
 }
 
-/// `token create --direct`: writes the token into the database at
-/// `database_url` (whose schema must be migrated); returns the exit code.
+/// `token create --direct`: writes the token into the existing, migrated
+/// database at `database_url` (a SQLite file is never created: a mistyped
+/// path is refused, not a new database); returns the exit code.
 pub async fn create_direct(args: CreateArgs, database_url: &str) -> u8 {
+    if let Some(path) = database_url.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or(path);
+        if !std::path::Path::new(path).is_file() {
+            eprintln!(
+                "switchyard: no SQLite database at {path:?}: give the server's (--database-url, SWITCHYARD_DATABASE_URL or --config)"
+            );
+            return EXIT_USAGE;
+        }
+    }
     let made = async {
         let store = switchyard_core::store::Store::connect(database_url).await?;
-        let made = match store.backend() {
-            switchyard_core::store::Backend::Sqlite => store.migrate().await,
-            switchyard_core::store::Backend::Postgres => store.check_schema().await,
-        };
-        let made = match made {
+        let made = match store.check_schema().await {
             Ok(()) => {
                 tokens::insert(
                     &store,

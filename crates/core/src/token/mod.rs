@@ -51,9 +51,25 @@ pub struct TokenInfo {
     pub expires_at_us: Option<i64>,
 }
 
+/// Names a stored token may not take: the callers configured tokens and
+/// flagd's anonymous calls are known by, and the creators `created_by`
+/// names, so that a name always means one caller.
+pub const RESERVED_NAMES: [&str; 4] = [
+    "admin_token",
+    crate::auth::FLAGD_ANONYMOUS_CALLER,
+    BOOTSTRAP_CREATOR,
+    DIRECT_CREATOR,
+];
+
 /// Checks a token's name: 1 to 63 characters of `a-z`, `0-9`, `-`, `_` and
-/// `.`, starting with a letter or digit.
+/// `.`, starting with a letter or digit, and not one of [`RESERVED_NAMES`].
 pub fn check_name(name: &str) -> Result<()> {
+    if RESERVED_NAMES.contains(&name) {
+        return Err(Error::invalid_argument(
+            "name",
+            format!("{name:?} is reserved (it names a configured caller or a token's creator)"),
+        ));
+    }
     let ok = (1..=63).contains(&name.len())
         && name
             .bytes()
@@ -164,6 +180,7 @@ async fn load(store: &Store) -> Result<Vec<StoredToken>> {
             continue;
         };
         let Ok(digest) = <[u8; 32]>::try_from(digest.as_slice()) else {
+            tracing::warn!(token = %name, "a stored token's digest is not 32 bytes; it is not accepted");
             continue;
         };
         tokens.push(StoredToken::new(
@@ -192,6 +209,10 @@ fn info(row: &sqlx::any::AnyRow) -> Result<TokenInfo> {
 pub struct TokenService {
     store: Store,
     auth: Arc<Authenticator>,
+    /// Held from a reload's read to its store, so that a reload that read
+    /// the table before a write cannot put back what the write changed
+    /// after the write's own reload.
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -203,7 +224,11 @@ impl std::fmt::Debug for TokenService {
 impl TokenService {
     /// The service over `store`, reloading into `auth`.
     pub fn new(store: Store, auth: Arc<Authenticator>) -> TokenService {
-        TokenService { store, auth }
+        TokenService {
+            store,
+            auth,
+            reloading: Arc::default(),
+        }
     }
 
     /// Makes a token; returns it and its secret.
@@ -218,7 +243,7 @@ impl TokenService {
         check_name(name)?;
         let scope = Scope::parse(scope).map_err(|e| Error::invalid_argument("scope", e))?;
         let made = insert(&self.store, name, scope, caller.caller(), lifetime).await?;
-        self.reload().await?;
+        self.reload_after_write().await;
         Ok(made)
     }
 
@@ -251,12 +276,23 @@ impl TokenService {
         if gone.rows_affected() == 0 {
             return Err(Error::not_found(format!("token {name:?}")));
         }
-        self.reload().await
+        self.reload_after_write().await;
+        Ok(())
     }
 
     /// Puts the stored tokens in the authenticator.
     pub async fn reload(&self) -> Result<()> {
+        let _one_at_a_time = self.reloading.lock().await;
         self.auth.replace_stored(load(&self.store).await?);
         Ok(())
+    }
+
+    /// A reload after a committed write: its failure is logged, not
+    /// answered (the write is done, and the secret of a new token must reach
+    /// its caller); the next periodic reload catches up.
+    async fn reload_after_write(&self) {
+        if let Err(e) = self.reload().await {
+            tracing::warn!(error = %e, "reloading the stored tokens after a write failed; the next reload catches up");
+        }
     }
 }
