@@ -83,6 +83,23 @@ async fn user_service(delay: Duration) -> UserService {
     UserService { addr, seen }
 }
 
+/// A short run judged by the Switchyard at `gating`: 100 calls/s for 2 s,
+/// no warm-up, at least 10 calls.
+fn short_run(gating: &str) -> [&str; 10] {
+    [
+        "--gating",
+        gating,
+        "--rate",
+        "100",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0",
+        "--min-requests",
+        "10",
+    ]
+}
+
 /// Runs the CLI off the runtime (the user's service is served on it).
 async fn cli_off_runtime(dir: &Path, args: &[&str]) -> Output {
     let dir = dir.to_path_buf();
@@ -107,18 +124,8 @@ async fn smoke_and_canary_drive_the_users_own_http_service() {
     let gating = Running::start(&[]);
     let service = user_service(Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
-    let common = [
-        "--gating",
-        &gating.addr(),
-        "--rate",
-        "100",
-        "--duration",
-        "2s",
-        "--warmup",
-        "0",
-        "--min-requests",
-        "10",
-    ];
+    let gating_addr = gating.addr();
+    let common = short_run(&gating_addr);
     let mut args = vec![
         "smoke",
         "--target",
@@ -455,18 +462,8 @@ async fn smoke_and_canary_drive_the_users_own_grpc_service() {
     let dir = tempfile::tempdir().unwrap();
     let health = format!("GET {}/health", web.addr);
     let order = r#"{"sku": "a", "quantity": 2, "at": "2026-12-07T00:00:00Z"}"#;
-    let common = [
-        "--gating",
-        &gating.addr(),
-        "--rate",
-        "100",
-        "--duration",
-        "2s",
-        "--warmup",
-        "0",
-        "--min-requests",
-        "10",
-    ];
+    let gating_addr = gating.addr();
+    let common = short_run(&gating_addr);
     let mut args = vec![
         "smoke",
         "--target",
