@@ -14,6 +14,7 @@ mod cli;
 mod docs;
 mod foundation;
 mod tenants;
+mod tls;
 mod tokens;
 mod watch;
 

@@ -22,14 +22,14 @@
 //! # let _ = reply; Ok(()) }
 //! ```
 
-use std::{fmt, future::Future, time::Duration};
+use std::{fmt, future::Future, path::Path, sync::Arc, time::Duration};
 
 use crate::health::health_client::HealthClient;
 use tonic::{
     Code, Status,
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
 use crate::v1::{
@@ -49,6 +49,8 @@ pub enum ClientError {
     BadToken,
     /// The server did not accept a connection.
     Connect(String),
+    /// The TLS settings cannot be used (a file, or TLS to an `http://` address).
+    Tls(String),
     /// A call failed.
     Call(Status),
 }
@@ -61,7 +63,23 @@ impl fmt::Display for ClientError {
                 f.write_str("the token contains characters a header cannot carry")
             }
             ClientError::Connect(e) => write!(f, "cannot connect: {e}"),
-            ClientError::Call(s) => write!(f, "{}: {}", s.code(), s.message()),
+            ClientError::Tls(e) => f.write_str(e),
+            ClientError::Call(s) => {
+                write!(f, "{}: {}", s.code(), s.message())?;
+                // A transport failure (a TLS alert, a reset) says why in
+                // its causes.
+                match std::error::Error::source(s) {
+                    Some(cause) => {
+                        let chain = with_tls_hint(error_chain(cause));
+                        if s.message().contains(&chain) {
+                            Ok(())
+                        } else {
+                            write!(f, ": {chain}")
+                        }
+                    }
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -89,14 +107,261 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     line
 }
 
-/// Returns the endpoint of `target`: `host:port` (plain HTTP/2) or a URL.
+/// `error` with what to do when TLS is why the connection failed.
+fn with_tls_hint(error: String) -> String {
+    let hint = if error.contains("invalid peer certificate") {
+        "the server's certificate does not come from a CA trusted here, or does not name the \
+         address: give its CA certificate (--ca-cert), and an address its certificate names"
+    } else if error.contains("CertificateRequired") {
+        "the server asks for a client certificate (--client-cert, --client-key)"
+    } else if error.contains("BadCertificate") || error.contains("UnknownCA") {
+        "the server refused the client certificate: it does not come from the server's \
+         tls_client_ca"
+    } else {
+        return error;
+    };
+    format!("{error} ({hint})")
+}
+
+/// Returns the endpoint of `target`: `host:port` (plain HTTP/2) or a URL
+/// (`https://` with the system's CAs).
 pub fn endpoint(target: &str) -> Result<Endpoint, ClientError> {
-    let url = if target.starts_with("http://") || target.starts_with("https://") {
+    endpoint_with(target, &TlsOptions::default())
+}
+
+/// Returns the endpoint of `target` with `tls` for an `https://` URL; TLS
+/// options with a plain address are refused (they would be ignored).
+pub fn endpoint_with(target: &str, tls: &TlsOptions) -> Result<Endpoint, ClientError> {
+    let https = target.starts_with("https://");
+    let url = if target.starts_with("http://") || https {
         target.to_owned()
     } else {
         format!("http://{target}")
     };
-    Endpoint::from_shared(url).map_err(|_| ClientError::BadAddress(target.to_owned()))
+    let endpoint =
+        Endpoint::from_shared(url).map_err(|_| ClientError::BadAddress(target.to_owned()))?;
+    if !https {
+        if tls.is_set() {
+            return Err(ClientError::Tls(format!(
+                "{target}: a CA or client certificate is given, so the server speaks TLS: \
+                 write the address as https://{}",
+                target.trim_start_matches("http://")
+            )));
+        }
+        return Ok(endpoint);
+    }
+    endpoint
+        .tls_config(tls.grpc())
+        .map_err(|e| ClientError::Tls(format!("{target}: {}", error_chain(&e))))
+}
+
+/// Makes one TLS connection to `target` (an `https://` URL; anything else
+/// passes) and reads the server's first HTTP/2 frame, so that a server that
+/// asks for a client certificate and gets none, or refuses the one sent, is
+/// said plainly before any call: with TLS 1.3 a client learns it only after
+/// its handshake, and a call then fails as a closed connection. Other
+/// failures are left to the connection itself, which says them.
+pub async fn check_tls(target: &str, tls: &TlsOptions) -> Result<(), ClientError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(uri) = target.parse::<http::Uri>() else {
+        return Ok(());
+    };
+    let (Some("https"), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        return Ok(());
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(443);
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut config = tls.rustls()?;
+    config.client_auth_cert_resolver = Arc::new(AskedFor {
+        inner: config.client_auth_cert_resolver.clone(),
+        asked: asked.clone(),
+    });
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let Ok(name) = rustls::pki_types::ServerName::try_from(host.clone()) else {
+        return Ok(());
+    };
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        let mut stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await?;
+        // The client preface and an empty SETTINGS frame; the server
+        // answers with its SETTINGS, or with the alert.
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await?;
+        let mut frame = [0u8; 9];
+        stream.read(&mut frame).await
+    };
+    let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), attempt).await else {
+        return Ok(());
+    };
+    if !asked.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    Err(ClientError::Tls(if tls.identity_pem.is_none() {
+        format!(
+            "{target}: the server asks for a client certificate (--client-cert, --client-key): {e}"
+        )
+    } else {
+        format!(
+            "{target}: the server refused the client certificate (it does not come from the \
+             server's tls_client_ca?): {e}"
+        )
+    }))
+}
+
+/// Passes the server's request for a client certificate on, and notes it.
+#[derive(Debug)]
+struct AskedFor {
+    inner: Arc<dyn rustls::client::ResolvesClientCert>,
+    asked: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl rustls::client::ResolvesClientCert for AskedFor {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.asked.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.inner.resolve(root_hint_subjects, sigschemes)
+    }
+
+    fn has_certs(&self) -> bool {
+        self.inner.has_certs()
+    }
+}
+
+/// The cryptography of every TLS connection, the server's and the clients':
+/// *ring*'s. (rustls now prefers aws-lc-rs, for its post-quantum key
+/// exchange; it is a C library whose build would add minutes to a fresh
+/// clone's first build. TLS 1.3 with X25519 is what *ring* negotiates.)
+#[allow(deprecated)]
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// How `https://` servers are reached: the CAs their certificates must come
+/// from (the system's when none are given) and the client certificate sent
+/// to a server that asks for one.
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    ca_pem: Option<Vec<u8>>,
+    identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsOptions {
+    /// Reads the PEM files given: the CA certificates, and a client
+    /// certificate with its key (both or neither).
+    pub fn from_files(
+        ca_cert: Option<&Path>,
+        client_cert: Option<&Path>,
+        client_key: Option<&Path>,
+    ) -> Result<TlsOptions, ClientError> {
+        let read = |path: &Path, what: &str| {
+            let bytes = std::fs::read(path)
+                .map_err(|e| ClientError::Tls(format!("{}: {e}", path.display())))?;
+            if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
+                return Err(ClientError::Tls(format!(
+                    "{}: not PEM (a {what} block is expected)",
+                    path.display()
+                )));
+            }
+            Ok(bytes)
+        };
+        let ca_pem = ca_cert.map(|p| read(p, "CERTIFICATE")).transpose()?;
+        let identity_pem = match (client_cert, client_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                Some((read(cert, "CERTIFICATE")?, read(key, "PRIVATE KEY")?))
+            }
+            _ => {
+                return Err(ClientError::Tls(
+                    "a client certificate needs its key, and a key its certificate".into(),
+                ));
+            }
+        };
+        let options = TlsOptions {
+            ca_pem,
+            identity_pem,
+        };
+        // Read through once here, so a bad file is said before any call.
+        options.rustls()?;
+        Ok(options)
+    }
+
+    /// Whether anything is set (beyond the system's CAs).
+    pub fn is_set(&self) -> bool {
+        self.ca_pem.is_some() || self.identity_pem.is_some()
+    }
+
+    /// tonic's TLS settings (HTTP/2 offered by ALPN).
+    fn grpc(&self) -> ClientTlsConfig {
+        let mut config = ClientTlsConfig::new();
+        config = match &self.ca_pem {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(ca)),
+            None => config.with_native_roots(),
+        };
+        if let Some((cert, key)) = &self.identity_pem {
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        config
+    }
+
+    /// rustls's client settings, for HTTP clients other than tonic's (which
+    /// set the ALPN protocols they speak themselves).
+    pub fn rustls(&self) -> Result<rustls::ClientConfig, ClientError> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let bad = |what: &str, e: &dyn fmt::Display| ClientError::Tls(format!("{what}: {e}"));
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_pem {
+            Some(pem) => {
+                for cert in CertificateDer::pem_slice_iter(pem) {
+                    let cert = cert.map_err(|e| bad("the CA certificates", &e))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| bad("the CA certificates", &e))?;
+                }
+                if roots.is_empty() {
+                    return Err(ClientError::Tls(
+                        "the CA file holds no CERTIFICATE block".into(),
+                    ));
+                }
+            }
+            None => {
+                let native = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(native.certs);
+            }
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(crypto_provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad("TLS", &e))?
+            .with_root_certificates(roots);
+        let config = match &self.identity_pem {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad("the client certificate", &e))?;
+                if chain.is_empty() {
+                    return Err(ClientError::Tls(
+                        "the client certificate file holds no CERTIFICATE block".into(),
+                    ));
+                }
+                let key =
+                    PrivateKeyDer::from_pem_slice(key).map_err(|e| bad("the client key", &e))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| bad("the client certificate and key", &e))?
+            }
+        };
+        Ok(config)
+    }
 }
 
 /// Adds `authorization: Bearer <token>` to every call (nothing when empty).
@@ -165,7 +430,7 @@ impl Client {
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| ClientError::Connect(error_chain(&e)))?;
+            .map_err(|e| ClientError::Connect(with_tls_hint(error_chain(&e))))?;
         Ok(Client { channel, bearer })
     }
 

@@ -22,7 +22,7 @@ use crate::{
         self, Call, Expect, HttpCall, Mix, OwnCalls, PhaseResult, Shape, Side, Stop, Subjects,
     },
 };
-use switchyard_api::client::{Client, ClientError, Retry, endpoint};
+use switchyard_api::client::{Client, ClientError, Retry, TlsOptions, check_tls, endpoint_with};
 use switchyard_api::v1::{
     self as pb, CompareCanaryRequest, CreateFlagRequest, CreateTenantRequest, EvaluateSmokeRequest,
     Flag, FlagType, GateRun, GetSmokeThresholdRequest, ListGateRunsRequest, Tenant,
@@ -89,6 +89,36 @@ pub struct RunArgs {
     /// Rows of the history table (the last runs of the same target).
     #[arg(long, default_value = "10", value_parser = clap::value_parser!(u16).range(0..=1000))]
     pub history: u16,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// How `https://` servers are reached (every client command takes these).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// The CA certificates (PEM) an https:// server's certificate must come
+    /// from [default: the system's].
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// A client certificate (PEM), for a server that asks for one
+    /// (tls_client_ca); with --client-key.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The files read; a file that cannot be used is said here.
+    pub fn options(&self) -> Result<TlsOptions, String> {
+        TlsOptions::from_files(
+            self.ca_cert.as_deref(),
+            self.client_cert.as_deref(),
+            self.client_key.as_deref(),
+        )
+        .map_err(|e| e.to_string())
+    }
 }
 
 /// The traffic options `smoke` and `canary` share.
@@ -169,7 +199,7 @@ pub struct TrafficArgs {
 /// `switchyard smoke`.
 #[derive(Debug, Clone, Args)]
 pub struct SmokeArgs {
-    /// The server under test (`host:port` or `http://host:port`).
+    /// The server under test (`host:port`, `http://host:port` or `https://host:port`).
     #[arg(long, value_name = "ADDR", required = true)]
     pub target: Option<String>,
     /// The GatingService that sets the threshold and keeps the verdict
@@ -196,7 +226,7 @@ pub struct SmokeArgs {
 /// `switchyard canary`.
 #[derive(Debug, Clone, Args)]
 pub struct CanaryArgs {
-    /// The baseline (`host:port` or `http://host:port`).
+    /// The baseline (`host:port`, `http://host:port` or `https://host:port`).
     #[arg(long, value_name = "ADDR", required = true)]
     pub baseline: Option<String>,
     /// The canary.
@@ -515,10 +545,15 @@ async fn connect_side(
         own: own.clone(),
     };
     let switchyard = mix(t).calls().iter().any(|c| c.is_switchyard());
+    let tls = t.run.tls.options().map_err(Usage)?;
+    check_tls(address, &tls)
+        .await
+        .map_err(|e| Usage(e.to_string()))?;
     let side = Side::connect(
         label,
         address,
         &t.run.token,
+        &tls,
         t.connections.into(),
         subjects,
         switchyard,
@@ -533,8 +568,13 @@ async fn connect_side(
     Ok(Arc::new(side))
 }
 
-pub(crate) async fn connect_gating(address: &str, token: &str) -> Run<Client> {
-    let endpoint = endpoint(address)
+pub(crate) async fn connect_gating(address: &str, run: &RunArgs) -> Run<Client> {
+    let tls = run.tls.options().map_err(Usage)?;
+    check_tls(address, &tls)
+        .await
+        .map_err(|e| Usage(e.to_string()))?;
+    let token = &run.token;
+    let endpoint = endpoint_with(address, &tls)
         .map_err(|e| Usage(e.to_string()))?
         .connect_timeout(Duration::from_secs(5));
     Client::connect_to(endpoint, token)
@@ -791,7 +831,7 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
     }
     let side = connect_side("target", &target, t, &own).await?;
     let gating = match &args.gating {
-        Some(addr) => connect_gating(addr, &t.run.token).await?,
+        Some(addr) => connect_gating(addr, &t.run).await?,
         None => side.client().clone(),
     };
     if t.setup && mix(t).calls().iter().any(|c| c.is_switchyard()) {
@@ -1056,7 +1096,7 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
     let baseline = connect_side("baseline", &baseline_addr, t, &own).await?;
     let canary = connect_side("canary", &canary_addr, t, &own).await?;
     let gating = match &args.gating {
-        Some(addr) => Some(connect_gating(addr, &t.run.token).await?),
+        Some(addr) => Some(connect_gating(addr, &t.run).await?),
         None => None,
     };
     if t.setup && mix(t).calls().iter().any(|c| c.is_switchyard()) {

@@ -9,12 +9,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use switchyard_api::{
-    client::{Client, ClientError, endpoint},
+    client::{Client, ClientError, check_tls, endpoint_with},
     v1::{ExportFlagsRequest, ImportFlagsRequest},
 };
 use switchyard_server::grpc::flag::from_struct;
 
-use crate::commands::{EXIT_USAGE, Environment};
+use crate::commands::{EXIT_USAGE, Environment, TlsArgs};
 
 /// What `flags` does.
 #[derive(Debug, Clone, Subcommand)]
@@ -29,12 +29,14 @@ pub enum FlagsCommand {
 /// Where the server is and who calls it.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The server (`host:port` or `http://host:port`).
+    /// The server (`host:port`, `http://host:port` or `https://host:port`).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051")]
     pub target: String,
     /// An admin token [default: $SWITCHYARD_TOKEN].
     #[arg(long, default_value = "", hide_default_value = true)]
     pub token: String,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// `switchyard flags import`.
@@ -78,7 +80,11 @@ pub(crate) async fn connect(c: &ClientArgs, env: &Environment) -> Result<Client,
     } else {
         c.token.clone()
     };
-    let endpoint = endpoint(&c.target)
+    let tls = c.tls.options().map_err(|e| (EXIT_USAGE, e))?;
+    check_tls(&c.target, &tls)
+        .await
+        .map_err(|e| (EXIT_USAGE, e.to_string()))?;
+    let endpoint = endpoint_with(&c.target, &tls)
         .map_err(|e| (EXIT_USAGE, e.to_string()))?
         .connect_timeout(std::time::Duration::from_secs(5));
     Client::connect_to(endpoint, &token)

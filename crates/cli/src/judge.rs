@@ -126,7 +126,7 @@ async fn run(args: JudgeArgs, env: &Environment) -> Run<u8> {
             let addr = args.gating.as_deref().ok_or_else(|| {
                 Usage("--gating ADDR is required to judge a smoke run (it sets the threshold and keeps the verdict)".into())
             })?;
-            let gating = connect_gating(addr, &args.run.token).await?;
+            let gating = connect_gating(addr, &args.run).await?;
             let threshold = smoke_threshold(&gating, &args.slo, args.run.token.is_empty()).await?;
             say(
                 "judge",
@@ -184,7 +184,7 @@ async fn run(args: JudgeArgs, env: &Environment) -> Run<u8> {
             switchyard_core::gating::judge::validate_rules("policy", &rules.resolve())
                 .map_err(|e| Usage(format!("canary rules: {}", e.message())))?;
             let gating = match &args.gating {
-                Some(addr) => Some(connect_gating(addr, &args.run.token).await?),
+                Some(addr) => Some(connect_gating(addr, &args.run).await?),
                 None => None,
             };
             say(

@@ -32,7 +32,7 @@ use hyper_util::{
 use tonic::{Code, Request, Status};
 
 use crate::reflection::{self, GrpcCall};
-use switchyard_api::client::{Client, ClientError, endpoint};
+use switchyard_api::client::{Client, ClientError, TlsOptions, endpoint_with};
 use switchyard_api::v1::{EvaluateFlagRequest, ListFlagsRequest, ResolveTenantRequest};
 use switchyard_core::gating::report::{LatencyMs, TrafficStats};
 
@@ -150,7 +150,7 @@ impl Call {
 pub struct HttpCall {
     /// The method.
     pub method: http::Method,
-    /// A path (`/health`: on each server under test) or an `http://` URL.
+    /// A path (`/health`: on each server under test) or an `http(s)://` URL.
     pub url: String,
     /// Headers sent (`--header`); Switchyard's token is never sent.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
@@ -178,14 +178,9 @@ impl HttpCall {
         let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("--http {s:?}: {method:?} is not an HTTP method"))?;
         let url = url.trim();
-        if url.starts_with("https://") {
+        if !(url.starts_with('/') || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(format!(
-                "--http {s:?}: https is not supported by the traffic generator yet; use http://"
-            ));
-        }
-        if !(url.starts_with('/') || url.starts_with("http://")) {
-            return Err(format!(
-                "--http {s:?}: the URL is a path (/health, on each server under test) or an http:// URL"
+                "--http {s:?}: the URL is a path (/health, on each server under test) or an http:// or https:// URL"
             ));
         }
         url.parse::<http::Uri>()
@@ -199,7 +194,7 @@ impl HttpCall {
         })
     }
 
-    /// The URL on the server at `base` (`http://host:port`).
+    /// The URL on the server at `base` (`http(s)://host:port`).
     fn uri(&self, base: &str) -> Result<http::Uri, String> {
         let url = if self.url.starts_with('/') {
             format!("{}{}", base.trim_end_matches('/'), self.url)
@@ -397,6 +392,9 @@ pub struct Shape {
     pub deadline: Duration,
 }
 
+/// The HTTP calls' connections: TCP, and TLS for https:// URLs.
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
 /// The calls' subjects on a server.
 #[derive(Debug, Clone)]
 pub struct Subjects {
@@ -416,7 +414,7 @@ pub struct Side {
     rest: Rest,
     /// The `--http` calls' requests on this side, and their client.
     http: Vec<(HttpCall, http::Uri)>,
-    http_client: HttpClient<HttpConnector, Full<Bytes>>,
+    http_client: HttpClient<Connector, Full<Bytes>>,
     /// The `--grpc` calls as this side's reflection describes them (after
     /// [`Side::resolve_grpc`]).
     grpc: Vec<reflection::Resolved>,
@@ -437,7 +435,7 @@ impl fmt::Debug for Side {
 
 /// The REST admin listing of a side.
 struct Rest {
-    client: HttpClient<HttpConnector, Empty<Bytes>>,
+    client: HttpClient<Connector, Empty<Bytes>>,
     uri: http::Uri,
     authorization: Option<http::HeaderValue>,
 }
@@ -451,11 +449,12 @@ impl Side {
         label: &str,
         address: &str,
         token: &str,
+        tls: &TlsOptions,
         connections: usize,
         subjects: Subjects,
         switchyard: bool,
     ) -> Result<Side, ClientError> {
-        let endpoint = endpoint(address)?
+        let endpoint = endpoint_with(address, tls)?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
         let mut channels = Vec::with_capacity(connections);
@@ -467,11 +466,6 @@ impl Side {
             });
         }
         let base = endpoint.uri().to_string();
-        if base.starts_with("https://") {
-            return Err(ClientError::BadAddress(format!(
-                "{address} (TLS is not supported by the traffic generator)"
-            )));
-        }
         let uri: http::Uri = format!("{}/admin/feature-flags", base.trim_end_matches('/'))
             .parse()
             .map_err(|_| ClientError::BadAddress(address.to_owned()))?;
@@ -484,9 +478,17 @@ impl Side {
                     .map_err(|_| ClientError::BadToken)?,
             )
         };
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(Duration::from_secs(5)));
+        // https:// URLs (the server's own REST shims when it is, or the
+        // user's --http URLs) through TLS with the same CAs; http:// as is.
+        tcp.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.rustls()?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
         let http = subjects
             .own
             .http
@@ -1132,7 +1134,8 @@ mod tests {
         }
         assert!(HttpCall::parse("get /health").is_ok_and(|h| h.method == http::Method::GET));
         assert!(HttpCall::parse(&format!("GET /{}", "q".repeat(300))).is_err());
-        assert!(HttpCall::parse("GET https://x/").is_err());
+        assert!(HttpCall::parse("GET https://x/").is_ok());
+        assert!(HttpCall::parse("GET ftp://x/").is_err());
         assert!(HttpCall::parse("GET health").is_err());
     }
 

@@ -39,6 +39,8 @@ use tokio::{
 };
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::tls::Tls;
+
 /// The limits on the listener's connections.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -48,58 +50,215 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
 }
 
-/// Accepts connections from `listener` within `limits`.
+/// How long a TLS handshake may take before the connection is closed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections from `listener` within `limits`, TLS connections
+/// when `tls` is set.
+///
+/// TLS handshakes run side by side, each in its own task (one slow or
+/// silent client holds up no other), and a connection is handed to the
+/// server once its handshake is done; one that does not finish in
+/// [`HANDSHAKE_TIMEOUT`] is closed. A handshake holds its place under
+/// `max_connections`.
 pub fn incoming(
     listener: TcpListener,
     limits: Limits,
-) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
-    let open = Arc::new(Semaphore::new(limits.max_connections));
-    let last_warning = Arc::new(AtomicU64::new(0));
-    futures_util::stream::unfold(listener, move |listener| {
-        let open = open.clone();
-        let last_warning = last_warning.clone();
-        async move {
-            loop {
-                let stream = match listener.accept().await {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait, go on.
-                        tracing::warn!(error = %e, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
+    tls: Option<Arc<Tls>>,
+) -> Pin<Box<dyn Stream<Item = io::Result<Conn>> + Send + 'static>> {
+    let accept = Accept {
+        listener,
+        open: Arc::new(Semaphore::new(limits.max_connections)),
+        last_warning: AtomicU64::new(0),
+        limits,
+    };
+    let Some(tls) = tls else {
+        return Box::pin(futures_util::stream::unfold(accept, |accept| async move {
+            let (stream, permit) = accept.next().await;
+            let conn = Conn::new(Io::Plain(stream), accept.limits, permit);
+            Some((Ok(conn), accept))
+        }));
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Conn>(64);
+    tokio::spawn(async move {
+        loop {
+            let (stream, permit) = tokio::select! {
+                next = accept.next() => next,
+                // The server stopped taking connections.
+                () = tx.closed() => return,
+            };
+            let acceptor = tls.acceptor();
+            let tx = tx.clone();
+            let limits = accept.limits;
+            tokio::spawn(async move {
+                let peer = stream.peer_addr().ok();
+                if !starts_tls(&stream).await {
+                    plain_request_refused(stream).await;
+                    return;
+                }
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let conn = Conn::new(Io::Tls(Box::new(stream)), limits, permit);
+                        let _ = tx.send(conn).await;
                     }
-                };
-                let Ok(permit) = open.clone().try_acquire_owned() else {
-                    // At the limit: closed at once (dropped), said at most
-                    // once a second.
-                    let now = switchyard_core::store::now_us() as u64 / 1_000_000;
-                    if last_warning.swap(now, Ordering::Relaxed) != now {
-                        tracing::warn!(
-                            max_connections = limits.max_connections,
-                            "connection limit reached (SWITCHYARD_MAX_CONNECTIONS): closing new connections"
-                        );
-                    }
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let conn = Conn {
-                    io: stream,
-                    idle: limits.idle_timeout.map(Idle::new),
-                    out: Vec::new(),
-                    sent: 0,
-                    deferred: false,
-                    _permit: permit,
-                };
-                return Some((Ok(conn), listener));
-            }
+                    Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(?peer, "TLS handshake not finished in time: closed"),
+                }
+            });
         }
+    });
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        let conn = rx.recv().await?;
+        Some((Ok(conn), rx))
+    }))
+}
+
+/// Whether the client's first byte opens a TLS handshake (a record of type
+/// 22); a client that sends nothing in time is left to the handshake's
+/// timeout.
+async fn starts_tls(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => first[0] == 0x16,
+        _ => true,
+    }
+}
+
+/// Answers a plain-text request on the TLS listener (`curl http://`, a gRPC
+/// client without TLS) with what to do instead, and closes.
+async fn plain_request_refused(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = "this listener speaks TLS only: use https://\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
     })
+    .await;
+}
+
+/// The listener and its count of open connections.
+struct Accept {
+    listener: TcpListener,
+    open: Arc<Semaphore>,
+    /// The second the connection limit was last said to be reached.
+    last_warning: AtomicU64,
+    limits: Limits,
+}
+
+impl Accept {
+    /// The next connection within the limit.
+    async fn next(&self) -> (TcpStream, OwnedSemaphorePermit) {
+        loop {
+            let stream = match self.listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.open.clone().try_acquire_owned() else {
+                // At the limit: closed at once (dropped), said at most once
+                // a second.
+                let now = switchyard_core::store::now_us() as u64 / 1_000_000;
+                if self.last_warning.swap(now, Ordering::Relaxed) != now {
+                    tracing::warn!(
+                        max_connections = self.limits.max_connections,
+                        "connection limit reached (SWITCHYARD_MAX_CONNECTIONS): closing new connections"
+                    );
+                }
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            return (stream, permit);
+        }
+    }
+}
+
+/// A connection's bytes: as they come, or through TLS.
+#[derive(Debug)]
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Io {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Io::Plain(s) => s,
+            Io::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
 }
 
 /// One accepted connection, holding its place under the limit.
 #[derive(Debug)]
 pub struct Conn {
-    io: TcpStream,
+    io: Io,
     idle: Option<Idle>,
     /// Written and not sent yet; `sent` bytes of it are already out.
     out: Vec<u8>,
@@ -116,6 +275,17 @@ const GATHER_MAX: usize = 64 * 1024;
 const WRITE_THROUGH: usize = 16 * 1024;
 
 impl Conn {
+    fn new(io: Io, limits: Limits, permit: OwnedSemaphorePermit) -> Conn {
+        Conn {
+            io,
+            idle: limits.idle_timeout.map(Idle::new),
+            out: Vec::new(),
+            sent: 0,
+            deferred: false,
+            _permit: permit,
+        }
+    }
+
     /// Bytes moved: the connection is not idle. A write counts as much as a
     /// read, so an HTTP/1.1 stream (SSE, NDJSON, gRPC-Web), whose client
     /// sends nothing once its request is in, lives while its events are
@@ -290,6 +460,6 @@ impl Connected for Conn {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        self.io.connect_info()
+        self.io.tcp().connect_info()
     }
 }

@@ -1,12 +1,13 @@
 //! Switchyard's transports: serves the application on one listener (gRPC
-//! services, health, reflection, gRPC-Web, the REST shims, OFREP, `/metrics`)
-//! behind the auth middleware, with graceful shutdown.
+//! services, health, reflection, gRPC-Web, the REST shims, OFREP, `/metrics`;
+//! over TLS when configured) behind the auth middleware, with graceful
+//! shutdown.
 //!
 //! `main` and the integration tests both call [`serve`]. The application
 //! itself (state, services, background tasks) is built by
 //! [`App::start`](switchyard_core::app::App::start); this crate wires it to
 //! the transports: `grpc` and `rest` convert, the modules beside them are the
-//! HTTP layers (`web`, `middleware`, `observe`, `conn`, `health`), and the
+//! HTTP layers (`web`, `middleware`, `observe`, `conn` with `tls`, `health`), and the
 //! outgoing adapters (`budget_reader`, Prometheus's budget; `telemetry`, the
 //! tracer and its exporter).
 
@@ -20,6 +21,7 @@ pub mod middleware;
 pub mod observe;
 pub mod rest;
 pub mod telemetry;
+pub mod tls;
 pub mod traces;
 pub mod web;
 
@@ -77,6 +79,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    // TLS files that cannot be used stop the start before anything else.
+    let tls = tls::TlsFiles::from_settings(&config.listener)
+        .map(tls::Tls::load)
+        .transpose()?;
     let budget = config.gating.prometheus_url.as_deref().map(|url| {
         Arc::new(budget_reader::Prometheus::new(
             url,
@@ -151,6 +157,9 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::internal("reading the listen address", e))?;
+    if let Some(tls) = &tls {
+        tls.clone().watch(app.shutdown.clone());
+    }
     // Every route is built and the listener is open: health may say SERVING.
     let health_task = health.start(app.readiness(), stopping.clone());
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -179,10 +188,11 @@ pub async fn serve(
                     max_connections: config.listener.max_connections,
                     idle_timeout: config.listener.connection_idle_timeout(),
                 },
+                tls.clone(),
             ),
             signal,
         );
-    tracing::info!(%addr, database = ?app.store.backend(), "serving");
+    tracing::info!(%addr, tls = tls.is_some(), database = ?app.store.backend(), "serving");
 
     let grace = config.listener.shutdown_grace();
     let deadline = async move {

@@ -59,6 +59,17 @@ settings! {
         /// `SWITCHYARD_SHUTDOWN_GRACE_S`: how long in-flight calls may run
         /// after a shutdown signal before the process stops anyway.
         shutdown_grace_s: u64 = 10, env ["SWITCHYARD_SHUTDOWN_GRACE_S"], number;
+        /// `SWITCHYARD_TLS_CERT`: a PEM file holding the listener's
+        /// certificate chain, its own certificate first. With `tls_key` the
+        /// listener speaks TLS only (gRPC, REST, gRPC-Web, OFREP, `/metrics`);
+        /// the files are read again within a second of changing.
+        tls_cert: Option<String> = None, env ["SWITCHYARD_TLS_CERT"], optional_text;
+        /// `SWITCHYARD_TLS_KEY`: a PEM file holding the private key of
+        /// `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+        tls_key: Option<String> = None, env ["SWITCHYARD_TLS_KEY"], optional_text;
+        /// `SWITCHYARD_TLS_CLIENT_CA`: a PEM file of CA certificates; when
+        /// set, every client must present a certificate one of them signed.
+        tls_client_ca: Option<String> = None, env ["SWITCHYARD_TLS_CLIENT_CA"], optional_text;
     }
 }
 
@@ -103,6 +114,27 @@ impl Listener {
                     "must be 0 (never) or above the keepalive interval plus its timeout \
                      ({ping} s), so that a healthy connection answering PINGs is never closed"
                 ),
+            ));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    Self::name_of("tls_key"),
+                    "is needed with tls_cert (the certificate's private key)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    Self::name_of("tls_cert"),
+                    "is needed with tls_key (the certificate the key belongs to)",
+                ));
+            }
+            _ => {}
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err(ConfigError::new(
+                Self::name_of("tls_client_ca"),
+                "needs tls_cert and tls_key: client certificates are asked for in a TLS handshake",
             ));
         }
         if self.max_concurrent_streams == 0 {
