@@ -18,7 +18,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 
 use crate::common::{
     ADMIN,
-    binary::{BIN, collect_lines, command, free_port, terminate},
+    binary::{BIN, Running, collect_lines, command, free_port, terminate},
     in_ci,
 };
 
@@ -332,13 +332,25 @@ fn tls_serves_every_protocol_and_takes_a_new_certificate_without_a_restart() {
         said.contains("UnknownIssuer") && said.contains("--ca-cert"),
         "{said}"
     );
-    // A CA with a plain address: the address must say https://.
+    // A CA with only a plain address: the address must say https://.
     let out = export(
         &format!("127.0.0.1:{}", server.port),
         &["--ca-cert", &ca_pem],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("https://127.0.0.1:"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no address given is https://"),
+        "{}",
+        text(&out)
+    );
+    // A plain address to the TLS listener: told that it may speak TLS.
+    let out = export(&format!("127.0.0.1:{}", server.port), &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("use https://"),
+        "{}",
+        text(&out)
+    );
     // A CA file that is not PEM: said before any call.
     let out = export(
         &https,
@@ -381,6 +393,46 @@ fn tls_serves_every_protocol_and_takes_a_new_certificate_without_a_restart() {
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert_eq!(report["verdict"]["status"], "PASS", "{report}");
     assert_eq!(report["results"]["errors"], 0, "{report}");
+
+    // A canary that turned TLS on, against a baseline that has not: one
+    // --ca-cert for the https:// side, the plain side as it is.
+    let plain = Running::start(&[]);
+    let report_path = files.path("canary.json");
+    let out = cli(&[
+        "canary",
+        "--baseline",
+        &plain.addr(),
+        "--canary",
+        &server.url("localhost"),
+        "--ca-cert",
+        &ca_pem,
+        "--token",
+        ADMIN,
+        "--setup",
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--before",
+        "0s",
+        "--min-requests",
+        "20",
+        "--out",
+        &report_path,
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap_or_default())
+            .unwrap_or_else(|_| panic!("no canary report: {}", text(&out)));
+    for side in ["control", "experiment"] {
+        assert_eq!(report[side]["errors"], 0, "{side}: {report}");
+        assert!(
+            report[side]["count"].as_i64().unwrap_or(0) >= 40,
+            "{side}: {report}"
+        );
+    }
+    drop(plain);
 
     // grpcio (Python), with the CA as its roots.
     let target = format!("localhost:{}", server.port);
@@ -469,8 +521,20 @@ fn tls_client_ca_asks_every_client_for_a_certificate_it_signed() {
         text(&out)
     );
 
-    // The CLI: refused without one (saying so), accepted with one.
+    // The CLI: refused without one (saying so), accepted with one. Without
+    // the server's CA, that is what it says, although the server asks for a
+    // client certificate too.
     let https = server.url("localhost");
+    let out = export(
+        &https,
+        &["--client-cert", &client.0, "--client-key", &client.1],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("--ca-cert") && !said.contains("refused the client certificate"),
+        "{said}"
+    );
     let out = export(&https, &["--ca-cert", &ca_pem]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(

@@ -29,7 +29,7 @@ use tonic::{
     Code, Status,
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+    transport::{Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
 use crate::v1::{
@@ -109,14 +109,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// `error` with what to do when TLS is why the connection failed.
 fn with_tls_hint(error: String) -> String {
-    let hint = if error.contains("invalid peer certificate") {
-        "the server's certificate does not come from a CA trusted here, or does not name the \
-         address: give its CA certificate (--ca-cert), and an address its certificate names"
+    let hint = if error.contains("UnknownIssuer") {
+        "the server's certificate does not come from a CA trusted here: give its CA \
+         certificate (--ca-cert)"
+    } else if error.contains("NotValidForName") {
+        "the server's certificate does not name this address: use a name it is issued for"
+    } else if error.contains("NotValidYet") {
+        "the server's certificate is not valid yet: is this machine's clock right?"
+    } else if error.contains("Expired") && error.contains("certificate") {
+        "the certificate has expired"
+    } else if error.contains("invalid peer certificate") {
+        "the server's certificate cannot be trusted"
     } else if error.contains("CertificateRequired") {
         "the server asks for a client certificate (--client-cert, --client-key)"
-    } else if error.contains("BadCertificate") || error.contains("UnknownCA") {
-        "the server refused the client certificate: it does not come from the server's \
-         tls_client_ca"
+    } else if error.contains("InvalidContentType") || error.contains("corrupt message") {
+        "the server does not speak TLS: use http://"
+    } else if error.contains("h2 protocol error") || error.contains("frame with invalid size") {
+        "if the server speaks TLS, use https://"
     } else {
         return error;
     };
@@ -129,8 +138,8 @@ pub fn endpoint(target: &str) -> Result<Endpoint, ClientError> {
     endpoint_with(target, &TlsOptions::default())
 }
 
-/// Returns the endpoint of `target` with `tls` for an `https://` URL; TLS
-/// options with a plain address are refused (they would be ignored).
+/// Returns the endpoint of `target` with `tls` for an `https://` URL (a
+/// plain address ignores them: a canary may speak TLS and its baseline not).
 pub fn endpoint_with(target: &str, tls: &TlsOptions) -> Result<Endpoint, ClientError> {
     let https = target.starts_with("https://");
     let url = if target.starts_with("http://") || https {
@@ -141,17 +150,10 @@ pub fn endpoint_with(target: &str, tls: &TlsOptions) -> Result<Endpoint, ClientE
     let endpoint =
         Endpoint::from_shared(url).map_err(|_| ClientError::BadAddress(target.to_owned()))?;
     if !https {
-        if tls.is_set() {
-            return Err(ClientError::Tls(format!(
-                "{target}: a CA or client certificate is given, so the server speaks TLS: \
-                 write the address as https://{}",
-                target.trim_start_matches("http://")
-            )));
-        }
         return Ok(endpoint);
     }
     endpoint
-        .tls_config(tls.grpc())
+        .tls_config(tls.grpc()?)
         .map_err(|e| ClientError::Tls(format!("{target}: {}", error_chain(&e))))
 }
 
@@ -175,7 +177,7 @@ pub async fn check_tls(target: &str, tls: &TlsOptions) -> Result<(), ClientError
         .to_owned();
     let port = uri.port_u16().unwrap_or(443);
     let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut config = tls.rustls()?;
+    let mut config = tls.rustls(true)?;
     config.client_auth_cert_resolver = Arc::new(AskedFor {
         inner: config.client_auth_cert_resolver.clone(),
         asked: asked.clone(),
@@ -200,7 +202,27 @@ pub async fn check_tls(target: &str, tls: &TlsOptions) -> Result<(), ClientError
     let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), attempt).await else {
         return Ok(());
     };
-    if !asked.load(std::sync::atomic::Ordering::Relaxed) {
+    // Only the server's refusal of this client: a server certificate not
+    // trusted here fails after the server asked too, and is the
+    // connection's to say (with its own hint).
+    use rustls::AlertDescription as A;
+    let refused = matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::AlertReceived(
+            A::CertificateRequired
+                | A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateUnknown
+                | A::CertificateExpired
+                | A::CertificateRevoked
+                | A::UnsupportedCertificate
+                | A::AccessDenied
+                | A::HandshakeFailure
+                | A::DecryptError
+        ))
+    );
+    if !refused || !asked.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(());
     }
     Err(ClientError::Tls(if tls.identity_pem.is_none() {
@@ -290,8 +312,9 @@ impl TlsOptions {
             ca_pem,
             identity_pem,
         };
-        // Read through once here, so a bad file is said before any call.
-        options.rustls()?;
+        // Read through once here, so a bad file is said before any call
+        // (the system's CAs are not read for that).
+        options.rustls(false)?;
         Ok(options)
     }
 
@@ -300,44 +323,48 @@ impl TlsOptions {
         self.ca_pem.is_some() || self.identity_pem.is_some()
     }
 
-    /// tonic's TLS settings (HTTP/2 offered by ALPN).
-    fn grpc(&self) -> ClientTlsConfig {
-        let mut config = ClientTlsConfig::new();
-        config = match &self.ca_pem {
-            Some(ca) => config.ca_certificate(Certificate::from_pem(ca)),
-            None => config.with_native_roots(),
+    /// The CAs a server's certificate must come from: `--ca-cert`'s, else
+    /// the system's.
+    fn roots(&self) -> Result<rustls::RootCertStore, ClientError> {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        let Some(pem) = &self.ca_pem else {
+            return Ok(system_roots().clone());
         };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| ClientError::Tls(format!("the CA certificates: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Tls(format!("the CA certificates: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(ClientError::Tls(
+                "the CA file holds no CERTIFICATE block".into(),
+            ));
+        }
+        Ok(roots)
+    }
+
+    /// tonic's TLS settings (HTTP/2 offered by ALPN).
+    fn grpc(&self) -> Result<ClientTlsConfig, ClientError> {
+        let mut config = ClientTlsConfig::new().trust_anchors(self.roots()?.roots);
         if let Some((cert, key)) = &self.identity_pem {
             config = config.identity(Identity::from_pem(cert, key));
         }
-        config
+        Ok(config)
     }
 
     /// rustls's client settings, for HTTP clients other than tonic's (which
-    /// set the ALPN protocols they speak themselves).
-    pub fn rustls(&self) -> Result<rustls::ClientConfig, ClientError> {
+    /// set the ALPN protocols they speak themselves); `https` false (no
+    /// https:// URL to call) trusts no CA and reads none.
+    pub fn rustls(&self, https: bool) -> Result<rustls::ClientConfig, ClientError> {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
         let bad = |what: &str, e: &dyn fmt::Display| ClientError::Tls(format!("{what}: {e}"));
-        let mut roots = rustls::RootCertStore::empty();
-        match &self.ca_pem {
-            Some(pem) => {
-                for cert in CertificateDer::pem_slice_iter(pem) {
-                    let cert = cert.map_err(|e| bad("the CA certificates", &e))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| bad("the CA certificates", &e))?;
-                }
-                if roots.is_empty() {
-                    return Err(ClientError::Tls(
-                        "the CA file holds no CERTIFICATE block".into(),
-                    ));
-                }
-            }
-            None => {
-                let native = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(native.certs);
-            }
-        }
+        let roots = if https || self.ca_pem.is_some() {
+            self.roots()?
+        } else {
+            rustls::RootCertStore::empty()
+        };
         let builder = rustls::ClientConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| bad("TLS", &e))?
@@ -362,6 +389,20 @@ impl TlsOptions {
         };
         Ok(config)
     }
+}
+
+/// The system's CAs, read once; Mozilla's (webpki-roots) where the system
+/// has none (a minimal container image without `ca-certificates`).
+fn system_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if roots.is_empty() {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        roots
+    })
 }
 
 /// Adds `authorization: Bearer <token>` to every call (nothing when empty).

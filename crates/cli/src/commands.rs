@@ -110,6 +110,25 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
+    /// Refuses TLS options that no address uses (`addresses`: the servers
+    /// and URLs the command calls), which would be silently ignored.
+    pub fn used_by<'a>(&self, addresses: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+        let given = [
+            (self.ca_cert.is_some(), "--ca-cert"),
+            (self.client_cert.is_some(), "--client-cert"),
+        ];
+        let Some((_, option)) = given.iter().find(|(set, _)| *set) else {
+            return Ok(());
+        };
+        if addresses.into_iter().any(|a| a.starts_with("https://")) {
+            return Ok(());
+        }
+        Err(format!(
+            "{option} is for servers that speak TLS, and no address given is https://: \
+             write the server's address as https://HOST:PORT"
+        ))
+    }
+
     /// The files read; a file that cannot be used is said here.
     pub fn options(&self) -> Result<TlsOptions, String> {
         TlsOptions::from_files(
@@ -157,7 +176,7 @@ pub struct TrafficArgs {
     #[arg(long, value_parser = Mix::parse)]
     pub mix: Option<Mix>,
     /// A call of your own service over HTTP: `METHOD URL`, the URL a path
-    /// (`/health`, on each server under test) or, for smoke, an http:// URL.
+    /// (`/health`, on each server under test) or, for smoke, an http(s):// URL.
     /// Repeatable; named http1, http2, ... in --mix.
     #[arg(long = "http", value_name = "'METHOD URL'", value_parser = HttpCall::parse)]
     pub http: Vec<HttpCall>,
@@ -824,6 +843,15 @@ async fn run_smoke(args: SmokeArgs, env: &Environment) -> Run<u8> {
         return Err(Usage("--min-requests: must not be negative".into()));
     }
     let own = own_calls(t, false)?;
+    t.run
+        .tls
+        .used_by(
+            [target.as_str()]
+                .into_iter()
+                .chain(args.gating.as_deref())
+                .chain(t.http.iter().map(|h| h.url.as_str())),
+        )
+        .map_err(Usage)?;
     if mix(t).calls().iter().any(|c| !c.is_switchyard()) && args.gating.is_none() {
         return Err(Usage(
             "--gating ADDR is required with --http and --grpc: the Switchyard server that sets the threshold and keeps the verdict".into(),
@@ -1093,6 +1121,14 @@ async fn run_canary(args: CanaryArgs, env: &Environment) -> Run<u8> {
     switchyard_core::gating::judge::validate_rules("policy", &rules.resolve())
         .map_err(|e| Usage(format!("canary rules: {}", e.message())))?;
     let own = own_calls(t, true)?;
+    t.run
+        .tls
+        .used_by(
+            [baseline_addr.as_str(), canary_addr.as_str()]
+                .into_iter()
+                .chain(args.gating.as_deref()),
+        )
+        .map_err(Usage)?;
     let baseline = connect_side("baseline", &baseline_addr, t, &own).await?;
     let canary = connect_side("canary", &canary_addr, t, &own).await?;
     let gating = match &args.gating {

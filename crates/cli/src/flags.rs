@@ -80,6 +80,9 @@ pub(crate) async fn connect(c: &ClientArgs, env: &Environment) -> Result<Client,
     } else {
         c.token.clone()
     };
+    c.tls
+        .used_by([c.target.as_str()])
+        .map_err(|e| (EXIT_USAGE, e))?;
     let tls = c.tls.options().map_err(|e| (EXIT_USAGE, e))?;
     check_tls(&c.target, &tls)
         .await

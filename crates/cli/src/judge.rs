@@ -117,6 +117,10 @@ async fn run(args: JudgeArgs, env: &Environment) -> Run<u8> {
             ));
         }
     };
+    args.run
+        .tls
+        .used_by(args.gating.as_deref())
+        .map_err(Usage)?;
     let run_id = commands::run_id(args.run.run_id.as_deref());
     let meta = commands::metadata(&run_id, args.run.git_sha.as_deref());
     match files.as_slice() {

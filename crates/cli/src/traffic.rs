@@ -485,7 +485,16 @@ impl Side {
         // user's --http URLs) through TLS with the same CAs; http:// as is.
         tcp.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls.rustls()?)
+            .with_tls_config(
+                tls.rustls(
+                    base.starts_with("https://")
+                        || subjects
+                            .own
+                            .http
+                            .iter()
+                            .any(|h| h.url.starts_with("https://")),
+                )?,
+            )
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);

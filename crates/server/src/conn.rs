@@ -80,6 +80,7 @@ pub fn incoming(
         }));
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Conn>(64);
+    let refusals = Arc::new(AtomicU64::new(0));
     tokio::spawn(async move {
         loop {
             let (stream, permit) = tokio::select! {
@@ -90,18 +91,32 @@ pub fn incoming(
             let acceptor = tls.acceptor();
             let tx = tx.clone();
             let limits = accept.limits;
+            let refusals = refusals.clone();
             tokio::spawn(async move {
                 let peer = stream.peer_addr().ok();
-                if !starts_tls(&stream).await {
-                    plain_request_refused(stream).await;
-                    return;
-                }
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
+                // One deadline for the first byte and the whole handshake.
+                let handshake = async {
+                    if !starts_tls(&stream).await {
+                        plain_request_refused(stream).await;
+                        return None;
+                    }
+                    Some(acceptor.accept(stream).await)
+                };
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Some(Ok(stream))) => {
                         let conn = Conn::new(Io::Tls(Box::new(stream)), limits, permit);
                         let _ = tx.send(conn).await;
                     }
-                    Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+                    Ok(Some(Err(e))) => {
+                        // A client refused (no or a wrong client
+                        // certificate, a CA it does not trust): said at
+                        // most once a second, so a scan cannot flood the log.
+                        let now = switchyard_core::store::now_us() as u64 / 1_000_000;
+                        if refusals.swap(now, Ordering::Relaxed) != now {
+                            tracing::info!(?peer, error = %e, "TLS handshake failed");
+                        }
+                    }
+                    Ok(None) => {}
                     Err(_) => tracing::debug!(?peer, "TLS handshake not finished in time: closed"),
                 }
             });
@@ -114,31 +129,92 @@ pub fn incoming(
 }
 
 /// Whether the client's first byte opens a TLS handshake (a record of type
-/// 22); a client that sends nothing in time is left to the handshake's
-/// timeout.
+/// 22); a failed read is left to the handshake to say.
 async fn starts_tls(stream: &TcpStream) -> bool {
     let mut first = [0u8; 1];
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
-        Ok(Ok(1)) => first[0] == 0x16,
+    match stream.peek(&mut first).await {
+        Ok(1) => first[0] == 0x16,
         _ => true,
     }
 }
 
-/// Answers a plain-text request on the TLS listener (`curl http://`, a gRPC
-/// client without TLS) with what to do instead, and closes.
+/// Answers a plain-text client of the TLS listener with what to do instead,
+/// and closes: an HTTP/1.1 request (`curl http://`) gets a 400 saying to use
+/// https://; an HTTP/2 client without TLS (a gRPC client given a plain
+/// address) gets a GOAWAY carrying the same words. The client's bytes are
+/// read first and after the answer until it closes (at most a second), so
+/// that unread bytes never reset the connection before the answer is read.
 async fn plain_request_refused(mut stream: TcpStream) {
-    use tokio::io::AsyncWriteExt;
-    const BODY: &str = "this listener speaks TLS only: use https://\n";
-    let answer = format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{BODY}",
-        BODY.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(answer.as_bytes()).await?;
-        stream.shutdown().await
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const TEXT: &str = "this listener speaks TLS only: use https://";
+    let mut request = [0u8; 8192];
+    let mut read = 0;
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        while read < request.len() {
+            match stream.read(&mut request[read..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+            if request[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
     })
     .await;
+    let answer = if request[..read].starts_with(PREFACE) {
+        // SETTINGS (empty); then, once the client's first request is in
+        // (a GOAWAY before it would cancel the request with no reason
+        // given), GOAWAY: last stream 0, PROTOCOL_ERROR, the words.
+        let _ = stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while !has_headers_frame(&request[PREFACE.len()..read]) && read < request.len() {
+                match stream.read(&mut request[read..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => read += n,
+                }
+            }
+        })
+        .await;
+        let mut frames = Vec::new();
+        let length = u32::try_from(8 + TEXT.len()).unwrap_or(8).to_be_bytes();
+        frames.extend_from_slice(&length[1..]);
+        frames.extend_from_slice(&[7, 0, 0, 0, 0, 0]);
+        frames.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+        frames.extend_from_slice(TEXT.as_bytes());
+        frames
+    } else {
+        format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{TEXT}\n",
+            TEXT.len() + 1
+        )
+        .into_bytes()
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(&answer).await?;
+        stream.shutdown().await?;
+        // Until the client closes: what it still sends is read, not reset.
+        while stream.read(&mut request).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// The client connection preface of HTTP/2.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether `frames` (HTTP/2 frames, the last possibly cut) hold a HEADERS
+/// frame: a request.
+fn has_headers_frame(mut frames: &[u8]) -> bool {
+    while frames.len() >= 9 {
+        if frames[3] == 1 {
+            return true;
+        }
+        let length =
+            usize::from(frames[0]) << 16 | usize::from(frames[1]) << 8 | usize::from(frames[2]);
+        frames = frames.get(9 + length..).unwrap_or_default();
+    }
+    false
 }
 
 /// The listener and its count of open connections.

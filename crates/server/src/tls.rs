@@ -31,6 +31,12 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the files are looked at.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// How many looks pass before files that could not be used are read again
+/// although they did not change.
+const RETRY_EVERY: u32 = 10;
+
+/// What the files were when read: see [`TlsFiles::stamp`].
+type Stamp = Vec<Option<(SystemTime, (i64, i64), u64, u64, u64)>>;
 
 /// The files TLS is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,15 +59,22 @@ impl TlsFiles {
         })
     }
 
-    /// What each file is now (modified, size, inode): a change to any, or a
-    /// symlink pointed elsewhere (a Kubernetes secret's update), differs.
-    fn stamp(&self) -> Vec<Option<(SystemTime, u64, u64)>> {
+    /// What each file is now (modified, changed, size, inode, device): a
+    /// change to any (a permission change included), or a symlink pointed
+    /// elsewhere (a Kubernetes secret's update), differs.
+    fn stamp(&self) -> Stamp {
         [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
             .into_iter()
             .flatten()
             .map(|p| {
                 let m = std::fs::metadata(p).ok()?;
-                Some((m.modified().ok()?, m.len(), m.ino()))
+                Some((
+                    m.modified().ok()?,
+                    (m.ctime(), m.ctime_nsec()),
+                    m.len(),
+                    m.ino(),
+                    m.dev(),
+                ))
             })
             .collect()
     }
@@ -72,16 +85,21 @@ impl TlsFiles {
 pub struct Tls {
     files: TlsFiles,
     config: ArcSwap<ServerConfig>,
+    /// The files as they were just before they were read at start, so a
+    /// change while the application starts is not missed.
+    loaded: Stamp,
 }
 
 impl Tls {
     /// Reads the files; an error names the file and what is wrong with it.
     pub fn load(files: TlsFiles) -> Result<Arc<Tls>, Error> {
+        let loaded = files.stamp();
         let config =
             server_config(&files).map_err(|e| Error::new(ErrorKind::InvalidArgument, e))?;
         Ok(Arc::new(Tls {
             files,
             config: ArcSwap::from_pointee(config),
+            loaded,
         }))
     }
 
@@ -90,18 +108,22 @@ impl Tls {
         TlsAcceptor::from(self.config.load_full())
     }
 
-    /// Reads the files again whenever they change, until `stop`.
+    /// Reads the files again whenever they change, until `stop`; files
+    /// that could not be used are read again every [`RETRY_EVERY`] looks.
     pub fn watch(self: Arc<Self>, stop: CancellationToken) {
         tokio::spawn(async move {
-            let mut seen = self.files.stamp();
-            let mut refused = None;
+            let mut seen = self.loaded.clone();
+            let mut refused: Option<Stamp> = None;
+            let mut looks = 0u32;
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(WATCH_EVERY) => {}
                 }
+                looks = looks.wrapping_add(1);
                 let now = self.files.stamp();
-                if now == seen || refused.as_ref() == Some(&now) {
+                let known_bad = refused.as_ref() == Some(&now);
+                if now == seen || (known_bad && !looks.is_multiple_of(RETRY_EVERY)) {
                     continue;
                 }
                 match server_config(&self.files) {
@@ -112,9 +134,10 @@ impl Tls {
                         refused = None;
                     }
                     Err(e) => {
-                        // Said once per version of the files; tried again
-                        // at their next change (the other file, usually).
-                        tracing::warn!(error = %e, "TLS files changed but cannot be used: new connections keep the previous ones");
+                        // Said once per version of the files.
+                        if !known_bad {
+                            tracing::warn!(error = %e, "TLS files changed but cannot be used: new connections keep the previous ones");
+                        }
                         refused = Some(now);
                     }
                 }
