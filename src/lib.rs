@@ -14,7 +14,7 @@ pub use switchyard_api as api;
 pub use switchyard_api::client;
 pub use switchyard_cli as cli;
 pub use switchyard_core::{
-    app, auth, bus, changelog, config, error, flag, follower, gating, id, service, store,
+    app, audit, auth, bus, changelog, config, error, flag, follower, gating, id, service, store,
     telemetry, tenant,
 };
 pub use switchyard_server::{self as server, grpc, rest, serve};

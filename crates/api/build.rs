@@ -24,6 +24,7 @@ const PROTOS: &[&str] = &[
     "switchyard/v1/flag.proto",
     "switchyard/v1/gating.proto",
     "switchyard/v1/token.proto",
+    "switchyard/v1/audit.proto",
     "grpc/health/v1/health.proto",
     "flagd/evaluation/v1/evaluation.proto",
     "flagd/evaluation/v2/evaluation.proto",

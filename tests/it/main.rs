@@ -10,6 +10,7 @@
 mod common;
 
 mod architecture;
+mod audit;
 mod cli;
 mod docs;
 mod foundation;

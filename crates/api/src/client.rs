@@ -33,8 +33,9 @@ use tonic::{
 };
 
 use crate::v1::{
-    flag_service_client::FlagServiceClient, gating_service_client::GatingServiceClient,
-    tenant_service_client::TenantServiceClient, token_service_client::TokenServiceClient,
+    audit_service_client::AuditServiceClient, flag_service_client::FlagServiceClient,
+    gating_service_client::GatingServiceClient, tenant_service_client::TenantServiceClient,
+    token_service_client::TokenServiceClient,
 };
 
 /// A channel with the bearer token added to every call.
@@ -541,6 +542,11 @@ impl Client {
     /// `switchyard.v1.TokenService`.
     pub fn tokens(&self) -> TokenServiceClient<Authed> {
         TokenServiceClient::new(self.authed())
+    }
+
+    /// `switchyard.v1.AuditService`.
+    pub fn audit(&self) -> AuditServiceClient<Authed> {
+        AuditServiceClient::new(self.authed())
     }
 
     /// `grpc.health.v1.Health` (public: no token is sent).

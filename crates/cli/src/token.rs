@@ -139,7 +139,11 @@ pub async fn create_direct(args: CreateArgs, database_url: &str) -> u8 {
                     &store,
                     &args.name,
                     args.scope.clone(),
-                    tokens::DIRECT_CREATOR,
+                    &switchyard_core::audit::Attribution::automatic(
+                        tokens::DIRECT_CREATOR,
+                        String::new(),
+                        None,
+                    ),
                     args.expires,
                 )
                 .await

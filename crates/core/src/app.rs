@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    audit,
     auth::{Authenticator, Scope},
     bus::Bus,
     changelog::{Announce, ChangeLog},
@@ -34,6 +35,8 @@ pub struct App {
     pub authenticator: Arc<Authenticator>,
     /// TokenService's use cases (the stored tokens).
     pub tokens: token::TokenService,
+    /// AuditService's use cases (reading the audit log).
+    pub audit: audit::AuditService,
     /// TenantService's use cases.
     pub tenants: tenant::service::TenantService,
     /// FlagService's use cases.
@@ -204,6 +207,10 @@ impl App {
         Ok(App {
             authenticator,
             tokens,
+            audit: audit::AuditService::new(
+                store.clone(),
+                crate::service::page::byte_budget(config.listener.max_message_bytes),
+            ),
             config,
             store,
             tenants,

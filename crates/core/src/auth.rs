@@ -63,7 +63,25 @@ impl std::fmt::Display for Scope {
 pub struct Principal {
     scope: Scope,
     caller: Arc<str>,
+    reason: Reason,
 }
+
+/// The comment a request carries for the audit log (`x-switchyard-reason`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+enum Reason {
+    #[default]
+    None,
+    Given(Arc<str>),
+    /// Not UTF-8, or longer than [`MAX_REASON_CHARS`]: the write is refused.
+    Unusable(&'static str),
+}
+
+/// The longest reason a write may carry, in characters.
+pub const MAX_REASON_CHARS: usize = 1000;
+
+/// The request header (gRPC metadata or HTTP) whose value is a write's
+/// reason in the audit log.
+pub const REASON_HEADER: &str = "x-switchyard-reason";
 
 impl Principal {
     /// Creates a principal with `scope`, as the caller `internal` (tests and
@@ -77,6 +95,31 @@ impl Principal {
         Principal {
             scope,
             caller: Arc::from(caller),
+            reason: Reason::None,
+        }
+    }
+
+    /// This principal with the reason its request gave (the
+    /// [`REASON_HEADER`]'s bytes); read when the request writes.
+    pub fn with_reason(mut self, raw: &[u8]) -> Self {
+        self.reason = match std::str::from_utf8(raw) {
+            Err(_) => Reason::Unusable("must be UTF-8"),
+            Ok(s) if s.chars().count() > MAX_REASON_CHARS => {
+                Reason::Unusable("must be at most 1000 characters")
+            }
+            Ok(s) if s.trim().is_empty() => Reason::None,
+            Ok(s) => Reason::Given(Arc::from(s.trim())),
+        };
+        self
+    }
+
+    /// The reason the request gave for its write, empty when none;
+    /// INVALID_ARGUMENT naming the header when it cannot be kept.
+    pub fn reason(&self) -> Result<&str, Error> {
+        match &self.reason {
+            Reason::None => Ok(""),
+            Reason::Given(r) => Ok(r),
+            Reason::Unusable(why) => Err(Error::invalid_argument(REASON_HEADER, why)),
         }
     }
 

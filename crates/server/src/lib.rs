@@ -34,6 +34,7 @@ use tonic::{codec::CompressionEncoding, server::NamedService, service::Routes, t
 use tower::Layer;
 
 use crate::grpc::{
+    audit::AuditApi,
     flag::{EncodedRoutes, FlagApi},
     flagd::{Flagd, SYNC_FLAGS, sync_route},
     gating::GatingApi,
@@ -49,8 +50,9 @@ use switchyard_api::{
     },
     health::health_server::HealthServer,
     v1::{
-        flag_service_server::FlagServiceServer, gating_service_server::GatingServiceServer,
-        tenant_service_server::TenantServiceServer, token_service_server::TokenServiceServer,
+        audit_service_server::AuditServiceServer, flag_service_server::FlagServiceServer,
+        gating_service_server::GatingServiceServer, tenant_service_server::TenantServiceServer,
+        token_service_server::TokenServiceServer,
     },
 };
 pub use switchyard_core::app::generate_token;
@@ -270,6 +272,13 @@ fn grpc_routes(app: &App, health: HealthServer<Health>) -> Result<Routes, Error>
     )
     .add_service(
         TokenServiceServer::new(TokenApi::new(app.tokens.clone()))
+            .accept_compressed(gzip)
+            .send_compressed(gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    )
+    .add_service(
+        AuditServiceServer::new(AuditApi::new(app.audit.clone()))
             .accept_compressed(gzip)
             .send_compressed(gzip)
             .max_decoding_message_size(max)

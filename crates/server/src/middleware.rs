@@ -17,7 +17,7 @@ use axum::{
 
 use crate::rest;
 use switchyard_core::{
-    auth::{Authenticator, Principal},
+    auth::{Authenticator, Principal, REASON_HEADER},
     error::{Error, ErrorKind},
 };
 
@@ -86,6 +86,10 @@ pub async fn authenticate(
             // Who called, in the request's span (logs and traces): a token's
             // name or its setting, never its secret.
             tracing::Span::current().record("enduser.id", &**p.caller());
+            let p = match req.headers().get(REASON_HEADER) {
+                Some(reason) => p.with_reason(reason.as_bytes()),
+                None => p,
+            };
             req.extensions_mut().insert::<Principal>(p);
             return next.run(req).await;
         }

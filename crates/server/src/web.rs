@@ -69,6 +69,8 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
                 h("last-event-id"),
                 // OFREP providers send their key here.
                 h("x-api-key"),
+                // A write's reason, for the audit log.
+                h(switchyard_core::auth::REASON_HEADER),
                 // gRPC-Web clients (grpc-web, connect-web) send these.
                 h("x-grpc-web"),
                 h("x-user-agent"),

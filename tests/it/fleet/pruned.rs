@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::common::*;
 use serde_json::json;
 use switchyard::{
+    audit::Attribution,
     bus::Bus,
     changelog::ChangeLog,
     flag::{
@@ -48,6 +49,7 @@ async fn a_replica_whose_changes_were_all_pruned_reloads_instead_of_believing_it
                 json!(i),
                 None,
             ),
+            &Attribution::automatic("test", String::new(), None),
         )
         .await
         .unwrap();

@@ -11,6 +11,11 @@ use switchyard::{
 };
 use tonic::Code;
 
+/// Who the writes made directly through `Tenants` are, in the audit log.
+fn by() -> switchyard::audit::Attribution {
+    switchyard::audit::Attribution::automatic("test", String::new(), None)
+}
+
 async fn fleet() -> Option<(TestDb, String)> {
     let db = TestDb::new(Backend::Postgres).await?;
     db.migrate().await;
@@ -102,11 +107,11 @@ async fn the_redis_cache_serves_cold_replicas_and_is_retired_by_changes() {
         ..Default::default()
     };
     writer
-        .create(&tenant_id("a"), &fields("*.a.example"))
+        .create(&tenant_id("a"), &fields("*.a.example"), &by())
         .await
         .unwrap();
     let (b, _) = writer
-        .create(&tenant_id("b"), &fields("*.b.example"))
+        .create(&tenant_id("b"), &fields("*.b.example"), &by())
         .await
         .unwrap();
 
@@ -129,7 +134,12 @@ async fn the_redis_cache_serves_cold_replicas_and_is_retired_by_changes() {
     );
 
     // A change (here: a is deleted) retires the cached answers at once.
-    let revision = writer.delete(&tenant_id("a"), 0).await.unwrap().0.revision;
+    let revision = writer
+        .delete(&tenant_id("a"), 0, &by())
+        .await
+        .unwrap()
+        .0
+        .revision;
     cold1.changed(revision);
     let e = cold1.resolve("x.a.example").await.unwrap_err();
     assert_eq!(e.kind(), switchyard::error::ErrorKind::NotFound);

@@ -354,6 +354,26 @@ fn script() -> Vec<Step> {
         case("ListTokens.error", "GET", "/v1/tokens?pageSize=-1", None),
         case("RevokeToken.ok", "DELETE", "/v1/tokens/ci", None),
         case("RevokeToken.error", "DELETE", "/v1/tokens/ci", None),
+        // AuditService: the entries of the writes above.
+        case(
+            "ListChanges.ok",
+            "GET",
+            "/v1/changes?tenantId=a&pageSize=2",
+            None,
+        ),
+        case("ListChanges.error", "GET", "/v1/changes?pageSize=-1", None),
+        case(
+            "ExportChanges.ok",
+            "GET",
+            "/v1/changes:export?actor=admin_token",
+            None,
+        ),
+        case(
+            "ExportChanges.error",
+            "GET",
+            "/v1/changes:export?afterId=-1",
+            None,
+        ),
         // Refusals of the HTTP layer itself.
         as_token(
             case("refusal.unauthenticated", "GET", "/v1/flags", None),
@@ -396,7 +416,8 @@ async fn every_route_answers_its_golden_bodies(backend: Backend) {
     let mut error_routes = BTreeSet::new();
     let mut mismatches = Vec::new();
     for step in script() {
-        let (status, body) = if step.path.starts_with("/v1/flags:watch")
+        let (status, body) = if (step.path.starts_with("/v1/flags:watch")
+            || step.path.starts_with("/v1/changes:export"))
             && step.name.is_some_and(|n| n.ends_with(".ok"))
         {
             first_stream_line(&server, &step).await

@@ -23,6 +23,7 @@ use sqlx::Row;
 pub use wire::{FlagRecord, ValueType};
 
 use crate::{
+    audit::{self, Attribution},
     error::Result,
     store::{Store, WriteTx},
 };
@@ -276,9 +277,43 @@ pub trait ChangeLog {
 
 /// Appending a change in a write transaction.
 pub trait Append {
-    /// Records `change` at this transaction's revision, commits, and returns
-    /// what was committed.
-    fn commit_change(self, change: Change) -> impl Future<Output = Result<Committed>> + Send;
+    /// Records `change` at this transaction's revision, with its audit
+    /// entry, commits, and returns what was committed.
+    fn commit_change(
+        self,
+        change: Change,
+        audit: Audit<'_>,
+    ) -> impl Future<Output = Result<Committed>> + Send;
+}
+
+/// What the audit log keeps of a change besides the change itself.
+#[derive(Debug, Clone)]
+pub struct Audit<'a> {
+    /// Who made it and why.
+    pub by: &'a Attribution,
+    /// What it changed, before (none: it did not exist).
+    pub before: Option<Json>,
+    /// What it changed, after (none: it no longer exists).
+    pub after: Option<Json>,
+}
+
+impl Change {
+    /// The audit log's name of this change: `flag.create`, `flag.update`,
+    /// `flag.delete`, `override.set`, `override.clear`, `tenant.create`,
+    /// `tenant.update`, `tenant.delete`. An upsert is a create when there
+    /// was nothing `before`.
+    fn action(&self, existed: bool) -> &'static str {
+        match (self.kind(), existed) {
+            (ChangeKind::FlagUpsert, false) => "flag.create",
+            (ChangeKind::FlagUpsert, true) => "flag.update",
+            (ChangeKind::FlagDelete, _) => "flag.delete",
+            (ChangeKind::OverrideSet, _) => "override.set",
+            (ChangeKind::OverrideClear, _) => "override.clear",
+            (ChangeKind::TenantUpsert, false) => "tenant.create",
+            (ChangeKind::TenantUpsert, true) => "tenant.update",
+            (ChangeKind::TenantDelete, _) => "tenant.delete",
+        }
+    }
 }
 
 /// A row as stored.
@@ -375,7 +410,7 @@ impl ChangeLog for Store {
 }
 
 impl Append for WriteTx {
-    async fn commit_change(mut self, change: Change) -> Result<Committed> {
+    async fn commit_change(mut self, change: Change, audit: Audit<'_>) -> Result<Committed> {
         let (entity, op) = change.kind().columns();
         let payload = change
             .payload()
@@ -401,6 +436,15 @@ impl Append for WriteTx {
         .bind(self.now_us)
         .execute(&mut *self.tx)
         .await?;
+        let record = audit::Record {
+            action: change.action(audit.before.is_some()).to_owned(),
+            revision: Some(self.revision),
+            flag_key: committed.flag_key.clone(),
+            tenant_id: committed.tenant_id.clone(),
+            before: audit.before,
+            after: audit.after,
+        };
+        audit::insert(&mut self.tx, self.now_us, audit.by, &record).await?;
         self.tx.commit().await?;
         Ok(committed)
     }

@@ -18,6 +18,7 @@ use super::{
     watch::{self, Delivery, WatcherLimit},
 };
 use crate::{
+    audit::Attribution,
     auth::{Principal, Scope},
     changelog::{Announce, Committed},
     error::{Error, Result},
@@ -247,6 +248,7 @@ impl FlagService {
     /// Creates a flag (admin).
     pub async fn create(&self, p: &Principal, flag: Input<NewFlag>) -> Result<FlagDef> {
         p.require_admin()?;
+        let by = Attribution::of(p)?;
         let f = flag?;
         validate_key("flag.key", &f.key)?;
         let value_type = f.value_type?;
@@ -294,7 +296,7 @@ impl FlagService {
         if size > self.part_budget {
             return Err(super::state::too_large(&def.key, size, self.part_budget));
         }
-        let (def, committed) = store::create(&self.store, def).await?;
+        let (def, committed) = store::create(&self.store, def, &by).await?;
         self.announce(&committed).await;
         Ok(def)
     }
@@ -360,6 +362,7 @@ impl FlagService {
         expected: i64,
     ) -> Result<FlagDef> {
         p.require_admin()?;
+        let by = Attribution::of(p)?;
         let f = changes?;
         validate_key("flag.key", &f.key)?;
         let mask_in = mask;
@@ -424,7 +427,7 @@ impl FlagService {
         // Checked against the stored flag inside the write transaction.
         u.value_type = f.value_type?;
         let (def, committed) =
-            store::update(&self.store, &f.key, u, expected, self.part_budget).await?;
+            store::update(&self.store, &f.key, u, expected, self.part_budget, &by).await?;
         self.announce(&committed).await;
         Ok(def)
     }
@@ -442,6 +445,7 @@ impl FlagService {
         allow_schema_violations: bool,
     ) -> Result<ImportReport> {
         p.require_admin()?;
+        let by = Attribution::of(p)?;
         // Checking and compiling a large file takes a while (about 100 µs
         // per rule, most of it flagd's schema): off the async workers.
         let file = file?;
@@ -485,7 +489,7 @@ impl FlagService {
             let committed = match current.get(&def.key) {
                 None => {
                     let key = def.key.clone();
-                    let (_, c) = store::create(&self.store, def).await?;
+                    let (_, c) = store::create(&self.store, def, &by).await?;
                     report.created.push(key);
                     c
                 }
@@ -504,9 +508,15 @@ impl FlagService {
                         }),
                         ..FlagUpdate::default()
                     };
-                    let (_, c) =
-                        store::update(&self.store, &def.key, u, cur.revision, self.part_budget)
-                            .await?;
+                    let (_, c) = store::update(
+                        &self.store,
+                        &def.key,
+                        u,
+                        cur.revision,
+                        self.part_budget,
+                        &by,
+                    )
+                    .await?;
                     report.updated.push(def.key);
                     c
                 }
@@ -516,7 +526,7 @@ impl FlagService {
         }
         if prune {
             for (key, cur) in current.iter().filter(|(k, _)| !keys.contains(*k)) {
-                let committed = store::delete(&self.store, key, cur.revision).await?;
+                let committed = store::delete(&self.store, key, cur.revision, &by).await?;
                 report.revision = committed.revision;
                 report.deleted.push(key.clone());
                 self.announce(&committed).await;
@@ -534,8 +544,9 @@ impl FlagService {
     /// Deletes a flag and its overrides; returns the revision. Admin.
     pub async fn delete(&self, p: &Principal, key: &str, expected: i64) -> Result<i64> {
         p.require_admin()?;
+        let by = Attribution::of(p)?;
         validate_key("flag_key", key)?;
-        let committed = store::delete(&self.store, key, expected).await?;
+        let committed = store::delete(&self.store, key, expected, &by).await?;
         self.announce(&committed).await;
         Ok(committed.revision)
     }
@@ -550,6 +561,7 @@ impl FlagService {
         expected: i64,
     ) -> Result<i64> {
         p.require_admin()?;
+        let by = Attribution::of(p)?;
         let tenant = TenantId::parse(tenant, "tenant_id")?;
         validate_key("flag_key", key)?;
         let value = value?;
@@ -563,7 +575,8 @@ impl FlagService {
         if size > self.part_budget {
             return Err(super::state::too_large(key, size, self.part_budget));
         }
-        let committed = store::set_override(&self.store, &tenant, key, value, expected).await?;
+        let committed =
+            store::set_override(&self.store, &tenant, key, value, expected, &by).await?;
         self.announce(&committed).await;
         Ok(committed.revision)
     }
@@ -577,9 +590,10 @@ impl FlagService {
         expected: i64,
     ) -> Result<i64> {
         p.require_admin()?;
+        let by = Attribution::of(p)?;
         let tenant = TenantId::parse(tenant, "tenant_id")?;
         validate_key("flag_key", key)?;
-        let committed = store::clear_override(&self.store, &tenant, key, expected).await?;
+        let committed = store::clear_override(&self.store, &tenant, key, expected, &by).await?;
         self.announce(&committed).await;
         Ok(committed.revision)
     }

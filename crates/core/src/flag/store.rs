@@ -8,7 +8,8 @@ use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 
 use super::{FlagDef, FlagType, Rule, Status, check_value, state::FlagState};
 use crate::{
-    changelog::{Append, Change, Committed, FlagRecord},
+    audit::Attribution,
+    changelog::{Append, Audit, Change, Committed, FlagRecord},
     error::{Error, Result},
     json::integral,
     store::{Backend, Store, WriteTx},
@@ -82,6 +83,19 @@ fn def_from_row(row: &AnyRow) -> Result<FlagDef> {
     Ok(def)
 }
 
+/// A flag as the audit log shows it: flagd's flag definition, with its
+/// description when it has one.
+fn audited(def: &FlagDef) -> serde_json::Value {
+    let mut v = super::definition::flagd_flag(def);
+    if let (Some(m), false) = (v.as_object_mut(), def.description.is_empty()) {
+        m.insert(
+            "description".into(),
+            serde_json::Value::String(def.description.clone()),
+        );
+    }
+    v
+}
+
 fn to_text(v: &serde_json::Value) -> String {
     v.to_string()
 }
@@ -138,7 +152,8 @@ pub async fn load_state(store: &Store) -> Result<FlagState> {
     Ok(state)
 }
 
-async fn current(w: &mut WriteTx, key: &str) -> Result<FlagDef> {
+/// The flag `key` as the write `w` reads it; NOT_FOUND when there is none.
+pub async fn current(w: &mut WriteTx, key: &str) -> Result<FlagDef> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT {FLAG_COLUMNS} FROM flags WHERE key = $1"
     )))
@@ -159,7 +174,11 @@ async fn overridden_by(w: &mut WriteTx, key: &str) -> Result<Vec<String>> {
 }
 
 /// Creates a flag. The definition is validated by the caller.
-pub async fn create(store: &Store, mut def: FlagDef) -> Result<(FlagDef, Committed)> {
+pub async fn create(
+    store: &Store,
+    mut def: FlagDef,
+    by: &Attribution,
+) -> Result<(FlagDef, Committed)> {
     let mut w = store.begin_write().await?;
     let exists = sqlx::query("SELECT 1 FROM flags WHERE key = $1")
         .bind(def.key.clone())
@@ -189,11 +208,19 @@ pub async fn create(store: &Store, mut def: FlagDef) -> Result<(FlagDef, Committ
     .bind(def.created_at_us)
     .execute(&mut *w.tx)
     .await?;
+    let audit = Audit {
+        by,
+        before: None,
+        after: Some(audited(&def)),
+    };
     let committed = w
-        .commit_change(Change::FlagUpsert {
-            flag: FlagRecord::from(&def),
-            overridden: Vec::new(),
-        })
+        .commit_change(
+            Change::FlagUpsert {
+                flag: FlagRecord::from(&def),
+                overridden: Vec::new(),
+            },
+            audit,
+        )
         .await?;
     Ok((def, committed))
 }
@@ -214,6 +241,20 @@ pub struct FlagUpdate {
     pub definition: Option<super::definition::DefinitionUpdate>,
 }
 
+/// A write made in a transaction and not committed yet: the change the
+/// change log records and what the audit log keeps of it.
+#[derive(Debug)]
+pub struct Written {
+    /// The flag after the write.
+    pub def: FlagDef,
+    /// The change-log row.
+    pub change: Change,
+    /// The flag before, as the audit log shows it.
+    pub before: serde_json::Value,
+    /// The flag after, as the audit log shows it.
+    pub after: serde_json::Value,
+}
+
 /// Updates a flag; values are type-checked against the stored type here,
 /// and the flag as updated must encode within `max_def_bytes`
 /// ([`super::def_bound`]), or nothing is written.
@@ -223,9 +264,30 @@ pub async fn update(
     u: FlagUpdate,
     expected: i64,
     max_def_bytes: usize,
+    by: &Attribution,
 ) -> Result<(FlagDef, Committed)> {
     let mut w = store.begin_write().await?;
-    let mut def = current(&mut w, key).await?;
+    let written = update_in(&mut w, key, u, expected, max_def_bytes).await?;
+    let audit = Audit {
+        by,
+        before: Some(written.before),
+        after: Some(written.after),
+    };
+    let committed = w.commit_change(written.change, audit).await?;
+    Ok((written.def, committed))
+}
+
+/// [`update`] within the write `w`, which the caller commits (a rollout's
+/// step commits it with its own row).
+pub async fn update_in(
+    w: &mut WriteTx,
+    key: &str,
+    u: FlagUpdate,
+    expected: i64,
+    max_def_bytes: usize,
+) -> Result<Written> {
+    let mut def = current(w, key).await?;
+    let before = audited(&def);
     w.expect_revision(&format!("flag {key:?}"), Some(def.revision), expected)?;
     if u.value_type.is_some_and(|t| t != def.value_type) {
         return Err(Error::invalid_argument(
@@ -274,18 +336,25 @@ pub async fn update(
     .bind(key)
     .execute(&mut *w.tx)
     .await?;
-    let overridden = overridden_by(&mut w, key).await?;
-    let committed = w
-        .commit_change(Change::FlagUpsert {
+    let overridden = overridden_by(w, key).await?;
+    Ok(Written {
+        change: Change::FlagUpsert {
             flag: FlagRecord::from(&def),
             overridden,
-        })
-        .await?;
-    Ok((def, committed))
+        },
+        before,
+        after: audited(&def),
+        def,
+    })
 }
 
 /// Deletes a flag and every override of it.
-pub async fn delete(store: &Store, key: &str, expected: i64) -> Result<Committed> {
+pub async fn delete(
+    store: &Store,
+    key: &str,
+    expected: i64,
+    by: &Attribution,
+) -> Result<Committed> {
     let mut w = store.begin_write().await?;
     let def = current(&mut w, key).await?;
     w.expect_revision(&format!("flag {key:?}"), Some(def.revision), expected)?;
@@ -297,20 +366,40 @@ pub async fn delete(store: &Store, key: &str, expected: i64) -> Result<Committed
         .bind(key)
         .execute(&mut *w.tx)
         .await?;
-    w.commit_change(Change::FlagDelete {
-        key: key.to_owned(),
-    })
+    let audit = Audit {
+        by,
+        before: Some(audited(&def)),
+        after: None,
+    };
+    w.commit_change(
+        Change::FlagDelete {
+            key: key.to_owned(),
+        },
+        audit,
+    )
     .await
 }
 
-async fn override_revision(w: &mut WriteTx, tenant: &str, key: &str) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT revision FROM tenant_overrides WHERE tenant_id = $1 AND flag_key = $2",
+/// A tenant's override of a flag: its revision and value.
+async fn override_of(
+    w: &mut WriteTx,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<(i64, serde_json::Value)>> {
+    let row = sqlx::query(
+        "SELECT revision, value FROM tenant_overrides WHERE tenant_id = $1 AND flag_key = $2",
     )
     .bind(tenant)
     .bind(key)
     .fetch_optional(&mut *w.tx)
-    .await?)
+    .await?;
+    row.map(|r| {
+        Ok((
+            r.try_get(0)?,
+            integral(&json("override", &r.try_get::<String, _>(1)?)?),
+        ))
+    })
+    .transpose()
 }
 
 /// Sets a tenant's override.
@@ -320,6 +409,7 @@ pub async fn set_override(
     key: &str,
     value: serde_json::Value,
     expected: i64,
+    by: &Attribution,
 ) -> Result<Committed> {
     let mut w = store.begin_write().await?;
     let tenant_exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
@@ -331,8 +421,8 @@ pub async fn set_override(
     }
     let def = current(&mut w, key).await?;
     check_value("value", &value, def.value_type)?;
-    let existing = override_revision(&mut w, tenant, key).await?;
-    w.expect_revision("the override", existing, expected)?;
+    let existing = override_of(&mut w, tenant, key).await?;
+    w.expect_revision("the override", existing.as_ref().map(|e| e.0), expected)?;
     sqlx::query(
         "INSERT INTO tenant_overrides (tenant_id, flag_key, value, revision, updated_at_us) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (tenant_id, flag_key) DO UPDATE SET value = excluded.value, revision = excluded.revision, updated_at_us = excluded.updated_at_us",
@@ -344,11 +434,19 @@ pub async fn set_override(
     .bind(w.now_us)
     .execute(&mut *w.tx)
     .await?;
-    w.commit_change(Change::OverrideSet {
-        tenant: tenant.to_owned(),
-        key: key.to_owned(),
-        value,
-    })
+    let audit = Audit {
+        by,
+        before: existing.map(|e| e.1),
+        after: Some(value.clone()),
+    };
+    w.commit_change(
+        Change::OverrideSet {
+            tenant: tenant.to_owned(),
+            key: key.to_owned(),
+            value,
+        },
+        audit,
+    )
     .await
 }
 
@@ -358,24 +456,31 @@ pub async fn clear_override(
     tenant: &str,
     key: &str,
     expected: i64,
+    by: &Attribution,
 ) -> Result<Committed> {
     let mut w = store.begin_write().await?;
     let def = current(&mut w, key).await?;
-    let existing = override_revision(&mut w, tenant, key)
-        .await?
-        .ok_or_else(|| {
-            Error::not_found(format!("override of flag {key:?} for tenant {tenant:?}"))
-        })?;
+    let (existing, before) = override_of(&mut w, tenant, key).await?.ok_or_else(|| {
+        Error::not_found(format!("override of flag {key:?} for tenant {tenant:?}"))
+    })?;
     w.expect_revision("the override", Some(existing), expected)?;
     sqlx::query("DELETE FROM tenant_overrides WHERE tenant_id = $1 AND flag_key = $2")
         .bind(tenant)
         .bind(key)
         .execute(&mut *w.tx)
         .await?;
-    w.commit_change(Change::OverrideClear {
-        tenant: tenant.to_owned(),
-        flag: FlagRecord::from(&def),
-    })
+    let audit = Audit {
+        by,
+        before: Some(before),
+        after: None,
+    };
+    w.commit_change(
+        Change::OverrideClear {
+            tenant: tenant.to_owned(),
+            flag: FlagRecord::from(&def),
+        },
+        audit,
+    )
     .await
 }
 

@@ -27,6 +27,7 @@ use std::{
 use arc_swap::ArcSwap;
 
 use crate::{
+    audit::Attribution,
     changelog::Committed,
     error::{Error, Result},
     id::TenantId,
@@ -447,9 +448,10 @@ impl Tenants {
         &self,
         id: &TenantId,
         fields: &TenantFields,
+        by: &Attribution,
     ) -> Result<(TenantRecord, Committed)> {
         let patterns = fields.validate()?;
-        store::create(&self.store, id, fields, &patterns).await
+        store::create(&self.store, id, fields, &patterns, by).await
     }
 
     /// Returns one tenant.
@@ -472,6 +474,7 @@ impl Tenants {
         fields: &TenantFields,
         mask: UpdatedFields,
         expected_revision: i64,
+        by: &Attribution,
     ) -> Result<(TenantRecord, Committed)> {
         if mask.display_name {
             validate_display_name(&fields.display_name)?;
@@ -488,6 +491,7 @@ impl Tenants {
             patterns.as_deref(),
             mask,
             expected_revision,
+            by,
         )
         .await
     }
@@ -498,8 +502,9 @@ impl Tenants {
         &self,
         id: &TenantId,
         expected_revision: i64,
+        by: &Attribution,
     ) -> Result<(Committed, usize)> {
-        store::delete(&self.store, id, expected_revision).await
+        store::delete(&self.store, id, expected_revision, by).await
     }
 }
 

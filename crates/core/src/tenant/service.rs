@@ -9,6 +9,7 @@ use super::{
     UpdatedFields,
 };
 use crate::{
+    audit::Attribution,
     auth::{Principal, Scope},
     changelog::Announce,
     error::{Error, ErrorKind, Result},
@@ -61,9 +62,10 @@ impl TenantService {
     /// Creates a tenant (admin).
     pub async fn create(&self, p: &Principal, tenant: Input<TenantInput>) -> Result<TenantRecord> {
         p.require_admin()?;
+        let by = Attribution::of(p)?;
         let t = tenant?;
         let id = TenantId::parse(&t.id, "tenant.id")?;
-        let (record, committed) = self.tenants.create(&id, &t.fields).await?;
+        let (record, committed) = self.tenants.create(&id, &t.fields, &by).await?;
         self.announce.committed(&committed).await;
         Ok(record)
     }
@@ -95,10 +97,14 @@ impl TenantService {
         expected: i64,
     ) -> Result<TenantRecord> {
         p.require_admin()?;
+        let by = Attribution::of(p)?;
         let t = tenant?;
         let mask = UpdatedFields::parse(mask)?;
         let id = TenantId::parse(&t.id, "tenant.id")?;
-        let (record, committed) = self.tenants.update(&id, &t.fields, mask, expected).await?;
+        let (record, committed) = self
+            .tenants
+            .update(&id, &t.fields, mask, expected, &by)
+            .await?;
         self.announce.committed(&committed).await;
         Ok(record)
     }
@@ -107,8 +113,9 @@ impl TenantService {
     /// revision and how many overrides went with it. Admin.
     pub async fn delete(&self, p: &Principal, id: &str, expected: i64) -> Result<(i64, usize)> {
         p.require_admin()?;
+        let by = Attribution::of(p)?;
         let id = TenantId::parse(id, "tenant_id")?;
-        let (committed, overrides) = self.tenants.delete(&id, expected).await?;
+        let (committed, overrides) = self.tenants.delete(&id, expected, &by).await?;
         self.announce.committed(&committed).await;
         Ok((committed.revision, overrides))
     }

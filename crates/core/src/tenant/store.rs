@@ -10,12 +10,22 @@ use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 
 use super::{TenantFields, TenantRecord, UpdatedFields, matcher};
 use crate::{
-    changelog::{Append, Change, Committed},
+    audit::Attribution,
+    changelog::{Append, Audit, Change, Committed},
     error::{Error, Result},
     store::{Store, WriteTx, placeholders},
 };
 
 const TENANT_COLUMNS: &str = "id, display_name, disabled, revision, created_at_us, updated_at_us";
+
+/// A tenant as the audit log shows it.
+fn audited(t: &TenantRecord) -> serde_json::Value {
+    serde_json::json!({
+        "displayName": t.display_name,
+        "patterns": t.patterns,
+        "disabled": t.disabled,
+    })
+}
 
 fn tenant_from_row(row: &AnyRow) -> Result<TenantRecord> {
     Ok(TenantRecord {
@@ -34,6 +44,7 @@ pub(super) async fn create(
     id: &str,
     fields: &TenantFields,
     patterns: &[String],
+    by: &Attribution,
 ) -> Result<(TenantRecord, Committed)> {
     let mut w = store.begin_write().await?;
     let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
@@ -67,10 +78,18 @@ pub(super) async fn create(
         created_at_us: w.now_us,
         updated_at_us: w.now_us,
     };
+    let audit = Audit {
+        by,
+        before: None,
+        after: Some(audited(&record)),
+    };
     let committed = w
-        .commit_change(Change::TenantUpsert {
-            tenant: id.to_owned(),
-        })
+        .commit_change(
+            Change::TenantUpsert {
+                tenant: id.to_owned(),
+            },
+            audit,
+        )
         .await?;
     Ok((record, committed))
 }
@@ -236,9 +255,12 @@ pub(super) async fn update(
     patterns: Option<&[String]>,
     mask: UpdatedFields,
     expected_revision: i64,
+    by: &Attribution,
 ) -> Result<(TenantRecord, Committed)> {
     let mut w = store.begin_write().await?;
     let mut t = current(&mut w, id, expected_revision).await?;
+    t.patterns = patterns_of(&mut *w.tx, id).await?;
+    let before = audited(&t);
     if mask.display_name {
         t.display_name = fields.display_name.clone();
     }
@@ -262,16 +284,22 @@ pub(super) async fn update(
             .await?;
         claim_patterns(&mut w, id, patterns).await?;
         t.patterns = patterns.to_vec();
-    } else {
-        t.patterns = patterns_of(&mut *w.tx, id).await?;
     }
     bump_generation(&mut w).await?;
     t.revision = w.revision;
     t.updated_at_us = w.now_us;
+    let audit = Audit {
+        by,
+        before: Some(before),
+        after: Some(audited(&t)),
+    };
     let committed = w
-        .commit_change(Change::TenantUpsert {
-            tenant: id.to_owned(),
-        })
+        .commit_change(
+            Change::TenantUpsert {
+                tenant: id.to_owned(),
+            },
+            audit,
+        )
         .await?;
     Ok((t, committed))
 }
@@ -282,9 +310,11 @@ pub(super) async fn delete(
     store: &Store,
     id: &str,
     expected_revision: i64,
+    by: &Attribution,
 ) -> Result<(Committed, usize)> {
     let mut w = store.begin_write().await?;
-    current(&mut w, id, expected_revision).await?;
+    let mut t = current(&mut w, id, expected_revision).await?;
+    t.patterns = patterns_of(&mut *w.tx, id).await?;
     let restored = crate::flag::store::take_overrides_of(&mut w, id).await?;
     let overrides = restored.len();
     sqlx::query("DELETE FROM tenant_patterns WHERE tenant_id = $1")
@@ -296,11 +326,19 @@ pub(super) async fn delete(
         .execute(&mut *w.tx)
         .await?;
     bump_generation(&mut w).await?;
+    let audit = Audit {
+        by,
+        before: Some(audited(&t)),
+        after: None,
+    };
     let committed = w
-        .commit_change(Change::TenantDelete {
-            tenant: id.to_owned(),
-            restored,
-        })
+        .commit_change(
+            Change::TenantDelete {
+                tenant: id.to_owned(),
+                restored,
+            },
+            audit,
+        )
         .await?;
     Ok((committed, overrides))
 }

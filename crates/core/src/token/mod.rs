@@ -13,6 +13,7 @@ use std::{sync::Arc, time::Duration};
 use sqlx::Row;
 
 use crate::{
+    audit::{self, Attribution},
     auth::{Authenticator, Principal, Scope, StoredToken, digest},
     error::{Error, Result},
     service::page::{Page, PageRequest},
@@ -102,7 +103,7 @@ pub async fn insert(
     store: &Store,
     name: &str,
     scope: Scope,
-    created_by: &str,
+    by: &Attribution,
     lifetime: Option<Duration>,
 ) -> Result<(TokenInfo, String)> {
     check_name(name)?;
@@ -121,10 +122,11 @@ pub async fn insert(
     let info = TokenInfo {
         name: name.to_owned(),
         scope,
-        created_by: created_by.to_owned(),
+        created_by: by.actor.to_string(),
         created_at_us: now,
         expires_at_us,
     };
+    let mut tx = store.pool().begin().await?;
     let written = sqlx::query(
         "INSERT INTO api_tokens (name, digest, scope, created_by, created_at_us, expires_at_us) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
@@ -135,14 +137,39 @@ pub async fn insert(
     .bind(info.created_by.clone())
     .bind(info.created_at_us)
     .bind(info.expires_at_us)
-    .execute(store.pool())
+    .execute(&mut *tx)
     .await?;
     if written.rows_affected() == 0 {
         return Err(Error::already_exists(format!(
             "token {name:?} already exists; revoke it first, or choose another name"
         )));
     }
+    audit::insert(&mut tx, now, by, &token_record("token.create", &info)).await?;
+    tx.commit().await?;
     Ok((info, secret))
+}
+
+/// A token's audit entry: its name, scope and lifetime, never its secret.
+fn token_record(action: &str, t: &TokenInfo) -> audit::Record {
+    let shown = serde_json::json!({
+        "name": t.name,
+        "scope": t.scope.to_string(),
+        "createdBy": t.created_by,
+        "expireTime": t.expires_at_us.map(audit::rfc3339),
+    });
+    let (before, after) = if action == "token.revoke" {
+        (Some(shown), None)
+    } else {
+        (None, Some(shown))
+    };
+    audit::Record {
+        action: action.to_owned(),
+        revision: None,
+        flag_key: None,
+        tenant_id: None,
+        before,
+        after,
+    }
 }
 
 /// At the first start of an empty database (no stored token), makes the
@@ -155,7 +182,8 @@ pub async fn bootstrap(store: &Store) -> Result<Option<String>> {
     if any.is_some() {
         return Ok(None);
     }
-    match insert(store, BOOTSTRAP_NAME, Scope::Admin, BOOTSTRAP_CREATOR, None).await {
+    let by = Attribution::automatic(BOOTSTRAP_CREATOR, String::new(), None);
+    match insert(store, BOOTSTRAP_NAME, Scope::Admin, &by, None).await {
         Ok((_, secret)) => Ok(Some(secret)),
         Err(e) if e.kind() == crate::error::ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(e),
@@ -242,7 +270,8 @@ impl TokenService {
         caller.require_admin()?;
         check_name(name)?;
         let scope = Scope::parse(scope).map_err(|e| Error::invalid_argument("scope", e))?;
-        let made = insert(&self.store, name, scope, caller.caller(), lifetime).await?;
+        let by = Attribution::of(caller)?;
+        let made = insert(&self.store, name, scope, &by, lifetime).await?;
         self.reload_after_write().await;
         Ok(made)
     }
@@ -268,14 +297,22 @@ impl TokenService {
     /// Revokes the token `name`.
     pub async fn revoke(&self, caller: &Principal, name: &str) -> Result<()> {
         caller.require_admin()?;
+        let by = Attribution::of(caller)?;
         check_name(name)?;
-        let gone = sqlx::query("DELETE FROM api_tokens WHERE name = $1")
-            .bind(name.to_owned())
-            .execute(self.store.pool())
-            .await?;
-        if gone.rows_affected() == 0 {
+        let mut tx = self.store.pool().begin().await?;
+        let gone = sqlx::query(
+            "DELETE FROM api_tokens WHERE name = $1 \
+             RETURNING name, scope, created_by, created_at_us, expires_at_us",
+        )
+        .bind(name.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(gone) = gone else {
             return Err(Error::not_found(format!("token {name:?}")));
-        }
+        };
+        let record = token_record("token.revoke", &info(&gone)?);
+        audit::insert(&mut tx, now_us(), &by, &record).await?;
+        tx.commit().await?;
         self.reload_after_write().await;
         Ok(())
     }

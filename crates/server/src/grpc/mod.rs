@@ -2,6 +2,7 @@
 //! principal, convert messages to domain types, call the capability's service
 //! and convert the answer. No rule of the API lives here.
 
+pub mod audit;
 pub mod convert;
 pub mod flag;
 pub mod flagd;
