@@ -25,6 +25,7 @@ const PROTOS: &[&str] = &[
     "switchyard/v1/gating.proto",
     "switchyard/v1/token.proto",
     "switchyard/v1/audit.proto",
+    "switchyard/v1/rollout.proto",
     "grpc/health/v1/health.proto",
     "flagd/evaluation/v1/evaluation.proto",
     "flagd/evaluation/v2/evaluation.proto",

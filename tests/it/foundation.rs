@@ -33,6 +33,7 @@ async fn health_serves_overall_and_per_service(backend: Backend) {
         "switchyard.v1.GatingService",
         "switchyard.v1.TokenService",
         "switchyard.v1.AuditService",
+        "switchyard.v1.RolloutService",
         "flagd.evaluation.v1.Service",
         "flagd.evaluation.v2.Service",
         "flagd.sync.v1.FlagSyncService",
@@ -74,6 +75,7 @@ async fn reflection_lists_every_service_in_both_versions(backend: Backend) {
         "switchyard.v1.AuditService",
         "switchyard.v1.FlagService",
         "switchyard.v1.GatingService",
+        "switchyard.v1.RolloutService",
         "switchyard.v1.TenantService",
         "switchyard.v1.TokenService",
     ]

@@ -14,6 +14,7 @@ mod audit;
 mod cli;
 mod docs;
 mod foundation;
+mod rollouts;
 mod tenants;
 mod tls;
 mod tokens;

@@ -34,8 +34,8 @@ use tonic::{
 
 use crate::v1::{
     audit_service_client::AuditServiceClient, flag_service_client::FlagServiceClient,
-    gating_service_client::GatingServiceClient, tenant_service_client::TenantServiceClient,
-    token_service_client::TokenServiceClient,
+    gating_service_client::GatingServiceClient, rollout_service_client::RolloutServiceClient,
+    tenant_service_client::TenantServiceClient, token_service_client::TokenServiceClient,
 };
 
 /// A channel with the bearer token added to every call.
@@ -547,6 +547,11 @@ impl Client {
     /// `switchyard.v1.AuditService`.
     pub fn audit(&self) -> AuditServiceClient<Authed> {
         AuditServiceClient::new(self.authed())
+    }
+
+    /// `switchyard.v1.RolloutService`.
+    pub fn rollouts(&self) -> RolloutServiceClient<Authed> {
+        RolloutServiceClient::new(self.authed())
     }
 
     /// `grpc.health.v1.Health` (public: no token is sent).

@@ -19,6 +19,7 @@ use crate::{
     follower::{Follower, Readiness},
     gating,
     id::TenantId,
+    rollout,
     store::{Backend, Store},
     tenant::{self, Tenants, cache::ResolutionCache},
     token,
@@ -37,6 +38,8 @@ pub struct App {
     pub tokens: token::TokenService,
     /// AuditService's use cases (reading the audit log).
     pub audit: audit::AuditService,
+    /// RolloutService's use cases, and the driver every replica runs.
+    pub rollouts: rollout::RolloutService,
     /// TenantService's use cases.
     pub tenants: tenant::service::TenantService,
     /// FlagService's use cases.
@@ -125,9 +128,15 @@ impl App {
                 config.watch.max_watchers,
                 config.watch.watchers_per_caller(),
             ),
-            announce,
+            announce: announce.clone(),
             max_message_bytes: config.listener.max_message_bytes,
         });
+        let rollouts = rollout::RolloutService::new(
+            store.clone(),
+            announce,
+            budget.clone(),
+            flag::part_budget(config.listener.max_message_bytes),
+        );
 
         let gating = gating::service::GatingService::new(gating::service::Parts {
             store: store.clone(),
@@ -199,6 +208,20 @@ impl App {
                 async move { gating.refresh().await }
             });
         }
+        {
+            // Every replica looks at the running rollouts; the one holding a
+            // rollout's lease drives it.
+            let driver = rollouts.clone();
+            spawn_every(rollout::TICK, shutdown.clone(), move || {
+                let driver = driver.clone();
+                async move { driver.drive().await }
+            });
+            let gauges = rollouts.clone();
+            spawn_every(Duration::from_secs(5), shutdown.clone(), move || {
+                let gauges = gauges.clone();
+                async move { gauges.refresh_metrics().await }
+            });
+        }
         spawn_every(Duration::from_secs(5), shutdown.clone(), || {
             crate::telemetry::metrics_upkeep();
             std::future::ready(())
@@ -207,6 +230,7 @@ impl App {
         Ok(App {
             authenticator,
             tokens,
+            rollouts,
             audit: audit::AuditService::new(
                 store.clone(),
                 crate::service::page::byte_budget(config.listener.max_message_bytes),
@@ -230,6 +254,8 @@ impl App {
     /// connections to be returned.
     pub async fn stop(&self) {
         self.shutdown.cancel();
+        // Another replica takes this one's rollouts over at its next tick.
+        self.rollouts.release().await;
         self.store.close().await;
     }
 }

@@ -19,6 +19,7 @@ pub mod follower;
 pub mod gating;
 pub mod id;
 pub mod json;
+pub mod rollout;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, server::NamedService};
 
 use crate::grpc::{
-    audit::AuditApi, flag::FlagApi, flagd::Flagd, gating::GatingApi, tenant::TenantApi,
-    token::TokenApi,
+    audit::AuditApi, flag::FlagApi, flagd::Flagd, gating::GatingApi, rollout::RolloutApi,
+    tenant::TenantApi, token::TokenApi,
 };
 use switchyard_api::{
     flagd::{
@@ -33,19 +33,20 @@ use switchyard_api::{
     },
     v1::{
         audit_service_server::AuditServiceServer, flag_service_server::FlagServiceServer,
-        gating_service_server::GatingServiceServer, tenant_service_server::TenantServiceServer,
-        token_service_server::TokenServiceServer,
+        gating_service_server::GatingServiceServer, rollout_service_server::RolloutServiceServer,
+        tenant_service_server::TenantServiceServer, token_service_server::TokenServiceServer,
     },
 };
 use switchyard_core::follower::Readiness;
 
 /// The fully qualified names of the API services.
-pub const SERVICE_NAMES: [&str; 5] = [
+pub const SERVICE_NAMES: [&str; 6] = [
     <TenantServiceServer<TenantApi> as NamedService>::NAME,
     <FlagServiceServer<FlagApi> as NamedService>::NAME,
     <GatingServiceServer<GatingApi> as NamedService>::NAME,
     <TokenServiceServer<TokenApi> as NamedService>::NAME,
     <AuditServiceServer<AuditApi> as NamedService>::NAME,
+    <RolloutServiceServer<RolloutApi> as NamedService>::NAME,
 ];
 
 /// The fully qualified names of flagd's services (OpenFeature's flagd

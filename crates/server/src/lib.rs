@@ -38,6 +38,7 @@ use crate::grpc::{
     flag::{EncodedRoutes, FlagApi},
     flagd::{Flagd, SYNC_FLAGS, sync_route},
     gating::GatingApi,
+    rollout::RolloutApi,
     tenant::TenantApi,
     token::TokenApi,
 };
@@ -51,8 +52,8 @@ use switchyard_api::{
     health::health_server::HealthServer,
     v1::{
         audit_service_server::AuditServiceServer, flag_service_server::FlagServiceServer,
-        gating_service_server::GatingServiceServer, tenant_service_server::TenantServiceServer,
-        token_service_server::TokenServiceServer,
+        gating_service_server::GatingServiceServer, rollout_service_server::RolloutServiceServer,
+        tenant_service_server::TenantServiceServer, token_service_server::TokenServiceServer,
     },
 };
 pub use switchyard_core::app::generate_token;
@@ -279,6 +280,13 @@ fn grpc_routes(app: &App, health: HealthServer<Health>) -> Result<Routes, Error>
     )
     .add_service(
         AuditServiceServer::new(AuditApi::new(app.audit.clone()))
+            .accept_compressed(gzip)
+            .send_compressed(gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    )
+    .add_service(
+        RolloutServiceServer::new(RolloutApi::new(app.rollouts.clone()))
             .accept_compressed(gzip)
             .send_compressed(gzip)
             .max_decoding_message_size(max)

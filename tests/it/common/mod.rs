@@ -17,6 +17,7 @@ pub mod node;
 pub mod own_redis;
 pub mod prometheus;
 pub mod server;
+pub mod shop;
 
 use std::future::Future;
 use std::time::Duration;

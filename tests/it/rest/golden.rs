@@ -374,6 +374,116 @@ fn script() -> Vec<Step> {
             "/v1/changes:export?afterId=-1",
             None,
         ),
+        // RolloutService (`{rollout}`: the id of the last rollout an answer
+        // named). Holds of an hour: nothing is judged during the script.
+        setup(
+            "POST",
+            "/v1/flags",
+            json!({"key": "rollout-demo", "type": "FLAG_TYPE_BOOL",
+                   "variants": {"on": true, "off": false}, "defaultVariant": "off"}),
+        ),
+        case(
+            "StartRollout.ok",
+            "POST",
+            "/v1/rollouts",
+            Some(
+                json!({"flagKey": "rollout-demo", "treatment": "on", "stages": [
+                {"percent": 5, "hold": "3600s", "minSamples": 100},
+                {"percent": 50, "hold": "3600s"}]}),
+            ),
+        ),
+        case(
+            "StartRollout.error",
+            "POST",
+            "/v1/rollouts",
+            Some(
+                json!({"flagKey": "rollout-demo", "treatment": "on", "stages": [
+                {"percent": 5, "hold": "3600s"}]}),
+            ),
+        ),
+        case("GetRollout.ok", "GET", "/v1/rollouts/{rollout}", None),
+        case("GetRollout.error", "GET", "/v1/rollouts/nope", None),
+        case(
+            "ListRollouts.ok",
+            "GET",
+            "/v1/rollouts?flagKey=rollout-demo",
+            None,
+        ),
+        case(
+            "ListRollouts.error",
+            "GET",
+            "/v1/rollouts?pageSize=-1",
+            None,
+        ),
+        case(
+            "PauseRollout.ok",
+            "POST",
+            "/v1/rollouts/{rollout}:pause",
+            Some(json!({})),
+        ),
+        case(
+            "PauseRollout.error",
+            "POST",
+            "/v1/rollouts/{rollout}:pause",
+            Some(json!({})),
+        ),
+        case(
+            "SkipStage.ok",
+            "POST",
+            "/v1/rollouts/{rollout}:skip",
+            Some(json!({})),
+        ),
+        case(
+            "SkipStage.error",
+            "POST",
+            "/v1/rollouts/ro-000000000000:skip",
+            Some(json!({})),
+        ),
+        case(
+            "ResumeRollout.ok",
+            "POST",
+            "/v1/rollouts/{rollout}:resume",
+            Some(json!({})),
+        ),
+        case(
+            "ResumeRollout.error",
+            "POST",
+            "/v1/rollouts/{rollout}:resume",
+            Some(json!({})),
+        ),
+        case(
+            "AbortRollout.ok",
+            "POST",
+            "/v1/rollouts/{rollout}:abort",
+            Some(json!({})),
+        ),
+        case(
+            "AbortRollout.error",
+            "POST",
+            "/v1/rollouts/{rollout}:abort",
+            Some(json!({})),
+        ),
+        setup(
+            "POST",
+            "/v1/rollouts",
+            json!({"flagKey": "rollout-demo", "treatment": "on", "stages": [
+                {"percent": 1, "hold": "3600s"}]}),
+        ),
+        as_token(
+            case(
+                "KillRollout.ok",
+                "POST",
+                "/v1/rollouts/{rollout}:kill",
+                Some(json!({})),
+            ),
+            Some(GATING.into()),
+        ),
+        case(
+            "KillRollout.error",
+            "POST",
+            "/v1/rollouts/{rollout}:kill",
+            Some(json!({})),
+        ),
         // Refusals of the HTTP layer itself.
         as_token(
             case("refusal.unauthenticated", "GET", "/v1/flags", None),
@@ -415,7 +525,11 @@ async fn every_route_answers_its_golden_bodies(backend: Backend) {
     let mut ok_routes = BTreeSet::new();
     let mut error_routes = BTreeSet::new();
     let mut mismatches = Vec::new();
-    for step in script() {
+    let mut rollout = String::new();
+    for mut step in script() {
+        let template = step.path;
+        let path = step.path.replace("{rollout}", &rollout);
+        step.path = Box::leak(path.into_boxed_str());
         let (status, body) = if (step.path.starts_with("/v1/flags:watch")
             || step.path.starts_with("/v1/changes:export"))
             && step.name.is_some_and(|n| n.ends_with(".ok"))
@@ -432,6 +546,9 @@ async fn every_route_answers_its_golden_bodies(backend: Backend) {
             .await;
             (r.status, r.json())
         };
+        if let Some(id) = body["rollout"]["id"].as_str() {
+            rollout = id.to_owned();
+        }
         let Some(name) = step.name else {
             assert_eq!(status, 200, "setup {} {}: {body}", step.method, step.path);
             continue;
@@ -447,7 +564,7 @@ async fn every_route_answers_its_golden_bodies(backend: Backend) {
             }
         }
         let actual = json!({
-            "request": format!("{} {}", step.method, step.path),
+            "request": format!("{} {}", step.method, template),
             "requestBody": step.body,
             "status": status,
             "body": normalise(body),
@@ -502,6 +619,9 @@ async fn first_stream_line(server: &TestServer, step: &Step) -> (u16, Json) {
 fn normalise(v: Json) -> Json {
     match v {
         Json::String(s) if is_utc_timestamp(&s) => Json::String("<timestamp>".into()),
+        // A rollout's id (`ro-` and 12 random hex digits), alone or in a
+        // message.
+        Json::String(s) if s.contains("ro-") => Json::String(mask_rollout_ids(&s)),
         Json::Array(items) => Json::Array(items.into_iter().map(normalise).collect()),
         Json::Object(m) => Json::Object(
             m.into_iter()
@@ -529,6 +649,25 @@ fn normalise(v: Json) -> Json {
         ),
         other => other,
     }
+}
+
+/// `s` with every `ro-` and 12 hex digits written `<rollout-id>`.
+fn mask_rollout_ids(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("ro-") {
+        let id = rest[i + 3..].get(..12);
+        out.push_str(&rest[..i]);
+        if id.is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())) {
+            out.push_str("<rollout-id>");
+            rest = &rest[i + 15..];
+        } else {
+            out.push_str("ro-");
+            rest = &rest[i + 3..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `2026-11-25T15:40:28.661243Z`: date, `T`, time, optional fraction, `Z`.

@@ -49,6 +49,18 @@ pub const GATE_RUNS: &str = "switchyard_gate_runs_total";
 pub const NLP_OUTCOMES: &str = "switchyard_nlp_outcomes_total";
 /// Of those, low-confidence fallbacks.
 pub const NLP_FALLBACKS: &str = "switchyard_nlp_fallbacks_total";
+/// Gauge: the treatment's share of a rollout's units, 0 to 1.
+pub const ROLLOUT_RATIO: &str = "switchyard_rollout_treatment_ratio";
+/// Gauge: a rollout's current stage (1-based).
+pub const ROLLOUT_STAGE: &str = "switchyard_rollout_stage";
+/// Gauge: 1 for a rollout's state, 0 for the others.
+pub const ROLLOUT_STATE: &str = "switchyard_rollout_state";
+/// Counter: stage verdicts, by flag and verdict.
+pub const ROLLOUT_VERDICTS: &str = "switchyard_rollout_verdicts_total";
+/// Gauge: a cohort's p95 latency at its last verdict, seconds.
+pub const ROLLOUT_COHORT_P95: &str = "switchyard_rollout_cohort_p95_seconds";
+/// Gauge: a cohort's error ratio at its last verdict.
+pub const ROLLOUT_COHORT_ERRORS: &str = "switchyard_rollout_cohort_error_ratio";
 
 /// Buckets of [`REQUEST_DURATION`], in seconds: fine from 25 µs to a few ms
 /// (where the API's calls are on a replica that is not loaded: tens to
@@ -141,6 +153,36 @@ pub fn describe() {
         "NLP outcomes below their tenant's confidence threshold (low-confidence fallbacks), by tenant and intent."
     );
     describe_gauge!(
+        ROLLOUT_RATIO,
+        Unit::Count,
+        "The treatment's share of a rollout's units (0 to 1), by rollout and flag."
+    );
+    describe_gauge!(
+        ROLLOUT_STAGE,
+        Unit::Count,
+        "A rollout's current stage, 1-based, by rollout and flag."
+    );
+    describe_gauge!(
+        ROLLOUT_STATE,
+        Unit::Count,
+        "1 for a rollout's state (running, paused, succeeded, failed, aborted), 0 for the others."
+    );
+    describe_counter!(
+        ROLLOUT_VERDICTS,
+        Unit::Count,
+        "Rollout stage verdicts by flag and verdict (PASS, FAIL, INCONCLUSIVE, NO_DATA), counted by the replica that judged."
+    );
+    describe_gauge!(
+        ROLLOUT_COHORT_P95,
+        Unit::Seconds,
+        "A rollout cohort's p95 latency at its last verdict, by rollout, flag and cohort (treatment, control)."
+    );
+    describe_gauge!(
+        ROLLOUT_COHORT_ERRORS,
+        Unit::Count,
+        "A rollout cohort's error ratio at its last verdict, by rollout, flag and cohort."
+    );
+    describe_gauge!(
         BUILD_INFO,
         Unit::Count,
         "Always 1; the version and track of this replica."
@@ -186,6 +228,39 @@ pub fn nlp(tenant: &str, intent: &str, n: u64, fallbacks: u64) {
         .increment(n);
     counter!(NLP_FALLBACKS, "tenant" => tenant.to_owned(), "intent" => intent.to_owned())
         .increment(fallbacks);
+}
+
+/// Records where a rollout is: its treatment ratio, stage and state.
+pub fn rollout(id: &str, flag: &str, ratio: f64, stage: usize, state: &str, states: &[&str]) {
+    let (id, flag) = (id.to_owned(), flag.to_owned());
+    gauge!(ROLLOUT_RATIO, "rollout" => id.clone(), "flag" => flag.clone()).set(ratio);
+    gauge!(ROLLOUT_STAGE, "rollout" => id.clone(), "flag" => flag.clone()).set(stage as f64);
+    for s in states {
+        gauge!(ROLLOUT_STATE, "rollout" => id.clone(), "flag" => flag.clone(), "state" => s.to_string())
+            .set(if *s == state { 1.0 } else { 0.0 });
+    }
+}
+
+/// Records a rollout stage's verdict and its cohorts' figures (`None`: not
+/// read).
+pub fn rollout_verdict(
+    id: &str,
+    flag: &str,
+    verdict: &'static str,
+    cohorts: &[(&'static str, Option<(f64, f64)>)],
+) {
+    counter!(ROLLOUT_VERDICTS, "flag" => flag.to_owned(), "verdict" => verdict).increment(1);
+    for (cohort, figures) in cohorts {
+        if let Some((p95_ms, errors)) = figures {
+            let labels = [
+                ("rollout", id.to_owned()),
+                ("flag", flag.to_owned()),
+                ("cohort", cohort.to_string()),
+            ];
+            gauge!(ROLLOUT_COHORT_P95, &labels).set(p95_ms / 1000.0);
+            gauge!(ROLLOUT_COHORT_ERRORS, &labels).set(*errors);
+        }
+    }
 }
 
 /// The protocol a request came in by.

@@ -260,7 +260,8 @@ pub fn rules_from_proto(p: Option<&pb::CanaryPolicy>) -> RulesInput {
     }
 }
 
-fn rules_to_proto(r: &d::CanaryRules) -> pb::CanaryPolicy {
+/// Canary rules, every default filled in, as the policy message.
+pub fn rules_to_proto(r: &d::CanaryRules) -> pb::CanaryPolicy {
     pb::CanaryPolicy {
         p95_ratio: Some(r.p95_ratio),
         p95_floor_ms: Some(r.p95_floor_ms),

@@ -8,6 +8,7 @@ pub mod flag;
 pub mod flagd;
 pub mod frames;
 pub mod gating;
+pub mod rollout;
 pub mod status;
 pub mod tenant;
 pub mod token;
