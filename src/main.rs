@@ -10,6 +10,7 @@ use switchyard_cli::{
     commands::{self, CanaryArgs, SmokeArgs},
     flags::{self, FlagsCommand},
     judge::{self, JudgeArgs},
+    rollout::{self, RolloutCommand},
     token::{self, TokenCommand},
 };
 use switchyard_core::config::{Config, Overrides};
@@ -120,6 +121,11 @@ enum Command {
     /// done, 1 refused, 2 usage.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Start, follow and steer guarded rollouts of a flag's variant (a
+    /// client of a running server). Exits 0 done, 1 refused (with --watch:
+    /// failed or aborted), 2 usage, 3 with --watch: paused.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
 }
 
 /// `serve`: the server's options and the drill's.
@@ -189,6 +195,7 @@ fn main() -> ExitCode {
                 | Command::Judge(_)
                 | Command::Flags(_)
                 | Command::Token(_)
+                | Command::Rollout(_)
         )
     );
     if client && !cli.server.is_empty() {
@@ -209,6 +216,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Flags(cmd)) => {
             return ExitCode::from(runtime.block_on(flags::flags(cmd, &client_env())));
+        }
+        Some(Command::Rollout(cmd)) => {
+            return ExitCode::from(runtime.block_on(rollout::rollout(cmd, &client_env())));
         }
         Some(Command::Token(cmd)) if !cmd.is_direct() => {
             return ExitCode::from(runtime.block_on(token::token(cmd, &client_env())));

@@ -155,6 +155,7 @@ async fn steps_of(admin: &Client, actor: &str) -> Vec<(String, String, String)> 
 /// callers, and the flag `checkout`.
 struct Stand {
     admin: Client,
+    target: String,
     shop: Shop,
     _load: Load,
     _prom: Prometheus,
@@ -206,6 +207,7 @@ async fn stand() -> Option<Stand> {
     }
     Some(Stand {
         admin,
+        target: format!("127.0.0.1:{port}"),
         shop,
         _load: load,
         _prom: prom,
@@ -214,20 +216,70 @@ async fn stand() -> Option<Stand> {
     })
 }
 
+/// `switchyard rollout ARGS` against the stand's server; its output.
+async fn cli(s: &Stand, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["rollout"];
+    all.extend_from_slice(args);
+    let all: Vec<String> = all.iter().map(|a| a.to_string()).collect();
+    let target = s.target.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut args: Vec<&str> = all.iter().map(String::as_str).collect();
+        args.extend(["--target", &target]);
+        command(
+            std::path::Path::new("."),
+            &args,
+            &[("SWITCHYARD_TOKEN", ADMIN)],
+        )
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_fault_a_rollout_completes_every_stage() {
     let Some(s) = stand().await else { return };
-    let r = start(
-        &s.admin,
-        plan(
+    // Started and followed to its end with the CLI.
+    let out = cli(
+        &s,
+        &[
+            "start",
             "checkout",
-            vec![stage(10.0, 4, 20), stage(50.0, 4, 20), stage(100.0, 4, 20)],
-        ),
+            "--to",
+            "on",
+            "--stages",
+            "10,50,100",
+            "--hold",
+            "4s",
+            "--min-samples",
+            "20",
+            "--p95-floor-ms",
+            "20",
+            "--reason",
+            "CHG-7 new checkout",
+            "--watch",
+        ],
     )
-    .await
-    .unwrap();
-    assert_eq!(r.state, RolloutState::Running as i32);
-    assert_eq!((r.stage, r.percent), (1, 10.0));
+    .await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let id = stdout.trim();
+    // The display: each stage as it went, the cohorts, the verdicts.
+    for shown in [
+        "running  stage 1 of 3 at 10 %",
+        "running  stage 2 of 3 at 50 %",
+        "succeeded  stage 3 of 3 at 100 %",
+        "treatment",
+        "control",
+        "last verdict PASS (stage 3)",
+    ] {
+        assert!(stderr.contains(shown), "{shown:?} not in\n{stderr}");
+    }
+    let r = get(&s.admin, id).await;
     let done = settled(&s.admin, &r.id, Duration::from_secs(90)).await;
     assert_eq!(
         done.state,
@@ -251,6 +303,18 @@ async fn with_no_fault_a_rollout_completes_every_stage() {
     assert!(steps.iter().all(|s| s.0 == "flag.update"));
     assert!(steps[0].2.contains("now stage 2 of 3 at 50 %"), "{steps:?}");
     assert!(steps[2].2.contains("every stage passed"), "{steps:?}");
+    // The person's reason is on the start.
+    let mine = steps_of(&s.admin, "admin_token").await;
+    assert!(
+        mine.iter()
+            .any(|m| m.2.starts_with("CHG-7 new checkout (rollout ") && m.2.contains("started")),
+        "{mine:?}"
+    );
+    let status = cli(&s, &["status", "--flag", "checkout"]).await;
+    assert!(String::from_utf8_lossy(&status.stdout).contains("succeeded  stage 3 of 3 at 100 %"));
+    let list = cli(&s, &["list"]).await;
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains(&r.id) && list.contains("succeeded"), "{list}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

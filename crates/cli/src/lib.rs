@@ -23,6 +23,7 @@ pub mod flags;
 pub mod judge;
 pub mod progress;
 pub mod reflection;
+pub mod rollout;
 pub mod summary;
 pub mod token;
 pub mod traffic;
