@@ -535,3 +535,134 @@ async fn act_on(server: &TestServer, id: &str) -> Rollout {
         .rollout
         .unwrap()
 }
+
+/// `owner`'s process id: leases are named `<host>-<pid>-<random>`.
+fn pid_of(owner: &str) -> u32 {
+    let mut parts = owner.rsplit('-');
+    parts.next();
+    parts.next().unwrap().parse().unwrap()
+}
+
+/// On PostgreSQL with two replicas, the one driving a rollout is killed
+/// (SIGKILL) mid-rollout: the other takes it over once the lease expires and
+/// finishes it, and every stage is passed and written exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_driving_replica_neither_repeats_nor_skips_a_stage() {
+    if !crate::common::prometheus::available() {
+        return;
+    }
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    db.migrate().await;
+    let shop = Shop::start("checkout", Vec::new(), "on").await;
+    let prom = Prometheus::start(&[shop.addr.to_string()], None).unwrap();
+    let prom_url = prom.url();
+    let env = [
+        ("SWITCHYARD_DATABASE_URL", db.url.as_str()),
+        ("SWITCHYARD_PROMETHEUS_URL", prom_url.as_str()),
+        ("SWITCHYARD_LOG", "warn"),
+    ];
+    let mut replicas = [
+        Some(Running::start_with(&[], &env)),
+        Some(Running::start_with(&[], &env)),
+    ];
+    let mut clients = Vec::new();
+    for r in replicas.iter().flatten() {
+        clients.push(r.client(ADMIN).await);
+    }
+    shop.evaluate_through(clients.clone());
+    let admin = clients[0].clone();
+    create_flag(&admin, "checkout").await;
+    let _load = Load::start(&shop, 100, 100_000);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let r = start(
+        &admin,
+        plan(
+            "checkout",
+            vec![
+                stage(10.0, 4, 20),
+                stage(30.0, 4, 20),
+                stage(60.0, 4, 20),
+                stage(100.0, 4, 20),
+            ],
+        ),
+    )
+    .await
+    .unwrap();
+    // Once stage 2 runs, kill whoever drives.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while get(&admin, &r.id).await.stage < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stage 1 never passed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let store = switchyard::store::Store::connect(&db.url).await.unwrap();
+    let owner = || {
+        let store = store.clone();
+        let id = r.id.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>(
+                "SELECT lease_owner FROM rollouts WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+            .unwrap()
+        }
+    };
+    let driver = pid_of(&owner().await);
+    let killed = replicas
+        .iter()
+        .position(|r| r.as_ref().unwrap().child.id() == driver)
+        .expect("the lease names one of the replicas");
+    let mut gone = replicas[killed].take().unwrap();
+    gone.child.kill().unwrap();
+    gone.child.wait().unwrap();
+    let survivor = replicas[1 - killed].as_ref().unwrap();
+    let admin = survivor.client(ADMIN).await;
+
+    let done = settled(&admin, &r.id, Duration::from_secs(120)).await;
+    assert_eq!(
+        done.state,
+        RolloutState::Succeeded as i32,
+        "{}: {:?}",
+        done.reason,
+        done.last_verdict
+    );
+    assert_eq!(
+        pid_of(&owner().await),
+        survivor.child.id(),
+        "the survivor took it over"
+    );
+    // Each stage passed once, in order: no step repeated, none skipped.
+    let steps = steps_of(&admin, &format!("rollout:{}", r.id)).await;
+    let passes: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.0 == "flag.update")
+        .map(|s| s.2.as_str())
+        .collect();
+    assert_eq!(passes.len(), 4, "{steps:?}");
+    for (i, want) in [
+        "stage 1 of 4 passed",
+        "stage 2 of 4 passed",
+        "stage 3 of 4 passed",
+        "stage 4 of 4 passed",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(passes[i].contains(want), "{i}: {passes:?}");
+    }
+    assert!(
+        steps
+            .iter()
+            .filter(|s| s.0 == "flag.update")
+            .all(|s| s.1 == "PASS")
+    );
+    store.close().await;
+}

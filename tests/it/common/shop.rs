@@ -38,7 +38,7 @@ struct Series {
 struct Inner {
     flag: String,
     /// Switchyard's replicas: the first that answers evaluates.
-    replicas: Vec<Client>,
+    replicas: std::sync::RwLock<Vec<Client>>,
     /// Injected into `slow_variant`'s requests, ms.
     delay_ms: AtomicU64,
     slow_variant: String,
@@ -77,7 +77,8 @@ async fn checkout(
         },
     );
     let mut variant = None;
-    for replica in &s.replicas {
+    let replicas = s.replicas.read().unwrap().clone();
+    for replica in &replicas {
         let answer = replica
             .flags()
             .evaluate_flag(EvaluateFlagRequest {
@@ -148,7 +149,7 @@ impl Shop {
     pub async fn start(flag: &str, replicas: Vec<Client>, slow_variant: &str) -> Shop {
         let inner = Arc::new(Inner {
             flag: flag.to_owned(),
-            replicas,
+            replicas: std::sync::RwLock::new(replicas),
             delay_ms: AtomicU64::new(0),
             slow_variant: slow_variant.to_owned(),
             series: Mutex::default(),
@@ -163,6 +164,11 @@ impl Shop {
             let _ = axum::serve(listener, app).await;
         });
         Shop { addr, inner, task }
+    }
+
+    /// Evaluates through `replicas` from now on.
+    pub fn evaluate_through(&self, replicas: Vec<Client>) {
+        *self.inner.replicas.write().unwrap() = replicas;
     }
 
     /// Delays every request served the slow variant by `ms` from now on.
