@@ -14,6 +14,7 @@ CREATE TABLE rollouts (
     holds            BIGINT NOT NULL,
     flag_revision    BIGINT NOT NULL,
     last_verdict     TEXT,
+    baseline         TEXT,
     reason           TEXT NOT NULL DEFAULT '',
     version          BIGINT NOT NULL,
     lease_owner      TEXT,

@@ -14,6 +14,7 @@ CREATE TABLE rollouts (
     holds            INTEGER NOT NULL,
     flag_revision    INTEGER NOT NULL,
     last_verdict     TEXT,
+    baseline         TEXT,
     reason           TEXT NOT NULL DEFAULT '',
     version          INTEGER NOT NULL,
     lease_owner      TEXT,

@@ -321,13 +321,20 @@ async fn with_no_fault_a_rollout_completes_every_stage() {
 async fn latency_in_the_treatment_rolls_it_back_at_once() {
     let Some(s) = stand().await else { return };
     s.shop.inject(100);
+    // A long hold, looked at every 2 s: the FAIL is found during the hold.
     let r = start(
         &s.admin,
-        plan("checkout", vec![stage(20.0, 5, 20), stage(100.0, 5, 20)]),
+        Rollout {
+            check_interval: Some(pbjson_types::Duration {
+                seconds: 2,
+                nanos: 0,
+            }),
+            ..plan("checkout", vec![stage(20.0, 600, 20), stage(100.0, 5, 20)])
+        },
     )
     .await
     .unwrap();
-    let done = settled(&s.admin, &r.id, Duration::from_secs(60)).await;
+    let done = settled(&s.admin, &r.id, Duration::from_secs(120)).await;
     assert_eq!(
         done.state,
         RolloutState::Failed as i32,
@@ -336,9 +343,14 @@ async fn latency_in_the_treatment_rolls_it_back_at_once() {
         done.last_verdict
     );
     assert_eq!((done.stage, done.percent), (1, 0.0));
-    assert!(done.reason.contains("stage 1 failed"), "{}", done.reason);
+    assert!(
+        done.reason.contains("stage 1 failed during its hold"),
+        "{}",
+        done.reason
+    );
     let verdict = serde_json::to_value(done.last_verdict.unwrap()).unwrap();
     assert_eq!(verdict["verdict"], "FAIL");
+    assert_eq!(verdict["early"], true);
     let (t, c) = (
         verdict["cohorts"]["treatment"]["p95_ms"].as_f64().unwrap(),
         verdict["cohorts"]["control"]["p95_ms"].as_f64().unwrap(),

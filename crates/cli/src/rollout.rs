@@ -100,6 +100,10 @@ pub struct StartArgs {
     /// ... and by more than this many ms.
     #[arg(long)]
     pub p95_floor_ms: Option<f64>,
+    /// How often a stage is also judged during its hold, for an early FAIL
+    /// (`10s`) [default: 10 s, or the hold when shorter].
+    #[arg(long, value_parser = parse_lifetime)]
+    pub check_every: Option<Duration>,
     /// INCONCLUSIVE verdicts in a row before the rollout pauses.
     #[arg(long, default_value_t = 3)]
     pub max_holds: i32,
@@ -212,6 +216,10 @@ async fn run(cmd: RolloutCommand, env: &Environment) -> Result<u8, (u8, String)>
                     ..CanaryPolicy::default()
                 }),
                 max_holds: a.max_holds,
+                check_interval: a.check_every.map(|d| pbjson_types::Duration {
+                    seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                    nanos: 0,
+                }),
                 ..Rollout::default()
             };
             let r = client

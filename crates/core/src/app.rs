@@ -135,7 +135,7 @@ impl App {
             store.clone(),
             announce,
             budget.clone(),
-            flag::part_budget(config.listener.max_message_bytes),
+            config.listener.max_message_bytes,
         );
 
         let gating = gating::service::GatingService::new(gating::service::Parts {

@@ -98,6 +98,16 @@ pub async fn insert(
     record: &Record,
 ) -> Result<()> {
     let text = |v: &Option<Json>| v.as_ref().map(Json::to_string);
+    // PostgreSQL numbers rows when they are inserted, not when they commit:
+    // entries are written one transaction at a time (the lock is held to the
+    // commit), so ids are in commit order and a reader paging by id (an
+    // export resumed after an id) never passes one that commits later.
+    // SQLite has one writer at a time anyway.
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_advisory_xact_lock(7355608)")
+            .execute(&mut *conn)
+            .await?;
+    }
     sqlx::query(
         "INSERT INTO audit_log (at_us, actor, action, revision, flag_key, tenant_id, before_json, after_json, reason, verdict) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",

@@ -60,10 +60,14 @@ async fn read(
         q.render(&q.errors, flag, variant, window_s),
         q.render(&q.p95_ms, flag, variant, window_s),
     ];
-    let requests = value(prom, &queries[0]).await?;
-    let errors = value(prom, &queries[1]).await?;
+    let (requests, errors, p95) = tokio::join!(
+        value(prom, &queries[0]),
+        value(prom, &queries[1]),
+        value(prom, &queries[2])
+    );
+    let (requests, errors) = (requests?, errors?);
     // No requests: no latency series either (and nothing to judge).
-    let p95_ms = match value(prom, &queries[2]).await {
+    let p95_ms = match p95 {
         Ok(v) => v,
         Err(_) if requests < 1.0 => f64::NAN,
         Err(why) => return Err(why),
@@ -94,9 +98,9 @@ async fn read(
     ))
 }
 
-/// The control cohort as the last verdict measured it.
-fn previous_control(r: &Rollout) -> Option<Cohort> {
-    let c = r.last_verdict.as_ref()?.get("cohorts")?.get("control")?;
+/// The control cohort as the last passed stage measured it.
+fn baseline(r: &Rollout) -> Option<Cohort> {
+    let c = r.baseline.as_ref()?;
     Some(Cohort {
         variant: r.spec.control.clone(),
         requests: c.get("requests")?.as_f64()?,
@@ -152,9 +156,11 @@ pub async fn judge_stage(prom: Option<&dyn BudgetQuery>, r: &Rollout, window_s: 
     };
     doc["source"] = json!(prom.describe());
     let read_both = async {
-        let control = read(prom, r, &r.spec.control, window_s).await?;
-        let treatment = read(prom, r, &r.spec.treatment, window_s).await?;
-        Ok::<_, String>((control, treatment))
+        let (control, treatment) = tokio::join!(
+            read(prom, r, &r.spec.control, window_s),
+            read(prom, r, &r.spec.treatment, window_s)
+        );
+        Ok::<_, String>((control?, treatment?))
     };
     let ((mut control, cq), (treatment, tq)) = match read_both.await {
         Ok(both) => both,
@@ -168,15 +174,28 @@ pub async fn judge_stage(prom: Option<&dyn BudgetQuery>, r: &Rollout, window_s: 
             };
         }
     };
-    // At 100 % there is no control traffic (unless the rollout is confined
-    // to some tenants): the treatment is judged against the control as the
-    // previous stage's verdict measured it.
-    if r.weight == TOTAL_WEIGHT
-        && control.requests < 1.0
-        && let Some(before) = previous_control(r)
-    {
-        control = before;
-        doc["control_from"] = json!("the previous stage's window: no control traffic at 100 %");
+    // At 100 % of every tenant there is no control traffic (what trickles
+    // in is stragglers): the treatment is judged against the control as the
+    // last passed stage measured it.
+    if r.weight == TOTAL_WEIGHT && r.spec.tenants.is_empty() {
+        match baseline(r) {
+            Some(before) => {
+                control = before;
+                doc["control_from"] =
+                    json!("the last passed stage's window: there is no control traffic at 100 %");
+            }
+            None => {
+                doc["verdict"] = json!("INCONCLUSIVE");
+                doc["reasons"] = json!([
+                    "no stage passed before 100 %, so there is no control to judge against (a skipped stage measures none)"
+                ]);
+                doc["cohorts"] = json!({"treatment": treatment, "control": control});
+                return Judgment {
+                    verdict: Verdict::Inconclusive,
+                    document: doc,
+                };
+            }
+        }
     }
     let rules = CanaryRules {
         min_requests: stage.min_samples,

@@ -49,6 +49,12 @@ pub const LEASE_US: i64 = 10_000_000;
 /// How often every replica looks at the running rollouts.
 pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How a step refused because the flag was changed by someone else begins.
+const CHANGED_BY_SOMEONE_ELSE: &str = "the flag was changed since the rollout's last step";
+
+/// How a write refused because the rollout's row moved begins.
+const ROW_MOVED: &str = "changed meanwhile";
+
 /// What a person asks of a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -72,8 +78,13 @@ pub struct RolloutService {
     announce: Arc<dyn Announce>,
     prometheus: Option<Arc<dyn BudgetQuery>>,
     max_def_bytes: usize,
+    /// The bytes a page of rollouts may take.
+    page_budget: usize,
     /// This replica's name in leases.
     owner: Arc<str>,
+    /// When this replica last looked at each rollout's stage for an early
+    /// FAIL.
+    checked: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
 
 impl std::fmt::Debug for RolloutService {
@@ -102,8 +113,9 @@ impl RolloutService {
         store: Store,
         announce: Arc<dyn Announce>,
         prometheus: Option<Arc<dyn BudgetQuery>>,
-        max_def_bytes: usize,
+        max_message_bytes: usize,
     ) -> RolloutService {
+        let max_def_bytes = crate::flag::part_budget(max_message_bytes);
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".into());
         let owner = format!(
             "{host}-{}-{}",
@@ -115,7 +127,9 @@ impl RolloutService {
             announce,
             prometheus,
             max_def_bytes,
+            page_budget: crate::service::page::byte_budget(max_message_bytes),
             owner: Arc::from(owner),
+            checked: Arc::default(),
         }
     }
 
@@ -133,8 +147,14 @@ impl RolloutService {
         let def = flags::current(&mut w, &spec.flag_key).await?;
         store::refuse_second(&mut w, &spec.flag_key).await?;
         if spec.control.is_empty() {
-            spec.control = def.default_variant.clone().unwrap_or_default();
+            spec.control = def.default_variant.clone().ok_or_else(|| {
+                Error::failed_precondition(format!(
+                    "flag {:?} has no default variant: the control is the variant the others keep and a rollback restores; set the flag's default variant first",
+                    spec.flag_key
+                ))
+            })?;
         }
+        spec.flag_created_us = def.created_at_us;
         model::check(&spec)?;
         let known = def.variants.keys().cloned().collect::<Vec<_>>().join(", ");
         for (field, v) in [
@@ -177,6 +197,7 @@ impl RolloutService {
             holds: 0,
             flag_revision: w.revision,
             last_verdict: None,
+            baseline: None,
             reason: String::new(),
             version: 1,
             created_by: by.actor.to_string(),
@@ -234,6 +255,7 @@ impl RolloutService {
             Some((at.parse().map_err(|_| bad_token())?, id.to_owned()))
         };
         let (items, more) = store::list(&self.store, flag_key, after, size).await?;
+        let (items, more) = crate::service::page::fit(items, more, self.page_budget, size_bound);
         let keys: Vec<String> = items
             .iter()
             .map(|r| format!("{}/{}", r.created_at_us, r.id))
@@ -261,10 +283,33 @@ impl RolloutService {
             match self.act_once(&by, r, action).await {
                 Err(e)
                     if e.kind() == ErrorKind::FailedPrecondition
-                        && e.message().contains("changed meanwhile")
+                        && e.message().contains(ROW_MOVED)
                         && tries < 5 =>
                 {
                     tries += 1;
+                }
+                // The flag is gone (or is another flag under its key): the
+                // rollout has nothing left to steer, and ends.
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    let r = store::get(&self.store, id).await?;
+                    if !r.state.is_final() {
+                        let mut ended = r.clone();
+                        ended.version += 1;
+                        ended.updated_at_us = now_us();
+                        ended.state = State::Aborted;
+                        ended.weight = 0;
+                        ended.reason = format!("ended: {}", e.message());
+                        let by = with_reason(by.clone(), &format!("{id} ended: the flag is gone"));
+                        self.save_only(&r, &ended, &by, "rollout.abort", Writer::Person)
+                            .await?;
+                    }
+                    return match action {
+                        Action::Abort | Action::Kill => store::get(&self.store, id).await,
+                        _ => Err(Error::failed_precondition(format!(
+                            "{}: rollout {id} has ended",
+                            e.message()
+                        ))),
+                    };
                 }
                 other => return other,
             }
@@ -374,6 +419,15 @@ impl RolloutService {
         by: &Attribution,
         writer: Writer<'_>,
     ) -> Result<()> {
+        // A passed stage's control is what a stage at 100 % is judged
+        // against (not at 100 %, where the control is that baseline itself).
+        if let Some(control) = verdict
+            .as_ref()
+            .filter(|v| v.get("control_from").is_none())
+            .and_then(|v| v.get("cohorts")?.get("control"))
+        {
+            next.baseline = Some(control.clone());
+        }
         next.last_verdict = verdict.or(next.last_verdict);
         next.holds = 0;
         next.stage_started_us = now_us();
@@ -440,9 +494,22 @@ impl RolloutService {
         writer: Writer<'_>,
     ) -> Result<()> {
         let mut w = self.store.begin_write().await?;
+        let key = &r.spec.flag_key;
+        let flag = flags::current(&mut w, key).await?;
+        if r.spec.flag_created_us != 0 && flag.created_at_us != r.spec.flag_created_us {
+            return Err(Error::not_found(format!(
+                "flag {key:?} as the rollout started (it was deleted and created again)"
+            )));
+        }
+        if expected_flag != 0 && flag.revision != expected_flag {
+            return Err(Error::failed_precondition(format!(
+                "{CHANGED_BY_SOMEONE_ELSE} (the rollout wrote revision {expected_flag}, the flag is at {}): resume the rollout to apply its rule over the change, or abort it",
+                flag.revision
+            )));
+        }
         let written = flags::update_in(
             &mut w,
-            &r.spec.flag_key,
+            key,
             self.flag_update(r, step),
             expected_flag,
             self.max_def_bytes,
@@ -523,13 +590,32 @@ impl RolloutService {
         let stage = r.current().clone();
         let now = now_us();
         let hold_us = i64::try_from(stage.hold_s).unwrap_or(i64::MAX / 2) * 1_000_000;
-        if now < r.stage_started_us.saturating_add(hold_us) {
-            return Ok(());
+        let elapsed = now - r.stage_started_us;
+        let due = elapsed >= hold_us;
+        if !due {
+            // During the hold, a look every `check_every` for an early FAIL.
+            let every = r.check_every_us();
+            let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+            let last = checked
+                .get(&r.id)
+                .copied()
+                .filter(|t| *t >= r.stage_started_us)
+                .unwrap_or(r.stage_started_us);
+            if now - last < every || self.prometheus.is_none() {
+                return Ok(());
+            }
+            checked.insert(r.id.clone(), now);
         }
-        let window_s = u64::try_from((now - r.stage_started_us) / 1_000_000)
+        let window_s = u64::try_from(elapsed / 1_000_000)
             .unwrap_or(stage.hold_s)
-            .max(stage.hold_s);
-        let judgment = judge::judge_stage(self.prometheus.as_deref(), &r, window_s).await;
+            .max(1);
+        let mut judgment = judge::judge_stage(self.prometheus.as_deref(), &r, window_s).await;
+        if !due {
+            if judgment.verdict != Verdict::Fail {
+                return Ok(());
+            }
+            judgment.document["early"] = json!(true);
+        }
         let cohort = |name: &str| {
             let c = &judgment.document["cohorts"][name];
             Some((c["p95_ms"].as_f64()?, c["error_rate"].as_f64()?))
@@ -545,7 +631,7 @@ impl RolloutService {
         );
         let writer = Writer::Driver {
             owner: &self.owner,
-            now_us: now_us(),
+            lease_until_us: now_us() + LEASE_US,
         };
         let mut next = r.clone();
         next.version += 1;
@@ -576,17 +662,12 @@ impl RolloutService {
                 .await
             }
             Verdict::Fail => {
-                next.state = State::Failed;
-                next.weight = 0;
-                next.last_verdict = Some(judgment.document.clone());
-                next.reason = format!("stage {} failed: {reasons}", r.stage + 1);
                 let what = format!(
-                    "stage {} failed, the treatment back to 0 %: {reasons}",
-                    r.stage + 1
+                    "stage {} failed{}, the treatment back to 0 %: {reasons}",
+                    r.stage + 1,
+                    if due { "" } else { " during its hold" }
                 );
-                // At once, whatever happened to the flag meanwhile.
-                self.step(&r, next.clone(), FlagStep::Restore, 0, &by(what), writer)
-                    .await
+                self.fail(&r, &judgment.document, &by(what), writer).await
             }
             Verdict::Inconclusive | Verdict::NoData => {
                 next.holds = r.holds + 1;
@@ -619,16 +700,13 @@ impl RolloutService {
             // it there for a person to look at.
             Err(e)
                 if e.kind() == ErrorKind::FailedPrecondition
-                    && e.message().starts_with("flag ") =>
+                    && e.message().starts_with(CHANGED_BY_SOMEONE_ELSE) =>
             {
                 let mut paused = r.clone();
                 paused.version += 1;
                 paused.updated_at_us = now_us();
                 paused.state = State::Paused;
-                paused.reason = format!(
-                    "the flag was changed by someone else since the rollout's last step ({}); resume to apply the rollout's rule over it",
-                    e.message()
-                );
+                paused.reason = e.message().to_owned();
                 let by = Attribution::automatic(&actor, paused.reason.clone(), None);
                 self.save_only(&r, &paused, &by, "rollout.pause", writer)
                     .await
@@ -639,13 +717,54 @@ impl RolloutService {
                 ended.updated_at_us = now_us();
                 ended.state = State::Aborted;
                 ended.weight = 0;
-                ended.reason = "the flag was deleted".into();
+                ended.reason = format!("ended: {}", e.message());
                 let by = Attribution::automatic(&actor, ended.reason.clone(), None);
                 self.save_only(&r, &ended, &by, "rollout.abort", writer)
                     .await
             }
             other => other,
         }
+    }
+
+    /// Fails rollout `r` and puts the flag back, at once, whatever happened
+    /// to the flag meanwhile; a person's step in between (a pause) does not
+    /// drop the FAIL: the row is read again and failed.
+    async fn fail(
+        &self,
+        r: &Rollout,
+        verdict: &Json,
+        by: &Attribution,
+        writer: Writer<'_>,
+    ) -> Result<()> {
+        let mut current = r.clone();
+        for _ in 0..5 {
+            if current.state.is_final() {
+                return Ok(());
+            }
+            let mut next = current.clone();
+            next.version += 1;
+            next.updated_at_us = now_us();
+            next.state = State::Failed;
+            next.weight = 0;
+            next.last_verdict = Some(verdict.clone());
+            next.reason = by.reason.trim_start_matches("rollout ").to_owned();
+            match self
+                .step(&current, next, FlagStep::Restore, 0, by, writer)
+                .await
+            {
+                Err(e)
+                    if e.kind() == ErrorKind::FailedPrecondition
+                        && e.message().contains(ROW_MOVED) =>
+                {
+                    current = store::get(&self.store, &r.id).await?;
+                }
+                other => return other,
+            }
+        }
+        Err(Error::unavailable(
+            "failing the rollout",
+            "its row kept changing; tried again at the next tick",
+        ))
     }
 
     /// Gives up this replica's leases (at shutdown): another replica takes
@@ -659,7 +778,7 @@ impl RolloutService {
     /// Sets the rollouts' gauges from the database (every replica, for
     /// dashboards that do not know which one drives).
     pub async fn refresh_metrics(&self) {
-        if let Ok(active) = store::active(&self.store).await {
+        if let Ok(active) = store::recent(&self.store, now_us() - 600_000_000).await {
             for r in &active {
                 metrics(r);
             }
@@ -678,6 +797,15 @@ fn metrics(r: &Rollout) {
         r.state.as_str(),
         &states,
     );
+}
+
+/// An upper bound of a rollout's encoded size, by which pages are cut.
+fn size_bound(r: &Rollout) -> usize {
+    let json = |v: &Option<Json>| v.as_ref().map_or(0, |v| v.to_string().len() * 2);
+    1024 + serde_json::to_string(&r.spec).map_or(0, |s| s.len() * 2)
+        + json(&r.last_verdict)
+        + json(&r.baseline)
+        + r.reason.len()
 }
 
 /// `by` with `what` added to its reason (a person's reason stays first).

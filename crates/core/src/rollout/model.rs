@@ -102,9 +102,14 @@ impl Default for Queries {
     }
 }
 
+/// The placeholders a query template may hold.
+const PLACEHOLDERS: [&str; 4] = ["flag", "variant", "window", "match"];
+
 impl Queries {
     /// `template` with the placeholders of `flag`'s `variant` over
-    /// `window_s` seconds replaced.
+    /// `window_s` seconds replaced, in one pass (a value is never read
+    /// again as a template); `{{flag}}` and `{{variant}}` are written with
+    /// PromQL's string escapes.
     pub fn render(&self, template: &str, flag: &str, variant: &str, window_s: u64) -> String {
         let matchers = self.matchers.trim();
         let matchers = if matchers.is_empty() {
@@ -112,17 +117,60 @@ impl Queries {
         } else {
             format!(",{}", matchers.trim_start_matches(','))
         };
-        template
-            .replace("{{flag}}", &escape(flag))
-            .replace("{{variant}}", &escape(variant))
-            .replace("{{window}}", &format!("{}s", window_s.max(1)))
-            .replace("{{match}}", &matchers)
+        let mut out = String::with_capacity(template.len() + 64);
+        let mut rest = template;
+        while let Some(i) = placeholder_at(rest) {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 2..];
+            let Some(j) = after.find("}}") else {
+                break;
+            };
+            match &after[..j] {
+                "flag" => out.push_str(&escape(flag)),
+                "variant" => out.push_str(&escape(variant)),
+                "window" => out.push_str(&format!("{}s", window_s.max(1))),
+                "match" => out.push_str(&matchers),
+                _ => out.push_str(&rest[i..i + j + 4]),
+            }
+            rest = &after[j + 2..];
+        }
+        out.push_str(rest);
+        out
     }
 }
 
-/// A PromQL string literal's content.
+/// Where the next placeholder's `{{` is: in `x{{{match}}}` the first brace
+/// is PromQL's own.
+fn placeholder_at(s: &str) -> Option<usize> {
+    let mut i = s.find("{{")?;
+    while s[i + 2..].starts_with('{') {
+        i += 1;
+    }
+    Some(i)
+}
+
+/// The placeholders of `template` that are not [`PLACEHOLDERS`].
+fn unknown_placeholders(template: &str) -> Vec<&str> {
+    let mut unknown = Vec::new();
+    let mut rest = template;
+    while let Some(i) = placeholder_at(rest) {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else { break };
+        if !PLACEHOLDERS.contains(&&after[..j]) {
+            unknown.push(&after[..j]);
+        }
+        rest = &after[j + 2..];
+    }
+    unknown
+}
+
+/// A PromQL string literal's content: Go's escapes, as JSON writes them.
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    let quoted = serde_json::to_string(s).unwrap_or_default();
+    quoted
+        .get(1..quoted.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// What a rollout was started with.
@@ -146,6 +194,15 @@ pub struct Spec {
     pub rules: CanaryRules,
     /// INCONCLUSIVE verdicts in a row at one stage before the rollout pauses.
     pub max_holds: u32,
+    /// How often a stage is looked at during its hold, for an early FAIL
+    /// (never an early PASS), seconds; 0: every 10 s, or the hold when
+    /// shorter.
+    #[serde(default)]
+    pub check_every_s: u64,
+    /// When the flag was created (set when the rollout starts): a flag
+    /// deleted and created again under its key is not the rollout's.
+    #[serde(default)]
+    pub flag_created_us: i64,
     /// The flag's targeting before the rollout (set when it starts): what
     /// the tenants outside it keep, and what a rollback restores.
     #[serde(default)]
@@ -224,6 +281,10 @@ pub struct Rollout {
     pub flag_revision: i64,
     /// The last verdict, with its figures.
     pub last_verdict: Option<Json>,
+    /// The control cohort as the last passed stage measured it: what a
+    /// stage at 100 % of every tenant (where there is no control traffic)
+    /// is judged against. Holds never replace it.
+    pub baseline: Option<Json>,
     /// Why it is in its state (a pause, a failure, an abort).
     pub reason: String,
     /// Bumped by every write: each is a compare-and-set on it.
@@ -240,6 +301,15 @@ impl Rollout {
     /// The actor its automatic steps are recorded under.
     pub fn actor(&self) -> String {
         format!("rollout:{}", self.id)
+    }
+
+    /// How often the current stage is looked at for an early FAIL, µs.
+    pub fn check_every_us(&self) -> i64 {
+        let every = match self.spec.check_every_s {
+            0 => self.current().hold_s.min(10),
+            s => s,
+        };
+        i64::try_from(every.max(1)).unwrap_or(i64::MAX / 2) * 1_000_000
     }
 
     /// The current stage's plan.
@@ -361,10 +431,44 @@ pub fn check(spec: &Spec) -> Result<()> {
             ));
         }
     }
+    for (name, q) in [
+        ("requests", &spec.queries.requests),
+        ("errors", &spec.queries.errors),
+        ("p95_ms", &spec.queries.p95_ms),
+    ] {
+        if let Some(p) = unknown_placeholders(q).first() {
+            return Err(Error::invalid_argument(
+                &format!("rollout.queries.{name}"),
+                format!(
+                    "has the placeholder {{{{{p}}}}}; the placeholders are {{{{flag}}}}, {{{{variant}}}}, {{{{window}}}} and {{{{match}}}}"
+                ),
+            ));
+        }
+    }
     if spec.queries.matchers.len() > 1024 {
         return Err(Error::invalid_argument(
             "rollout.queries.matchers",
             "at most 1024 bytes",
+        ));
+    }
+    if !spec.queries.matchers.trim().is_empty()
+        && ![
+            &spec.queries.requests,
+            &spec.queries.errors,
+            &spec.queries.p95_ms,
+        ]
+        .iter()
+        .any(|q| q.contains("{{match}}"))
+    {
+        return Err(Error::invalid_argument(
+            "rollout.queries.matchers",
+            "is used by none of the queries: put {{match}} in their label matchers",
+        ));
+    }
+    if spec.check_every_s > 86_400 {
+        return Err(Error::invalid_argument(
+            "rollout.check_interval",
+            "at most a day",
         ));
     }
     crate::gating::judge::validate_rules("rollout.rules", &spec.rules)?;
@@ -399,6 +503,8 @@ mod tests {
             queries: Queries::default(),
             rules: CanaryRules::default(),
             max_holds: 3,
+            check_every_s: 0,
+            flag_created_us: 0,
             otherwise: None,
         }
     }
@@ -511,6 +617,29 @@ mod tests {
                 .render(&plain.p95_ms, "f", "v", 30)
                 .contains(r#"{feature_flag_key="f",feature_flag_result_variant="v"}[30s]"#)
         );
+    }
+
+    #[test]
+    fn values_are_rendered_once_and_escaped() {
+        let q = Queries::default();
+        let r = q.render(
+            "{{variant}} {{flag}} {{other}} {{window}}",
+            "a\nb{{window}}",
+            "{{match}}",
+            5,
+        );
+        assert_eq!(r, "{{match}} a\\nb{{window}} {{other}} 5s");
+        let mut s = spec(Unit::TargetingKey, &[]);
+        s.queries.requests = "sum(x{{{match}}}[{{windows}}])".into();
+        assert!(check(&s).unwrap_err().message().contains("{{windows}}"));
+        let mut s = spec(Unit::TargetingKey, &[]);
+        s.queries = Queries {
+            requests: "a".into(),
+            errors: "b".into(),
+            p95_ms: "c".into(),
+            matchers: "job=\"x\"".into(),
+        };
+        assert!(check(&s).unwrap_err().message().contains("{{match}}"));
     }
 
     #[test]

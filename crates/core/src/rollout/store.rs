@@ -10,14 +10,19 @@ use crate::{
     store::{Store, WriteTx},
 };
 
-const COLUMNS: &str = "id, spec, state, stage, weight, stage_started_us, holds, flag_revision, last_verdict, reason, version, created_by, created_at_us, updated_at_us";
+const COLUMNS: &str = "id, spec, state, stage, weight, stage_started_us, holds, flag_revision, last_verdict, baseline, reason, version, created_by, created_at_us, updated_at_us";
 
 fn from_row(row: &AnyRow) -> Result<Rollout> {
     let spec: String = row.try_get("spec")?;
     let spec: Spec = serde_json::from_str(&spec)
         .map_err(|e| Error::internal("reading a stored rollout's plan", e))?;
     let state: String = row.try_get("state")?;
-    let verdict: Option<String> = row.try_get("last_verdict")?;
+    let json = |col: &str| -> Result<Option<serde_json::Value>> {
+        row.try_get::<Option<String>, _>(col)?
+            .map(|v| serde_json::from_str(&v))
+            .transpose()
+            .map_err(|e| Error::internal("reading a stored rollout's verdict", e))
+    };
     Ok(Rollout {
         id: row.try_get("id")?,
         spec,
@@ -32,10 +37,8 @@ fn from_row(row: &AnyRow) -> Result<Rollout> {
         stage_started_us: row.try_get("stage_started_us")?,
         holds: u32::try_from(row.try_get::<i64, _>("holds")?).unwrap_or(0),
         flag_revision: row.try_get("flag_revision")?,
-        last_verdict: verdict
-            .map(|v| serde_json::from_str(&v))
-            .transpose()
-            .map_err(|e| Error::internal("reading a stored rollout's verdict", e))?,
+        last_verdict: json("last_verdict")?,
+        baseline: json("baseline")?,
         reason: row.try_get("reason")?,
         version: row.try_get("version")?,
         created_by: row.try_get("created_by")?,
@@ -68,8 +71,8 @@ pub async fn insert(w: &mut WriteTx, r: &Rollout) -> Result<()> {
     let spec = serde_json::to_string(&r.spec)
         .map_err(|e| Error::internal("writing a rollout's plan", e))?;
     sqlx::query(
-        "INSERT INTO rollouts (id, flag_key, spec, state, stage, weight, stage_started_us, holds, flag_revision, last_verdict, reason, version, created_by, created_at_us, updated_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $13, $13)",
+        "INSERT INTO rollouts (id, flag_key, spec, state, stage, weight, stage_started_us, holds, flag_revision, last_verdict, baseline, reason, version, created_by, created_at_us, updated_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11, $12, $13, $13)",
     )
     .bind(r.id.clone())
     .bind(r.spec.flag_key.clone())
@@ -152,11 +155,13 @@ pub async fn running(store: &Store) -> Result<Vec<Rollout>> {
     rows.iter().map(from_row).collect()
 }
 
-/// Every running or paused rollout (for the metrics).
-pub async fn active(store: &Store) -> Result<Vec<Rollout>> {
+/// Every running or paused rollout, and those changed since `since_us`
+/// (for the metrics: an ended rollout's gauges show how it ended).
+pub async fn recent(store: &Store, since_us: i64) -> Result<Vec<Rollout>> {
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM rollouts WHERE state IN ('running', 'paused')"
+        "SELECT {COLUMNS} FROM rollouts WHERE state IN ('running', 'paused') OR updated_at_us >= $1"
     )))
+    .bind(since_us)
     .fetch_all(store.pool())
     .await?;
     rows.iter().map(from_row).collect()
@@ -204,45 +209,58 @@ pub async fn release(store: &Store, owner: &str) -> Result<()> {
 pub enum Writer<'a> {
     /// A person: only the version is compared.
     Person,
-    /// The driver `owner`, whose lease must still hold at `now_us`.
+    /// The driver `owner`, which must still hold the lease (no other
+    /// replica took it over); its lease is renewed until `lease_until_us`.
     Driver {
         /// The lease's owner.
         owner: &'a str,
-        /// Now, µs.
-        now_us: i64,
+        /// The renewed lease's end, µs.
+        lease_until_us: i64,
     },
 }
 
 /// Writes `r`'s moving parts on `conn` (the caller's transaction: a
 /// flag's write transaction when the step changes the flag, a plain one
 /// otherwise, which takes no revision) if the stored row is still at
-/// `r.version - 1` (and, for the driver, its lease still holds);
+/// `r.version - 1` (and, for the driver, it still owns the lease);
 /// FAILED_PRECONDITION otherwise, and the caller's transaction rolls back.
 pub async fn save(conn: &mut sqlx::AnyConnection, r: &Rollout, writer: Writer<'_>) -> Result<()> {
-    let verdict = r.last_verdict.as_ref().map(serde_json::Value::to_string);
-    let mut sql = String::from(
-        "UPDATE rollouts SET state = $1, stage = $2, weight = $3, stage_started_us = $4, holds = $5, \
-         flag_revision = $6, last_verdict = $7, reason = $8, version = $9, updated_at_us = $10 \
-         WHERE id = $11 AND version = $12",
-    );
-    if matches!(writer, Writer::Driver { .. }) {
-        sql.push_str(" AND lease_owner = $13 AND lease_until_us >= $14");
-    }
-    let mut q = sqlx::query(AssertSqlSafe(sql))
+    let text = |v: &Option<serde_json::Value>| v.as_ref().map(serde_json::Value::to_string);
+    // The driver's write also renews its lease: a slow judgment does not
+    // lose it unless another replica has taken it meanwhile.
+    let sql = match writer {
+        Writer::Person => {
+            "UPDATE rollouts SET state = $1, stage = $2, weight = $3, stage_started_us = $4, holds = $5, \
+             flag_revision = $6, last_verdict = $7, reason = $8, version = $9, updated_at_us = $10, baseline = $13 \
+             WHERE id = $11 AND version = $12"
+        }
+        Writer::Driver { .. } => {
+            "UPDATE rollouts SET state = $1, stage = $2, weight = $3, stage_started_us = $4, holds = $5, \
+             flag_revision = $6, last_verdict = $7, reason = $8, version = $9, updated_at_us = $10, baseline = $13, \
+             lease_until_us = $15 \
+             WHERE id = $11 AND version = $12 AND lease_owner = $14"
+        }
+    };
+    let mut q = sqlx::query(sql)
         .bind(r.state.as_str())
         .bind(r.stage as i64)
         .bind(i64::from(r.weight))
         .bind(r.stage_started_us)
         .bind(i64::from(r.holds))
         .bind(r.flag_revision)
-        .bind(verdict)
+        .bind(text(&r.last_verdict))
         .bind(r.reason.clone())
         .bind(r.version)
         .bind(r.updated_at_us)
         .bind(r.id.clone())
-        .bind(r.version - 1);
-    if let Writer::Driver { owner, now_us } = writer {
-        q = q.bind(owner.to_owned()).bind(now_us);
+        .bind(r.version - 1)
+        .bind(text(&r.baseline));
+    if let Writer::Driver {
+        owner,
+        lease_until_us,
+    } = writer
+    {
+        q = q.bind(owner.to_owned()).bind(lease_until_us);
     }
     let done = q.execute(conn).await?;
     if done.rows_affected() != 1 {

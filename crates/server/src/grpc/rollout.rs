@@ -101,6 +101,19 @@ fn spec(r: Option<Rollout>) -> Result<d::Spec> {
             0 => 3,
             n => u32::try_from(n).unwrap_or(0),
         },
+        check_every_s: match &r.check_interval {
+            None => 0,
+            Some(d) => u64::try_from(d.seconds)
+                .ok()
+                .filter(|s| d.nanos == 0 && *s > 0)
+                .ok_or_else(|| {
+                    Error::invalid_argument(
+                        "rollout.check_interval",
+                        "must be a whole number of seconds, at least one",
+                    )
+                })?,
+        },
+        flag_created_us: 0,
         otherwise: None,
     })
 }
@@ -153,6 +166,10 @@ pub fn to_message(r: &d::Rollout) -> Rollout {
         }),
         rules: Some(rules_to_proto(&r.spec.rules)),
         max_holds: i32::try_from(r.spec.max_holds).unwrap_or(i32::MAX),
+        check_interval: Some(pbjson_types::Duration {
+            seconds: r.check_every_us() / 1_000_000,
+            nanos: 0,
+        }),
         state: state_to_proto(r.state) as i32,
         stage: i32::try_from(r.stage + 1).unwrap_or(i32::MAX),
         percent: percent_of(r.weight),
