@@ -17,7 +17,7 @@ use std::{
 };
 
 use crate::common::*;
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 use switchyard::api::v1::EvaluateFlagRequest;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -28,6 +28,52 @@ const CALLS: usize = 720;
 const RATE: u64 = 60;
 /// The canary's injected delay.
 const CANARY_DELAY_MS: u64 = 40;
+
+/// Starts a rollout of a flag of two variants on `server`.
+async fn start_manual_rollout(server: &Running) {
+    use switchyard::api::v1::{
+        CreateFlagRequest, Flag, FlagType, Rollout, RolloutStage, StartRolloutRequest,
+    };
+    let client = server.client(ADMIN).await;
+    client
+        .flags()
+        .create_flag(CreateFlagRequest {
+            flag: Some(Flag {
+                key: "rollout-demo".into(),
+                r#type: FlagType::Bool as i32,
+                variants: [
+                    ("on".to_owned(), v_bool(true)),
+                    ("off".to_owned(), v_bool(false)),
+                ]
+                .into_iter()
+                .collect(),
+                default_variant: "off".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    client
+        .rollouts()
+        .start_rollout(StartRolloutRequest {
+            rollout: Some(Rollout {
+                flag_key: "rollout-demo".into(),
+                treatment: "on".into(),
+                stages: vec![RolloutStage {
+                    percent: 10.0,
+                    hold: Some(pbjson_types::Duration {
+                        seconds: 1,
+                        nanos: 0,
+                    }),
+                    min_samples: 10,
+                }],
+                max_holds: 100,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+}
 
 async fn drive(server: &Running) {
     let client = server.client(ADMIN).await;
@@ -193,6 +239,9 @@ async fn rules_alerts_and_dashboards_answer_from_a_real_prometheus() {
         assert!(Instant::now() < deadline, "prometheus scrapes both servers");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // A rollout on the baseline (no prometheus_url: judged INCONCLUSIVE
+    // every second), so that its series exist for the rollout dashboard.
+    start_manual_rollout(&baseline).await;
     tokio::join!(drive(&baseline), drive(&canary));
 
     // Poll until every figure is in (rules evaluate every second).
@@ -269,6 +318,15 @@ async fn rules_alerts_and_dashboards_answer_from_a_real_prometheus() {
             }
         }
     }
+    // What the rollout dashboard reads of the user's own service (the
+    // rollouts' default queries: OpenTelemetry's HTTP server duration
+    // histogram by feature-flag variant), exported by no server here.
+    for name in [
+        "http_server_request_duration_seconds_bucket",
+        "http_server_request_duration_seconds_count",
+    ] {
+        known.insert(name.to_owned());
+    }
     for file in ["rules.yml", "alerts.yml"] {
         let text =
             std::fs::read_to_string(Path::new(REPO).join("observability/prometheus").join(file))
@@ -288,9 +346,28 @@ async fn rules_alerts_and_dashboards_answer_from_a_real_prometheus() {
         }
         let dash: Json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        for panel in dash["panels"].as_array().unwrap() {
-            for target in panel["targets"].as_array().unwrap() {
-                let expr = target["expr"].as_str().unwrap().replace("$track", ".+");
+        let annotations = dash["annotations"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["expr"].is_string())
+            .map(|a| (a["name"].clone(), a.clone()));
+        let panels = dash["panels"].as_array().unwrap().iter().flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (p["title"].clone(), t.clone()))
+        });
+        for (title, target) in panels.chain(annotations) {
+            let panel = json!({"title": title});
+            {
+                let expr = target["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replace("$track", ".+")
+                    .replace("$rollout", "ro-000000000000")
+                    .replace("$flag", "rollout-demo");
                 let r = prom.api("query", &[("query", &expr)]);
                 assert_eq!(
                     r["status"],

@@ -207,6 +207,7 @@ pub async fn judge_stage(prom: Option<&dyn BudgetQuery>, r: &Rollout, window_s: 
         &rules,
     );
     doc["verdict"] = json!(block.status.as_str());
+    doc["judged_at"] = json!(crate::audit::rfc3339(crate::store::now_us()));
     doc["reasons"] = json!(block.reasons);
     doc["cohorts"] = json!({"treatment": treatment, "control": control});
     doc["checks"] = serde_json::to_value(&checks).unwrap_or(Json::Null);

@@ -117,11 +117,7 @@ impl RolloutService {
     ) -> RolloutService {
         let max_def_bytes = crate::flag::part_budget(max_message_bytes);
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".into());
-        let owner = format!(
-            "{host}-{}-{}",
-            std::process::id(),
-            &crate::app::generate_token()[..8]
-        );
+        let owner = format!("{host}-{}-{}", std::process::id(), random_hex(4));
         RolloutService {
             store,
             announce,
@@ -189,7 +185,7 @@ impl RolloutService {
         }
         let now = now_us();
         let rollout = Rollout {
-            id: format!("ro-{}", &crate::app::generate_token()[..12]),
+            id: format!("ro-{}", random_hex(6)),
             state: State::Running,
             stage: 0,
             weight: spec.stages[0].weight,
@@ -226,6 +222,7 @@ impl RolloutService {
             )
             .await?;
         self.announce.committed(&committed).await;
+        metrics(&rollout);
         Ok(rollout)
     }
 
@@ -837,6 +834,14 @@ fn summary(r: &Rollout) -> Json {
         "percent": percent_of(r.weight),
         "holds": r.holds,
     })
+}
+
+/// `n` random bytes in hex.
+fn random_hex(n: usize) -> String {
+    use rand::RngCore;
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 fn check_id(id: &str) -> Result<()> {

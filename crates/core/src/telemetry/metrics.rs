@@ -230,9 +230,14 @@ pub fn nlp(tenant: &str, intent: &str, n: u64, fallbacks: u64) {
         .increment(fallbacks);
 }
 
-/// Records where a rollout is: its treatment ratio, stage and state.
+/// Records where a rollout is: its treatment ratio, stage and state (and
+/// its flag's verdict series, at 0 until a verdict, so that a rate or a
+/// `changes()` sees the first one).
 pub fn rollout(id: &str, flag: &str, ratio: f64, stage: usize, state: &str, states: &[&str]) {
     let (id, flag) = (id.to_owned(), flag.to_owned());
+    for verdict in ["PASS", "FAIL", "INCONCLUSIVE", "NO_DATA"] {
+        counter!(ROLLOUT_VERDICTS, "flag" => flag.clone(), "verdict" => verdict).increment(0);
+    }
     gauge!(ROLLOUT_RATIO, "rollout" => id.clone(), "flag" => flag.clone()).set(ratio);
     gauge!(ROLLOUT_STAGE, "rollout" => id.clone(), "flag" => flag.clone()).set(stage as f64);
     for s in states {
@@ -242,7 +247,7 @@ pub fn rollout(id: &str, flag: &str, ratio: f64, stage: usize, state: &str, stat
 }
 
 /// Records a rollout stage's verdict and its cohorts' figures (`None`: not
-/// read).
+/// read, recorded as NaN).
 pub fn rollout_verdict(
     id: &str,
     flag: &str,
@@ -251,15 +256,15 @@ pub fn rollout_verdict(
 ) {
     counter!(ROLLOUT_VERDICTS, "flag" => flag.to_owned(), "verdict" => verdict).increment(1);
     for (cohort, figures) in cohorts {
-        if let Some((p95_ms, errors)) = figures {
-            let labels = [
-                ("rollout", id.to_owned()),
-                ("flag", flag.to_owned()),
-                ("cohort", cohort.to_string()),
-            ];
-            gauge!(ROLLOUT_COHORT_P95, &labels).set(p95_ms / 1000.0);
-            gauge!(ROLLOUT_COHORT_ERRORS, &labels).set(*errors);
-        }
+        // NaN: the verdict read no figures (Prometheus unreadable or unset).
+        let (p95_ms, errors) = figures.unwrap_or((f64::NAN, f64::NAN));
+        let labels = [
+            ("rollout", id.to_owned()),
+            ("flag", flag.to_owned()),
+            ("cohort", cohort.to_string()),
+        ];
+        gauge!(ROLLOUT_COHORT_P95, &labels).set(p95_ms / 1000.0);
+        gauge!(ROLLOUT_COHORT_ERRORS, &labels).set(errors);
     }
 }
 
