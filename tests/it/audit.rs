@@ -384,7 +384,7 @@ async fn every_change_is_in_the_audit_log_with_who_why_and_what(backend: Backend
     let lines: Vec<serde_json::Value> = String::from_utf8(export.body.to_vec())
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["result"].clone())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["result"]["change"].clone())
         .collect();
     let ids: Vec<i64> = everything.iter().rev().map(|e| e.id).collect();
     assert_eq!(
@@ -404,7 +404,7 @@ async fn every_change_is_in_the_audit_log_with_who_why_and_what(backend: Backend
         .into_inner();
     let mut tenant_ids = Vec::new();
     while let Some(e) = stream.message().await.unwrap() {
-        tenant_ids.push(e.tenant_id);
+        tenant_ids.push(e.change.unwrap().tenant_id);
     }
     assert_eq!(tenant_ids, ["a", "a", "a"]);
 
@@ -429,7 +429,7 @@ async fn export_ids(audit: &mut AuditServiceClient<Authed>, after_id: i64) -> Ve
         .into_inner();
     let mut ids = Vec::new();
     while let Some(e) = stream.message().await.unwrap() {
-        ids.push(e.id);
+        ids.push(e.change.unwrap().id);
     }
     ids
 }

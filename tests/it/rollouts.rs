@@ -13,8 +13,9 @@ use std::time::Duration;
 use serde_json::json;
 use switchyard::{
     api::v1::{
-        CreateFlagRequest, Flag, FlagType, GetFlagRequest, GetRolloutRequest, ListChangesRequest,
-        Rollout, RolloutActionRequest, RolloutStage, RolloutState, StartRolloutRequest,
+        AbortRolloutRequest, CreateFlagRequest, Flag, FlagType, GetFlagRequest, GetRolloutRequest,
+        KillRolloutRequest, ListChangesRequest, PauseRolloutRequest, ResumeRolloutRequest, Rollout,
+        RolloutStage, RolloutState, SkipStageRequest, StartRolloutRequest,
     },
     client::Client,
 };
@@ -463,15 +464,29 @@ async fn a_person_steers_a_rollout_and_an_unreadable_prometheus_holds_it(backend
         let id = r.id.clone();
         async move {
             let mut c = server.client(token).await.rollouts();
-            let req = RolloutActionRequest { id };
             match verb {
-                "pause" => c.pause_rollout(req).await,
-                "resume" => c.resume_rollout(req).await,
-                "skip" => c.skip_stage(req).await,
-                "abort" => c.abort_rollout(req).await,
-                _ => c.kill_rollout(req).await,
+                "pause" => c
+                    .pause_rollout(PauseRolloutRequest { id })
+                    .await
+                    .map(|r| r.into_inner().rollout),
+                "resume" => c
+                    .resume_rollout(ResumeRolloutRequest { id })
+                    .await
+                    .map(|r| r.into_inner().rollout),
+                "skip" => c
+                    .skip_stage(SkipStageRequest { id })
+                    .await
+                    .map(|r| r.into_inner().rollout),
+                "abort" => c
+                    .abort_rollout(AbortRolloutRequest { id })
+                    .await
+                    .map(|r| r.into_inner().rollout),
+                _ => c
+                    .kill_rollout(KillRolloutRequest { id })
+                    .await
+                    .map(|r| r.into_inner().rollout),
             }
-            .map(|r| r.into_inner().rollout.unwrap())
+            .map(Option::unwrap)
         }
     };
     assert_eq!(
@@ -540,7 +555,7 @@ async fn act_on(server: &TestServer, id: &str) -> Rollout {
         .client(ADMIN)
         .await
         .rollouts()
-        .abort_rollout(RolloutActionRequest { id: id.into() })
+        .abort_rollout(AbortRolloutRequest { id: id.into() })
         .await
         .unwrap()
         .into_inner()

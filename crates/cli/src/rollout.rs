@@ -13,8 +13,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use switchyard_api::{
     client::Client,
     v1::{
-        CanaryPolicy, GetRolloutRequest, ListRolloutsRequest, Rollout, RolloutActionRequest,
-        RolloutQueries, RolloutStage, RolloutState, RolloutUnit, StartRolloutRequest,
+        AbortRolloutRequest, CanaryPolicy, GetRolloutRequest, KillRolloutRequest,
+        ListRolloutsRequest, PauseRolloutRequest, ResumeRolloutRequest, Rollout, RolloutQueries,
+        RolloutStage, RolloutState, RolloutUnit, SkipStageRequest, StartRolloutRequest,
     },
 };
 use tonic::Request;
@@ -346,17 +347,30 @@ enum Act {
 async fn act(a: ActArgs, what: Act, env: &Environment) -> Result<u8, (u8, String)> {
     let client = connect(&a.client, env).await?;
     let mut c = client.rollouts();
-    let req = with_reason(RolloutActionRequest { id: a.id.clone() }, &a.reason)?;
+    let id = a.id.clone();
     let r = match what {
-        Act::Pause => c.pause_rollout(req).await,
-        Act::Resume => c.resume_rollout(req).await,
-        Act::Abort => c.abort_rollout(req).await,
-        Act::Skip => c.skip_stage(req).await,
-        Act::Kill => c.kill_rollout(req).await,
+        Act::Pause => c
+            .pause_rollout(with_reason(PauseRolloutRequest { id }, &a.reason)?)
+            .await
+            .map(|r| r.into_inner().rollout),
+        Act::Resume => c
+            .resume_rollout(with_reason(ResumeRolloutRequest { id }, &a.reason)?)
+            .await
+            .map(|r| r.into_inner().rollout),
+        Act::Abort => c
+            .abort_rollout(with_reason(AbortRolloutRequest { id }, &a.reason)?)
+            .await
+            .map(|r| r.into_inner().rollout),
+        Act::Skip => c
+            .skip_stage(with_reason(SkipStageRequest { id }, &a.reason)?)
+            .await
+            .map(|r| r.into_inner().rollout),
+        Act::Kill => c
+            .kill_rollout(with_reason(KillRolloutRequest { id }, &a.reason)?)
+            .await
+            .map(|r| r.into_inner().rollout),
     }
     .map_err(refused)?
-    .into_inner()
-    .rollout
     .unwrap_or_default();
     println!("{}", render(&r).join("\n"));
     Ok(0)

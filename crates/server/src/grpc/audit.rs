@@ -91,7 +91,8 @@ impl audit_service_server::AuditService for AuditApi {
         }))
     }
 
-    type ExportChangesStream = Pin<Box<dyn Stream<Item = Result<AuditEntry, Status>> + Send>>;
+    type ExportChangesStream =
+        Pin<Box<dyn Stream<Item = Result<ExportChangesResponse, Status>> + Send>>;
 
     async fn export_changes(
         &self,
@@ -109,8 +110,11 @@ impl audit_service_server::AuditService for AuditApi {
             .audit
             .export(principal(&req)?, f, r.after_id)
             .or_status()?;
-        Ok(Response::new(Box::pin(
-            entries.map(|e| e.map(|e| to_message(&e)).or_status()),
-        )))
+        Ok(Response::new(Box::pin(entries.map(|e| {
+            e.map(|e| ExportChangesResponse {
+                change: Some(to_message(&e)),
+            })
+            .or_status()
+        }))))
     }
 }

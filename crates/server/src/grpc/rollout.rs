@@ -187,19 +187,13 @@ pub fn to_message(r: &d::Rollout) -> Rollout {
 }
 
 impl RolloutApi {
-    async fn act(
-        &self,
-        req: Request<RolloutActionRequest>,
-        action: Action,
-    ) -> Result<Response<RolloutActionResponse>, Status> {
+    async fn act<T>(&self, req: Request<T>, id: &str, action: Action) -> Result<Rollout, Status> {
         let r = self
             .rollouts
-            .act(principal(&req)?, &req.get_ref().id, action)
+            .act(principal(&req)?, id, action)
             .await
             .or_status()?;
-        Ok(Response::new(RolloutActionResponse {
-            rollout: Some(to_message(&r)),
-        }))
+        Ok(to_message(&r))
     }
 }
 
@@ -253,36 +247,56 @@ impl rollout_service_server::RolloutService for RolloutApi {
 
     async fn pause_rollout(
         &self,
-        req: Request<RolloutActionRequest>,
-    ) -> Result<Response<RolloutActionResponse>, Status> {
-        self.act(req, Action::Pause).await
+        req: Request<PauseRolloutRequest>,
+    ) -> Result<Response<PauseRolloutResponse>, Status> {
+        let id = req.get_ref().id.clone();
+        let rollout = self.act(req, &id, Action::Pause).await?;
+        Ok(Response::new(PauseRolloutResponse {
+            rollout: Some(rollout),
+        }))
     }
 
     async fn resume_rollout(
         &self,
-        req: Request<RolloutActionRequest>,
-    ) -> Result<Response<RolloutActionResponse>, Status> {
-        self.act(req, Action::Resume).await
+        req: Request<ResumeRolloutRequest>,
+    ) -> Result<Response<ResumeRolloutResponse>, Status> {
+        let id = req.get_ref().id.clone();
+        let rollout = self.act(req, &id, Action::Resume).await?;
+        Ok(Response::new(ResumeRolloutResponse {
+            rollout: Some(rollout),
+        }))
     }
 
     async fn abort_rollout(
         &self,
-        req: Request<RolloutActionRequest>,
-    ) -> Result<Response<RolloutActionResponse>, Status> {
-        self.act(req, Action::Abort).await
+        req: Request<AbortRolloutRequest>,
+    ) -> Result<Response<AbortRolloutResponse>, Status> {
+        let id = req.get_ref().id.clone();
+        let rollout = self.act(req, &id, Action::Abort).await?;
+        Ok(Response::new(AbortRolloutResponse {
+            rollout: Some(rollout),
+        }))
     }
 
     async fn skip_stage(
         &self,
-        req: Request<RolloutActionRequest>,
-    ) -> Result<Response<RolloutActionResponse>, Status> {
-        self.act(req, Action::Skip).await
+        req: Request<SkipStageRequest>,
+    ) -> Result<Response<SkipStageResponse>, Status> {
+        let id = req.get_ref().id.clone();
+        let rollout = self.act(req, &id, Action::Skip).await?;
+        Ok(Response::new(SkipStageResponse {
+            rollout: Some(rollout),
+        }))
     }
 
     async fn kill_rollout(
         &self,
-        req: Request<RolloutActionRequest>,
-    ) -> Result<Response<RolloutActionResponse>, Status> {
-        self.act(req, Action::Kill).await
+        req: Request<KillRolloutRequest>,
+    ) -> Result<Response<KillRolloutResponse>, Status> {
+        let id = req.get_ref().id.clone();
+        let rollout = self.act(req, &id, Action::Kill).await?;
+        Ok(Response::new(KillRolloutResponse {
+            rollout: Some(rollout),
+        }))
     }
 }
