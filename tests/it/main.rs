@@ -24,6 +24,7 @@ mod watch;
 /// `/openapi.json`.
 mod clients {
     mod browser;
+    mod console;
     mod openapi;
     mod python;
     mod typescript;

@@ -23,6 +23,7 @@ pub mod rest;
 pub mod telemetry;
 pub mod tls;
 pub mod traces;
+pub mod ui;
 pub mod web;
 
 use std::{future::Future, sync::Arc};
@@ -126,6 +127,7 @@ pub async fn serve(
         config.listener.max_message_bytes,
     ));
     let inner = rest::router()
+        .merge(ui::router())
         .merge(rest::ofrep::router(app.flags.clone()))
         .merge(grpc_router)
         .fallback(move |req: Request| unknown_route(gateway, req))

@@ -28,6 +28,7 @@ pub fn is_public(path: &str) -> bool {
         || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
         || path == "/metrics"
         || path == rest::OPENAPI_PATH
+        || crate::ui::is_console(path)
 }
 
 /// The middleware: attaches a [`Principal`] or refuses the request.

@@ -352,6 +352,8 @@ fn script() -> Vec<Step> {
         ),
         case("ListTokens.ok", "GET", "/v1/tokens?pageSize=10", None),
         case("ListTokens.error", "GET", "/v1/tokens?pageSize=-1", None),
+        case("GetCaller.ok", "GET", "/v1/caller", None),
+        as_token(case("GetCaller.error", "GET", "/v1/caller", None), None),
         case("RevokeToken.ok", "DELETE", "/v1/tokens/ci", None),
         case("RevokeToken.error", "DELETE", "/v1/tokens/ci", None),
         // AuditService: the entries of the writes above.

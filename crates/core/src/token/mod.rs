@@ -294,6 +294,11 @@ impl TokenService {
         Ok(Page::new(items, more, |t| &t.name))
     }
 
+    /// Who `caller` is: its name and scope (any token may ask).
+    pub fn caller(&self, caller: &Principal) -> (String, Scope) {
+        (caller.caller().to_string(), caller.scope().clone())
+    }
+
     /// Revokes the token `name`.
     pub async fn revoke(&self, caller: &Principal, name: &str) -> Result<()> {
         caller.require_admin()?;

@@ -87,6 +87,17 @@ impl token_service_server::TokenService for TokenApi {
         }))
     }
 
+    async fn get_caller(
+        &self,
+        req: Request<GetCallerRequest>,
+    ) -> Result<Response<GetCallerResponse>, Status> {
+        let (name, scope) = self.tokens.caller(principal(&req)?);
+        Ok(Response::new(GetCallerResponse {
+            name,
+            scope: scope.to_string(),
+        }))
+    }
+
     async fn revoke_token(
         &self,
         req: Request<RevokeTokenRequest>,

@@ -40,7 +40,7 @@ impl Rpc {
 /// What is not an RPC: a gRPC path nobody serves, the fixed HTTP routes
 /// (OFREP's under service `ofrep`), anything else over HTTP.
 pub(super) fn other(kind: &str) -> &'static Rpc {
-    static OTHER: OnceLock<[Rpc; 7]> = OnceLock::new();
+    static OTHER: OnceLock<[Rpc; 8]> = OnceLock::new();
     let o = OTHER.get_or_init(|| {
         [
             Rpc::new("unknown", "unknown", false, false),
@@ -50,6 +50,7 @@ pub(super) fn other(kind: &str) -> &'static Rpc {
             Rpc::new("ofrep", "EvaluateFlag", false, false),
             Rpc::new("ofrep", "EvaluateFlags", false, false),
             Rpc::new("ofrep", "EventStream", true, false),
+            Rpc::new("http", "console", false, false),
         ]
     });
     match kind {
@@ -59,6 +60,7 @@ pub(super) fn other(kind: &str) -> &'static Rpc {
         "/ofrep/v1/evaluate/flags" => &o[5],
         "/ofrep/v1/events" => &o[6],
         k if k.starts_with("/ofrep/v1/evaluate/flags/") => &o[4],
+        k if crate::ui::is_console(k) => &o[7],
         _ => &o[3],
     }
 }
