@@ -94,7 +94,7 @@ async function submit(page, formName, fields, button) {
     const f = [...document.querySelectorAll('form')].find((x) => x.getAttribute('aria-label') === n);
     const s = f?.querySelector('[role=status]');
     if (!f) return { gone: true };
-    return s && s.textContent !== '…' && s.textContent !== '' && { text: s.textContent, ok: s.className === 'okay' };
+    return s && s.textContent !== 'Working…' && s.textContent !== '' && { text: s.textContent, ok: s.className === 'okay' };
   }, formName, { timeout: WAIT });
   const { gone, text, ok } = await said.jsonValue();
   check(gone || ok, `${formName}: ${text}`);
@@ -234,6 +234,11 @@ try {
   check(JSON.stringify(shown) === JSON.stringify(['Flags', 'Audit log']), `a tenant token's sections: ${shown}`);
   check(await page.getByRole('form', { name: 'New flag' }).count() === 0, 'a tenant token is offered no flag creation');
   await shot(page, 'tenant-flags');
+  await page.getByRole('link', { name: 'new-checkout' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Flag new-checkout' }).waitFor({ timeout: WAIT });
+  await submit(page, 'Evaluate', { 'Context (JSON)': '{"targetingKey": "user-7"}' }, 'Evaluate');
+  await page.locator('#evaluation').getByText('source tenant').waitFor({ timeout: WAIT });
+  await accessible(page, 'tenant-flag');
   await visit(page, '#/audit', 'tenant-audit', 'Audit log');
   const tenants = await page.locator('#audit tbody tr td:nth-child(5)').allTextContents();
   check(tenants.length > 0 && tenants.every((t) => t === 'acme'), `a tenant sees its own entries only: ${tenants}`);

@@ -76,6 +76,29 @@ enum Reason {
     Unusable(&'static str),
 }
 
+/// `raw` with every `%` followed by two hex digits decoded to its byte; a
+/// `%` that is not is kept as it is.
+fn percent_decoded(raw: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                raw.get(i + 1).and_then(|b| hex(*b)),
+                raw.get(i + 2).and_then(|b| hex(*b)),
+            )
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// The longest reason a write may carry, in characters.
 pub const MAX_REASON_CHARS: usize = 1000;
 
@@ -100,9 +123,12 @@ impl Principal {
     }
 
     /// This principal with the reason its request gave (the
-    /// [`REASON_HEADER`]'s bytes); read when the request writes.
+    /// [`REASON_HEADER`]'s bytes: UTF-8, where `%XX` escapes are decoded, so
+    /// that a client that can send only ASCII in a header, a browser, sends
+    /// any text percent-encoded); read when the request writes.
     pub fn with_reason(mut self, raw: &[u8]) -> Self {
-        self.reason = match std::str::from_utf8(raw) {
+        let decoded = percent_decoded(raw);
+        self.reason = match std::str::from_utf8(&decoded) {
             Err(_) => Reason::Unusable("must be UTF-8"),
             Ok(s) if s.chars().count() > MAX_REASON_CHARS => {
                 Reason::Unusable("must be at most 1000 characters")
@@ -283,6 +309,21 @@ pub fn digest(secret: &str) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn reasons_are_utf8_with_percent_escapes_decoded() {
+        let p = |raw: &[u8]| Principal::new(Scope::Admin).with_reason(raw);
+        assert_eq!(p(b"CHG-1 plain").reason().unwrap(), "CHG-1 plain");
+        assert_eq!(
+            p(b"caf%C3%A9 %E2%80%94 100%").reason().unwrap(),
+            "caf\u{e9} \u{2014} 100%"
+        );
+        assert_eq!(p(b"50%zz").reason().unwrap(), "50%zz");
+        assert!(p(b"%FF").reason().is_err());
+        assert!(p("x".repeat(1001).as_bytes()).reason().is_err());
+        assert_eq!(p(b"   ").reason().unwrap(), "");
+    }
+
     use super::*;
     use crate::error::ErrorKind;
 

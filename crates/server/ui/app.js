@@ -29,7 +29,9 @@ function h(tag, attrs = {}, ...children) {
 }
 
 function announce(text) {
-  announcer.textContent = text;
+  // Cleared first, so the same words twice are read twice.
+  announcer.textContent = '';
+  setTimeout(() => (announcer.textContent = text), 50);
 }
 
 function json(v) {
@@ -62,7 +64,8 @@ function token() {
 async function api(method, path, body, reason) {
   const headers = { authorization: `Bearer ${token()}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
-  if (reason) headers['x-switchyard-reason'] = reason;
+  // Percent-encoded UTF-8 (a header carries ASCII); the server decodes it.
+  if (reason) headers['x-switchyard-reason'] = encodeURIComponent(reason);
   const resp = await fetch(path, {
     method,
     headers,
@@ -154,12 +157,20 @@ async function start() {
   route();
 }
 
-document.getElementById('signout').addEventListener('click', () => {
+function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   caller = null;
+  current = null;
+  drawing++;
+  clearTimeout(redraw);
   stopFollowing();
-  showSignIn();
-});
+  lastEvaluation = {};
+  lastResolved = null;
+  auditFilter = {};
+  showSignIn(message);
+}
+
+document.getElementById('signout').addEventListener('click', () => signOut());
 
 // ---- Routing -----------------------------------------------------------------
 
@@ -183,10 +194,16 @@ function route() {
 }
 
 /** Draws the current page; `fresh`: a navigation (focus moves to it). */
+let drawing = 0;
+
 async function draw(fresh) {
   if (!current) return;
+  const mine = ++drawing;
+  const page = current;
   try {
-    const content = await current();
+    const content = await page();
+    // A later drawing (or a sign-out, or another page) has the last word.
+    if (mine !== drawing || page !== current || !caller) return;
     const nodes = (Array.isArray(content) ? content : [content]).filter((n) => n !== '' && n != null);
     // Drawing again in place: only the parts that show data ([data-live])
     // are replaced, so forms keep what is typed in them and their focus.
@@ -196,7 +213,13 @@ async function draw(fresh) {
       const next = [...holder.querySelectorAll('[data-live]')];
       const live = [...main.querySelectorAll('[data-live]')];
       if (live.length && live.length === next.length) {
-        live.forEach((el, i) => el.replaceWith(next[i]));
+        live.forEach((el, i) => {
+          // What the reader opened stays open; an unchanged part is left as
+          // it is (with the focus in it).
+          const opened = [...el.querySelectorAll('details')].map((d) => d.open);
+          next[i].querySelectorAll('details').forEach((d, j) => (d.open = !!opened[j]));
+          if (!el.isEqualNode(next[i])) el.replaceWith(next[i]);
+        });
         return;
       }
       main.replaceChildren(...holder.childNodes);
@@ -205,10 +228,13 @@ async function draw(fresh) {
     main.replaceChildren(...nodes);
     main.focus();
   } catch (e) {
+    if (mine !== drawing) return;
     if (e.status === 401) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      return showSignIn('The token is no longer accepted.');
+      signOut('The token is no longer accepted.');
+      return;
     }
+    // A drawing in place that fails keeps the page (and what is typed).
+    if (!fresh) return announce(`Could not refresh: ${e.message}`);
     main.replaceChildren(h('h1', {}, 'Error'), h('p', { class: 'error', role: 'alert' }, e.message));
   }
 }
@@ -228,14 +254,16 @@ let redraw = null;
 
 function follow() {
   stopFollowing();
+  // What the watch does not carry (tenants, rollouts' progress, gate runs,
+  // other tenants' overrides) is read again every 2 s; a part that did not
+  // change is left as it is.
+  const timer = setInterval(() => draw(false), 2000);
   if (caller.scope === 'gating') {
-    // No flags to watch: rollouts and gate runs are polled.
     watch = { abort: () => clearInterval(timer) };
-    const timer = setInterval(() => draw(false), 2000);
     return;
   }
   const controller = new AbortController();
-  watch = controller;
+  watch = { abort: () => (clearInterval(timer), controller.abort()) };
   const tenant = ownTenant();
   (async () => {
     let since = 0;
@@ -245,6 +273,7 @@ function follow() {
           headers: { authorization: `Bearer ${token()}`, accept: 'text/event-stream' },
           signal: controller.signal,
         });
+        if (resp.status === 401) return signOut('The token is no longer accepted.');
         if (!resp.ok) throw new Error(`watch: HTTP ${resp.status}`);
         const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = '';
@@ -256,10 +285,16 @@ function follow() {
           while ((cut = buf.indexOf('\n\n')) >= 0) {
             const event = buf.slice(0, cut);
             buf = buf.slice(cut + 2);
+            let data = '';
             for (const line of event.split('\n')) {
               if (line.startsWith('id:')) since = Number(line.slice(3).trim()) || since;
+              if (line.startsWith('data:')) data += line.slice(5);
             }
-            if (event.includes('data:') && !event.includes('HEARTBEAT')) changed();
+            let type = '';
+            try {
+              type = JSON.parse(data).result?.type || '';
+            } catch {}
+            if (data && !type.endsWith('HEARTBEAT')) changed();
           }
         }
       } catch (e) {
@@ -281,6 +316,24 @@ function changed() {
   redraw = setTimeout(() => draw(false), 50);
 }
 
+/** A button's action: runs `call`, says how it went, draws the page again
+ * and puts the focus on `focusTo` (the button itself may be gone). */
+async function act(done, focusTo, call) {
+  try {
+    await call();
+    announce(done);
+  } catch (err) {
+    announce(err.message);
+    alert(err.message);
+  }
+  await draw(false);
+  const target = main.querySelector(focusTo);
+  if (target) {
+    if (!target.hasAttribute('tabindex')) target.setAttribute('tabindex', '-1');
+    target.focus();
+  }
+}
+
 // ---- Forms ---------------------------------------------------------------------
 
 /** A form whose submit calls `action`; errors show in it; typing marks it. */
@@ -295,11 +348,10 @@ function form(title, fields, label, action, attrs = {}) {
       onsubmit: async (e) => {
         e.preventDefault();
         status.className = 'hint';
-        status.textContent = '…';
+        status.textContent = 'Working…';
         try {
           const msg = (await action(new FormData(f))) || 'Done.';
           f.dataset.editing = 'false';
-          announce(msg);
           await draw(false);
           // The page was drawn again: the form's new copy says it.
           const again = [...main.querySelectorAll('form')].find((x) => x.getAttribute('aria-label') === title) || f;
@@ -309,7 +361,6 @@ function form(title, fields, label, action, attrs = {}) {
         } catch (err) {
           status.className = 'error';
           status.textContent = err.message;
-          announce(err.message);
         }
       },
     },
@@ -438,13 +489,16 @@ function checkRule(text, variants) {
 }
 
 let lastEvaluation = {};
+/** The revision each flag's page shows now (kept up to date by redraws). */
+const shownRevision = {};
 
 async function flag(key) {
   const [{ flag: d }, tenantsList] = await Promise.all([
-    api('GET', `/v1/flags/${encodeURIComponent(key)}${q({ tenant: ownTenant() })}`),
+    api('GET', `/v1/flags/${encodeURIComponent(key)}`),
     isAdmin() ? api('GET', '/v1/tenants?pageSize=1000') : Promise.resolve({ tenants: [] }),
   ]);
   const variants = d.variants || {};
+  shownRevision[key] = d.revision;
   const out = [
     h('p', {}, h('a', { href: '#/flags' }, '← Flags')),
     h('h1', {}, `Flag ${d.key}`),
@@ -483,7 +537,7 @@ async function flag(key) {
           if (!r.ok) throw new Error(r.message);
           await api(
             'PATCH',
-            `/v1/flags/${encodeURIComponent(key)}${q({ expectedRevision: d.revision, 'updateMask': 'targeting' })}`,
+            `/v1/flags/${encodeURIComponent(key)}${q({ expectedRevision: shownRevision[key] || d.revision, updateMask: 'targeting' })}`,
             { targeting: text.trim() ? JSON.parse(text) : null },
             reasonOf(data),
           );
@@ -540,18 +594,16 @@ async function flag(key) {
       h(
         'div',
         { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': 'Per tenant', 'data-live': true },
-        h('table', { id: 'per-tenant' },
+        h('table', { id: 'per-tenant', tabindex: -1 },
           h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Tenant'), h('th', { scope: 'col' }, 'Effective value'), h('th', { scope: 'col' }, 'Source'), h('th', { scope: 'col' }, ''))),
           h('tbody', {}, effective.map(([id, f]) => h('tr', { dataset: { tenant: id } },
             h('td', {}, id),
             h('td', {}, f ? h('code', {}, short(f.value)) : ''),
             h('td', {}, f ? f.source : ''),
             h('td', {}, f && f.source === 'tenant'
-              ? h('button', { type: 'button', class: 'danger', onclick: async () => {
-                  await api('DELETE', `/v1/tenants/${encodeURIComponent(id)}/flags/${encodeURIComponent(key)}`);
-                  announce(`Override of ${id} cleared.`);
-                  draw(false);
-                } }, `Clear override of ${id}`)
+              ? h('button', { type: 'button', class: 'danger', onclick: () =>
+                  act(`Override of ${id} cleared.`, '#per-tenant', () =>
+                    api('DELETE', `/v1/tenants/${encodeURIComponent(id)}/flags/${encodeURIComponent(key)}`)) }, `Clear override of ${id}`)
               : ''),
           ))),
         ),
@@ -589,11 +641,9 @@ async function tenants() {
       h('td', {}, (t.patterns || []).join(', ')),
       h('td', {}, t.disabled ? 'disabled' : ''),
       h('td', {}, t.revision),
-      h('td', {}, h('button', { type: 'button', class: 'danger', onclick: async () => {
+      h('td', {}, h('button', { type: 'button', class: 'danger', onclick: () => {
         if (!confirm(`Delete tenant ${t.id} and its overrides?`)) return;
-        await api('DELETE', `/v1/tenants/${encodeURIComponent(t.id)}`);
-        announce(`Tenant ${t.id} deleted.`);
-        draw(false);
+        act(`Tenant ${t.id} deleted.`, 'main', () => api('DELETE', `/v1/tenants/${encodeURIComponent(t.id)}`));
       } }, `Delete ${t.id}`)),
     ),
   );
@@ -653,7 +703,7 @@ async function rollouts() {
   const list = await api('GET', '/v1/rollouts?pageSize=100');
   const rows = (list.rollouts || []).map((r) =>
     h('tr', {},
-      h('td', {}, h('a', { href: `#/rollout/${r.id}` }, r.id)),
+      h('td', {}, h('a', { href: `#/rollout/${encodeURIComponent(r.id)}` }, r.id)),
       h('td', {}, r.flagKey),
       h('td', {}, r.treatment),
       h('td', {}, h('span', { class: `badge ${STATE(r.state)}` }, STATE(r.state))),
@@ -708,7 +758,14 @@ function chart(title, series, unit) {
   svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
   svg.setAttribute('role', 'img');
   svg.setAttribute('aria-label', `${title}: ${series.map((s) => `${s.name} ${s.points.map(([, v]) => `${Number(v).toFixed(2)}${unit}`).join(', ') || 'none'}`).join('; ')}`);
-  if (all.length) {
+  if (!all.length) {
+    const none = document.createElementNS('http://www.w3.org/2000/svg', 'text');
+    none.setAttribute('x', W / 2);
+    none.setAttribute('y', H / 2);
+    none.setAttribute('text-anchor', 'middle');
+    none.textContent = 'no verdict yet';
+    svg.append(none);
+  } else {
     const xs = all.map(([t]) => t), ys = all.map(([, v]) => v);
     const [x0, x1] = [Math.min(...xs), Math.max(...xs) || 1];
     const y1 = Math.max(...ys, 0) * 1.1 || 1;
@@ -743,41 +800,36 @@ function chart(title, series, unit) {
 }
 
 async function rollout(id) {
-  const [{ rollout: r }, changes] = await Promise.all([
-    api('GET', `/v1/rollouts/${encodeURIComponent(id)}`),
-    api('GET', `/v1/changes${q({ actor: `rollout:${id}`, pageSize: 1000 })}`).catch(() => ({ changes: [] })),
-  ]);
-  const verdicts = (changes.changes || []).filter((c) => c.verdict && c.verdict.cohorts).reverse();
+  const { rollout: r } = await api('GET', `/v1/rollouts/${encodeURIComponent(id)}`);
+  // Its steps: its own (by rollout:<id>) and people's (their reasons name it).
+  const changes = isAdmin()
+    ? await api('GET', `/v1/changes${q({ flagKey: r.flagKey, pageSize: 1000 })}`).catch(() => ({ changes: [] }))
+    : { changes: [] };
+  changes.changes = (changes.changes || []).filter((c) => c.actor === `rollout:${id}` || (c.reason || '').includes(id));
+  const verdicts = changes.changes.filter((c) => c.verdict && c.verdict.cohorts).reverse();
   const point = (c, cohort, k, scale) => [Date.parse(c.time), Number(c.verdict.cohorts[cohort]?.[k]) * scale];
   const state = STATE(r.state);
   const v = r.lastVerdict;
-  const act = (verb, label, cls) =>
-    h('button', { type: 'button', class: cls, onclick: async (e) => {
-      e.target.disabled = true;
-      try {
-        await api('POST', `/v1/rollouts/${encodeURIComponent(id)}:${verb}`, {});
-        announce(`Rollout ${label.toLowerCase()}.`);
-      } catch (err) {
-        announce(err.message);
-        alert(err.message);
-      }
-      draw(false);
+  const actionButton = (verb, label, cls) =>
+    h('button', { type: 'button', class: cls, onclick: () => {
+      if ((verb === 'abort' || verb === 'kill') && !confirm(`${label}: put ${r.flagKey} back as it was before the rollout?`)) return;
+      act(`${label}: done.`, '#rollout-state', () => api('POST', `/v1/rollouts/${encodeURIComponent(id)}:${verb}`, {}));
     } }, label);
   const running = state === 'running', paused = state === 'paused', ended = !running && !paused;
   return [
     h('p', {}, h('a', { href: '#/rollouts' }, '← Rollouts')),
     h('h1', {}, `Rollout ${r.id}`),
     h('div', { 'data-live': true },
-      h('p', { id: 'rollout-state' },
+      h('p', { id: 'rollout-state', tabindex: -1 },
         h('span', { class: `badge ${state}` }, state), ` stage ${r.stage} of ${(r.stages || []).length} at ${r.percent} % — `,
-        h('a', { href: `#/flag/${encodeURIComponent(r.flagKey)}` }, r.flagKey), `: ${r.treatment} (from ${r.control})`),
+        caller.scope === 'gating' ? r.flagKey : h('a', { href: `#/flag/${encodeURIComponent(r.flagKey)}` }, r.flagKey), `: ${r.treatment} (from ${r.control})`),
       r.reason ? h('p', {}, r.reason) : '',
       h('div', { class: 'actions' },
-        isAdmin() && running ? act('pause', 'Pause') : '',
-        isAdmin() && paused ? act('resume', 'Resume') : '',
-        isAdmin() && !ended ? act('skip', 'Skip stage') : '',
-        isAdmin() && !ended ? act('abort', 'Abort', 'danger') : '',
-        !ended ? act('kill', 'Kill switch', 'danger') : ''),
+        isAdmin() && running ? actionButton('pause', 'Pause') : '',
+        isAdmin() && paused ? actionButton('resume', 'Resume') : '',
+        isAdmin() && !ended ? actionButton('skip', 'Skip stage') : '',
+        isAdmin() && !ended ? actionButton('abort', 'Abort', 'danger') : '',
+        !ended ? actionButton('kill', 'Kill switch', 'danger') : ''),
       v ? h('div', {},
         h('h2', {}, 'Last verdict'),
         h('p', {}, h('span', { class: `badge ${v.verdict}` }, v.verdict), ` stage ${v.stage}: `, (v.reasons || []).join('; ') || 'every check passed'),
