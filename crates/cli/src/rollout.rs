@@ -23,7 +23,7 @@ use tonic::Request;
 use crate::{
     commands::{EXIT_USAGE, Environment},
     flags::{ClientArgs, connect, refused},
-    token::parse_lifetime,
+    token::{parse_lifetime, print_table},
 };
 
 /// What `rollout` does.
@@ -314,17 +314,7 @@ async fn run(cmd: RolloutCommand, env: &Environment) -> Result<u8, (u8, String)>
                 }
                 page_token = page.next_page_token;
             }
-            let widths: Vec<usize> = (0..6)
-                .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-                .collect();
-            for row in &rows {
-                let cells: Vec<String> = row
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                println!("{}", cells.join("  ").trim_end());
-            }
+            print_table(&rows);
             Ok(0)
         }
         RolloutCommand::Pause(a) => act(a, Act::Pause, env).await,

@@ -237,17 +237,7 @@ async fn run(cmd: TokenCommand, env: &Environment) -> Result<(), (u8, String)> {
                 }
                 page_token = r.next_page_token;
             }
-            let widths: Vec<usize> = (0..5)
-                .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-                .collect();
-            for row in &rows {
-                let cells: Vec<String> = row
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                println!("{}", cells.join("  ").trim_end());
-            }
+            print_table(&rows);
             Ok(())
         }
         TokenCommand::Revoke(a) => {
@@ -269,6 +259,21 @@ async fn run(cmd: TokenCommand, env: &Environment) -> Result<(), (u8, String)> {
 }
 
 /// A timestamp as RFC 3339 (its proto3 JSON form).
+/// Prints `rows` (the first a header) as columns padded to their widest cell.
+pub(crate) fn print_table<const N: usize>(rows: &[[String; N]]) {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+}
+
 fn time(t: Option<&pbjson_types::Timestamp>) -> String {
     t.and_then(|t| serde_json::to_value(t).ok())
         .and_then(|v| v.as_str().map(str::to_owned))
